@@ -1,0 +1,20 @@
+//! Istio and Kubernetes config as typed Rust values: the kinds a user writes, how they
+//! are loaded from YAML/JSON files, and their validation, equivalent to Istio's webhook.
+//!
+//! This crate does no I/O beyond reading files and is fully synchronous.
+
+pub mod extensions;
+pub mod kind;
+mod kube;
+pub mod load;
+pub mod networking;
+pub mod object;
+pub mod security;
+pub mod telemetry;
+pub mod types;
+pub mod validate;
+
+pub use k8s_openapi;
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+pub use kind::Kind;
+pub use object::{Object, ObjectKey, OtherObject, Resource, Spec};

@@ -1,0 +1,431 @@
+//! Loading objects from YAML or JSON: multi-document text, `kind: List`, files and
+//! directories (recursively). Problems name the file, the document and the line.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use crate::kind::Kind;
+use crate::object::{Object, OtherObject};
+
+/// Where an object came from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Origin {
+    /// The file, when it came from one.
+    pub file: Option<Arc<Path>>,
+    /// Index of the document within the file, from 0, counting non-empty documents.
+    pub document: usize,
+    /// The 1-based line where the document (or the problem) is.
+    pub line: usize,
+    /// Index within a `kind: List` document's `items`.
+    pub item: Option<usize>,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.file {
+            Some(file) => write!(f, "{}:{}", file.display(), self.line)?,
+            None => write!(f, "<input>:{}", self.line)?,
+        }
+        write!(f, " (document {}", self.document + 1)?;
+        if let Some(item) = self.item {
+            write!(f, ", items[{item}]")?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// An object and where it was read from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    /// The object.
+    pub object: Object,
+    /// Its origin.
+    pub origin: Origin,
+}
+
+/// A document or file that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file or directory could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path that failed.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A document is not a valid object.
+    #[error("{origin}: {}{}{message}", object.as_deref().map(|o| format!("{o}: ")).unwrap_or_default(), if field.is_empty() { String::new() } else { format!("{field}: ") })]
+    Document {
+        /// Where.
+        origin: Origin,
+        /// `Kind namespace/name` when the document got that far.
+        object: Option<String>,
+        /// Path of the offending field, e.g. `spec.http[0].route`; empty for the document.
+        field: String,
+        /// Why, in Kubernetes' words where it has some (`Required value`, `unknown field`).
+        message: String,
+    },
+}
+
+/// Everything read from some input: the objects that loaded and the problems met.
+#[derive(Debug, Default)]
+pub struct LoadResult {
+    /// Objects, in input order.
+    pub objects: Vec<Loaded>,
+    /// Problems, in input order.
+    pub errors: Vec<LoadError>,
+}
+
+impl LoadResult {
+    fn extend(&mut self, other: LoadResult) {
+        self.objects.extend(other.objects);
+        self.errors.extend(other.errors);
+    }
+}
+
+/// Reads objects from text, files and directories.
+#[derive(Debug, Clone)]
+pub struct Loader {
+    default_namespace: Option<String>,
+}
+
+impl Default for Loader {
+    fn default() -> Self {
+        Self {
+            default_namespace: Some("default".into()),
+        }
+    }
+}
+
+/// The start of every document: enough to know what it is.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Head {
+    #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    metadata: Option<HeadMeta>,
+    #[serde(default)]
+    spec: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize, Default)]
+struct HeadMeta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct List {
+    #[serde(default)]
+    items: Vec<serde_json::Value>,
+}
+
+/// One document's text and where it starts.
+struct Chunk<'a> {
+    text: &'a str,
+    /// The line `text` starts at, to turn parser lines into file lines.
+    first_line: usize,
+    /// The document's first line of content, to report it at.
+    content_line: usize,
+}
+
+impl Loader {
+    /// A loader that puts objects without a namespace into `default`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the namespace given to namespaced objects that name none (`None` leaves it unset).
+    pub fn default_namespace(mut self, namespace: Option<String>) -> Self {
+        self.default_namespace = namespace;
+        self
+    }
+
+    /// Loads every file or directory in `paths`.
+    pub fn load_paths<P: AsRef<Path>>(&self, paths: &[P]) -> LoadResult {
+        let mut result = LoadResult::default();
+        for path in paths {
+            result.extend(self.load_path(path.as_ref()));
+        }
+        result
+    }
+
+    /// Loads a file, or every `.yaml`, `.yml` and `.json` file under a directory,
+    /// recursively, in name order; hidden files and directories are skipped.
+    pub fn load_path(&self, path: &Path) -> LoadResult {
+        let io_error = |source| LoadResult {
+            errors: vec![LoadError::Io {
+                path: path.to_owned(),
+                source,
+            }],
+            ..LoadResult::default()
+        };
+        match std::fs::metadata(path) {
+            Err(e) => io_error(e),
+            Ok(meta) if meta.is_dir() => match config_files(path) {
+                Ok(files) => self.load_paths(&files),
+                Err(e) => io_error(e),
+            },
+            Ok(_) => match std::fs::read_to_string(path) {
+                Ok(text) => self.load_str(&text, Some(path)),
+                Err(e) => io_error(e),
+            },
+        }
+    }
+
+    /// Loads every document in `text` (YAML, which includes JSON); `file` names it in
+    /// errors.
+    pub fn load_str(&self, text: &str, file: Option<&Path>) -> LoadResult {
+        let file: Option<Arc<Path>> = file.map(Arc::from);
+        let mut result = LoadResult::default();
+        for (document, chunk) in split_documents(text).enumerate() {
+            let origin = Origin {
+                file: file.clone(),
+                document,
+                line: chunk.content_line,
+                item: None,
+            };
+            self.load_document(&chunk, origin, &mut result);
+        }
+        result
+    }
+
+    fn load_document(&self, chunk: &Chunk<'_>, origin: Origin, out: &mut LoadResult) {
+        let head: Head = match serde_yaml_ng::from_str(chunk.text) {
+            Ok(head) => head,
+            Err(e) => {
+                let line = e.location().map_or(origin.line, |l| chunk.first_line + l.line() - 1);
+                let message = if e.to_string().starts_with("invalid type") {
+                    "document is not an object (expected apiVersion, kind, metadata…)".to_owned()
+                } else {
+                    strip_location(&e.to_string())
+                };
+                out.errors.push(document_error(Origin { line, ..origin }, None, String::new(), message));
+                return;
+            }
+        };
+        if head.kind.as_deref() == Some("List") {
+            match serde_yaml_ng::from_str::<List>(chunk.text) {
+                Ok(list) => {
+                    for (i, item) in list.items.into_iter().enumerate() {
+                        let origin = Origin { item: Some(i), ..origin.clone() };
+                        let head = match Head::deserialize(&item) {
+                            Ok(head) => head,
+                            Err(_) => {
+                                out.errors.push(document_error(origin, None, String::new(), "list item is not an object".into()));
+                                continue;
+                            }
+                        };
+                        if let Some(loaded) = self.typed(&head, origin, out, |kind| {
+                            parse_kind(kind, &item).map_err(|(path, e)| Failure::new(&path, &e.to_string(), None))
+                        }) {
+                            out.objects.push(loaded);
+                        }
+                    }
+                }
+                Err(e) => out.errors.push(document_error(origin, None, "items".into(), strip_location(&e.to_string()))),
+            }
+            return;
+        }
+        let first_line = chunk.first_line;
+        let loaded = self.typed(&head, origin, out, |kind| {
+            parse_kind(kind, serde_yaml_ng::Deserializer::from_str(chunk.text)).map_err(|(path, e)| {
+                let line = e.location().map(|l| first_line + l.line() - 1);
+                Failure::new(&path, &e.to_string(), line)
+            })
+        });
+        if let Some(loaded) = loaded {
+            out.objects.push(loaded);
+        }
+    }
+
+    /// Resolves the head's kind and runs `parse` for it, turning failures into errors.
+    fn typed(
+        &self,
+        head: &Head,
+        origin: Origin,
+        out: &mut LoadResult,
+        parse: impl FnOnce(Option<Kind>) -> Result<Object, Failure>,
+    ) -> Option<Loaded> {
+        let meta = head.metadata.as_ref();
+        let (api_version, kind_name) = match (&head.api_version, &head.kind) {
+            (Some(a), Some(k)) if !a.is_empty() && !k.is_empty() => (a, k),
+            (a, _) => {
+                let missing = if a.as_deref().is_none_or(str::is_empty) { "apiVersion" } else { "kind" };
+                out.errors.push(document_error(origin, None, missing.into(), "Required value".into()));
+                return None;
+            }
+        };
+        let name = meta.and_then(|m| m.name.as_deref()).unwrap_or("");
+        let label = match meta.and_then(|m| m.namespace.as_deref()) {
+            Some(ns) => format!("{kind_name} {ns}/{name}"),
+            None => format!("{kind_name} {name}"),
+        };
+        let kind = match Kind::resolve(api_version, kind_name) {
+            Ok(kind) => kind,
+            Err(message) => {
+                out.errors.push(document_error(origin, Some(label), "apiVersion".into(), message));
+                return None;
+            }
+        };
+        if kind.is_some_and(Kind::spec_required) && head.spec.is_none() {
+            out.errors.push(document_error(origin, Some(label), "spec".into(), "Required value".into()));
+            return None;
+        }
+        match parse(kind) {
+            Ok(mut object) => {
+                if !kind.is_some_and(Kind::cluster_scoped) {
+                    let meta = object.meta_mut();
+                    if meta.namespace.as_deref().is_none_or(str::is_empty) {
+                        meta.namespace.clone_from(&self.default_namespace);
+                    }
+                }
+                Some(Loaded { object, origin })
+            }
+            Err(Failure { field, message, line }) => {
+                let origin = Origin { line: line.unwrap_or(origin.line), ..origin };
+                out.errors.push(document_error(origin, Some(label), field, message));
+                None
+            }
+        }
+    }
+}
+
+fn document_error(origin: Origin, object: Option<String>, field: String, message: String) -> LoadError {
+    LoadError::Document {
+        origin,
+        object,
+        field,
+        message,
+    }
+}
+
+/// A typed deserialization that failed: the field, the reason and (maybe) the line.
+struct Failure {
+    field: String,
+    message: String,
+    line: Option<usize>,
+}
+
+impl Failure {
+    fn new(path: &str, raw: &str, line: Option<usize>) -> Self {
+        let (field, message) = field_and_message(path, raw);
+        Self { field, message, line }
+    }
+}
+
+/// Deserializes an object of `kind` (or an opaque one) from `de`, tracking the field path.
+fn parse_kind<'de, D: serde::Deserializer<'de>>(
+    kind: Option<Kind>,
+    de: D,
+) -> Result<Object, (String, D::Error)> {
+    let mut track = serde_path_to_error::Track::new();
+    let de = serde_path_to_error::Deserializer::new(de, &mut track);
+    let parsed = match kind {
+        Some(kind) => Object::deserialize_kind(kind, de),
+        None => OtherObject::deserialize(de).map(Object::Other),
+    };
+    parsed.map_err(|e| (track.path().to_string(), e))
+}
+
+/// Rewrites serde's wording into Kubernetes' (`missing field` → `Required value`).
+fn field_and_message(path: &str, raw: &str) -> (String, String) {
+    let path = if path == "." { "" } else { path };
+    let raw = strip_location(raw);
+    let join = |field: &str| {
+        if path.is_empty() {
+            field.to_owned()
+        } else if path.ends_with(&format!(".{field}")) || path == field {
+            path.to_owned()
+        } else {
+            format!("{path}.{field}")
+        }
+    };
+    if let Some(field) = backticked(&raw, "missing field `") {
+        return (join(field), "Required value".into());
+    }
+    if let Some(field) = backticked(&raw, "unknown field `") {
+        return (join(field), format!("unknown field {field:?}"));
+    }
+    (path.to_owned(), raw)
+}
+
+fn backticked<'a>(raw: &'a str, prefix: &str) -> Option<&'a str> {
+    raw.strip_prefix(prefix)?.split('`').next()
+}
+
+/// Drops serde_yaml's ` at line L column C` suffix: the origin already says where.
+fn strip_location(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+/// Splits multi-document YAML at `---` lines, dropping documents with no content.
+fn split_documents(text: &str) -> impl Iterator<Item = Chunk<'_>> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    let mut first_line = 1;
+    let mut offset = 0;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let bare = line.trim_end_matches(['\n', '\r']);
+        let marker = bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t") || bare == "...";
+        if marker {
+            chunks.push(Chunk { text: &text[start..offset], first_line, content_line: first_line });
+            start = offset + line.len();
+            first_line = i + 2;
+        }
+        offset += line.len();
+    }
+    chunks.push(Chunk { text: &text[start..], first_line, content_line: first_line });
+    chunks.into_iter().filter_map(|chunk| {
+        // Report the document at its first line of content, not at a leading comment.
+        let mut line = chunk.first_line;
+        for l in chunk.text.lines() {
+            let t = l.trim();
+            if !t.is_empty() && !t.starts_with('#') {
+                return Some(Chunk { content_line: line, ..chunk });
+            }
+            line += 1;
+        }
+        None
+    })
+}
+
+/// Every config file under `dir`, recursively, sorted by path; hidden entries skipped.
+fn config_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+            if hidden {
+                continue;
+            }
+            if path.is_dir() {
+                pending.push(path);
+            } else if is_config_file(&path) {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// True for the file extensions config is read from: `.yaml`, `.yml`, `.json`.
+pub fn is_config_file(path: &Path) -> bool {
+    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
+}

@@ -1,0 +1,5 @@
+//! `telemetry.istio.io`: metrics, access logging and tracing settings.
+
+mod telemetry;
+
+pub use telemetry::*;

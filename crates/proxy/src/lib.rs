@@ -1,0 +1,1 @@
+//! The data plane: listeners, HTTP, TCP, TLS, routing, load balancing, admin.

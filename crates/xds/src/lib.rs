@@ -1,0 +1,1 @@
+//! xDS plumbing: ADS server and client, type URLs, versions, nonces, ACK/NACK.
