@@ -1,7 +1,9 @@
 //! Loading objects from YAML or JSON: multi-document text, `kind: List`, files and
 //! directories (recursively). Problems name the file, the document and the line.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::LazyLock;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -131,6 +133,7 @@ struct List {
 }
 
 /// One document's text and where it starts.
+#[derive(Clone, Copy)]
 struct Chunk<'a> {
     text: &'a str,
     /// The line `text` starts at, to turn parser lines into file lines.
@@ -204,6 +207,9 @@ impl Loader {
         let head: Head = match serde_yaml_ng::from_str(chunk.text) {
             Ok(head) => head,
             Err(e) => {
+                if let Some(text) = quote_flow_ipv6(chunk.text) {
+                    return self.load_document(&Chunk { text: &text, ..*chunk }, origin, out);
+                }
                 let line = e.location().map_or(origin.line, |l| chunk.first_line + l.line() - 1);
                 let message = if e.to_string().starts_with("invalid type") {
                     "document is not an object (expected apiVersion, kind, metadata…)".to_owned()
@@ -239,7 +245,11 @@ impl Loader {
         }
         let first_line = chunk.first_line;
         let loaded = self.typed(&head, origin, out, |kind| {
-            parse_kind(kind, serde_yaml_ng::Deserializer::from_str(chunk.text)).map_err(|(path, e)| {
+            let text = match kind {
+                Some(kind) if !kind.is_istio() => yaml11_octals(chunk.text),
+                _ => Cow::Borrowed(chunk.text),
+            };
+            parse_kind(kind, serde_yaml_ng::Deserializer::from_str(&text)).map_err(|(path, e)| {
                 let line = e.location().map(|l| first_line + l.line() - 1);
                 Failure::new(&path, &e.to_string(), line)
             })
@@ -342,6 +352,8 @@ fn parse_kind<'de, D: serde::Deserializer<'de>>(
 fn field_and_message(path: &str, raw: &str) -> (String, String) {
     let path = if path == "." { "" } else { path };
     let raw = strip_location(raw);
+    // serde_yaml already prefixes some messages with the path it was at.
+    let raw = raw.strip_prefix(&format!("{path}: ")).map(str::to_owned).unwrap_or(raw);
     let join = |field: &str| {
         if path.is_empty() {
             field.to_owned()
@@ -403,6 +415,45 @@ fn split_documents(text: &str) -> impl Iterator<Item = Chunk<'_>> {
     })
 }
 
+/// Rewrites plain YAML 1.1 octal integers (`defaultMode: 0400`) to decimal.
+///
+/// Kubernetes reads manifests as YAML 1.1, where a leading zero means octal; the YAML
+/// parser here follows 1.2 and would read such a value as a string. Line numbers are kept.
+fn yaml11_octals(text: &str) -> Cow<'_, str> {
+    static OCTAL: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"(?m)^(\s*(?:-\s+)?[A-Za-z0-9_.-]+:[ \t]+)0([0-7]+)([ \t]*(?:#.*)?)$")
+            .expect("static regex")
+    });
+    OCTAL.replace_all(text, |c: &regex::Captures<'_>| {
+        let value = u64::from_str_radix(&c[2], 8).expect("octal digits");
+        format!("{}{value}{}", &c[1], &c[3])
+    })
+}
+
+/// Quotes IPv6 addresses written plain inside one-line flow sequences
+/// (`addresses: [1.2.3.4, 2001:db8::]`), which Go's YAML reader (and so Kubernetes)
+/// accepts but a strict YAML parser refuses. Returns `None` when nothing changes; only
+/// used to retry a document that failed to parse.
+fn quote_flow_ipv6(text: &str) -> Option<String> {
+    static FLOW: LazyLock<regex::Regex> =
+        LazyLock::new(|| regex::Regex::new(r"\[([^\[\]\n]*)\]").expect("static regex"));
+    let looks_ipv6 = |item: &str| {
+        item.contains(':')
+            && item.bytes().all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'/'))
+    };
+    let fixed = FLOW.replace_all(text, |c: &regex::Captures<'_>| {
+        let items: Vec<String> = c[1]
+            .split(',')
+            .map(|item| {
+                let bare = item.trim();
+                if looks_ipv6(bare) { item.replace(bare, &format!("\"{bare}\"")) } else { item.to_owned() }
+            })
+            .collect();
+        format!("[{}]", items.join(","))
+    });
+    (fixed != text).then(|| fixed.into_owned())
+}
+
 /// Every config file under `dir`, recursively, sorted by path; hidden entries skipped.
 fn config_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
@@ -428,4 +479,122 @@ fn config_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// True for the file extensions config is read from: `.yaml`, `.yml`, `.json`.
 pub fn is_config_file(path: &Path) -> bool {
     matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn messages(result: &LoadResult) -> Vec<String> {
+        result.errors.iter().map(ToString::to_string).collect()
+    }
+
+    const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: reviews\nspec:\n  ports:\n  - port: 9080\n";
+
+    #[test]
+    fn multi_document_yaml_with_comments_and_empty_documents() {
+        let text = format!("# leading comment\n---\n{SERVICE}---\n# only a comment\n---\n{SERVICE}...\n");
+        let result = Loader::new().load_str(&text, Some(Path::new("a.yaml")));
+        assert!(result.errors.is_empty(), "{:?}", messages(&result));
+        assert_eq!(result.objects.len(), 2);
+        let origins: Vec<(usize, usize)> = result.objects.iter().map(|o| (o.origin.document, o.origin.line)).collect();
+        assert_eq!(origins, [(0, 3), (1, 13)]);
+        assert_eq!(result.objects[0].object.meta().namespace.as_deref(), Some("default"));
+    }
+
+    #[test]
+    fn kind_list_and_json() {
+        let json = r#"{"apiVersion":"v1","kind":"List","items":[
+            {"apiVersion":"v1","kind":"Namespace","metadata":{"name":"shop"}},
+            {"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"bookinfo-reviews","namespace":"shop"}},
+            {"apiVersion":"networking.istio.io/v9","kind":"Sidecar","metadata":{"name":"x"}}
+        ]}"#;
+        let result = Loader::new().load_str(json, Some(Path::new("list.json")));
+        assert_eq!(result.objects.len(), 2);
+        let ns = &result.objects[0].object;
+        assert_eq!(ns.kind(), Some(Kind::Namespace));
+        assert_eq!(ns.meta().namespace, None, "cluster-scoped kinds get no namespace");
+        assert_eq!(result.objects[1].origin.item, Some(1));
+        let errors = messages(&result);
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].starts_with("list.json:1 (document 1, items[2]): Sidecar x: apiVersion: "), "{}", errors[0]);
+        assert!(errors[0].contains("networking.istio.io/v1, networking.istio.io/v1beta1, networking.istio.io/v1alpha3"));
+    }
+
+    #[test]
+    fn errors_name_file_document_line_and_field() {
+        let text = format!("{SERVICE}---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata:\n  name: s\nspek: {{}}\n---\nkind: Service\n---\n- a\n- b\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: se\n");
+        let result = Loader::new().load_str(&text, Some(Path::new("bad.yaml")));
+        assert_eq!(result.objects.len(), 1);
+        assert_eq!(
+            messages(&result),
+            [
+                "bad.yaml:13 (document 2): Sidecar s: spek: unknown field \"spek\"",
+                "bad.yaml:15 (document 3): apiVersion: Required value",
+                "bad.yaml:17 (document 4): document is not an object (expected apiVersion, kind, metadata…)",
+                "bad.yaml:20 (document 5): ServiceEntry se: spec: Required value",
+            ]
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_reported_at_their_field() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: r\nspec:\n  ports:\n  - port: many\n";
+        let result = Loader::new().load_str(text, None);
+        let errors = messages(&result);
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].starts_with("<input>:7 (document 1): Service r: spec.ports[0].port: invalid type"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn kubernetes_manifests_read_yaml_1_1_octals() {
+        let text = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\nspec:\n  selector: {}\n  template:\n    spec:\n      containers: []\n      volumes:\n      - name: v\n        secret:\n          defaultMode: 0400 # r--\n";
+        let result = Loader::new().load_str(text, None);
+        assert!(result.errors.is_empty(), "{:?}", messages(&result));
+        let Object::Deployment(d) = &result.objects[1].object else { panic!() };
+        let volumes = d.spec.template.spec.as_ref().unwrap().volumes.as_ref().unwrap();
+        assert_eq!(volumes[0].secret.as_ref().unwrap().default_mode, Some(0o400));
+    }
+
+    #[test]
+    fn ipv6_in_flow_sequences_reads_as_go_reads_it() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  clusterIPs: [1.2.3.4, 2001:db8::]\n";
+        let result = Loader::new().load_str(text, None);
+        assert!(result.errors.is_empty(), "{:?}", messages(&result));
+        let Object::Service(s) = &result.objects[0].object else { panic!() };
+        assert_eq!(s.spec.as_ref().unwrap().cluster_ips.as_deref().unwrap(), ["1.2.3.4", "2001:db8::"]);
+    }
+
+    #[test]
+    fn opaque_kinds_load_untouched_and_round_trip() {
+        let text = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: r\nspec:\n  parentRefs:\n  - name: gw\n";
+        let result = Loader::new().load_str(text, None);
+        let object = &result.objects[0].object;
+        assert!(matches!(object, Object::Other(o) if o.rest.contains_key("spec")));
+        let again = Loader::new().load_str(&serde_yaml_ng::to_string(object).unwrap(), None);
+        assert_eq!(&again.objects[0].object, object);
+    }
+
+    #[test]
+    fn directories_are_read_recursively_in_order_skipping_hidden_and_other_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |rel: &str, body: &str| {
+            let path = dir.path().join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, body).unwrap();
+        };
+        let named = |name: &str| SERVICE.replace("reviews", name);
+        write("b.yaml", &named("b"));
+        write("nested/deeper/a.yml", &named("a"));
+        write("c.json", r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"c"}}"#);
+        write(".hidden.yaml", &named("hidden"));
+        write(".git/x.yaml", &named("git"));
+        write("notes.txt", "not config");
+        let result = Loader::new().load_path(dir.path());
+        assert!(result.errors.is_empty());
+        let names: Vec<String> = result.objects.iter().map(|o| o.object.key().name).collect();
+        assert_eq!(names, ["b", "c", "a"]);
+        let missing = Loader::new().load_path(&dir.path().join("nope"));
+        assert!(matches!(missing.errors[0], LoadError::Io { .. }));
+    }
 }

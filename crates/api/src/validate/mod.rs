@@ -1,10 +1,11 @@
 //! Validation equivalent to Istio's admission webhook: a pure function over one object
-//! ([`Validate`]) plus a pass over a whole set for the rules that span objects ([`set`]).
+//! ([`Validate`]) plus a pass over a whole set for the rules that span objects ([`validate_set`]).
 
 mod common;
-pub mod set;
+mod set;
 
 pub use common::*;
+pub use set::{SetIssue, validate_set};
 
 use std::fmt;
 
