@@ -74,7 +74,8 @@ fn istio_samples_load_validate_and_round_trip() {
         files += 1;
         let result = Loader::new().load_path(&file);
         failures.extend(error_lines(&result));
-        for issue in validate_set(result.objects.iter().map(|l| &l.object)) {
+        let set_issues = validate_set(result.objects.iter().map(|l| &l.object));
+        for issue in set_issues.iter().filter(|i| i.issue.severity == Severity::Error) {
             failures.push(format!("{}: {}: {}", file.display(), issue.key, issue.issue));
         }
         for loaded in &result.objects {

@@ -1,1 +1,3 @@
-//! CLI.
+//! Mizzen's command-line commands, as functions the `mizzen` binary wires to arguments.
+
+pub mod validate;

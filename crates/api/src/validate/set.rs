@@ -17,8 +17,8 @@ pub struct SetIssue {
     pub issue: Issue,
 }
 
-/// Checks rules across `objects`: every object is defined once per kind, namespace and
-/// name (a later definition would silently replace an earlier one).
+/// Checks rules across `objects`. An object defined twice (same kind, namespace and name)
+/// is a warning: applied together, the later definition silently replaces the earlier.
 pub fn validate_set<'a>(objects: impl IntoIterator<Item = &'a Object>) -> Vec<SetIssue> {
     let mut issues = Vec::new();
     let mut first_seen: HashMap<ObjectKey, usize> = HashMap::new();
@@ -28,10 +28,10 @@ pub fn validate_set<'a>(objects: impl IntoIterator<Item = &'a Object>) -> Vec<Se
             issues.push(SetIssue {
                 index,
                 issue: Issue {
-                    severity: Severity::Error,
+                    severity: Severity::Warning,
                     path: "metadata.name".into(),
                     message: format!(
-                        "Duplicate value: {key} is already defined by object #{}",
+                        "Duplicate value: {key} is also defined by object #{}; the later definition wins",
                         first + 1
                     ),
                 },
