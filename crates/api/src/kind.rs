@@ -139,8 +139,11 @@ impl Kind {
         if known.versions().contains(&version) {
             Ok(Some(known))
         } else {
-            let served: Vec<String> =
-                known.versions().iter().map(|v| api_version_of(known, v)).collect();
+            let served: Vec<String> = known
+                .versions()
+                .iter()
+                .map(|v| api_version_of(known, v))
+                .collect();
             Err(format!(
                 "apiVersion {api_version:?} is not served for kind {kind}; use one of {}",
                 served.join(", ")
@@ -173,13 +176,29 @@ mod tests {
 
     #[test]
     fn every_served_version_resolves_to_one_kind() {
-        for v in ["networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"] {
-            assert_eq!(Kind::resolve(v, "VirtualService"), Ok(Some(Kind::VirtualService)));
+        for v in [
+            "networking.istio.io/v1",
+            "networking.istio.io/v1beta1",
+            "networking.istio.io/v1alpha3",
+        ] {
+            assert_eq!(
+                Kind::resolve(v, "VirtualService"),
+                Ok(Some(Kind::VirtualService))
+            );
         }
-        assert_eq!(Kind::resolve("security.istio.io/v1beta1", "PeerAuthentication"), Ok(Some(Kind::PeerAuthentication)));
-        assert_eq!(Kind::resolve("telemetry.istio.io/v1alpha1", "Telemetry"), Ok(Some(Kind::Telemetry)));
+        assert_eq!(
+            Kind::resolve("security.istio.io/v1beta1", "PeerAuthentication"),
+            Ok(Some(Kind::PeerAuthentication))
+        );
+        assert_eq!(
+            Kind::resolve("telemetry.istio.io/v1alpha1", "Telemetry"),
+            Ok(Some(Kind::Telemetry))
+        );
         assert_eq!(Kind::resolve("v1", "Service"), Ok(Some(Kind::Service)));
-        assert_eq!(Kind::resolve("gateway.networking.k8s.io/v1", "Gateway"), Ok(None));
+        assert_eq!(
+            Kind::resolve("gateway.networking.k8s.io/v1", "Gateway"),
+            Ok(None)
+        );
         assert!(Kind::resolve("networking.istio.io/v2", "VirtualService").is_err());
         assert!(Kind::Namespace.cluster_scoped() && Kind::ServiceEntry.spec_required());
         assert!(Kind::EnvoyFilter.unsupported() && !Kind::Sidecar.unsupported());

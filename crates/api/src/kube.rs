@@ -42,9 +42,14 @@ impl Validate for apps::v1::Deployment {
     fn validate(&self, v: &mut Validator<'_>) {
         let spec = &self.spec;
         let selector = spec.selector.match_labels.as_ref();
-        let labels = spec.template.metadata.as_ref().and_then(|m| m.labels.as_ref());
+        let labels = spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.as_ref());
         let selected = selector.is_none_or(|sel| {
-            sel.iter().all(|(k, want)| labels.and_then(|l| l.get(k)) == Some(want))
+            sel.iter()
+                .all(|(k, want)| labels.and_then(|l| l.get(k)) == Some(want))
         });
         if !selected {
             v.error_at(

@@ -3,9 +3,9 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::LazyLock;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::LazyLock;
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -208,15 +208,29 @@ impl Loader {
             Ok(head) => head,
             Err(e) => {
                 if let Some(text) = quote_flow_ipv6(chunk.text) {
-                    return self.load_document(&Chunk { text: &text, ..*chunk }, origin, out);
+                    return self.load_document(
+                        &Chunk {
+                            text: &text,
+                            ..*chunk
+                        },
+                        origin,
+                        out,
+                    );
                 }
-                let line = e.location().map_or(origin.line, |l| chunk.first_line + l.line() - 1);
+                let line = e
+                    .location()
+                    .map_or(origin.line, |l| chunk.first_line + l.line() - 1);
                 let message = if e.to_string().starts_with("invalid type") {
                     "document is not an object (expected apiVersion, kind, metadata…)".to_owned()
                 } else {
                     strip_location(&e.to_string())
                 };
-                out.errors.push(document_error(Origin { line, ..origin }, None, String::new(), message));
+                out.errors.push(document_error(
+                    Origin { line, ..origin },
+                    None,
+                    String::new(),
+                    message,
+                ));
                 return;
             }
         };
@@ -224,22 +238,36 @@ impl Loader {
             match serde_yaml_ng::from_str::<List>(chunk.text) {
                 Ok(list) => {
                     for (i, item) in list.items.into_iter().enumerate() {
-                        let origin = Origin { item: Some(i), ..origin.clone() };
+                        let origin = Origin {
+                            item: Some(i),
+                            ..origin.clone()
+                        };
                         let head = match Head::deserialize(&item) {
                             Ok(head) => head,
                             Err(_) => {
-                                out.errors.push(document_error(origin, None, String::new(), "list item is not an object".into()));
+                                out.errors.push(document_error(
+                                    origin,
+                                    None,
+                                    String::new(),
+                                    "list item is not an object".into(),
+                                ));
                                 continue;
                             }
                         };
                         if let Some(loaded) = self.typed(&head, origin, out, |kind| {
-                            parse_kind(kind, &item).map_err(|(path, e)| Failure::new(&path, &e.to_string(), None))
+                            parse_kind(kind, &item)
+                                .map_err(|(path, e)| Failure::new(&path, &e.to_string(), None))
                         }) {
                             out.objects.push(loaded);
                         }
                     }
                 }
-                Err(e) => out.errors.push(document_error(origin, None, "items".into(), strip_location(&e.to_string()))),
+                Err(e) => out.errors.push(document_error(
+                    origin,
+                    None,
+                    "items".into(),
+                    strip_location(&e.to_string()),
+                )),
             }
             return;
         }
@@ -271,8 +299,17 @@ impl Loader {
         let (api_version, kind_name) = match (&head.api_version, &head.kind) {
             (Some(a), Some(k)) if !a.is_empty() && !k.is_empty() => (a, k),
             (a, _) => {
-                let missing = if a.as_deref().is_none_or(str::is_empty) { "apiVersion" } else { "kind" };
-                out.errors.push(document_error(origin, None, missing.into(), "Required value".into()));
+                let missing = if a.as_deref().is_none_or(str::is_empty) {
+                    "apiVersion"
+                } else {
+                    "kind"
+                };
+                out.errors.push(document_error(
+                    origin,
+                    None,
+                    missing.into(),
+                    "Required value".into(),
+                ));
                 return None;
             }
         };
@@ -284,12 +321,22 @@ impl Loader {
         let kind = match Kind::resolve(api_version, kind_name) {
             Ok(kind) => kind,
             Err(message) => {
-                out.errors.push(document_error(origin, Some(label), "apiVersion".into(), message));
+                out.errors.push(document_error(
+                    origin,
+                    Some(label),
+                    "apiVersion".into(),
+                    message,
+                ));
                 return None;
             }
         };
         if kind.is_some_and(Kind::spec_required) && head.spec.is_none() {
-            out.errors.push(document_error(origin, Some(label), "spec".into(), "Required value".into()));
+            out.errors.push(document_error(
+                origin,
+                Some(label),
+                "spec".into(),
+                "Required value".into(),
+            ));
             return None;
         }
         match parse(kind) {
@@ -302,16 +349,29 @@ impl Loader {
                 }
                 Some(Loaded { object, origin })
             }
-            Err(Failure { field, message, line }) => {
-                let origin = Origin { line: line.unwrap_or(origin.line), ..origin };
-                out.errors.push(document_error(origin, Some(label), field, message));
+            Err(Failure {
+                field,
+                message,
+                line,
+            }) => {
+                let origin = Origin {
+                    line: line.unwrap_or(origin.line),
+                    ..origin
+                };
+                out.errors
+                    .push(document_error(origin, Some(label), field, message));
                 None
             }
         }
     }
 }
 
-fn document_error(origin: Origin, object: Option<String>, field: String, message: String) -> LoadError {
+fn document_error(
+    origin: Origin,
+    object: Option<String>,
+    field: String,
+    message: String,
+) -> LoadError {
     LoadError::Document {
         origin,
         object,
@@ -330,7 +390,11 @@ struct Failure {
 impl Failure {
     fn new(path: &str, raw: &str, line: Option<usize>) -> Self {
         let (field, message) = field_and_message(path, raw);
-        Self { field, message, line }
+        Self {
+            field,
+            message,
+            line,
+        }
     }
 }
 
@@ -353,7 +417,10 @@ fn field_and_message(path: &str, raw: &str) -> (String, String) {
     let path = if path == "." { "" } else { path };
     let raw = strip_location(raw);
     // serde_yaml already prefixes some messages with the path it was at.
-    let raw = raw.strip_prefix(&format!("{path}: ")).map(str::to_owned).unwrap_or(raw);
+    let raw = raw
+        .strip_prefix(&format!("{path}: "))
+        .map(str::to_owned)
+        .unwrap_or(raw);
     let join = |field: &str| {
         if path.is_empty() {
             field.to_owned()
@@ -392,22 +459,34 @@ fn split_documents(text: &str) -> impl Iterator<Item = Chunk<'_>> {
     let mut offset = 0;
     for (i, line) in text.split_inclusive('\n').enumerate() {
         let bare = line.trim_end_matches(['\n', '\r']);
-        let marker = bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t") || bare == "...";
+        let marker =
+            bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t") || bare == "...";
         if marker {
-            chunks.push(Chunk { text: &text[start..offset], first_line, content_line: first_line });
+            chunks.push(Chunk {
+                text: &text[start..offset],
+                first_line,
+                content_line: first_line,
+            });
             start = offset + line.len();
             first_line = i + 2;
         }
         offset += line.len();
     }
-    chunks.push(Chunk { text: &text[start..], first_line, content_line: first_line });
+    chunks.push(Chunk {
+        text: &text[start..],
+        first_line,
+        content_line: first_line,
+    });
     chunks.into_iter().filter_map(|chunk| {
         // Report the document at its first line of content, not at a leading comment.
         let mut line = chunk.first_line;
         for l in chunk.text.lines() {
             let t = l.trim();
             if !t.is_empty() && !t.starts_with('#') {
-                return Some(Chunk { content_line: line, ..chunk });
+                return Some(Chunk {
+                    content_line: line,
+                    ..chunk
+                });
             }
             line += 1;
         }
@@ -439,14 +518,20 @@ fn quote_flow_ipv6(text: &str) -> Option<String> {
         LazyLock::new(|| regex::Regex::new(r"\[([^\[\]\n]*)\]").expect("static regex"));
     let looks_ipv6 = |item: &str| {
         item.contains(':')
-            && item.bytes().all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'/'))
+            && item
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.' | b'/'))
     };
     let fixed = FLOW.replace_all(text, |c: &regex::Captures<'_>| {
         let items: Vec<String> = c[1]
             .split(',')
             .map(|item| {
                 let bare = item.trim();
-                if looks_ipv6(bare) { item.replace(bare, &format!("\"{bare}\"")) } else { item.to_owned() }
+                if looks_ipv6(bare) {
+                    item.replace(bare, &format!("\"{bare}\""))
+                } else {
+                    item.to_owned()
+                }
             })
             .collect();
         format!("[{}]", items.join(","))
@@ -461,7 +546,10 @@ fn config_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     while let Some(dir) = pending.pop() {
         for entry in std::fs::read_dir(&dir)? {
             let path = entry?.path();
-            let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+            let hidden = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
             if hidden {
                 continue;
             }
@@ -478,7 +566,10 @@ fn config_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 
 /// True for the file extensions config is read from: `.yaml`, `.yml`, `.json`.
 pub fn is_config_file(path: &Path) -> bool {
-    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
 }
 
 #[cfg(test)]
@@ -493,13 +584,21 @@ mod tests {
 
     #[test]
     fn multi_document_yaml_with_comments_and_empty_documents() {
-        let text = format!("# leading comment\n---\n{SERVICE}---\n# only a comment\n---\n{SERVICE}...\n");
+        let text =
+            format!("# leading comment\n---\n{SERVICE}---\n# only a comment\n---\n{SERVICE}...\n");
         let result = Loader::new().load_str(&text, Some(Path::new("a.yaml")));
         assert!(result.errors.is_empty(), "{:?}", messages(&result));
         assert_eq!(result.objects.len(), 2);
-        let origins: Vec<(usize, usize)> = result.objects.iter().map(|o| (o.origin.document, o.origin.line)).collect();
+        let origins: Vec<(usize, usize)> = result
+            .objects
+            .iter()
+            .map(|o| (o.origin.document, o.origin.line))
+            .collect();
         assert_eq!(origins, [(0, 3), (1, 13)]);
-        assert_eq!(result.objects[0].object.meta().namespace.as_deref(), Some("default"));
+        assert_eq!(
+            result.objects[0].object.meta().namespace.as_deref(),
+            Some("default")
+        );
     }
 
     #[test]
@@ -513,17 +612,29 @@ mod tests {
         assert_eq!(result.objects.len(), 2);
         let ns = &result.objects[0].object;
         assert_eq!(ns.kind(), Some(Kind::Namespace));
-        assert_eq!(ns.meta().namespace, None, "cluster-scoped kinds get no namespace");
+        assert_eq!(
+            ns.meta().namespace,
+            None,
+            "cluster-scoped kinds get no namespace"
+        );
         assert_eq!(result.objects[1].origin.item, Some(1));
         let errors = messages(&result);
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].starts_with("list.json:1 (document 1, items[2]): Sidecar x: apiVersion: "), "{}", errors[0]);
-        assert!(errors[0].contains("networking.istio.io/v1, networking.istio.io/v1beta1, networking.istio.io/v1alpha3"));
+        assert!(
+            errors[0].starts_with("list.json:1 (document 1, items[2]): Sidecar x: apiVersion: "),
+            "{}",
+            errors[0]
+        );
+        assert!(errors[0].contains(
+            "networking.istio.io/v1, networking.istio.io/v1beta1, networking.istio.io/v1alpha3"
+        ));
     }
 
     #[test]
     fn errors_name_file_document_line_and_field() {
-        let text = format!("{SERVICE}---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata:\n  name: s\nspek: {{}}\n---\nkind: Service\n---\n- a\n- b\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: se\n");
+        let text = format!(
+            "{SERVICE}---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata:\n  name: s\nspek: {{}}\n---\nkind: Service\n---\n- a\n- b\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: se\n"
+        );
         let result = Loader::new().load_str(&text, Some(Path::new("bad.yaml")));
         assert_eq!(result.objects.len(), 1);
         assert_eq!(
@@ -543,7 +654,12 @@ mod tests {
         let result = Loader::new().load_str(text, None);
         let errors = messages(&result);
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].starts_with("<input>:7 (document 1): Service r: spec.ports[0].port: invalid type"), "{}", errors[0]);
+        assert!(
+            errors[0]
+                .starts_with("<input>:7 (document 1): Service r: spec.ports[0].port: invalid type"),
+            "{}",
+            errors[0]
+        );
     }
 
     #[test]
@@ -551,9 +667,22 @@ mod tests {
         let text = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\nspec:\n  selector: {}\n  template:\n    spec:\n      containers: []\n      volumes:\n      - name: v\n        secret:\n          defaultMode: 0400 # r--\n";
         let result = Loader::new().load_str(text, None);
         assert!(result.errors.is_empty(), "{:?}", messages(&result));
-        let Object::Deployment(d) = &result.objects[1].object else { panic!() };
-        let volumes = d.spec.template.spec.as_ref().unwrap().volumes.as_ref().unwrap();
-        assert_eq!(volumes[0].secret.as_ref().unwrap().default_mode, Some(0o400));
+        let Object::Deployment(d) = &result.objects[1].object else {
+            panic!()
+        };
+        let volumes = d
+            .spec
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .volumes
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            volumes[0].secret.as_ref().unwrap().default_mode,
+            Some(0o400)
+        );
     }
 
     #[test]
@@ -561,8 +690,13 @@ mod tests {
         let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  clusterIPs: [1.2.3.4, 2001:db8::]\n";
         let result = Loader::new().load_str(text, None);
         assert!(result.errors.is_empty(), "{:?}", messages(&result));
-        let Object::Service(s) = &result.objects[0].object else { panic!() };
-        assert_eq!(s.spec.as_ref().unwrap().cluster_ips.as_deref().unwrap(), ["1.2.3.4", "2001:db8::"]);
+        let Object::Service(s) = &result.objects[0].object else {
+            panic!()
+        };
+        assert_eq!(
+            s.spec.as_ref().unwrap().cluster_ips.as_deref().unwrap(),
+            ["1.2.3.4", "2001:db8::"]
+        );
     }
 
     #[test]
@@ -586,7 +720,10 @@ mod tests {
         let named = |name: &str| SERVICE.replace("reviews", name);
         write("b.yaml", &named("b"));
         write("nested/deeper/a.yml", &named("a"));
-        write("c.json", r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"c"}}"#);
+        write(
+            "c.json",
+            r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"c"}}"#,
+        );
         write(".hidden.yaml", &named("hidden"));
         write(".git/x.yaml", &named("git"));
         write("notes.txt", "not config");

@@ -262,7 +262,10 @@ fn check_metadata(v: &mut Validator<'_>, meta: &ObjectMeta, kind: Option<Kind>) 
     }
     if let Some(ns) = meta.namespace.as_deref() {
         if kind.is_some_and(Kind::cluster_scoped) && !ns.is_empty() {
-            v.error_at("namespace", "Invalid value: a cluster-scoped object has no namespace");
+            v.error_at(
+                "namespace",
+                "Invalid value: a cluster-scoped object has no namespace",
+            );
         } else if !is_dns1123_label(ns) {
             v.error_at(
                 "namespace",

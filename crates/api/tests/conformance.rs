@@ -51,7 +51,11 @@ fn error_lines(result: &LoadResult) -> Vec<String> {
     for loaded in &result.objects {
         for issue in loaded.object.validate() {
             if issue.severity == Severity::Error {
-                lines.push(format!("{}: {}: {issue}", loaded.origin, loaded.object.key()));
+                lines.push(format!(
+                    "{}: {}: {issue}",
+                    loaded.origin,
+                    loaded.object.key()
+                ));
             }
         }
     }
@@ -66,7 +70,11 @@ fn istio_samples_load_validate_and_round_trip() {
     let mut failures = Vec::new();
     let (mut files, mut excluded) = (0, 0);
     for file in yaml_files(&samples) {
-        let rel = file.strip_prefix(&samples).unwrap().to_string_lossy().into_owned();
+        let rel = file
+            .strip_prefix(&samples)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         if EXCLUDED_SAMPLES.iter().any(|(name, _)| *name == rel) {
             excluded += 1;
             continue;
@@ -75,8 +83,16 @@ fn istio_samples_load_validate_and_round_trip() {
         let result = Loader::new().load_path(&file);
         failures.extend(error_lines(&result));
         let set_issues = validate_set(result.objects.iter().map(|l| &l.object));
-        for issue in set_issues.iter().filter(|i| i.issue.severity == Severity::Error) {
-            failures.push(format!("{}: {}: {}", file.display(), issue.key, issue.issue));
+        for issue in set_issues
+            .iter()
+            .filter(|i| i.issue.severity == Severity::Error)
+        {
+            failures.push(format!(
+                "{}: {}: {}",
+                file.display(),
+                issue.key,
+                issue.issue
+            ));
         }
         for loaded in &result.objects {
             *per_kind.entry(loaded.object.key().kind).or_default() += 1;
@@ -94,9 +110,19 @@ fn istio_samples_load_validate_and_round_trip() {
         }
     }
     let total: usize = per_kind.values().sum();
-    eprintln!("samples: {files} files, {total} objects, {excluded} files excluded; by kind: {per_kind:?}");
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
-    assert!(total > 200, "expected Istio's samples to hold hundreds of objects, found {total}");
+    eprintln!(
+        "samples: {files} files, {total} objects, {excluded} files excluded; by kind: {per_kind:?}"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        total > 200,
+        "expected Istio's samples to hold hundreds of objects, found {total}"
+    );
 }
 
 #[derive(serde::Deserialize)]
@@ -127,9 +153,15 @@ fn same_subject(expected: &str, errors: &[String]) -> bool {
             })
         });
     }
-    const SYNONYMS: &[(&str, &[&str])] = &[("type conversion error", &["invalid type", "invalid digit", "invalid value: string"])];
+    const SYNONYMS: &[(&str, &[&str])] = &[(
+        "type conversion error",
+        &["invalid type", "invalid digit", "invalid value: string"],
+    )];
     SYNONYMS.iter().any(|(theirs, ours)| {
-        expected.contains(theirs) && errors.iter().any(|e| ours.iter().any(|o| lower(e).contains(o)))
+        expected.contains(theirs)
+            && errors
+                .iter()
+                .any(|e| ours.iter().any(|o| lower(e).contains(o)))
     })
 }
 
@@ -140,7 +172,9 @@ fn field_of(expected: &str) -> Option<&str> {
         .map(|(h, _)| h)
         .or_else(|| expected.split_once(": ").map(|(h, _)| h))?;
     let is_path = !head.is_empty()
-        && head.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '[' | ']' | '_'));
+        && head
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '[' | ']' | '_'));
     is_path.then_some(head)
 }
 
@@ -149,8 +183,10 @@ fn istio_crd_validation_corpus_is_judged_as_istio_judges_it() {
     let Some(data) = istio_data() else { return };
     let dir = data.join("validation");
     let table: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expectations.json")).unwrap()).unwrap();
-    let expectations: Vec<Expectation> = serde_json::from_value(table["documents"].clone()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expectations.json")).unwrap())
+            .unwrap();
+    let expectations: Vec<Expectation> =
+        serde_json::from_value(table["documents"].clone()).unwrap();
 
     let mut documents: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut mismatches = Vec::new();
@@ -166,7 +202,10 @@ fn istio_crd_validation_corpus_is_judged_as_istio_judges_it() {
                         .collect::<Vec<_>>()
                         .join("\n")
                 })
-                .filter(|doc| doc.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')))
+                .filter(|doc| {
+                    doc.lines()
+                        .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+                })
                 .collect()
         });
         let label = format!("{}[{}] {} {}", exp.file, exp.index, exp.kind, exp.name);
@@ -174,14 +213,21 @@ fn istio_crd_validation_corpus_is_judged_as_istio_judges_it() {
         let errors = error_lines(&result);
         match (exp.expect_valid, errors.is_empty()) {
             (true, true) => valid_ok += 1,
-            (true, false) => mismatches.push(format!("{label}: Istio accepts it, we reject it: {errors:?}")),
-            (false, true) => mismatches.push(format!("{label}: Istio rejects it ({:?}), we accept it", exp.error_contains)),
+            (true, false) => mismatches.push(format!(
+                "{label}: Istio accepts it, we reject it: {errors:?}"
+            )),
+            (false, true) => mismatches.push(format!(
+                "{label}: Istio rejects it ({:?}), we accept it",
+                exp.error_contains
+            )),
             (false, false) => {
                 let expected = exp.error_contains.as_deref().unwrap_or_default();
                 if same_subject(expected, &errors) {
                     invalid_ok += 1;
                 } else {
-                    mismatches.push(format!("{label}: rejected for another reason; Istio: {expected:?}, we: {errors:?}"));
+                    mismatches.push(format!(
+                        "{label}: rejected for another reason; Istio: {expected:?}, we: {errors:?}"
+                    ));
                 }
             }
         }
@@ -191,16 +237,32 @@ fn istio_crd_validation_corpus_is_judged_as_istio_judges_it() {
         "validation corpus: {valid_ok}/{valid} valid documents accepted, {invalid_ok}/{} invalid documents rejected for the same reason",
         expectations.len() - valid
     );
-    assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
 }
-
 
 #[test]
 fn field_extraction_reads_api_server_messages() {
-    assert_eq!(field_of("spec.targetRef.name: Required value"), Some("spec.targetRef.name"));
-    assert_eq!(field_of("audiences[0] in body should be at least 1 chars long"), Some("audiences[0]"));
+    assert_eq!(
+        field_of("spec.targetRef.name: Required value"),
+        Some("spec.targetRef.name")
+    );
+    assert_eq!(
+        field_of("audiences[0] in body should be at least 1 chars long"),
+        Some("audiences[0]")
+    );
     assert_eq!(field_of("port must be between 1-65535"), None);
     assert_eq!(field_of("Unsupported value: \"BLAH\""), None);
-    assert!(same_subject("spec.hosts: Required value", &["x.yaml:1: ServiceEntry a/b: spec.hosts: Required value".into()]));
-    assert!(!same_subject("spec.hosts: Required value", &["x.yaml:1: ServiceEntry a/b: spec.ports: Required value".into()]));
+    assert!(same_subject(
+        "spec.hosts: Required value",
+        &["x.yaml:1: ServiceEntry a/b: spec.hosts: Required value".into()]
+    ));
+    assert!(!same_subject(
+        "spec.hosts: Required value",
+        &["x.yaml:1: ServiceEntry a/b: spec.ports: Required value".into()]
+    ));
 }

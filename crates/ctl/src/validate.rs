@@ -72,7 +72,12 @@ pub fn report(result: &LoadResult, out: &mut impl Write) -> anyhow::Result<Summa
                     "Warning"
                 }
             };
-            writeln!(out, "{label}: {}: {}: {issue}", loaded.origin, loaded.object.key())?;
+            writeln!(
+                out,
+                "{label}: {}: {}: {issue}",
+                loaded.origin,
+                loaded.object.key()
+            )?;
         }
     }
     for found in validate_set(result.objects.iter().map(|l| &l.object)) {
@@ -99,7 +104,11 @@ pub fn report(result: &LoadResult, out: &mut impl Write) -> anyhow::Result<Summa
         .collect();
     if !unmodeled.is_empty() {
         let kinds: Vec<String> = unmodeled.into_iter().collect();
-        writeln!(out, "Note: not checked (kinds Mizzen does not model): {}", kinds.join(", "))?;
+        writeln!(
+            out,
+            "Note: not checked (kinds Mizzen does not model): {}",
+            kinds.join(", ")
+        )?;
     }
     let unsupported: BTreeSet<&str> = result
         .objects
@@ -110,12 +119,21 @@ pub fn report(result: &LoadResult, out: &mut impl Write) -> anyhow::Result<Summa
         .collect();
     if !unsupported.is_empty() {
         let kinds: Vec<&str> = unsupported.into_iter().collect();
-        writeln!(out, "Note: valid but not applied by Mizzen's proxy: {}", kinds.join(", "))?;
+        writeln!(
+            out,
+            "Note: valid but not applied by Mizzen's proxy: {}",
+            kinds.join(", ")
+        )?;
     }
     if summary.ok() {
         writeln!(out, "validation succeed: {} objects", summary.objects)?;
     } else {
-        writeln!(out, "validation failed: {} of {} objects or documents invalid", summary.invalid, summary.objects + result.errors.len())?;
+        writeln!(
+            out,
+            "validation failed: {} of {} objects or documents invalid",
+            summary.invalid,
+            summary.objects + result.errors.len()
+        )?;
     }
     Ok(summary)
 }
@@ -133,7 +151,8 @@ mod tests {
 
     #[test]
     fn valid_input_succeeds_with_a_summary() {
-        let (summary, out) = validate_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
+        let (summary, out) =
+            validate_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n");
         assert!(summary.ok());
         assert_eq!(out, "validation succeed: 1 objects\n");
     }
@@ -142,14 +161,24 @@ mod tests {
     fn every_problem_is_printed_and_the_run_fails() {
         let text = "apiVersion: v1\nkind: Service\nmetadata:\n  name: a\nspec:\n  ports:\n  - port: 70000\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: a\n---\nkind: Service\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: r\n";
         let (summary, out) = validate_text(text);
-        assert_eq!(summary, Summary { objects: 3, invalid: 2, warnings: 1 });
+        assert_eq!(
+            summary,
+            Summary {
+                objects: 3,
+                invalid: 2,
+                warnings: 1
+            }
+        );
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines, [
-            "Error: in.yaml:14 (document 3): apiVersion: Required value",
-            "Error: in.yaml:1 (document 1): Service default/a: spec.ports[0].port: port must be between 1-65535, got 70000",
-            "Warning: in.yaml:9 (document 2): Service default/a: metadata.name: Duplicate value: Service default/a is also defined by object #1; the later definition wins",
-            "Note: not checked (kinds Mizzen does not model): HTTPRoute",
-            "validation failed: 2 of 4 objects or documents invalid",
-        ]);
+        assert_eq!(
+            lines,
+            [
+                "Error: in.yaml:14 (document 3): apiVersion: Required value",
+                "Error: in.yaml:1 (document 1): Service default/a: spec.ports[0].port: port must be between 1-65535, got 70000",
+                "Warning: in.yaml:9 (document 2): Service default/a: metadata.name: Duplicate value: Service default/a is also defined by object #1; the later definition wins",
+                "Note: not checked (kinds Mizzen does not model): HTTPRoute",
+                "validation failed: 2 of 4 objects or documents invalid",
+            ]
+        );
     }
 }

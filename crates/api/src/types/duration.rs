@@ -17,7 +17,9 @@ pub enum DurationError {
     Empty(String),
     #[error("invalid duration {0:?}: negative durations are not allowed")]
     Negative(String),
-    #[error("invalid duration {0:?}: expected a number followed by a unit (ns, us, ms, s, m, h), e.g. 100ms or 1.5s")]
+    #[error(
+        "invalid duration {0:?}: expected a number followed by a unit (ns, us, ms, s, m, h), e.g. 100ms or 1.5s"
+    )]
     Syntax(String),
     #[error("invalid duration {0:?}: out of range")]
     Overflow(String),
@@ -133,7 +135,10 @@ impl FromStr for Duration {
         }
         let secs = u64::try_from(nanos / 1_000_000_000)
             .map_err(|_| DurationError::Overflow(s.to_owned()))?;
-        Ok(Self(std::time::Duration::new(secs, (nanos % 1_000_000_000) as u32)))
+        Ok(Self(std::time::Duration::new(
+            secs,
+            (nanos % 1_000_000_000) as u32,
+        )))
     }
 }
 
@@ -197,7 +202,10 @@ mod tests {
         for bad in ["", "5", "s", "5x", "-1s", "1.s5", "1..5s", "ms"] {
             assert!(bad.parse::<Duration>().is_err(), "{bad:?} parsed");
         }
-        assert!(matches!("-1s".parse::<Duration>(), Err(DurationError::Negative(_))));
+        assert!(matches!(
+            "-1s".parse::<Duration>(),
+            Err(DurationError::Negative(_))
+        ));
         assert!("-0s".parse::<Duration>().is_ok());
     }
 

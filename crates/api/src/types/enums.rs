@@ -103,7 +103,10 @@ mod tests {
         assert_eq!("STRICT".parse::<Mode>().unwrap(), Mode::Strict);
         assert_eq!("1".parse::<Mode>().unwrap(), Mode::Strict);
         let err = "BLAH".parse::<Mode>().unwrap_err();
-        assert_eq!(err, r#"Unsupported value: "BLAH": supported values: "UNSET", "STRICT""#);
+        assert_eq!(
+            err,
+            r#"Unsupported value: "BLAH": supported values: "UNSET", "STRICT""#
+        );
         let m: Mode = serde_json::from_str("\"UNSET\"").unwrap();
         assert_eq!(m, Mode::default());
     }

@@ -80,7 +80,9 @@ pub fn wildcard_domain_error(domain: &str) -> Option<String> {
             .map(|tail| is_host_label(tail.strip_prefix('-').unwrap_or(tail)))
             .unwrap_or_else(|| is_host_label(first));
     if !wildcard_ok {
-        return Some(format!("domain name {domain:?} invalid (label {first:?} invalid)"));
+        return Some(format!(
+            "domain name {domain:?} invalid (label {first:?} invalid)"
+        ));
     }
     rest.and_then(|rest| dns_labels_error(domain, rest))
 }
@@ -125,9 +127,9 @@ pub fn check_regex(v: &mut Validator<'_>, pattern: &str) {
 /// True for an HTTP header name token (RFC 7230 `tchar`s).
 pub fn is_header_token(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Reports a header name that is empty, not an HTTP token, or not lowercase
@@ -136,7 +138,9 @@ pub fn check_header_name(v: &mut Validator<'_>, name: &str) {
     if name.is_empty() {
         v.error("header name must not be empty");
     } else if !is_header_token(name.strip_prefix(':').unwrap_or(name)) {
-        v.error(format!("header name {name:?} is not a valid HTTP header name"));
+        v.error(format!(
+            "header name {name:?} is not a valid HTTP header name"
+        ));
     } else if name.bytes().any(|b| b.is_ascii_uppercase()) {
         v.error(format!("header name {name:?} must be lowercase"));
     }
@@ -145,21 +149,28 @@ pub fn check_header_name(v: &mut Validator<'_>, name: &str) {
 /// Reports a header value with control characters other than tab.
 pub fn check_header_value(v: &mut Validator<'_>, value: &str) {
     if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
-        v.error(format!("header value {value:?} contains invalid characters"));
+        v.error(format!(
+            "header value {value:?} contains invalid characters"
+        ));
     }
 }
 
 /// Reports a duration shorter than `min`.
 pub fn check_duration_at_least(v: &mut Validator<'_>, d: Duration, min: Duration) {
     if d < min {
-        v.error(format!("must be a valid duration greater than {min}, got {d}"));
+        v.error(format!(
+            "must be a valid duration greater than {min}, got {d}"
+        ));
     }
 }
 
 /// Reports a percentage outside 0..=100.
 pub fn check_percent(v: &mut Validator<'_>, p: Percent) {
     if !p.in_range() {
-        v.error(format!("percentage must be in range [0, 100], got {}", p.value));
+        v.error(format!(
+            "percentage must be in range [0, 100], got {}",
+            p.value
+        ));
     }
 }
 
@@ -251,19 +262,28 @@ pub fn check_policy_targets(
     if let Some(r) = target_ref {
         v.field("targetRef", |v| check_target_ref(v, r, kinds));
     }
-    v.each("targetRefs", target_refs, |v, r| check_target_ref(v, r, kinds));
+    v.each("targetRefs", target_refs, |v, r| {
+        check_target_ref(v, r, kinds)
+    });
 }
 
 fn check_target_ref(v: &mut Validator<'_>, r: &PolicyTargetReference, kinds: &[(&str, &str)]) {
     let token = |s: &str, max: usize| {
-        s.len() <= max && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        s.len() <= max
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
     };
     if !(r.group.is_empty() || (token(&r.group, 253) && is_dns1123_subdomain(&r.group))) {
         v.error_at("group", format!("Invalid value: {:?}: group in body should match '^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'", r.group));
     }
     let kind_ok = r.kind.len() <= 63
-        && r.kind.as_bytes().first().is_some_and(u8::is_ascii_alphabetic)
-        && r.kind.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        && r.kind
+            .as_bytes()
+            .first()
+            .is_some_and(u8::is_ascii_alphabetic)
+        && r.kind
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
     if r.kind.is_empty() {
         v.required("kind");
     } else if !kind_ok {
@@ -271,15 +291,28 @@ fn check_target_ref(v: &mut Validator<'_>, r: &PolicyTargetReference, kinds: &[(
     } else if !kinds.is_empty() && !kinds.iter().any(|(g, k)| *g == r.group && *k == r.kind) {
         let allowed: Vec<String> = kinds
             .iter()
-            .map(|(g, k)| if g.is_empty() { (*k).to_owned() } else { format!("{g}/{k}") })
+            .map(|(g, k)| {
+                if g.is_empty() {
+                    (*k).to_owned()
+                } else {
+                    format!("{g}/{k}")
+                }
+            })
             .collect();
-        v.error(format!("Unsupported value: target kind {:?}: supported: {}", r.kind, allowed.join(", ")));
+        v.error(format!(
+            "Unsupported value: target kind {:?}: supported: {}",
+            r.kind,
+            allowed.join(", ")
+        ));
     }
     if r.name.is_empty() {
         v.required("name");
     }
     if !r.namespace.is_empty() && r.namespace != v.namespace() {
-        v.error_at("namespace", "cross namespace referencing is not currently supported");
+        v.error_at(
+            "namespace",
+            "cross namespace referencing is not currently supported",
+        );
     }
 }
 
@@ -310,10 +343,26 @@ mod tests {
 
     #[test]
     fn hosts_follow_istio() {
-        for ok in ["reviews", "reviews.default.svc.cluster.local", "*", "*.example.com", "*foo.example.com", "istio.io.", "Foo.COM"] {
+        for ok in [
+            "reviews",
+            "reviews.default.svc.cluster.local",
+            "*",
+            "*.example.com",
+            "*foo.example.com",
+            "istio.io.",
+            "Foo.COM",
+        ] {
             assert_eq!(wildcard_domain_error(ok), None, "{ok}");
         }
-        for bad in ["", "foo.*.com", "*.1", "a..b", "-a.com", "foo_bar.com", "*.*"] {
+        for bad in [
+            "",
+            "foo.*.com",
+            "*.1",
+            "a..b",
+            "-a.com",
+            "foo_bar.com",
+            "*.*",
+        ] {
             assert!(wildcard_domain_error(bad).is_some(), "{bad}");
         }
         assert!(fqdn_error("*.example.com").is_some());
