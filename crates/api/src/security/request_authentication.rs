@@ -266,7 +266,7 @@ impl Validate for ClaimToHeader {
 
 /// Reports an empty string where the CRD has `minLength: 1`, in the API server's words,
 /// followed by Istio's webhook wording.
-pub(crate) fn min_length_one(v: &mut Validator<'_>, istio: &str) {
+fn min_length_one(v: &mut Validator<'_>, istio: &str) {
     let path = v.path().to_owned();
     v.error(format!(
         "Invalid value: \"\": {path} in body should be at least 1 chars long ({istio})"
