@@ -479,18 +479,16 @@ fn split_documents(text: &str) -> impl Iterator<Item = Chunk<'_>> {
     });
     chunks.into_iter().filter_map(|chunk| {
         // Report the document at its first line of content, not at a leading comment.
-        let mut line = chunk.first_line;
-        for l in chunk.text.lines() {
-            let t = l.trim();
-            if !t.is_empty() && !t.starts_with('#') {
-                return Some(Chunk {
-                    content_line: line,
-                    ..chunk
-                });
-            }
-            line += 1;
-        }
-        None
+        (chunk.first_line..)
+            .zip(chunk.text.lines())
+            .find(|(_, l)| {
+                let t = l.trim();
+                !t.is_empty() && !t.starts_with('#')
+            })
+            .map(|(content_line, _)| Chunk {
+                content_line,
+                ..chunk
+            })
     })
 }
 

@@ -152,7 +152,7 @@ impl fmt::Display for Duration {
             .iter()
             .rev()
             .filter(|(name, _)| *name != "µs")
-            .find(|(_, scale)| nanos % scale == 0)
+            .find(|(_, scale)| nanos.is_multiple_of(*scale))
             .expect("nanoseconds always divide");
         if *scale < 1_000_000_000 && nanos >= 1_000_000_000 {
             // Sub-second precision above a second reads best as fractional seconds.
