@@ -147,10 +147,7 @@ fn same_subject(expected: &str, errors: &[String]) -> bool {
     }
     if let Some(field) = field_of(expected) {
         return errors.iter().any(|e| {
-            e.split(": ").any(|part| {
-                let part = part.rsplit(' ').next().unwrap_or(part);
-                part == field || part.ends_with(&format!(".{field}"))
-            })
+            e.split(": ").any(|part| within(part.rsplit(' ').next().unwrap_or(part), field))
         });
     }
     const SYNONYMS: &[(&str, &[&str])] = &[(
@@ -162,6 +159,16 @@ fn same_subject(expected: &str, errors: &[String]) -> bool {
             && errors
                 .iter()
                 .any(|e| ours.iter().any(|o| lower(e).contains(o)))
+    })
+}
+
+/// True when `path` is `field` or lies inside it (`spec.a[0].b` is within `a[0]`),
+/// matching whole path segments only.
+fn within(path: &str, field: &str) -> bool {
+    path.match_indices(field).any(|(at, _)| {
+        let before = path[..at].chars().last();
+        let after = path[at + field.len()..].chars().next();
+        matches!(before, None | Some('.')) && matches!(after, None | Some('.' | '['))
     })
 }
 
@@ -265,4 +272,9 @@ fn field_extraction_reads_api_server_messages() {
         "spec.hosts: Required value",
         &["x.yaml:1: ServiceEntry a/b: spec.ports: Required value".into()]
     ));
+    assert!(within("spec.jwtRules[0].issuer", "spec.jwtRules[0]"));
+    assert!(within("spec.jwtRules[0].audiences[0]", "audiences[0]"));
+    assert!(within("spec.jwtRules[0].audiences[0]", "audiences"));
+    assert!(!within("spec.xhosts", "hosts"));
+    assert!(!within("spec.hosts2", "hosts"));
 }
