@@ -73,10 +73,10 @@ pub struct ExtensionProvider {
 pub struct Rule {
     /// Where the request comes from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub from: Vec<From>,
+    pub from: Vec<RuleFrom>,
     /// What the request does.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub to: Vec<To>,
+    pub to: Vec<RuleTo>,
     /// Further conditions on request attributes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub when: Vec<Condition>,
@@ -85,7 +85,7 @@ pub struct Rule {
 /// Istio's `Rule.From`: one source specification.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct From {
+pub struct RuleFrom {
     /// The source; required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Source>,
@@ -94,7 +94,7 @@ pub struct From {
 /// Istio's `Rule.To`: one operation specification.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct To {
+pub struct RuleTo {
     /// The operation; required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<Operation>,
