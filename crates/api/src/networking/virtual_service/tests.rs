@@ -963,3 +963,33 @@ fn schema_level_mistakes_are_load_errors() {
         );
     }
 }
+
+#[test]
+fn cases_from_istio_webhook_table() {
+    let sni = "outbound_.15010_._.istiod.istio-system.svc.cluster.local";
+    assert_valid(&format!(
+        "  hosts: [{sni}]\n  gateways: [ns1/gateway]\n  tls:\n  - match: [{{sniHosts: [{sni}]}}]\n    route: [{{destination: {{host: istio.istio-system.svc.cluster.local}}}}]\n"
+    ));
+    let exact_after_prefix = "  hosts: [foo.bar]\n  http:\n  - match: [{uri: {prefix: /}}, {uri: {exact: /}, method: {exact: GET}}]\n    route: [{destination: {host: foo.baz}}]\n";
+    assert_eq!(warnings(exact_after_prefix), Vec::<String>::new());
+    assert_error(
+        &http("").replace("[reviews]", "[\"foo.ba!r\"]"),
+        "spec.hosts[0]",
+        "invalid",
+    );
+    assert_error(
+        &format!("  gateways: [\"ns1/*\"]\n{}", http("")),
+        "spec.gateways[0]",
+        "invalid value for gateway name: \"*\"",
+    );
+    assert_error(
+        &format!("  gateways: [\"*/gateway\"]\n{}", http("")),
+        "spec.gateways[0]",
+        "invalid value for namespace: \"*\"",
+    );
+    assert_error(
+        &format!("  gateways: [\"b@dgateway\"]\n{}", http("")),
+        "spec.gateways[0]",
+        "invalid",
+    );
+}
