@@ -5,7 +5,9 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::telemetry::{POLICY_TARGET_KINDS, cel_error, check_max_len, check_selector_and_targets};
+use crate::telemetry::{
+    POLICY_TARGET_KINDS, cel_error, check_max_items, check_max_len, check_selector_and_targets,
+};
 use crate::types::{PolicyTargetReference, WorkloadSelector, is_default, string_enum};
 use crate::validate::{Validate, Validator, check_port};
 
@@ -366,12 +368,7 @@ fn check_escapes(s: &str) -> Result<(), &'static str> {
 
 impl Validate for VmConfig {
     fn validate(&self, v: &mut Validator<'_>) {
-        if self.env.len() > 256 {
-            v.error_at(
-                "env",
-                format!("Too many: {}: must have at most 256 items", self.env.len()),
-            );
-        }
+        check_max_items(v, "env", self.env.len(), 256);
         let mut seen = HashSet::new();
         v.each("env", &self.env, |v, e| {
             if e.name.is_empty() {

@@ -400,6 +400,7 @@ pub(crate) fn check_selector_and_targets(
     // The shared check counts targetRef against targetRefs; add the selector here so
     // that its own label wording applies.
     check_policy_targets(v, None, target_ref, target_refs, kinds);
+    check_max_items(v, "targetRefs", target_refs.len(), 16);
     if selector.is_some() && target_ref.is_some() == target_refs.is_empty() {
         v.error("only one of targetRefs or selector can be set");
     }
@@ -437,6 +438,16 @@ pub(crate) fn check_cel_selector(v: &mut Validator<'_>, selector: &WorkloadSelec
             });
         }
     });
+}
+
+/// Reports a list field with more than the schema's `maxItems` entries.
+pub(crate) fn check_max_items(v: &mut Validator<'_>, field: &str, len: usize, max: usize) {
+    if len > max {
+        v.error_at(
+            field,
+            format!("Too many: {len}: must have at most {max} items"),
+        );
+    }
 }
 
 /// Reports a failed CEL rule the way the API server words it.
