@@ -147,7 +147,8 @@ fn same_subject(expected: &str, errors: &[String]) -> bool {
     }
     if let Some(field) = field_of(expected) {
         return errors.iter().any(|e| {
-            e.split(": ").any(|part| within(part.rsplit(' ').next().unwrap_or(part), field))
+            e.split(": ")
+                .any(|part| within(part.rsplit(' ').next().unwrap_or(part), field))
         });
     }
     const SYNONYMS: &[(&str, &[&str])] = &[(

@@ -5,11 +5,12 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::telemetry::{
-    POLICY_TARGET_KINDS, cel_error, check_max_items, check_max_len, check_selector_and_targets,
-};
+use crate::telemetry::POLICY_TARGET_KINDS;
 use crate::types::{PolicyTargetReference, WorkloadSelector, is_default, string_enum};
-use crate::validate::{Validate, Validator, check_port};
+use crate::validate::{
+    Validate, Validator, cel_error, check_max_items, check_max_len, check_object, check_port,
+    check_selector_and_targets,
+};
 
 /// A Wasm module to load into the selected proxies, with its configuration.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -223,22 +224,6 @@ impl Validate for WasmPlugin {
         v.check_opt("vmConfig", &self.vm_config);
         v.each("match", &self.match_, |v, m| m.validate(v));
     }
-}
-
-/// Reports a value that is not a JSON object (the schema says `type: object`).
-pub(crate) fn check_object(v: &mut Validator<'_>, value: &serde_json::Value) {
-    let type_name = match value {
-        serde_json::Value::Object(_) => return,
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "boolean",
-        serde_json::Value::Number(n) if n.is_f64() => "number",
-        serde_json::Value::Number(_) => "integer",
-        serde_json::Value::String(_) => "string",
-        serde_json::Value::Array(_) => "array",
-    };
-    v.error(format!(
-        "Invalid value: {type_name:?}: must be of type object"
-    ));
 }
 
 fn check_len_between(v: &mut Validator<'_>, value: &str, max: usize) {

@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::extensions::check_object;
-use crate::telemetry::{cel_error, check_max_items, check_max_len};
 use crate::types::{PolicyTargetReference, is_default, string_enum};
-use crate::validate::{Validate, Validator, check_policy_targets, check_port};
+use crate::validate::{
+    Validate, Validator, cel_error, check_max_items, check_max_len, check_object,
+    check_policy_targets, check_port,
+};
 
 /// Patches to the Envoy configuration of the selected workloads.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

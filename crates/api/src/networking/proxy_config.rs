@@ -5,9 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::telemetry::{check_cel_selector, check_max_len};
 use crate::types::WorkloadSelector;
-use crate::validate::{Validate, Validator};
+use crate::validate::{Validate, Validator, check_cel_selector, check_max_len};
 
 /// Proxy settings for the selected workloads (or the namespace, or the mesh when in the
 /// root namespace).

@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::peer_authentication::{DRY_RUN_ANNOTATION, warn_empty_selector};
-use super::request_authentication::{POLICY_TARGET_KINDS, check_max_items};
+use super::request_authentication::POLICY_TARGET_KINDS;
 use crate::types::{PolicyTargetReference, WorkloadSelector, is_default, string_enum};
-use crate::validate::{Validate, Validator, check_policy_targets};
+use crate::validate::{Validate, Validator, check_max_items, check_policy_targets};
 
 /// The CRD's `maxItems` for `rules` and for a rule's `from`.
 const MAX_RULES: usize = 512;

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use super::peer_authentication::{refuse_dry_run_annotation, warn_empty_selector};
 use crate::types::{Duration, PolicyTargetReference, WorkloadSelector, is_default, string_enum};
 use crate::validate::{
-    Validate, Validator, check_duration_at_least, check_policy_targets, is_header_token,
+    Validate, Validator, check_duration_at_least, check_max_items, check_policy_targets,
+    is_header_token,
 };
 
 /// The `(group, kind)`s a security policy's `targetRef`/`targetRefs` may name, as Istio
@@ -280,16 +281,6 @@ fn required_non_empty(v: &mut Validator<'_>, istio: &str) {
     v.error(format!(
         "Required value: {path} in body should be at least 1 chars long ({istio})"
     ));
-}
-
-/// Reports a list longer than the CRD's `maxItems`, in the API server's words.
-pub(crate) fn check_max_items(v: &mut Validator<'_>, field: &str, len: usize, max: usize) {
-    if len > max {
-        v.error_at(
-            field,
-            format!("Too many: {len}: must have at most {max} items"),
-        );
-    }
 }
 
 /// Istio's strict header names (`ValidateStrictHTTPHeaderName`), also the CRD pattern

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use super::Validator;
+use super::schema::{cel_error, check_max_items, check_max_len};
 use crate::types::{Duration, Labels, Percent, PolicyTargetReference, WorkloadSelector};
 
 const DNS1123_LABEL_MAX: usize = 63;
@@ -314,6 +315,60 @@ fn check_target_ref(v: &mut Validator<'_>, r: &PolicyTargetReference, kinds: &[(
             "cross namespace referencing is not currently supported",
         );
     }
+}
+
+/// Checks `selector`, `targetRef` and `targetRefs` of a policy-style kind whose CRD
+/// words selector problems with CEL messages (`key must not be empty`, `wildcard not
+/// allowed in label key match`…): at most one of them set, references like
+/// [`check_policy_targets`], and the selector as its CEL rules and Istio's webhook do.
+pub fn check_selector_and_targets(
+    v: &mut Validator<'_>,
+    selector: Option<&WorkloadSelector>,
+    target_ref: Option<&PolicyTargetReference>,
+    target_refs: &[PolicyTargetReference],
+    kinds: &[(&str, &str)],
+) {
+    // The shared check counts targetRef against targetRefs; add the selector here so
+    // that its own label wording applies.
+    check_policy_targets(v, None, target_ref, target_refs, kinds);
+    check_max_items(v, "targetRefs", target_refs.len(), 16);
+    if selector.is_some() && target_ref.is_some() == target_refs.is_empty() {
+        v.error("only one of targetRefs or selector can be set");
+    }
+    if let Some(selector) = selector {
+        v.field("selector", |v| check_cel_selector(v, selector));
+    }
+}
+
+/// A `selector: {matchLabels}` checked with the CEL rules of the newer CRDs (ProxyConfig,
+/// Telemetry, WasmPlugin) plus the webhook's warning for a selector without labels.
+pub fn check_cel_selector(v: &mut Validator<'_>, selector: &WorkloadSelector) {
+    let labels = &selector.match_labels;
+    if labels.is_empty() {
+        v.warn("workload selector specified without labels");
+    }
+    v.field("matchLabels", |v| {
+        if labels.len() > 4096 {
+            v.error(format!(
+                "Too many: {}: must have at most 4096 items",
+                labels.len()
+            ));
+        }
+        if labels.keys().any(String::is_empty) {
+            cel_error(v, "object", "key must not be empty");
+        }
+        if labels.keys().any(|k| k.contains('*')) {
+            cel_error(v, "object", "wildcard not allowed in label key match");
+        }
+        for (key, value) in labels {
+            v.key(key, |v| {
+                if value.contains('*') {
+                    cel_error(v, "string", "wildcard not allowed in label value match");
+                }
+                check_max_len(v, value, 63);
+            });
+        }
+    });
 }
 
 /// Checks an `exportTo` list: `.`, `*`, `~` or namespace names, with `*`/`~` alone.

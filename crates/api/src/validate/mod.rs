@@ -2,9 +2,11 @@
 //! ([`Validate`]) plus a pass over a whole set for the rules that span objects ([`validate_set`]).
 
 mod common;
+mod schema;
 mod set;
 
 pub use common::*;
+pub use schema::*;
 pub use set::{SetIssue, validate_set};
 
 use std::fmt;

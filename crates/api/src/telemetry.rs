@@ -1,19 +1,14 @@
-//! `Telemetry` (`telemetry.istio.io`): which metrics, access logs and traces workloads
+//! `telemetry.istio.io` Telemetry: which metrics, access logs and traces workloads
 //! produce, and where they send them.
-//!
-//! Also home to the selector/targetRef checks shared by Istio's newer policy-style kinds
-//! (Telemetry, WasmPlugin, ProxyConfig), which word selector problems after their CRD's
-//! CEL rules rather than the older webhook.
-
-// The file shares its kind's name, like every kind's file in this crate.
-#![allow(clippy::module_inception)]
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::types::{Duration, PolicyTargetReference, WorkloadSelector, is_default, string_enum};
-use crate::validate::{Validate, Validator, check_duration_at_least, check_policy_targets};
+use crate::validate::{
+    Validate, Validator, cel_error, check_duration_at_least, check_selector_and_targets,
+};
 
 /// Telemetry configuration for workloads: metrics, access logging and tracing.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -385,82 +380,6 @@ pub(crate) const POLICY_TARGET_KINDS: &[(&str, &str)] = &[
     ("networking.istio.io", "ServiceEntry"),
     ("gateway.networking.k8s.io", "Gateway"),
 ];
-
-/// Checks `selector`, `targetRef` and `targetRefs` of a policy-style kind whose CRD
-/// words selector problems with CEL messages (`key must not be empty`, `wildcard not
-/// allowed in label key match`…): at most one of them set, references like
-/// [`check_policy_targets`], and the selector as its CEL rules and Istio's webhook do.
-pub(crate) fn check_selector_and_targets(
-    v: &mut Validator<'_>,
-    selector: Option<&WorkloadSelector>,
-    target_ref: Option<&PolicyTargetReference>,
-    target_refs: &[PolicyTargetReference],
-    kinds: &[(&str, &str)],
-) {
-    // The shared check counts targetRef against targetRefs; add the selector here so
-    // that its own label wording applies.
-    check_policy_targets(v, None, target_ref, target_refs, kinds);
-    check_max_items(v, "targetRefs", target_refs.len(), 16);
-    if selector.is_some() && target_ref.is_some() == target_refs.is_empty() {
-        v.error("only one of targetRefs or selector can be set");
-    }
-    if let Some(selector) = selector {
-        v.field("selector", |v| check_cel_selector(v, selector));
-    }
-}
-
-/// A `selector: {matchLabels}` checked with the CEL rules of the newer CRDs (ProxyConfig,
-/// Telemetry, WasmPlugin) plus the webhook's warning for a selector without labels.
-pub(crate) fn check_cel_selector(v: &mut Validator<'_>, selector: &WorkloadSelector) {
-    let labels = &selector.match_labels;
-    if labels.is_empty() {
-        v.warn("workload selector specified without labels");
-    }
-    v.field("matchLabels", |v| {
-        if labels.len() > 4096 {
-            v.error(format!(
-                "Too many: {}: must have at most 4096 items",
-                labels.len()
-            ));
-        }
-        if labels.keys().any(String::is_empty) {
-            cel_error(v, "object", "key must not be empty");
-        }
-        if labels.keys().any(|k| k.contains('*')) {
-            cel_error(v, "object", "wildcard not allowed in label key match");
-        }
-        for (key, value) in labels {
-            v.key(key, |v| {
-                if value.contains('*') {
-                    cel_error(v, "string", "wildcard not allowed in label value match");
-                }
-                check_max_len(v, value, 63);
-            });
-        }
-    });
-}
-
-/// Reports a list field with more than the schema's `maxItems` entries.
-pub(crate) fn check_max_items(v: &mut Validator<'_>, field: &str, len: usize, max: usize) {
-    if len > max {
-        v.error_at(
-            field,
-            format!("Too many: {len}: must have at most {max} items"),
-        );
-    }
-}
-
-/// Reports a failed CEL rule the way the API server words it.
-pub(crate) fn cel_error(v: &mut Validator<'_>, type_name: &str, message: &str) {
-    v.error(format!("Invalid value: {type_name:?}: {message}"));
-}
-
-/// Reports a string longer than the schema's `maxLength`.
-pub(crate) fn check_max_len(v: &mut Validator<'_>, value: &str, max: usize) {
-    if value.len() > max {
-        v.error(format!("Too long: may not be more than {max} bytes"));
-    }
-}
 
 impl Validate for Telemetry {
     fn validate(&self, v: &mut Validator<'_>) {

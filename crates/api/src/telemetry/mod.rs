@@ -1,5 +1,0 @@
-//! `telemetry.istio.io`: metrics, access logging and tracing settings.
-
-mod telemetry;
-
-pub use telemetry::*;
