@@ -414,7 +414,8 @@ pub(super) fn is_jwt_claim_route(name: &str) -> bool {
 }
 
 /// A header name in a match: a JWT claim, an HTTP/2 pseudo header or an HTTP token.
-/// Istio's API asks for lowercase names; uppercase ones get a warning.
+/// Istio's reference requires lowercase keys ("The header keys must be lowercase"), and
+/// so does Mizzen: an uppercase name never matches what the proxy sees.
 fn check_match_header_name(v: &mut Validator<'_>, name: &str) {
     if name.is_empty() {
         v.error("header name cannot be empty");
@@ -422,6 +423,6 @@ fn check_match_header_name(v: &mut Validator<'_>, name: &str) {
     } else if !is_header_token(name) {
         v.error(format!("header name {name} is not a valid header name"));
     } else if name.bytes().any(|b| b.is_ascii_uppercase()) {
-        v.warn(format!("header name {name:?} should be lowercase"));
+        v.error(format!("header name {name:?} must be lowercase"));
     }
 }

@@ -391,10 +391,10 @@ fn matches() {
         "is not a valid header name",
     );
     assert_valid(&m("headers: {\":authority\": {exact: a}}"));
-    assert_warning(
+    assert_error(
         &m("headers: {X-User: {exact: a}}"),
         "spec.http[0].match[0].headers[X-User]",
-        "should be lowercase",
+        "must be lowercase",
     );
     assert_error(
         &m("queryParams: {q: {regex: \"(\"}}"),
