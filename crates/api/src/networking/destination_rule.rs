@@ -23,7 +23,7 @@ pub struct DestinationRule {
     pub host: String,
     /// Policies for all traffic to the host (overridden per subset and per port).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub traffic_policy: Option<TrafficPolicy>,
+    pub traffic_policy: Option<Box<TrafficPolicy>>,
     /// Named sets of endpoints, selected by labels, with optional policy overrides.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subsets: Vec<Subset>,
@@ -156,7 +156,7 @@ pub struct Subset {
     pub labels: Labels,
     /// Policies overriding the rule-level ones for this subset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub traffic_policy: Option<TrafficPolicy>,
+    pub traffic_policy: Option<Box<TrafficPolicy>>,
 }
 
 /// Load balancing: a simple algorithm, consistent hashing or utilization-based, plus
@@ -580,7 +580,9 @@ impl Validate for DestinationRule {
         } else {
             v.field("host", |v| check_wildcard_host(v, &self.host));
         }
-        v.check_opt("trafficPolicy", &self.traffic_policy);
+        if let Some(policy) = &self.traffic_policy {
+            v.check("trafficPolicy", &**policy);
+        }
         let mut names: HashSet<String> = HashSet::new();
         v.each("subsets", &self.subsets, |v, subset| {
             if !subset.name.is_empty() && !names.insert(subset.name.clone()) {
@@ -612,7 +614,9 @@ impl Validate for DestinationRule {
                 check_workload_selector(v, selector);
                 schema_max_properties(v, "matchLabels", selector.match_labels.len(), 4096);
                 for (key, value) in &selector.match_labels {
-                    v.field("matchLabels", |v| v.key(key, |v| schema_max_len(v, value, 63)));
+                    v.field("matchLabels", |v| {
+                        v.key(key, |v| schema_max_len(v, value, 63))
+                    });
                 }
                 if selector.match_labels.is_empty() {
                     v.warn("workload selector specified without labels");
@@ -630,7 +634,9 @@ impl Validate for Subset {
             v.error_at("name", format!("subset name is invalid: {}", self.name));
         }
         v.field("labels", |v| check_labels(v, &self.labels));
-        v.check_opt("trafficPolicy", &self.traffic_policy);
+        if let Some(policy) = &self.traffic_policy {
+            v.check("trafficPolicy", &**policy);
+        }
     }
 }
 
@@ -660,7 +666,9 @@ impl Validate for TrafficPolicy {
         }
         v.check_opt("tls", &self.tls);
         schema_max_items(v, "portLevelSettings", self.port_level_settings.len(), 4096);
-        v.each("portLevelSettings", &self.port_level_settings, |v, p| p.validate(v));
+        v.each("portLevelSettings", &self.port_level_settings, |v, p| {
+            p.validate(v)
+        });
         v.check_opt("tunnel", &self.tunnel);
         v.check_opt("retryBudget", &self.retry_budget);
     }
@@ -669,7 +677,10 @@ impl Validate for TrafficPolicy {
 impl Validate for PortTrafficPolicy {
     fn validate(&self, v: &mut Validator<'_>) {
         if self.port.is_none() {
-            v.error_at("port", "Required value: portTrafficPolicy must have valid port");
+            v.error_at(
+                "port",
+                "Required value: portTrafficPolicy must have valid port",
+            );
         }
         if self.outlier_detection.is_none()
             && self.connection_pool.is_none()
@@ -693,20 +704,23 @@ impl Validate for PortTrafficPolicy {
 impl Validate for TunnelSettings {
     fn validate(&self, v: &mut Validator<'_>) {
         if !matches!(self.protocol.as_str(), "" | "CONNECT" | "POST") {
-            v.error_at("protocol", "tunnel protocol must be \"CONNECT\" or \"POST\"");
+            v.error_at(
+                "protocol",
+                "tunnel protocol must be \"CONNECT\" or \"POST\"",
+            );
         }
         if self.target_host.is_empty() {
             v.required("targetHost");
-        } else if self.target_host.parse::<std::net::IpAddr>().is_err() {
-            if let Some(e) = fqdn_error(&self.target_host) {
-                v.error_at(
-                    "targetHost",
-                    format!(
-                        "tunnel target host must be valid FQDN or IP address: {e}; {} is not a valid IP",
-                        self.target_host
-                    ),
-                );
-            }
+        } else if let Some(e) = fqdn_error(&self.target_host)
+            && self.target_host.parse::<std::net::IpAddr>().is_err()
+        {
+            v.error_at(
+                "targetHost",
+                format!(
+                    "tunnel target host must be valid FQDN or IP address: {e}; {} is not a valid IP",
+                    self.target_host
+                ),
+            );
         }
         if self.target_port == 0 {
             v.required("targetPort");
@@ -783,11 +797,27 @@ impl Validate for ConnectionPoolSettings {
         if let Some(http) = &self.http {
             v.field("http", |v| {
                 for (name, value, what) in [
-                    ("http1MaxPendingRequests", http.http1_max_pending_requests, "http1 max pending requests"),
-                    ("http2MaxRequests", http.http2_max_requests, "http2 max requests"),
-                    ("maxRequestsPerConnection", http.max_requests_per_connection, "max requests per connection"),
+                    (
+                        "http1MaxPendingRequests",
+                        http.http1_max_pending_requests,
+                        "http1 max pending requests",
+                    ),
+                    (
+                        "http2MaxRequests",
+                        http.http2_max_requests,
+                        "http2 max requests",
+                    ),
+                    (
+                        "maxRequestsPerConnection",
+                        http.max_requests_per_connection,
+                        "max requests per connection",
+                    ),
                     ("maxRetries", http.max_retries, "max retries"),
-                    ("maxConcurrentStreams", http.max_concurrent_streams, "max concurrent streams"),
+                    (
+                        "maxConcurrentStreams",
+                        http.max_concurrent_streams,
+                        "max concurrent streams",
+                    ),
                 ] {
                     if value < 0 {
                         v.error_at(name, format!("{what} must be non-negative"));
@@ -859,7 +889,9 @@ fn check_load_balancer(v: &mut Validator<'_>, lb: &LoadBalancerSettings, has_out
         v.field("consistentHash", |v| check_consistent_hash(v, hash));
     }
     if let Some(locality) = &lb.locality_lb_setting {
-        v.field("localityLbSetting", |v| check_locality_lb(v, locality, has_outlier));
+        v.field("localityLbSetting", |v| {
+            check_locality_lb(v, locality, has_outlier)
+        });
     }
     if let Some(zone) = &lb.zone_aware_lb_setting {
         v.field("zoneAwareLbSetting", |v| {
@@ -927,7 +959,10 @@ fn check_consistent_hash(v: &mut Validator<'_>, hash: &ConsistentHashLb) {
                 v.error_at("tableSize", "tableSize must be set for maglev");
             } else {
                 if size >= 5_000_011 {
-                    v.error_at("tableSize", "tableSize must be less than 5000011 for maglev");
+                    v.error_at(
+                        "tableSize",
+                        "tableSize must be less than 5000011 for maglev",
+                    );
                 }
                 if !is_prime(size) {
                     v.error_at("tableSize", "tableSize must be a prime number for maglev");
@@ -947,7 +982,7 @@ fn is_prime(x: u64) -> bool {
     }
     let mut factor = 3;
     while factor * factor <= x {
-        if x % factor == 0 {
+        if x.is_multiple_of(factor) {
             return false;
         }
         factor += 2;
@@ -960,14 +995,17 @@ fn check_locality_lb(v: &mut Validator<'_>, lb: &LocalityLoadBalancerSetting, ha
         v.error("can not simultaneously specify 'distribute' and 'failover'");
         return;
     }
-    if !lb.failover.is_empty() {
-        if let Some(label) = lb.failover_priority.iter().find(|l| TOPOLOGY_LABELS.contains(&l.as_str())) {
-            v.error_at(
-                "failoverPriority",
-                format!("can not simultaneously set 'failover' and topology label '{label}' in 'failover_priority'"),
-            );
-            return;
-        }
+    if !lb.failover.is_empty()
+        && let Some(label) = lb
+            .failover_priority
+            .iter()
+            .find(|l| TOPOLOGY_LABELS.contains(&l.as_str()))
+    {
+        v.error_at(
+            "failoverPriority",
+            format!("can not simultaneously set 'failover' and topology label '{label}' in 'failover_priority'"),
+        );
+        return;
     }
     let mut failed = false;
     v.each("distribute", &lb.distribute, |v, d| {
@@ -1023,7 +1061,11 @@ fn localities_error<'a>(localities: impl Iterator<Item = &'a str>) -> Option<Str
                 "locality {locality} wildcard '*' number can not exceed 1 and must be in the end"
             ));
         }
-        let overlap = || Some(format!("locality {locality} overlap with previous specified ones"));
+        let overlap = || {
+            Some(format!(
+                "locality {locality} overlap with previous specified ones"
+            ))
+        };
         if seen.contains_key("*") {
             return overlap();
         }
@@ -1088,7 +1130,9 @@ impl Validate for ClientTlsSettings {
         let mutual = self.mode == ClientTlsMode::Mutual;
         if self.insecure_skip_verify == Some(true) {
             let sans = !self.subject_alt_names.is_empty();
-            if simple && (!self.ca_certificates.is_empty() || !self.credential_name.is_empty() || sans) {
+            if simple
+                && (!self.ca_certificates.is_empty() || !self.credential_name.is_empty() || sans)
+            {
                 v.error("cannot specify CaCertificates or CredentialName or SubjectAltNames when InsecureSkipVerify is set true");
             }
             if mutual && (!self.ca_certificates.is_empty() || sans) {
@@ -1107,7 +1151,10 @@ impl Validate for ClientTlsSettings {
         }
         if mutual {
             if self.client_certificate.is_empty() {
-                v.error_at("clientCertificate", "client certificate required for mutual tls");
+                v.error_at(
+                    "clientCertificate",
+                    "client certificate required for mutual tls",
+                );
             }
             if self.private_key.is_empty() {
                 v.error_at("privateKey", "private key required for mutual tls");
@@ -1127,7 +1174,7 @@ pub(super) fn check_proto_duration(v: &mut Validator<'_>, d: Duration) {
     let ms = Duration::from_millis(1);
     if d < ms {
         check_duration_at_least(v, d, ms);
-    } else if d.get().subsec_nanos() % 1_000_000 != 0 {
+    } else if !d.get().subsec_nanos().is_multiple_of(1_000_000) {
         v.error("only durations to ms precision are supported");
     }
 }
@@ -1143,9 +1190,13 @@ pub(super) fn schema_range<T: PartialOrd + Display + Copy>(
     v.field(name, |v| {
         let path = v.path().to_owned();
         if value < min {
-            v.error(format!("Invalid value: {value}: {path} in body should be greater than or equal to {min}"));
+            v.error(format!(
+                "Invalid value: {value}: {path} in body should be greater than or equal to {min}"
+            ));
         } else if value > max {
-            v.error(format!("Invalid value: {value}: {path} in body should be less than or equal to {max}"));
+            v.error(format!(
+                "Invalid value: {value}: {path} in body should be less than or equal to {max}"
+            ));
         }
     });
 }
@@ -1160,14 +1211,20 @@ pub(super) fn schema_max_len(v: &mut Validator<'_>, value: &str, max: usize) {
 /// The OpenAPI `maxItems` check on the list field `name`.
 pub(super) fn schema_max_items(v: &mut Validator<'_>, name: &str, len: usize, max: usize) {
     if len > max {
-        v.error_at(name, format!("Too many: {len}: must have at most {max} items"));
+        v.error_at(
+            name,
+            format!("Too many: {len}: must have at most {max} items"),
+        );
     }
 }
 
 /// The OpenAPI `maxProperties` check on the map field `name`.
 pub(super) fn schema_max_properties(v: &mut Validator<'_>, name: &str, len: usize, max: usize) {
     if len > max {
-        v.error_at(name, format!("Too many: {len}: must have at most {max} items"));
+        v.error_at(
+            name,
+            format!("Too many: {len}: must have at most {max} items"),
+        );
     }
 }
 
@@ -1220,7 +1277,8 @@ mod tests {
     fn assert_error(spec: &str, path: &str, message: &str) {
         let errs = errors(&dr(spec));
         assert!(
-            errs.iter().any(|e| e.starts_with(path) && e.contains(message)),
+            errs.iter()
+                .any(|e| e.starts_with(path) && e.contains(message)),
             "expected {path}: …{message}… in {errs:#?}"
         );
     }
@@ -1334,7 +1392,11 @@ subsets:
 
     #[test]
     fn host_is_required_and_checked() {
-        assert_error("trafficPolicy:\n  tls:\n    mode: ISTIO_MUTUAL", "spec.host", "Required value");
+        assert_error(
+            "trafficPolicy:\n  tls:\n    mode: ISTIO_MUTUAL",
+            "spec.host",
+            "Required value",
+        );
         assert_error("host: foo.*.com", "spec.host", "invalid");
         assert_valid("host: \"*.example.com\"");
         assert_valid("host: reviews");
@@ -1342,7 +1404,11 @@ subsets:
 
     #[test]
     fn traffic_policy_needs_a_field() {
-        assert_error("host: r\ntrafficPolicy: {}", "spec.trafficPolicy", "traffic policy must have at least one field");
+        assert_error(
+            "host: r\ntrafficPolicy: {}",
+            "spec.trafficPolicy",
+            "traffic policy must have at least one field",
+        );
         assert_error(
             "host: r\nsubsets:\n- name: v1\n  trafficPolicy: {}",
             "spec.subsets[0].trafficPolicy",
@@ -1357,10 +1423,26 @@ subsets:
 
     #[test]
     fn subsets_follow_istio() {
-        assert_error("host: r\nsubsets:\n- name: v1\n- name: v1", "spec.subsets[1].name", "duplicate subset names: v1");
-        assert_error("host: r\nsubsets:\n- labels: {a: b}", "spec.subsets[0].name", "Required value");
-        assert_error("host: r\nsubsets:\n- name: V_1", "spec.subsets[0].name", "subset name is invalid: V_1");
-        assert_error("host: r\nsubsets:\n- name: v1\n  labels:\n    \"bad key\": x", "spec.subsets[0].labels[bad key]", "invalid tag key");
+        assert_error(
+            "host: r\nsubsets:\n- name: v1\n- name: v1",
+            "spec.subsets[1].name",
+            "duplicate subset names: v1",
+        );
+        assert_error(
+            "host: r\nsubsets:\n- labels: {a: b}",
+            "spec.subsets[0].name",
+            "Required value",
+        );
+        assert_error(
+            "host: r\nsubsets:\n- name: V_1",
+            "spec.subsets[0].name",
+            "subset name is invalid: V_1",
+        );
+        assert_error(
+            "host: r\nsubsets:\n- name: v1\n  labels:\n    \"bad key\": x",
+            "spec.subsets[0].labels[bad key]",
+            "invalid tag key",
+        );
     }
 
     #[test]
@@ -1391,21 +1473,41 @@ subsets:
             (5000011, "tableSize must be less than 5000011 for maglev"),
         ] {
             assert_error(
-                &format!("host: r\ntrafficPolicy:\n  loadBalancer:\n    consistentHash:\n      useSourceIp: true\n      maglev:\n        tableSize: {size}"),
+                &format!(
+                    "host: r\ntrafficPolicy:\n  loadBalancer:\n    consistentHash:\n      useSourceIp: true\n      maglev:\n        tableSize: {size}"
+                ),
                 "spec.trafficPolicy.loadBalancer.consistentHash.maglev.tableSize",
                 message,
             );
         }
-        assert_valid("host: r\ntrafficPolicy:\n  loadBalancer:\n    consistentHash:\n      httpQueryParameterName: u\n      maglev:\n        tableSize: 65537");
-        let warns = warnings(&dr("host: r\ntrafficPolicy:\n  loadBalancer:\n    consistentHash:\n      useSourceIp: true\n      minimumRingSize: 10"));
-        assert!(warns.iter().any(|w| w.contains("MinimumRingSize is deprecated")), "{warns:?}");
+        assert_valid(
+            "host: r\ntrafficPolicy:\n  loadBalancer:\n    consistentHash:\n      httpQueryParameterName: u\n      maglev:\n        tableSize: 65537",
+        );
+        let warns = warnings(&dr(
+            "host: r\ntrafficPolicy:\n  loadBalancer:\n    consistentHash:\n      useSourceIp: true\n      minimumRingSize: 10",
+        ));
+        assert!(
+            warns
+                .iter()
+                .any(|w| w.contains("MinimumRingSize is deprecated")),
+            "{warns:?}"
+        );
         assert_error(
             "host: r\ntrafficPolicy:\n  loadBalancer:\n    warmupDurationSecs: 0s",
             "spec.trafficPolicy.loadBalancer.warmupDurationSecs",
             "greater than 1ms",
         );
-        let unknown = Loader::new().load_str(&dr("host: r\ntrafficPolicy:\n  loadBalancer:\n    simple: FASTEST"), None);
-        assert!(unknown.errors[0].to_string().contains("Unsupported value: \"FASTEST\""), "{:?}", unknown.errors);
+        let unknown = Loader::new().load_str(
+            &dr("host: r\ntrafficPolicy:\n  loadBalancer:\n    simple: FASTEST"),
+            None,
+        );
+        assert!(
+            unknown.errors[0]
+                .to_string()
+                .contains("Unsupported value: \"FASTEST\""),
+            "{:?}",
+            unknown.errors
+        );
     }
 
     #[test]
@@ -1429,7 +1531,14 @@ subsets:
 
     #[test]
     fn locality_rules() {
-        let lb = |body: &str| format!("host: r\ntrafficPolicy:\n  outlierDetection:\n    interval: 1s\n  loadBalancer:\n    localityLbSetting:\n{}", body.lines().map(|l| format!("      {l}\n")).collect::<String>());
+        let lb = |body: &str| {
+            format!(
+                "host: r\ntrafficPolicy:\n  outlierDetection:\n    interval: 1s\n  loadBalancer:\n    localityLbSetting:\n{}",
+                body.lines()
+                    .map(|l| format!("      {l}\n"))
+                    .collect::<String>()
+            )
+        };
         assert_error(
             &lb("distribute:\n- from: a/b/c\n  to: {a/b/c: 100}\nfailover:\n- from: a\n  to: b"),
             "spec.trafficPolicy.loadBalancer.localityLbSetting",
@@ -1440,89 +1549,310 @@ subsets:
             "spec.trafficPolicy.loadBalancer.localityLbSetting.failoverPriority",
             "can not simultaneously set 'failover' and topology label",
         );
-        assert_error(&lb("distribute:\n- from: a/b/c\n  to: {a/b/c: 0}"), "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to", "locality weight must be in range [1, 100]");
-        assert_error(&lb("distribute:\n- from: a/b/c\n  to: {a/b/c: 60, a/b/d: 30}"), "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to", "total locality weight 90 != 100");
-        assert_error(&lb("distribute:\n- from: a/*/c\n  to: {a/b/c: 100}"), "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute", "wildcard '*' number can not exceed 1");
-        assert_error(&lb("distribute:\n- from: a/*\n  to: {a/b/c: 100}\n- from: a/b\n  to: {a/b/c: 100}"), "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute", "overlap with previous specified ones");
-        assert_error(&lb("distribute:\n- from: a//c\n  to: {a/b/c: 100}"), "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute", "must not contain empty region/zone/subzone info");
-        assert_error(&lb("failover:\n- from: a\n  to: a"), "spec.trafficPolicy.loadBalancer.localityLbSetting.failover[0]", "must specify different regions");
-        assert_error(&lb("failover:\n- from: a/b\n  to: c"), "spec.trafficPolicy.loadBalancer.localityLbSetting.failover[0]", "only specify region");
-        assert_error(&lb("failover:\n- from: a*\n  to: c"), "spec.trafficPolicy.loadBalancer.localityLbSetting.failover[0]", "should not contain '*' wildcard");
-        assert_valid(&lb("failover:\n- from: us-east\n  to: eu-west\nfailoverPriority: [topology.istio.io/network]"));
-        let warns = warnings(&dr("host: r\ntrafficPolicy:\n  loadBalancer:\n    localityLbSetting:\n      failoverPriority: [x]"));
-        assert!(warns.iter().any(|w| w.contains("outlier detection policy must be provided for failover")), "{warns:?}");
+        assert_error(
+            &lb("distribute:\n- from: a/b/c\n  to: {a/b/c: 0}"),
+            "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to",
+            "locality weight must be in range [1, 100]",
+        );
+        assert_error(
+            &lb("distribute:\n- from: a/b/c\n  to: {a/b/c: 60, a/b/d: 30}"),
+            "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute[0].to",
+            "total locality weight 90 != 100",
+        );
+        assert_error(
+            &lb("distribute:\n- from: a/*/c\n  to: {a/b/c: 100}"),
+            "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute",
+            "wildcard '*' number can not exceed 1",
+        );
+        assert_error(
+            &lb("distribute:\n- from: a/*\n  to: {a/b/c: 100}\n- from: a/b\n  to: {a/b/c: 100}"),
+            "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute",
+            "overlap with previous specified ones",
+        );
+        assert_error(
+            &lb("distribute:\n- from: a//c\n  to: {a/b/c: 100}"),
+            "spec.trafficPolicy.loadBalancer.localityLbSetting.distribute",
+            "must not contain empty region/zone/subzone info",
+        );
+        assert_error(
+            &lb("failover:\n- from: a\n  to: a"),
+            "spec.trafficPolicy.loadBalancer.localityLbSetting.failover[0]",
+            "must specify different regions",
+        );
+        assert_error(
+            &lb("failover:\n- from: a/b\n  to: c"),
+            "spec.trafficPolicy.loadBalancer.localityLbSetting.failover[0]",
+            "only specify region",
+        );
+        assert_error(
+            &lb("failover:\n- from: a*\n  to: c"),
+            "spec.trafficPolicy.loadBalancer.localityLbSetting.failover[0]",
+            "should not contain '*' wildcard",
+        );
+        assert_valid(&lb(
+            "failover:\n- from: us-east\n  to: eu-west\nfailoverPriority: [topology.istio.io/network]",
+        ));
+        let warns = warnings(&dr(
+            "host: r\ntrafficPolicy:\n  loadBalancer:\n    localityLbSetting:\n      failoverPriority: [x]",
+        ));
+        assert!(
+            warns
+                .iter()
+                .any(|w| w.contains("outlier detection policy must be provided for failover")),
+            "{warns:?}"
+        );
     }
 
     #[test]
     fn connection_pool_rules() {
-        let cp = |body: &str| format!("host: r\ntrafficPolicy:\n  connectionPool:\n{}", body.lines().map(|l| format!("    {l}\n")).collect::<String>());
-        assert_error("host: r\ntrafficPolicy:\n  connectionPool: {}", "spec.trafficPolicy.connectionPool", "connection pool must have at least one field");
-        assert_error(&cp("http:\n  http1MaxPendingRequests: -1"), "spec.trafficPolicy.connectionPool.http.http1MaxPendingRequests", "must be non-negative");
-        assert_error(&cp("http:\n  maxRetries: -1"), "spec.trafficPolicy.connectionPool.http.maxRetries", "max retries must be non-negative");
-        assert_error(&cp("http:\n  maxConcurrentStreams: -1"), "spec.trafficPolicy.connectionPool.http.maxConcurrentStreams", "non-negative");
-        assert_error(&cp("http:\n  h2UpgradePolicy: UPGRADE\n  useClientProtocol: true"), "spec.trafficPolicy.connectionPool.http.useClientProtocol", "must not be true when H2UpgradePolicy is UPGRADE");
-        assert_error(&cp("http:\n  idleTimeout: 1.5ms"), "spec.trafficPolicy.connectionPool.http.idleTimeout", "only durations to ms precision");
-        assert_error(&cp("http:\n  http2KeepAlive:\n    interval: 0s"), "spec.trafficPolicy.connectionPool.http.http2KeepAlive.interval", "greater than 1ms");
-        assert_error(&cp("tcp:\n  maxConnections: -1"), "spec.trafficPolicy.connectionPool.tcp.maxConnections", "max connections must be non-negative");
-        assert_error(&cp("tcp:\n  connectTimeout: 0s"), "spec.trafficPolicy.connectionPool.tcp.connectTimeout", "greater than 1ms");
-        assert_error(&cp("tcp:\n  tcpKeepalive:\n    time: 0s"), "spec.trafficPolicy.connectionPool.tcp.tcpKeepalive.time", "greater than 1ms");
+        let cp = |body: &str| {
+            format!(
+                "host: r\ntrafficPolicy:\n  connectionPool:\n{}",
+                body.lines()
+                    .map(|l| format!("    {l}\n"))
+                    .collect::<String>()
+            )
+        };
+        assert_error(
+            "host: r\ntrafficPolicy:\n  connectionPool: {}",
+            "spec.trafficPolicy.connectionPool",
+            "connection pool must have at least one field",
+        );
+        assert_error(
+            &cp("http:\n  http1MaxPendingRequests: -1"),
+            "spec.trafficPolicy.connectionPool.http.http1MaxPendingRequests",
+            "must be non-negative",
+        );
+        assert_error(
+            &cp("http:\n  maxRetries: -1"),
+            "spec.trafficPolicy.connectionPool.http.maxRetries",
+            "max retries must be non-negative",
+        );
+        assert_error(
+            &cp("http:\n  maxConcurrentStreams: -1"),
+            "spec.trafficPolicy.connectionPool.http.maxConcurrentStreams",
+            "non-negative",
+        );
+        assert_error(
+            &cp("http:\n  h2UpgradePolicy: UPGRADE\n  useClientProtocol: true"),
+            "spec.trafficPolicy.connectionPool.http.useClientProtocol",
+            "must not be true when H2UpgradePolicy is UPGRADE",
+        );
+        assert_error(
+            &cp("http:\n  idleTimeout: 1.5ms"),
+            "spec.trafficPolicy.connectionPool.http.idleTimeout",
+            "only durations to ms precision",
+        );
+        assert_error(
+            &cp("http:\n  http2KeepAlive:\n    interval: 0s"),
+            "spec.trafficPolicy.connectionPool.http.http2KeepAlive.interval",
+            "greater than 1ms",
+        );
+        assert_error(
+            &cp("tcp:\n  maxConnections: -1"),
+            "spec.trafficPolicy.connectionPool.tcp.maxConnections",
+            "max connections must be non-negative",
+        );
+        assert_error(
+            &cp("tcp:\n  connectTimeout: 0s"),
+            "spec.trafficPolicy.connectionPool.tcp.connectTimeout",
+            "greater than 1ms",
+        );
+        assert_error(
+            &cp("tcp:\n  tcpKeepalive:\n    time: 0s"),
+            "spec.trafficPolicy.connectionPool.tcp.tcpKeepalive.time",
+            "greater than 1ms",
+        );
     }
 
     #[test]
     fn outlier_detection_rules() {
-        let od = |body: &str| format!("host: r\ntrafficPolicy:\n  outlierDetection:\n{}", body.lines().map(|l| format!("    {l}\n")).collect::<String>());
-        assert_error(&od("maxEjectionPercent: 101"), "spec.trafficPolicy.outlierDetection.maxEjectionPercent", "percentage 101 is not in range 0..100");
-        assert_error(&od("minHealthPercent: -1"), "spec.trafficPolicy.outlierDetection.minHealthPercent", "not in range");
-        assert_error(&od("baseEjectionTime: 0s"), "spec.trafficPolicy.outlierDetection.baseEjectionTime", "greater than 1ms");
-        assert_error(&od("interval: 0s"), "spec.trafficPolicy.outlierDetection.interval", "greater than 1ms");
-        assert_error(&od("consecutiveLocalOriginFailures: 3"), "spec.trafficPolicy.outlierDetection.consecutiveLocalOriginFailures", "split external local origin errors is set to false");
-        assert_error(&od("outlierDetectionHttpErrorCodes: [600]"), "spec.trafficPolicy.outlierDetection.outlierDetectionHttpErrorCodes[0]", "less than or equal to 599");
+        let od = |body: &str| {
+            format!(
+                "host: r\ntrafficPolicy:\n  outlierDetection:\n{}",
+                body.lines()
+                    .map(|l| format!("    {l}\n"))
+                    .collect::<String>()
+            )
+        };
+        assert_error(
+            &od("maxEjectionPercent: 101"),
+            "spec.trafficPolicy.outlierDetection.maxEjectionPercent",
+            "percentage 101 is not in range 0..100",
+        );
+        assert_error(
+            &od("minHealthPercent: -1"),
+            "spec.trafficPolicy.outlierDetection.minHealthPercent",
+            "not in range",
+        );
+        assert_error(
+            &od("baseEjectionTime: 0s"),
+            "spec.trafficPolicy.outlierDetection.baseEjectionTime",
+            "greater than 1ms",
+        );
+        assert_error(
+            &od("interval: 0s"),
+            "spec.trafficPolicy.outlierDetection.interval",
+            "greater than 1ms",
+        );
+        assert_error(
+            &od("consecutiveLocalOriginFailures: 3"),
+            "spec.trafficPolicy.outlierDetection.consecutiveLocalOriginFailures",
+            "split external local origin errors is set to false",
+        );
+        assert_error(
+            &od("outlierDetectionHttpErrorCodes: [600]"),
+            "spec.trafficPolicy.outlierDetection.outlierDetectionHttpErrorCodes[0]",
+            "less than or equal to 599",
+        );
         let warns = warnings(&dr(&od("consecutiveErrors: 5")));
-        assert!(warns.iter().any(|w| w.contains("consecutive errors is deprecated")), "{warns:?}");
+        assert!(
+            warns
+                .iter()
+                .any(|w| w.contains("consecutive errors is deprecated")),
+            "{warns:?}"
+        );
         assert!(errors(&dr(&od("consecutiveErrors: 5"))).is_empty());
     }
 
     #[test]
     fn client_tls_rules() {
-        let tls = |body: &str| format!("host: r\ntrafficPolicy:\n  tls:\n{}", body.lines().map(|l| format!("    {l}\n")).collect::<String>());
-        assert_error(&tls("mode: MUTUAL"), "spec.trafficPolicy.tls.clientCertificate", "client certificate required for mutual tls");
-        assert_error(&tls("mode: MUTUAL"), "spec.trafficPolicy.tls.privateKey", "private key required for mutual tls");
-        assert_valid(&tls("mode: MUTUAL\nclientCertificate: /c.pem\nprivateKey: /k.pem"));
+        let tls = |body: &str| {
+            format!(
+                "host: r\ntrafficPolicy:\n  tls:\n{}",
+                body.lines()
+                    .map(|l| format!("    {l}\n"))
+                    .collect::<String>()
+            )
+        };
+        assert_error(
+            &tls("mode: MUTUAL"),
+            "spec.trafficPolicy.tls.clientCertificate",
+            "client certificate required for mutual tls",
+        );
+        assert_error(
+            &tls("mode: MUTUAL"),
+            "spec.trafficPolicy.tls.privateKey",
+            "private key required for mutual tls",
+        );
+        assert_valid(&tls(
+            "mode: MUTUAL\nclientCertificate: /c.pem\nprivateKey: /k.pem",
+        ));
         assert_valid(&tls("mode: MUTUAL\ncredentialName: cert"));
-        assert_error(&tls("mode: SIMPLE\ncredentialName: cert\ncaCertificates: /ca.pem"), "spec.trafficPolicy.tls", "cannot specify client certificates or CA certificate or CA CRL If credentialName is set");
-        assert_error(&tls("mode: SIMPLE\ninsecureSkipVerify: true\nsubjectAltNames: [a]"), "spec.trafficPolicy.tls", "when InsecureSkipVerify is set true");
-        assert_error(&tls("mode: MUTUAL\ninsecureSkipVerify: true\ncaCertificates: /ca.pem\nclientCertificate: /c\nprivateKey: /k"), "spec.trafficPolicy.tls", "cannot specify CaCertificates or SubjectAltNames");
+        assert_error(
+            &tls("mode: SIMPLE\ncredentialName: cert\ncaCertificates: /ca.pem"),
+            "spec.trafficPolicy.tls",
+            "cannot specify client certificates or CA certificate or CA CRL If credentialName is set",
+        );
+        assert_error(
+            &tls("mode: SIMPLE\ninsecureSkipVerify: true\nsubjectAltNames: [a]"),
+            "spec.trafficPolicy.tls",
+            "when InsecureSkipVerify is set true",
+        );
+        assert_error(
+            &tls(
+                "mode: MUTUAL\ninsecureSkipVerify: true\ncaCertificates: /ca.pem\nclientCertificate: /c\nprivateKey: /k",
+            ),
+            "spec.trafficPolicy.tls",
+            "cannot specify CaCertificates or SubjectAltNames",
+        );
         assert_valid(&tls("mode: SIMPLE\ninsecureSkipVerify: true"));
         assert_valid(&tls("mode: SIMPLE\ncredentialName: configmap://ca"));
         assert_valid(&tls("mode: SIMPLE\ncredentialName: configmap://ns/ca"));
-        assert_error(&tls("mode: SIMPLE\ncredentialName: configmap://other/ca"), "spec.trafficPolicy.tls.credentialName", "namespace must match the configuration namespace");
+        assert_error(
+            &tls("mode: SIMPLE\ncredentialName: configmap://other/ca"),
+            "spec.trafficPolicy.tls.credentialName",
+            "namespace must match the configuration namespace",
+        );
     }
 
     #[test]
     fn port_level_and_tunnel_rules() {
-        assert_error("host: r\ntrafficPolicy:\n  portLevelSettings:\n  - port: {number: 80}", "spec.trafficPolicy.portLevelSettings[0]", "port traffic policy must have at least one field");
-        assert_error("host: r\ntrafficPolicy:\n  portLevelSettings:\n  - tls: {mode: ISTIO_MUTUAL}", "spec.trafficPolicy.portLevelSettings[0].port", "portTrafficPolicy must have valid port");
-        let tunnel = |body: &str| format!("host: r\ntrafficPolicy:\n  tunnel:\n{}", body.lines().map(|l| format!("    {l}\n")).collect::<String>());
-        assert_valid(&tunnel("protocol: POST\ntargetHost: 10.0.0.1\ntargetPort: 8080"));
-        assert_error(&tunnel("protocol: GET\ntargetHost: a.com\ntargetPort: 80"), "spec.trafficPolicy.tunnel.protocol", "tunnel protocol must be \"CONNECT\" or \"POST\"");
-        assert_error(&tunnel("targetHost: a..com\ntargetPort: 80"), "spec.trafficPolicy.tunnel.targetHost", "tunnel target host must be valid FQDN or IP address");
-        assert_error(&tunnel("targetHost: a.com\ntargetPort: 70000"), "spec.trafficPolicy.tunnel.targetPort", "tunnel target port is invalid");
-        assert_error(&tunnel("targetHost: a.com"), "spec.trafficPolicy.tunnel.targetPort", "Required value");
-        assert_error("host: r\ntrafficPolicy:\n  retryBudget:\n    percent: 120", "spec.trafficPolicy.retryBudget.percent", "less than or equal to 100");
+        assert_error(
+            "host: r\ntrafficPolicy:\n  portLevelSettings:\n  - port: {number: 80}",
+            "spec.trafficPolicy.portLevelSettings[0]",
+            "port traffic policy must have at least one field",
+        );
+        assert_error(
+            "host: r\ntrafficPolicy:\n  portLevelSettings:\n  - tls: {mode: ISTIO_MUTUAL}",
+            "spec.trafficPolicy.portLevelSettings[0].port",
+            "portTrafficPolicy must have valid port",
+        );
+        let tunnel = |body: &str| {
+            format!(
+                "host: r\ntrafficPolicy:\n  tunnel:\n{}",
+                body.lines()
+                    .map(|l| format!("    {l}\n"))
+                    .collect::<String>()
+            )
+        };
+        assert_valid(&tunnel(
+            "protocol: POST\ntargetHost: 10.0.0.1\ntargetPort: 8080",
+        ));
+        assert_error(
+            &tunnel("protocol: GET\ntargetHost: a.com\ntargetPort: 80"),
+            "spec.trafficPolicy.tunnel.protocol",
+            "tunnel protocol must be \"CONNECT\" or \"POST\"",
+        );
+        assert_error(
+            &tunnel("targetHost: a..com\ntargetPort: 80"),
+            "spec.trafficPolicy.tunnel.targetHost",
+            "tunnel target host must be valid FQDN or IP address",
+        );
+        assert_error(
+            &tunnel("targetHost: a.com\ntargetPort: 70000"),
+            "spec.trafficPolicy.tunnel.targetPort",
+            "tunnel target port is invalid",
+        );
+        assert_error(
+            &tunnel("targetHost: a.com"),
+            "spec.trafficPolicy.tunnel.targetPort",
+            "Required value",
+        );
+        assert_error(
+            "host: r\ntrafficPolicy:\n  retryBudget:\n    percent: 120",
+            "spec.trafficPolicy.retryBudget.percent",
+            "less than or equal to 100",
+        );
     }
 
     #[test]
     fn export_to_and_selector_rules() {
         assert_valid("host: r\nexportTo: [\".\", \"other\"]");
-        assert_error("host: r\nexportTo: [\"~\"]", "spec.exportTo", "exportTo ~ (none) is not allowed");
-        assert_error("host: r\nexportTo: [\"*\", \"a\"]", "spec.exportTo", "cannot have both public");
+        assert_error(
+            "host: r\nexportTo: [\"~\"]",
+            "spec.exportTo",
+            "exportTo ~ (none) is not allowed",
+        );
+        assert_error(
+            "host: r\nexportTo: [\"*\", \"a\"]",
+            "spec.exportTo",
+            "cannot have both public",
+        );
         assert_valid("host: r\nworkloadSelector:\n  matchLabels: {app: a}\nexportTo: [\".\"]");
         assert_valid("host: r\nworkloadSelector:\n  matchLabels: {app: a}\nexportTo: [ns]");
-        assert_error("host: r\nworkloadSelector:\n  matchLabels: {app: a}\nexportTo: [other]", "spec.exportTo", "cannot have exportTo beyond current namespace");
-        assert_error("host: r\nworkloadSelector:\n  matchLabels: {app: a}\nexportTo: [\".\", other]", "spec.exportTo", "cannot have multiple entries in exportTo");
-        assert_error("host: r\nworkloadSelector:\n  matchLabels: {app: \"*\"}", "spec.workloadSelector.matchLabels[app]", "wildcard");
+        assert_error(
+            "host: r\nworkloadSelector:\n  matchLabels: {app: a}\nexportTo: [other]",
+            "spec.exportTo",
+            "cannot have exportTo beyond current namespace",
+        );
+        assert_error(
+            "host: r\nworkloadSelector:\n  matchLabels: {app: a}\nexportTo: [\".\", other]",
+            "spec.exportTo",
+            "cannot have multiple entries in exportTo",
+        );
+        assert_error(
+            "host: r\nworkloadSelector:\n  matchLabels: {app: \"*\"}",
+            "spec.workloadSelector.matchLabels[app]",
+            "wildcard",
+        );
         let warns = warnings(&dr("host: r\nworkloadSelector: {}"));
-        assert!(warns.iter().any(|w| w.contains("workload selector specified without labels")), "{warns:?}");
+        assert!(
+            warns
+                .iter()
+                .any(|w| w.contains("workload selector specified without labels")),
+            "{warns:?}"
+        );
     }
 
     #[test]
