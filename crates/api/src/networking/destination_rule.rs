@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{Duration, Labels, WorkloadSelector, is_default, string_enum};
 use crate::validate::{
     Validate, Validator, check_duration_at_least, check_export_to, check_labels, check_port,
-    check_wildcard_host, check_workload_selector, fqdn_error, is_dns1123_label,
+    check_wildcard_host, check_workload_selector, fqdn_error,
 };
 
 /// `networking.istio.io/v1` DestinationRule spec.
@@ -630,7 +630,7 @@ impl Validate for Subset {
     fn validate(&self, v: &mut Validator<'_>) {
         if self.name.is_empty() {
             v.error_at("name", "Required value: subset name cannot be empty");
-        } else if !is_dns1123_label(&self.name) {
+        } else if !is_istio_label(&self.name) {
             v.error_at("name", format!("subset name is invalid: {}", self.name));
         }
         v.field("labels", |v| check_labels(v, &self.labels));
@@ -1228,6 +1228,18 @@ pub(super) fn schema_max_properties(v: &mut Validator<'_>, name: &str, len: usiz
     }
 }
 
+/// Istio's `labels.IsDNS1123Label`, which, unlike Kubernetes', accepts uppercase letters:
+/// at most 63 alphanumerics and `-`, alphanumeric at both ends. Used for subset, port
+/// and namespace names in Istio's webhook rules.
+pub(super) fn is_istio_label(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+}
+
 /// A CEL (`x-kubernetes-validations`) failure on the value at the current path, in the
 /// API server's words.
 pub(super) fn cel_error(v: &mut Validator<'_>, type_name: &str, message: &str) {
@@ -1423,6 +1435,8 @@ subsets:
 
     #[test]
     fn subsets_follow_istio() {
+        // Istio's DNS label check accepts uppercase letters.
+        assert_valid("host: r\nsubsets:\n- name: V1");
         assert_error(
             "host: r\nsubsets:\n- name: v1\n- name: v1",
             "spec.subsets[1].name",

@@ -6,14 +6,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use super::destination_rule::{
-    ConnectionPoolSettings, PolicyPortSelector, cel_error, check_port_at, schema_max_len,
-    schema_max_properties,
+    ConnectionPoolSettings, PolicyPortSelector, cel_error, check_port_at, is_istio_label,
+    schema_max_len, schema_max_properties,
 };
 use super::service_entry::{protocol_error, protocol_is_http};
 use super::workload_entry::{check_port_name, unix_address_error};
 use crate::types::{Labels, is_default, string_enum};
 use crate::validate::{
-    Validate, Validator, check_ip, check_port, check_wildcard_host, fqdn_error, is_dns1123_label,
+    Validate, Validator, check_ip, check_port, check_wildcard_host, fqdn_error,
     wildcard_domain_error,
 };
 
@@ -534,7 +534,7 @@ fn check_sidecar_host(v: &mut Validator<'_>, host: &str) {
     if ns.is_empty() || name.is_empty() {
         v.error("config namespace and dnsName in host entry cannot be empty");
     }
-    if !matches!(ns, "*" | "." | "~") && !is_dns1123_label(ns) {
+    if !matches!(ns, "*" | "." | "~") && !is_istio_label(ns) {
         v.error(format!("invalid namespace value {ns:?} in sidecar"));
     }
     if name != "*" && !name.contains('.') {
@@ -567,7 +567,7 @@ impl Validate for OutboundTrafficPolicy {
             } else {
                 v.field("host", |v| check_wildcard_host(v, &proxy.host));
             }
-            if !proxy.subset.is_empty() && !is_dns1123_label(&proxy.subset) {
+            if !proxy.subset.is_empty() && !is_istio_label(&proxy.subset) {
                 v.error_at("subset", format!("subset name is invalid: {}", proxy.subset));
             }
             match &proxy.port {
@@ -875,9 +875,9 @@ outboundTrafficPolicy:
             "unsupported protocol: FOO",
         );
         assert_error(
-            "ingress:\n- port: {number: 80, name: Http}",
+            "ingress:\n- port: {number: 80, name: http_1}",
             "spec.ingress[0].port.name",
-            "invalid port name: Http",
+            "invalid port name: http_1",
         );
         assert_error(
             "ingress:\n- port: {number: 80}\n- port: {number: 80}",

@@ -6,9 +6,11 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::destination_rule::{cel_error, check_port_at, schema_max_len, schema_max_properties};
+use super::destination_rule::{
+    cel_error, check_port_at, is_istio_label, schema_max_len, schema_max_properties,
+};
 use crate::types::{Labels, is_default};
-use crate::validate::{Validate, Validator, check_labels, fqdn_error, is_dns1123_label};
+use crate::validate::{Validate, Validator, check_labels, fqdn_error};
 
 /// The prefix of a Unix domain socket address.
 const UNIX_PREFIX: &str = "unix://";
@@ -294,9 +296,9 @@ fn is_cel_port_name(name: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
 }
 
-/// Istio's `ValidatePortName`: a port name must be a DNS-1123 label.
+/// Istio's `ValidatePortName`: a port name must be a DNS-1123 label (any case).
 pub(super) fn check_port_name(v: &mut Validator<'_>, name: &str) {
-    if !is_dns1123_label(name) {
+    if !is_istio_label(name) {
         v.error(format!("invalid port name: {name}"));
     }
 }
@@ -504,11 +506,13 @@ mod tests {
             "spec.ports",
             "Invalid value: \"object\": port name must be valid",
         );
+        assert_valid("WorkloadEntry", "address: 1.1.1.1\nports: {HTTP: 80}");
+        let long = "a".repeat(63);
         assert_error(
             "WorkloadEntry",
-            "address: 1.1.1.1\nports: {HTTP: 80}",
-            "spec.ports[HTTP]",
-            "invalid port name: HTTP",
+            &format!("address: 1.1.1.1\nports: {{{long}: 80}}"),
+            "spec.ports",
+            "port name must be valid",
         );
         assert_error(
             "WorkloadEntry",
