@@ -3,14 +3,14 @@
 //! named subsets of its endpoints.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt::Display;
 
 use serde::{Deserialize, Serialize};
 
 use crate::types::{Duration, Labels, WorkloadSelector, is_default, string_enum};
 use crate::validate::{
-    Validate, Validator, check_duration_at_least, check_export_to, check_labels, check_port,
-    check_wildcard_host, check_workload_selector, fqdn_error,
+    Validate, Validator, check_export_to, check_labels, check_max_items, check_max_len,
+    check_proto_duration, check_range, check_wildcard_host, check_workload_selector, fqdn_error,
+    is_istio_label,
 };
 
 /// `networking.istio.io/v1` DestinationRule spec.
@@ -612,10 +612,10 @@ impl Validate for DestinationRule {
         if let Some(selector) = &self.workload_selector {
             v.field("workloadSelector", |v| {
                 check_workload_selector(v, selector);
-                schema_max_properties(v, "matchLabels", selector.match_labels.len(), 4096);
+                check_max_items(v, "matchLabels", selector.match_labels.len(), 4096);
                 for (key, value) in &selector.match_labels {
                     v.field("matchLabels", |v| {
-                        v.key(key, |v| schema_max_len(v, value, 63))
+                        v.key(key, |v| check_max_len(v, value, 63))
                     });
                 }
                 if selector.match_labels.is_empty() {
@@ -665,7 +665,7 @@ impl Validate for TrafficPolicy {
             });
         }
         v.check_opt("tls", &self.tls);
-        schema_max_items(v, "portLevelSettings", self.port_level_settings.len(), 4096);
+        check_max_items(v, "portLevelSettings", self.port_level_settings.len(), 4096);
         v.each("portLevelSettings", &self.port_level_settings, |v, p| {
             p.validate(v)
         });
@@ -739,7 +739,7 @@ impl Validate for TunnelSettings {
 impl Validate for RetryBudget {
     fn validate(&self, v: &mut Validator<'_>) {
         if let Some(percent) = self.percent {
-            schema_range(v, "percent", percent, 0.0, 100.0);
+            check_range(v, "percent", percent, 0.0, 100.0);
         }
         if let Some(d) = self.budget_interval {
             v.field("budgetInterval", |v| check_proto_duration(v, d));
@@ -896,7 +896,7 @@ fn check_load_balancer(v: &mut Validator<'_>, lb: &LoadBalancerSettings, has_out
     if let Some(zone) = &lb.zone_aware_lb_setting {
         v.field("zoneAwareLbSetting", |v| {
             if let Some(size) = zone.min_cluster_size {
-                schema_range(v, "minClusterSize", size, 1, u32::MAX);
+                check_range(v, "minClusterSize", size, 1, u32::MAX);
             }
         });
     }
@@ -910,10 +910,10 @@ fn check_load_balancer(v: &mut Validator<'_>, lb: &LoadBalancerSettings, has_out
                 Some(d) => v.field("duration", |v| check_proto_duration(v, d)),
             }
             if let Some(p) = warmup.minimum_percent {
-                schema_range(v, "minimumPercent", p, 0.0, 100.0);
+                check_range(v, "minimumPercent", p, 0.0, 100.0);
             }
             if let Some(a) = warmup.aggression {
-                schema_range(v, "aggression", a, 0.0, f64::MAX);
+                check_range(v, "aggression", a, 0.0, f64::MAX);
             }
         });
     }
@@ -1167,89 +1167,6 @@ impl Validate for ClientTlsSettings {
 // Shared checks for the kinds in this module's sibling files (schema limits as the API
 // server words them, and Istio's duration rule).
 // ---------------------------------------------------------------------------------------
-
-/// Istio's `ValidateDuration` together with the CRD's `>= 1ms` rule: at least 1ms, and
-/// whole milliseconds.
-pub(super) fn check_proto_duration(v: &mut Validator<'_>, d: Duration) {
-    let ms = Duration::from_millis(1);
-    if d < ms {
-        check_duration_at_least(v, d, ms);
-    } else if !d.get().subsec_nanos().is_multiple_of(1_000_000) {
-        v.error("only durations to ms precision are supported");
-    }
-}
-
-/// The OpenAPI `minimum`/`maximum` checks on the number field `name`.
-pub(super) fn schema_range<T: PartialOrd + Display + Copy>(
-    v: &mut Validator<'_>,
-    name: &str,
-    value: T,
-    min: T,
-    max: T,
-) {
-    v.field(name, |v| {
-        let path = v.path().to_owned();
-        if value < min {
-            v.error(format!(
-                "Invalid value: {value}: {path} in body should be greater than or equal to {min}"
-            ));
-        } else if value > max {
-            v.error(format!(
-                "Invalid value: {value}: {path} in body should be less than or equal to {max}"
-            ));
-        }
-    });
-}
-
-/// The OpenAPI `maxLength` check on the string at the current path.
-pub(super) fn schema_max_len(v: &mut Validator<'_>, value: &str, max: usize) {
-    if value.len() > max {
-        v.error(format!("Too long: may not be more than {max} bytes"));
-    }
-}
-
-/// The OpenAPI `maxItems` check on the list field `name`.
-pub(super) fn schema_max_items(v: &mut Validator<'_>, name: &str, len: usize, max: usize) {
-    if len > max {
-        v.error_at(
-            name,
-            format!("Too many: {len}: must have at most {max} items"),
-        );
-    }
-}
-
-/// The OpenAPI `maxProperties` check on the map field `name`.
-pub(super) fn schema_max_properties(v: &mut Validator<'_>, name: &str, len: usize, max: usize) {
-    if len > max {
-        v.error_at(
-            name,
-            format!("Too many: {len}: must have at most {max} items"),
-        );
-    }
-}
-
-/// Istio's `labels.IsDNS1123Label`, which, unlike Kubernetes', accepts uppercase letters:
-/// at most 63 alphanumerics and `-`, alphanumeric at both ends. Used for subset, port
-/// and namespace names in Istio's webhook rules.
-pub(super) fn is_istio_label(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
-}
-
-/// A CEL (`x-kubernetes-validations`) failure on the value at the current path, in the
-/// API server's words.
-pub(super) fn cel_error(v: &mut Validator<'_>, type_name: &str, message: &str) {
-    v.error(format!("Invalid value: \"{type_name}\": {message}"));
-}
-
-/// Reports a port number outside 1..=65535 on the field `name`.
-pub(super) fn check_port_at(v: &mut Validator<'_>, name: &str, port: u32) {
-    v.field(name, |v| check_port(v, port));
-}
 
 #[cfg(test)]
 mod tests {

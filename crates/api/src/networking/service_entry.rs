@@ -4,12 +4,12 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::destination_rule::{cel_error, check_port_at, schema_max_items, schema_max_len};
 use super::sidecar::WorkloadLabelSelector;
 use super::workload_entry::{AddressRule, WorkloadEntry, check_port_name};
 use crate::types::{is_default, string_enum};
 use crate::validate::{
-    Validate, Validator, check_export_to, check_ip_or_cidr, check_wildcard_host, fqdn_error,
+    Validate, Validator, cel_error, check_export_to, check_ip_or_cidr, check_max_items,
+    check_max_len, check_port_at, check_wildcard_host, fqdn_error,
 };
 
 /// The label that opts a ServiceEntry out of automatic VIP allocation.
@@ -153,7 +153,7 @@ impl Validate for ServiceEntry {
         if self.hosts.is_empty() {
             v.required("hosts");
         }
-        schema_max_items(v, "hosts", self.hosts.len(), 256);
+        check_max_items(v, "hosts", self.hosts.len(), 256);
         v.each("hosts", &self.hosts, |v, host| {
             if host == "*" {
                 cel_error(v, "string", "hostname cannot be wildcard");
@@ -165,9 +165,9 @@ impl Validate for ServiceEntry {
             }
         });
 
-        schema_max_items(v, "addresses", self.addresses.len(), 256);
+        check_max_items(v, "addresses", self.addresses.len(), 256);
         v.each("addresses", &self.addresses, |v, address| {
-            schema_max_len(v, address, 64);
+            check_max_len(v, address, 64);
             check_ip_or_cidr(v, address);
         });
         if self.addresses.iter().any(|a| a.contains('/'))
@@ -183,7 +183,7 @@ impl Validate for ServiceEntry {
         self.check_ports(v);
         let service_ports: HashSet<&str> = self.ports.iter().map(|p| p.name.as_str()).collect();
 
-        schema_max_items(v, "endpoints", self.endpoints.len(), 4096);
+        check_max_items(v, "endpoints", self.endpoints.len(), 4096);
         v.each("endpoints", &self.endpoints, |v, e| e.check_schema(v, true));
         match self.resolution {
             R::None => {
@@ -258,7 +258,7 @@ impl Validate for ServiceEntry {
 
 impl ServiceEntry {
     fn check_ports(&self, v: &mut Validator<'_>) {
-        schema_max_items(v, "ports", self.ports.len(), 256);
+        check_max_items(v, "ports", self.ports.len(), 256);
         let mut numbers = HashSet::new();
         if !self.ports.iter().all(|p| numbers.insert(p.number)) {
             v.field("ports", |v| {
@@ -280,12 +280,12 @@ impl ServiceEntry {
                     v.error(format!("Duplicate value: {{\"name\":{:?}}}", port.name));
                 }
                 v.field("name", |v| {
-                    schema_max_len(v, &port.name, 256);
+                    check_max_len(v, &port.name, 256);
                     check_port_name(v, &port.name);
                 });
             }
             v.field("protocol", |v| {
-                schema_max_len(v, &port.protocol, 256);
+                check_max_len(v, &port.protocol, 256);
                 if let Some(e) = protocol_error(&port.protocol) {
                     v.error(e);
                 }

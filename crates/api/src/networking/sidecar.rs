@@ -5,16 +5,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::destination_rule::{
-    ConnectionPoolSettings, PolicyPortSelector, cel_error, check_port_at, is_istio_label,
-    schema_max_len, schema_max_properties,
-};
+use super::destination_rule::{ConnectionPoolSettings, PolicyPortSelector};
 use super::service_entry::{protocol_error, protocol_is_http};
 use super::workload_entry::{check_port_name, unix_address_error};
 use crate::types::{Labels, is_default, string_enum};
 use crate::validate::{
-    Validate, Validator, check_ip, check_port, check_wildcard_host, fqdn_error,
-    wildcard_domain_error,
+    Validate, Validator, cel_error, check_ip, check_max_items, check_max_len, check_port,
+    check_port_at, check_wildcard_host, fqdn_error, is_istio_label, wildcard_domain_error,
 };
 
 /// The prefix of a Unix domain socket address.
@@ -278,7 +275,7 @@ impl WorkloadLabelSelector {
     /// Istio's `ValidateAlphaWorkloadSelector` plus the CRD limits; `owner` prefixes the
     /// empty-selector warning (`sidecar`, `service entry`).
     pub(super) fn check(&self, v: &mut Validator<'_>, owner: &str) {
-        schema_max_properties(v, "labels", self.labels.len(), 256);
+        check_max_items(v, "labels", self.labels.len(), 256);
         v.field("labels", |v| {
             for (key, value) in &self.labels {
                 v.key(key, |v| {
@@ -292,7 +289,7 @@ impl WorkloadLabelSelector {
                             "wildcard is not supported in selector: \"{key}={value}\""
                         ));
                     }
-                    schema_max_len(v, value, 63);
+                    check_max_len(v, value, 63);
                 });
             }
         });

@@ -11,10 +11,10 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Duration, Labels, Percent, StringMatch, is_default};
+use crate::types::{Labels, Percent, StringMatch, is_default};
 use crate::validate::{
-    Validate, Validator, check_duration_at_least, check_export_to, check_ip_or_cidr, check_labels,
-    check_port, check_regex, fqdn_error, is_dns1123_label, wildcard_domain_error,
+    Validate, Validator, check_export_to, check_ip_or_cidr, check_labels, check_port, check_regex,
+    fqdn_error, is_istio_label, wildcard_domain_error,
 };
 
 /// The reserved gateway name standing for every sidecar in the mesh.
@@ -396,17 +396,12 @@ fn check_destination(v: &mut Validator<'_>, d: &Destination) {
     } else if let Some(e) = wildcard_domain_error(&d.host) {
         v.error_at("host", e);
     }
-    if !d.subset.is_empty() && !is_label(&d.subset) {
+    if !d.subset.is_empty() && !is_istio_label(&d.subset) {
         v.error_at("subset", format!("subset name is invalid: {}", d.subset));
     }
     if let Some(port) = d.port {
         v.field("port.number", |v| check_port(v, port.number));
     }
-}
-
-/// A DNS-1123 label as Istio checks it (uppercase letters allowed).
-fn is_label(s: &str) -> bool {
-    is_dns1123_label(&s.to_ascii_lowercase())
 }
 
 /// Istio's `validateGatewayNames`: `namespace/name`, or a legacy (warned) FQDN, or `mesh`.
@@ -428,22 +423,14 @@ fn check_gateway_names(v: &mut Validator<'_>, names: &[String]) {
             if namespace.is_empty() || gateway.is_empty() {
                 v.error("config namespace and gateway name cannot be empty");
             }
-            if !is_label(namespace) {
+            if !is_istio_label(namespace) {
                 v.error(format!("invalid value for namespace: {namespace:?}"));
             }
-            if !is_label(gateway) {
+            if !is_istio_label(gateway) {
                 v.error(format!("invalid value for gateway name: {gateway:?}"));
             }
         }
     });
-}
-
-/// Istio's `ValidateDuration` (at least 1ms, whole milliseconds), worded as the CRD's rule.
-fn check_duration(v: &mut Validator<'_>, d: Duration) {
-    check_duration_at_least(v, d, Duration::from_millis(1));
-    if !d.get().subsec_nanos().is_multiple_of(1_000_000) {
-        v.error("only durations to ms precision are supported");
-    }
 }
 
 /// Istio's `validatePercentage`: 0, or within [0.0001, 100].

@@ -6,11 +6,11 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::destination_rule::{
-    cel_error, check_port_at, is_istio_label, schema_max_len, schema_max_properties,
-};
 use crate::types::{Labels, is_default};
-use crate::validate::{Validate, Validator, check_labels, fqdn_error};
+use crate::validate::{
+    Validate, Validator, cel_error, check_labels, check_max_items, check_max_len, check_port_at,
+    fqdn_error, is_istio_label,
+};
 
 /// The prefix of a Unix domain socket address.
 const UNIX_PREFIX: &str = "unix://";
@@ -199,7 +199,7 @@ impl WorkloadEntry {
             cel_error(v, "object", "Address is required");
         }
         v.field("address", |v| {
-            schema_max_len(v, &self.address, 256);
+            check_max_len(v, &self.address, 256);
             if let Some(path) = self.address.strip_prefix(UNIX_PREFIX) {
                 if !(path.starts_with('/') || path.starts_with('@')) {
                     cel_error(
@@ -216,7 +216,7 @@ impl WorkloadEntry {
         if self.address.starts_with(UNIX_PREFIX) && !self.ports.is_empty() {
             cel_error(v, "object", "UDS may not include ports");
         }
-        schema_max_properties(v, "ports", self.ports.len(), 128);
+        check_max_items(v, "ports", self.ports.len(), 128);
         v.field("ports", |v| {
             if !self.ports.keys().all(|name| is_cel_port_name(name)) {
                 cel_error(v, "object", "port name must be valid");
@@ -225,11 +225,11 @@ impl WorkloadEntry {
                 v.key(name, |v| crate::validate::check_port(v, *port));
             }
         });
-        schema_max_properties(v, "labels", self.labels.len(), 256);
-        v.field("locality", |v| schema_max_len(v, &self.locality, 2048));
-        v.field("network", |v| schema_max_len(v, &self.network, 2048));
+        check_max_items(v, "labels", self.labels.len(), 256);
+        v.field("locality", |v| check_max_len(v, &self.locality, 2048));
+        v.field("network", |v| check_max_len(v, &self.network, 2048));
         v.field("serviceAccount", |v| {
-            schema_max_len(v, &self.service_account, 253)
+            check_max_len(v, &self.service_account, 253)
         });
     }
 
@@ -325,8 +325,8 @@ impl Validate for WorkloadGroup {
         }
         if let Some(meta) = &self.metadata {
             v.field("metadata", |v| {
-                schema_max_properties(v, "labels", meta.labels.len(), 256);
-                schema_max_properties(v, "annotations", meta.annotations.len(), 256);
+                check_max_items(v, "labels", meta.labels.len(), 256);
+                check_max_items(v, "annotations", meta.annotations.len(), 256);
                 v.field("labels", |v| check_labels(v, &meta.labels));
             });
         }

@@ -20,6 +20,18 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
     !s.is_empty() && s.len() <= DNS1123_SUBDOMAIN_MAX && s.split('.').all(is_dns1123_label)
 }
 
+/// Istio's `labels.IsDNS1123Label`, which, unlike Kubernetes', accepts uppercase letters:
+/// at most 63 alphanumerics and `-`, alphanumeric at both ends. Used for subset, port
+/// and namespace names in Istio's webhook rules.
+pub fn is_istio_label(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+}
+
 /// Like [`is_dns1123_label`] but also accepting uppercase, as Istio does for host labels.
 fn is_host_label(s: &str) -> bool {
     is_label_of(s, |b| b.is_ascii_alphabetic())
@@ -102,6 +114,11 @@ pub fn check_port(v: &mut Validator<'_>, port: u32) {
     }
 }
 
+/// Reports a port number outside 1..=65535 on the field `name`.
+pub fn check_port_at(v: &mut Validator<'_>, name: &str, port: u32) {
+    v.field(name, |v| check_port(v, port));
+}
+
 /// Reports an IP address that does not parse.
 pub fn check_ip(v: &mut Validator<'_>, ip: &str) {
     if ip.parse::<IpAddr>().is_err() {
@@ -162,6 +179,17 @@ pub fn check_duration_at_least(v: &mut Validator<'_>, d: Duration, min: Duration
         v.error(format!(
             "must be a valid duration greater than {min}, got {d}"
         ));
+    }
+}
+
+/// Istio's `ValidateDuration` together with the CRD's `>= 1ms` rule: at least 1ms, and
+/// whole milliseconds.
+pub fn check_proto_duration(v: &mut Validator<'_>, d: Duration) {
+    let ms = Duration::from_millis(1);
+    if d < ms {
+        check_duration_at_least(v, d, ms);
+    } else if !d.get().subsec_nanos().is_multiple_of(1_000_000) {
+        v.error("only durations to ms precision are supported");
     }
 }
 

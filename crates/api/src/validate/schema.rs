@@ -1,6 +1,8 @@
 //! Checks in the API server's words, for rules that Istio's CRD schemas state
 //! (`maxItems`, `maxLength`, `type: object`, CEL rules) rather than its webhook.
 
+use std::fmt::Display;
+
 use super::Validator;
 
 /// Reports a list field with more than the schema's `maxItems` entries.
@@ -39,4 +41,26 @@ pub fn check_object(v: &mut Validator<'_>, value: &serde_json::Value) {
     v.error(format!(
         "Invalid value: {type_name:?}: must be of type object"
     ));
+}
+
+/// The OpenAPI `minimum`/`maximum` checks on the number field `name`.
+pub fn check_range<T: PartialOrd + Display + Copy>(
+    v: &mut Validator<'_>,
+    name: &str,
+    value: T,
+    min: T,
+    max: T,
+) {
+    v.field(name, |v| {
+        let path = v.path().to_owned();
+        if value < min {
+            v.error(format!(
+                "Invalid value: {value}: {path} in body should be greater than or equal to {min}"
+            ));
+        } else if value > max {
+            v.error(format!(
+                "Invalid value: {value}: {path} in body should be less than or equal to {max}"
+            ));
+        }
+    });
 }

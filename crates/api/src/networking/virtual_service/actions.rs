@@ -3,9 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Destination, check_duration, check_percentage, check_regex_len};
+use super::{Destination, check_percentage, check_regex_len};
 use crate::types::{Duration, Percent, StringMatch, is_default, string_enum};
-use crate::validate::{Validator, check_port, is_header_token};
+use crate::validate::{Validator, check_port, check_proto_duration, is_header_token};
 
 string_enum! {
     /// `HTTPRedirect.RedirectPortSelection`: how a redirect picks its port.
@@ -339,7 +339,7 @@ impl CorsPolicy {
         });
         if let Some(max_age) = self.max_age {
             v.field("maxAge", |v| {
-                check_duration(v, max_age);
+                check_proto_duration(v, max_age);
                 if max_age.get().subsec_nanos() > 0 {
                     v.error("max_age duration is accurate only to seconds precision");
                 }
@@ -427,11 +427,11 @@ impl HttpFaultInjectionDelay {
             v.error("only one of fixedDelay or exponentialDelay may be set");
         }
         if let Some(d) = self.fixed_delay {
-            v.field("fixedDelay", |v| check_duration(v, d));
+            v.field("fixedDelay", |v| check_proto_duration(v, d));
         }
         if let Some(d) = self.exponential_delay {
             v.field("exponentialDelay", |v| {
-                check_duration(v, d);
+                check_proto_duration(v, d);
                 v.error("exponentialDelay not supported yet");
             });
         }
@@ -521,7 +521,7 @@ impl HttpRetry {
             v.error("http retry policy configured when attempts are set to 0 (disabled)");
         }
         if let Some(d) = self.per_try_timeout {
-            v.field("perTryTimeout", |v| check_duration(v, d));
+            v.field("perTryTimeout", |v| check_proto_duration(v, d));
         }
         if !self.retry_on.is_empty() {
             v.field("retryOn", |v| {
@@ -537,7 +537,7 @@ impl HttpRetry {
             });
         }
         if let Some(d) = self.backoff {
-            v.field("backoff", |v| check_duration(v, d));
+            v.field("backoff", |v| check_proto_duration(v, d));
         }
     }
 }

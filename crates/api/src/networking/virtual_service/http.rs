@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::headers::is_authority_header;
-use super::{
-    Destination, check_destination, check_duration, check_gateway_names, check_string_match,
-};
+use super::{Destination, check_destination, check_gateway_names, check_string_match};
 use crate::types::{Duration, Labels, Percent, StringMatch, is_default};
-use crate::validate::{Validator, check_labels, check_port, is_dns1123_label, is_header_token};
+use crate::validate::{
+    Validator, check_labels, check_port, check_proto_duration, is_dns1123_label, is_header_token,
+};
 
 pub use super::actions::*;
 pub use super::headers::{HeaderOperations, Headers};
@@ -235,7 +235,7 @@ impl HttpRoute {
         self.check_authority_rewrite(v);
         check_http_route_destinations(v, &self.route);
         if let Some(timeout) = self.timeout {
-            v.field("timeout", |v| check_duration(v, timeout));
+            v.field("timeout", |v| check_proto_duration(v, timeout));
         }
     }
 
