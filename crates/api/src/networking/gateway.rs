@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{is_default, string_enum};
+use crate::types::{Protocol, is_default, string_enum};
 use crate::validate::{
     Validate, Validator, check_ip, check_port, is_dns1123_label, wildcard_domain_error,
 };
@@ -194,24 +194,6 @@ const CIPHER_SUITES: &[&str] = &[
 
 const UNIX_PREFIX: &str = "unix://";
 
-/// Port protocols as Istio parses them (case-insensitively).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Protocol {
-    Http,
-    Tls,
-    Other,
-}
-
-/// Istio's `protocol.Parse`, reduced to what gateway validation needs; `None` when unknown.
-fn parse_protocol(name: &str) -> Option<Protocol> {
-    match name.to_ascii_lowercase().as_str() {
-        "http" | "http2" | "http_proxy" | "grpc" | "grpc-web" => Some(Protocol::Http),
-        "https" | "tls" => Some(Protocol::Tls),
-        "tcp" | "udp" | "mongo" | "redis" | "mysql" => Some(Protocol::Other),
-        _ => None,
-    }
-}
-
 impl ServerTlsSettings {
     /// True for PASSTHROUGH and AUTO_PASSTHROUGH.
     pub fn is_passthrough(&self) -> bool {
@@ -245,7 +227,7 @@ impl Validate for Gateway {
                     );
                 }
                 let https_redirect = server.tls.as_ref().is_some_and(|t| t.https_redirect);
-                if parse_protocol(&port.protocol) != Some(Protocol::Http) && https_redirect {
+                if !port.protocol.parse().is_ok_and(Protocol::is_http) && https_redirect {
                     v.warn_at(
                         "tls.httpsRedirect",
                         "tls.httpsRedirect should only be used with http servers",
@@ -279,11 +261,11 @@ impl Server {
         let Some(port) = self.port.as_ref().filter(|_| port_ok) else {
             return;
         };
-        match (parse_protocol(&port.protocol), &self.tls) {
-            (Some(Protocol::Tls), None) => {
+        match (port.protocol.parse::<Protocol>().ok(), &self.tls) {
+            (Some(p), None) if p.is_tls() => {
                 v.error("server must have TLS settings for HTTPS/TLS protocols")
             }
-            (Some(Protocol::Http), Some(tls)) => {
+            (Some(p), Some(tls)) if p.is_http() => {
                 let files = !tls.ca_certificates.is_empty()
                     || !tls.private_key.is_empty()
                     || !tls.server_certificate.is_empty();
@@ -294,7 +276,7 @@ impl Server {
                     );
                 }
             }
-            (Some(Protocol::Other), Some(_)) => v.error_at(
+            (Some(p), Some(_)) if !p.is_tls() => v.error_at(
                 "tls",
                 "server cannot have TLS settings for non HTTPS/TLS ports",
             ),
@@ -334,7 +316,7 @@ impl Port {
         if self.protocol.is_empty() {
             v.required("protocol");
             ok = false;
-        } else if parse_protocol(&self.protocol).is_none() {
+        } else if self.protocol.parse::<Protocol>().is_err() {
             v.error_at(
                 "protocol",
                 format!("invalid protocol {:?}, supported protocols are HTTP, HTTP2, GRPC, GRPC-WEB, MONGO, REDIS, MYSQL, TCP", self.protocol),

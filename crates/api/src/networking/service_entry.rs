@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::sidecar::WorkloadLabelSelector;
 use super::workload_entry::{AddressRule, WorkloadEntry, check_port_name};
-use crate::types::{is_default, string_enum};
+use crate::types::{Protocol, is_default, string_enum};
 use crate::validate::{
     Validate, Validator, cel_error, check_export_to, check_ip_or_cidr, check_max_items,
     check_max_len, check_port_at, check_wildcard_host, fqdn_error,
@@ -93,47 +93,17 @@ string_enum! {
     }
 }
 
-/// Istio's port protocols, as `protocol.Parse` knows them (case-insensitive).
-const PROTOCOLS: [&str; 12] = [
-    "tcp",
-    "udp",
-    "grpc",
-    "grpc-web",
-    "http",
-    "http_proxy",
-    "http2",
-    "https",
-    "tls",
-    "mongo",
-    "redis",
-    "mysql",
-];
-
 /// Istio's `ValidateProtocol`: empty (sniffed) or a known protocol name.
 pub(super) fn protocol_error(protocol: &str) -> Option<String> {
-    let known = PROTOCOLS.contains(&protocol.to_ascii_lowercase().as_str());
-    (!protocol.is_empty() && !known).then(|| format!("unsupported protocol: {protocol}"))
+    if protocol.is_empty() {
+        return None;
+    }
+    protocol.parse::<Protocol>().err().map(|e| e.to_string())
 }
 
-/// True for the protocols Istio treats as HTTP (HTTP, HTTP2, HTTP_PROXY, GRPC, GRPC-Web).
-pub(super) fn protocol_is_http(protocol: &str) -> bool {
-    matches!(
-        protocol.to_ascii_lowercase().as_str(),
-        "http" | "http2" | "http_proxy" | "grpc" | "grpc-web"
-    )
-}
-
-/// True for the protocols Istio treats as TLS (HTTPS, TLS).
-fn protocol_is_tls(protocol: &str) -> bool {
-    matches!(protocol.to_ascii_lowercase().as_str(), "https" | "tls")
-}
-
-/// True for the protocols Istio treats as opaque TCP.
-fn protocol_is_tcp(protocol: &str) -> bool {
-    matches!(
-        protocol.to_ascii_lowercase().as_str(),
-        "tcp" | "https" | "tls" | "mongo" | "redis" | "mysql"
-    )
+/// True when `protocol` names one of `class`'s protocols.
+pub(super) fn protocol_is(protocol: &str, class: fn(Protocol) -> bool) -> bool {
+    protocol.parse().is_ok_and(class)
 }
 
 impl Validate for ServiceEntry {
@@ -234,7 +204,10 @@ impl Validate for ServiceEntry {
                 }
                 if !self.addresses.is_empty()
                     && self.hosts.len() > 1
-                    && self.ports.iter().any(|p| protocol_is_tcp(&p.protocol))
+                    && self
+                        .ports
+                        .iter()
+                        .any(|p| protocol_is(&p.protocol, Protocol::is_tcp))
                 {
                     v.warn("service entry can not have more than one host specified simultaneously with address and tcp port");
                 }
@@ -244,10 +217,10 @@ impl Validate for ServiceEntry {
 
         if self.resolution != R::None
             && self.hosts.len() > 1
-            && self
-                .ports
-                .iter()
-                .any(|p| !protocol_is_http(&p.protocol) && !protocol_is_tls(&p.protocol))
+            && self.ports.iter().any(|p| {
+                !protocol_is(&p.protocol, Protocol::is_http)
+                    && !protocol_is(&p.protocol, Protocol::is_tls)
+            })
         {
             v.error("multiple hosts provided with non-HTTP, non-TLS ports");
         }

@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use super::destination_rule::{ConnectionPoolSettings, PolicyPortSelector};
-use super::service_entry::{protocol_error, protocol_is_http};
+use super::service_entry::{protocol_error, protocol_is};
 use super::workload_entry::{check_port_name, unix_address_error};
-use crate::types::{Labels, is_default, string_enum};
+use crate::types::{Labels, Protocol, is_default, string_enum};
 use crate::validate::{
     Validate, Validator, cel_error, check_ip, check_max_items, check_max_len, check_port,
     check_port_at, check_wildcard_host, fqdn_error, is_istio_label, wildcard_domain_error,
@@ -337,7 +337,7 @@ impl Validate for Sidecar {
             v.check_opt("tls", &listener.tls);
             v.check_opt("connectionPool", &listener.connection_pool);
             if listener.connection_pool.as_ref().is_some_and(|p| p.http.is_some())
-                && !protocol_is_http(&port.protocol)
+                && !protocol_is(&port.protocol, Protocol::is_http)
             {
                 v.warn_at(
                     "connectionPool",

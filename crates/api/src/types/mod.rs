@@ -4,11 +4,13 @@
 mod duration;
 mod enums;
 mod percent;
+mod protocol;
 mod selector;
 mod string_match;
 
 pub use duration::{Duration, DurationError};
 pub use percent::Percent;
+pub use protocol::{Protocol, UnknownProtocol};
 pub use selector::{PolicyTargetReference, WorkloadSelector};
 pub use string_match::StringMatch;
 
