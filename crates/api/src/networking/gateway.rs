@@ -373,7 +373,9 @@ fn check_gateway_host(v: &mut Validator<'_>, host: &str) {
 }
 
 impl ServerTlsSettings {
-    fn check(&self, v: &mut Validator<'_>) {
+    /// The TLS rules shared by Gateway servers and Sidecar ingress listeners: the CRD's
+    /// rules and Istio's `validateTLSOptions`/`validateServerTLS`.
+    pub(super) fn check(&self, v: &mut Validator<'_>) {
         self.check_schema(v);
         if matches!(
             self.min_protocol_version,

@@ -6,12 +6,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use super::destination_rule::{ConnectionPoolSettings, PolicyPortSelector};
+use super::gateway::{ServerTlsMode, ServerTlsSettings};
 use super::service_entry::{protocol_error, protocol_is};
 use super::workload_entry::{check_port_name, unix_address_error};
 use crate::types::{Labels, Protocol, is_default, string_enum};
 use crate::validate::{
-    Validate, Validator, cel_error, check_ip, check_max_items, check_max_len, check_port,
-    check_port_at, check_wildcard_host, fqdn_error, is_istio_label, wildcard_domain_error,
+    Validate, Validator, check_ip, check_max_items, check_max_len, check_port, check_port_at,
+    check_wildcard_host, fqdn_error, is_istio_label, wildcard_domain_error,
 };
 
 /// The prefix of a Unix domain socket address.
@@ -67,7 +68,7 @@ pub struct IstioIngressListener {
     pub default_endpoint: String,
     /// TLS termination for the listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<SidecarServerTlsSettings>,
+    pub tls: Option<ServerTlsSettings>,
     /// Connection pool settings for this listener.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_pool: Option<ConnectionPoolSettings>,
@@ -158,115 +159,6 @@ pub struct EgressProxy {
     pub port: Option<PolicyPortSelector>,
 }
 
-/// Istio's `ServerTLSSettings` as a Sidecar ingress listener's `tls`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SidecarServerTlsSettings {
-    /// Redirect HTTP to HTTPS (not supported on sidecars).
-    #[serde(default, skip_serializing_if = "is_default")]
-    pub https_redirect: bool,
-    /// How TLS is terminated.
-    #[serde(default, skip_serializing_if = "is_default")]
-    pub mode: SidecarServerTlsMode,
-    /// Server certificate file.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub server_certificate: String,
-    /// Server private key file.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub private_key: String,
-    /// CA certificates file to verify clients.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub ca_certificates: String,
-    /// Certificate revocation list file.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub ca_crl: String,
-    /// Secret with the server's certificates (not supported on sidecars).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub credential_name: String,
-    /// Up to two secrets with server certificates (RSA and ECDSA).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub credential_names: Vec<String>,
-    /// Up to two inline certificate sets.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tls_certificates: Vec<SidecarTlsCertificate>,
-    /// Allowed client identities (not supported on sidecars).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub subject_alt_names: Vec<String>,
-    /// Allowed client certificate SPKI hashes.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub verify_certificate_spki: Vec<String>,
-    /// Allowed client certificate hashes.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub verify_certificate_hash: Vec<String>,
-    /// Minimum TLS version.
-    #[serde(default, skip_serializing_if = "is_default")]
-    pub min_protocol_version: SidecarTlsProtocol,
-    /// Maximum TLS version.
-    #[serde(default, skip_serializing_if = "is_default")]
-    pub max_protocol_version: SidecarTlsProtocol,
-    /// Allowed cipher suites.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub cipher_suites: Vec<String>,
-    /// Allowed ECDH curves.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ecdh_curves: Vec<String>,
-    /// Secret with the CA certificates used to verify clients.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub ca_cert_credential_name: String,
-    /// Skip verifying client certificates.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub insecure_skip_verify: Option<bool>,
-}
-
-/// `ServerTLSSettings.TLSCertificate`: one inline certificate set.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SidecarTlsCertificate {
-    /// Server certificate file.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub server_certificate: String,
-    /// Server private key file.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub private_key: String,
-    /// CA certificates file.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub ca_certificates: String,
-}
-
-string_enum! {
-    /// `ServerTLSSettings.TLSmode`.
-    pub enum SidecarServerTlsMode {
-        /// Forward the TLS connection untouched.
-        Passthrough = "PASSTHROUGH",
-        /// Terminate TLS.
-        Simple = "SIMPLE",
-        /// Terminate TLS and require client certificates.
-        Mutual = "MUTUAL",
-        /// Route by SNI without terminating (gateways only).
-        AutoPassthrough = "AUTO_PASSTHROUGH",
-        /// Mutual TLS with Istio's certificates.
-        IstioMutual = "ISTIO_MUTUAL",
-        /// Terminate TLS, verifying client certificates when presented.
-        OptionalMutual = "OPTIONAL_MUTUAL",
-    }
-}
-
-string_enum! {
-    /// `ServerTLSSettings.TLSProtocol`.
-    pub enum SidecarTlsProtocol {
-        /// The proxy's default.
-        TlsAuto = "TLS_AUTO",
-        /// TLS 1.0.
-        TlsV1_0 = "TLSV1_0",
-        /// TLS 1.1.
-        TlsV1_1 = "TLSV1_1",
-        /// TLS 1.2.
-        TlsV1_2 = "TLSV1_2",
-        /// TLS 1.3.
-        TlsV1_3 = "TLSV1_3",
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Validation
 // ---------------------------------------------------------------------------------------
@@ -334,7 +226,9 @@ impl Validate for Sidecar {
             if !listener.default_endpoint.is_empty() {
                 v.field("defaultEndpoint", |v| check_default_endpoint(v, &listener.default_endpoint));
             }
-            v.check_opt("tls", &listener.tls);
+            if let Some(tls) = &listener.tls {
+                v.field("tls", |v| check_ingress_tls(v, tls));
+            }
             v.check_opt("connectionPool", &listener.connection_pool);
             if listener.connection_pool.as_ref().is_some_and(|p| p.http.is_some())
                 && !protocol_is(&port.protocol, Protocol::is_http)
@@ -575,174 +469,37 @@ impl Validate for OutboundTrafficPolicy {
     }
 }
 
-impl Validate for SidecarServerTlsSettings {
-    fn validate(&self, v: &mut Validator<'_>) {
-        use SidecarServerTlsMode as M;
-        // CRD rules (the third repeats the first's condition, as the CRD does).
-        let certs = !self.tls_certificates.is_empty();
-        let names = !self.credential_names.is_empty();
-        if certs && names {
-            cel_error(
-                v,
-                "object",
-                "only one of credentialNames or tlsCertificates can be set",
-            );
-        }
-        if !self.credential_name.is_empty() && names {
-            cel_error(
-                v,
-                "object",
-                "only one of credentialName or credentialNames can be set",
-            );
-        }
-        if names && certs {
-            cel_error(
-                v,
-                "object",
-                "only one of credentialName or tlsCertificates can be set",
-            );
-        }
-        for (name, len) in [
-            ("credentialNames", self.credential_names.len()),
-            ("tlsCertificates", self.tls_certificates.len()),
-        ] {
-            if len > 2 {
-                v.error_at(name, format!("Too many: {len}: must have at most 2 items"));
-            }
-        }
-
-        // Sidecar-specific webhook rules.
-        if !self.subject_alt_names.is_empty() {
-            v.error_at(
-                "subjectAltNames",
-                "sidecar: subjectAltNames is not supported in ingress tls",
-            );
-        }
-        if self.https_redirect {
-            v.error_at("httpsRedirect", "sidecar: httpsRedirect is not supported");
-        }
-        if !self.credential_name.is_empty() {
-            v.error_at(
-                "credentialName",
-                "sidecar: credentialName is not currently supported",
-            );
-        }
-        if matches!(self.mode, M::IstioMutual | M::AutoPassthrough) {
-            v.error_at(
-                "mode",
-                format!(
-                    "configuration is invalid: cannot set mode to {} in sidecar ingress tls",
-                    self.mode
-                ),
-            );
-        }
-
-        // Istio's validateTLSOptions.
-        if matches!(
-            self.min_protocol_version,
-            SidecarTlsProtocol::TlsV1_0 | SidecarTlsProtocol::TlsV1_1
-        ) && self.cipher_suites.is_empty()
-        {
-            v.warn("TLS version below TLSV1_2 require setting compatible ciphers as by default they no longer include compatible ciphers.");
-        }
-        let mut seen = HashSet::new();
-        let duplicates: BTreeSet<&str> = self
-            .cipher_suites
-            .iter()
-            .filter(|c| !seen.insert(c.as_str()))
-            .map(String::as_str)
-            .collect();
-        if !duplicates.is_empty() {
-            v.warn_at(
-                "cipherSuites",
-                format!("ignoring duplicate cipher suites: {duplicates:?}"),
-            );
-        }
-        if self.mode == M::IstioMutual {
-            for (set, message) in [
-                (
-                    &self.server_certificate,
-                    "ISTIO_MUTUAL TLS cannot have associated server certificate",
-                ),
-                (
-                    &self.private_key,
-                    "ISTIO_MUTUAL TLS cannot have associated private key",
-                ),
-                (
-                    &self.ca_certificates,
-                    "ISTIO_MUTUAL TLS cannot have associated CA bundle",
-                ),
-                (
-                    &self.credential_name,
-                    "ISTIO_MUTUAL TLS cannot have associated credentialName",
-                ),
-            ] {
-                if !set.is_empty() {
-                    v.error(message);
-                }
-            }
-            return;
-        }
-        if matches!(self.mode, M::Passthrough | M::AutoPassthrough)
-            && [
-                &self.ca_crl,
-                &self.server_certificate,
-                &self.private_key,
-                &self.ca_certificates,
-                &self.credential_name,
-            ]
-            .iter()
-            .any(|s| !s.is_empty())
-        {
-            v.warn(format!(
-                "{} mode does not use certificates, they will be ignored",
-                self.mode
-            ));
-        }
-        let remote = !self.credential_name.is_empty() || names;
-        let terminating = matches!(self.mode, M::Simple | M::Mutual | M::OptionalMutual);
-        if !(terminating && remote) {
-            let prefix = if self.mode == M::Simple {
-                "SIMPLE"
-            } else {
-                "MUTUAL"
-            };
-            if terminating && certs {
-                v.each("tlsCertificates", &self.tls_certificates, |v, c| {
-                    if c.server_certificate.is_empty() {
-                        v.error(format!("{prefix} TLS requires a server certificate"));
-                    }
-                    if c.private_key.is_empty() {
-                        v.error(format!("{prefix} TLS requires a private key"));
-                    }
-                });
-            } else if terminating {
-                if self.server_certificate.is_empty() {
-                    v.error(format!("{prefix} TLS requires a server certificate"));
-                }
-                if self.private_key.is_empty() {
-                    v.error(format!("{prefix} TLS requires a private key"));
-                }
-            }
-            if matches!(self.mode, M::Mutual | M::OptionalMutual)
-                && self.ca_certificates.is_empty()
-                && !self
-                    .tls_certificates
-                    .iter()
-                    .any(|c| !c.ca_certificates.is_empty())
-            {
-                v.error("MUTUAL TLS requires a client CA bundle");
-            }
-        }
-        if !self.ca_crl.is_empty() {
-            if !self.credential_name.is_empty() {
-                v.error_at("caCrl", "CRL is not supported with credentialName. CRL has to be specified in the credential");
-            }
-            if self.mode == M::Simple {
-                v.error_at("caCrl", "CRL is not supported with SIMPLE TLS");
-            }
-        }
+/// A Sidecar ingress listener's `tls`: Gateway's server TLS rules, minus what only a
+/// gateway can do.
+fn check_ingress_tls(v: &mut Validator<'_>, tls: &ServerTlsSettings) {
+    if !tls.subject_alt_names.is_empty() {
+        v.error_at(
+            "subjectAltNames",
+            "sidecar: subjectAltNames is not supported in ingress tls",
+        );
     }
+    if tls.https_redirect {
+        v.error_at("httpsRedirect", "sidecar: httpsRedirect is not supported");
+    }
+    if !tls.credential_name.is_empty() {
+        v.error_at(
+            "credentialName",
+            "sidecar: credentialName is not currently supported",
+        );
+    }
+    if matches!(
+        tls.mode,
+        ServerTlsMode::IstioMutual | ServerTlsMode::AutoPassthrough
+    ) {
+        v.error_at(
+            "mode",
+            format!(
+                "configuration is invalid: cannot set mode to {} in sidecar ingress tls",
+                tls.mode
+            ),
+        );
+    }
+    tls.check(v);
 }
 
 #[cfg(test)]
