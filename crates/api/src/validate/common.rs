@@ -133,15 +133,6 @@ pub fn check_ip_or_cidr(v: &mut Validator<'_>, value: &str) {
     }
 }
 
-/// Reports a regex that does not compile (RE2 syntax, as Envoy and Istio use).
-pub fn check_regex(v: &mut Validator<'_>, pattern: &str) {
-    if let Err(e) = regex::Regex::new(pattern) {
-        let reason = e.to_string();
-        let first = reason.lines().last().unwrap_or(&reason).trim();
-        v.error(format!("{pattern:?} is not a valid regex: {first}"));
-    }
-}
-
 /// True for an HTTP header name token (RFC 7230 `tchar`s).
 pub fn is_header_token(name: &str) -> bool {
     !name.is_empty()

@@ -2,10 +2,12 @@
 //! ([`Validate`]) plus a pass over a whole set for the rules that span objects ([`validate_set`]).
 
 mod common;
+mod regex;
 mod schema;
 mod set;
 
 pub use common::*;
+pub use regex::{check_regex, regex_error};
 pub use schema::*;
 pub use set::{SetIssue, validate_set};
 
