@@ -14,6 +14,9 @@ pub mod telemetry;
 pub mod types;
 pub mod validate;
 
+#[cfg(test)]
+mod testing;
+
 pub use k8s_openapi;
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 pub use kind::Kind;

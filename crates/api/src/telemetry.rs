@@ -507,40 +507,24 @@ impl Validate for AccessLogging {
 
 #[cfg(test)]
 mod tests {
+    use crate::Kind;
+    use crate::testing::{issues, load, messages, object_yaml};
     use crate::validate::{Issue, Severity};
 
     fn check(spec: &str) -> Vec<Issue> {
-        let yaml = format!(
-            "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata:\n  name: t\n  namespace: ns\nspec:\n{spec}"
-        );
-        let loaded = crate::load::Loader::new().load_str(&yaml, None);
-        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-        loaded.objects[0].object.validate()
+        issues(Kind::Telemetry, spec)
     }
 
     fn errors(spec: &str) -> Vec<String> {
-        check(spec)
-            .into_iter()
-            .filter(|i| i.severity == Severity::Error)
-            .map(|i| i.to_string())
-            .collect()
+        messages(&check(spec), Severity::Error)
     }
 
     fn warnings(spec: &str) -> Vec<String> {
-        check(spec)
-            .into_iter()
-            .filter(|i| i.severity == Severity::Warning)
-            .map(|i| i.to_string())
-            .collect()
+        messages(&check(spec), Severity::Warning)
     }
 
     fn load_err(spec: &str) -> String {
-        let yaml = format!(
-            "apiVersion: telemetry.istio.io/v1alpha1\nkind: Telemetry\nmetadata:\n  name: t\nspec:\n{spec}"
-        );
-        let loaded = crate::load::Loader::new().load_str(&yaml, None);
-        assert_eq!(loaded.errors.len(), 1, "{spec}");
-        loaded.errors[0].to_string()
+        load(&object_yaml(Kind::Telemetry, spec)).expect_err("does not load")
     }
 
     const FULL: &str = r#"

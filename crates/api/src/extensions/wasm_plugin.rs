@@ -393,23 +393,16 @@ impl Validate for TrafficSelector {
 #[cfg(test)]
 mod tests {
     use super::parse_request_uri;
+    use crate::Kind;
+    use crate::testing::{issues, messages};
     use crate::validate::{Issue, Severity};
 
     fn check(spec: &str) -> Vec<Issue> {
-        let yaml = format!(
-            "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata:\n  name: w\n  namespace: ns\nspec:\n{spec}"
-        );
-        let loaded = crate::load::Loader::new().load_str(&yaml, None);
-        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-        loaded.objects[0].object.validate()
+        issues(Kind::WasmPlugin, spec)
     }
 
     fn errors(spec: &str) -> Vec<String> {
-        check(spec)
-            .into_iter()
-            .filter(|i| i.severity == Severity::Error)
-            .map(|i| i.to_string())
-            .collect()
+        messages(&check(spec), Severity::Error)
     }
 
     const FULL: &str = r#"

@@ -1170,30 +1170,19 @@ impl Validate for ClientTlsSettings {
 
 #[cfg(test)]
 mod tests {
-    use crate::load::Loader;
+    use crate::testing::{load, messages};
     use crate::validate::{Issue, Severity};
 
     fn issues(yaml: &str) -> Vec<Issue> {
-        let loaded = Loader::new().load_str(yaml, None);
-        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-        assert_eq!(loaded.objects.len(), 1);
-        loaded.objects[0].object.validate()
+        load(yaml).expect("loads").validate()
     }
 
     fn errors(yaml: &str) -> Vec<String> {
-        issues(yaml)
-            .into_iter()
-            .filter(|i| i.severity == Severity::Error)
-            .map(|i| i.to_string())
-            .collect()
+        messages(&issues(yaml), Severity::Error)
     }
 
     fn warnings(yaml: &str) -> Vec<String> {
-        issues(yaml)
-            .into_iter()
-            .filter(|i| i.severity == Severity::Warning)
-            .map(|i| i.to_string())
-            .collect()
+        messages(&issues(yaml), Severity::Warning)
     }
 
     fn dr(spec: &str) -> String {
@@ -1308,15 +1297,9 @@ subsets:
     loadBalancer:
       simple: ROUND_ROBIN
 "#;
-        let yaml = dr(spec);
-        let loaded = Loader::new().load_str(&yaml, None);
-        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-        let object = &loaded.objects[0].object;
+        // `load` also checks the round trip.
+        let object = load(&dr(spec)).expect("loads");
         assert!(object.validate().is_empty(), "{:#?}", object.validate());
-        let text = serde_yaml_ng::to_string(object).unwrap();
-        let again = Loader::new().load_str(&text, None);
-        assert!(again.errors.is_empty(), "{:?}", again.errors);
-        assert_eq!(&again.objects[0].object, object);
     }
 
     #[test]
@@ -1428,16 +1411,14 @@ subsets:
             "spec.trafficPolicy.loadBalancer.warmupDurationSecs",
             "greater than 1ms",
         );
-        let unknown = Loader::new().load_str(
-            &dr("host: r\ntrafficPolicy:\n  loadBalancer:\n    simple: FASTEST"),
-            None,
-        );
+        let unknown = load(&dr(
+            "host: r\ntrafficPolicy:\n  loadBalancer:\n    simple: FASTEST",
+        ));
         assert!(
-            unknown.errors[0]
-                .to_string()
-                .contains("Unsupported value: \"FASTEST\""),
-            "{:?}",
-            unknown.errors
+            unknown
+                .as_ref()
+                .is_err_and(|e| e.contains("Unsupported value: \"FASTEST\"")),
+            "{unknown:?}"
         );
     }
 

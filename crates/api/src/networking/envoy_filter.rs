@@ -779,23 +779,16 @@ fn check_operation(v: &mut Validator<'_>, apply_to: EnvoyApplyTo, op: EnvoyPatch
 
 #[cfg(test)]
 mod tests {
+    use crate::Kind;
+    use crate::testing::{issues, messages};
     use crate::validate::{Issue, Severity};
 
     fn check(spec: &str) -> Vec<Issue> {
-        let yaml = format!(
-            "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata:\n  name: ef\n  namespace: ns\nspec:\n{spec}"
-        );
-        let loaded = crate::load::Loader::new().load_str(&yaml, None);
-        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-        loaded.objects[0].object.validate()
+        issues(Kind::EnvoyFilter, spec)
     }
 
     fn by(spec: &str, severity: Severity) -> Vec<String> {
-        check(spec)
-            .into_iter()
-            .filter(|i| i.severity == severity)
-            .map(|i| i.to_string())
-            .collect()
+        messages(&check(spec), severity)
     }
 
     fn errors(spec: &str) -> Vec<String> {

@@ -523,32 +523,20 @@ impl ServerTlsSettings {
 
 #[cfg(test)]
 mod tests {
-    use crate::load::Loader;
+    use crate::Kind;
+    use crate::testing::{self, messages};
     use crate::validate::{Issue, Severity};
 
     fn issues(spec: &str) -> Vec<Issue> {
-        let yaml = format!(
-            "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  name: gw\n  namespace: default\nspec:\n{spec}"
-        );
-        let result = Loader::new().load_str(&yaml, None);
-        assert!(result.errors.is_empty(), "{:?}", result.errors);
-        result.objects[0].object.validate()
+        testing::issues(Kind::Gateway, spec)
     }
 
     fn errors(spec: &str) -> Vec<String> {
-        issues(spec)
-            .iter()
-            .filter(|i| i.severity == Severity::Error)
-            .map(ToString::to_string)
-            .collect()
+        messages(&issues(spec), Severity::Error)
     }
 
     fn warnings(spec: &str) -> Vec<String> {
-        issues(spec)
-            .iter()
-            .filter(|i| i.severity == Severity::Warning)
-            .map(ToString::to_string)
-            .collect()
+        messages(&issues(spec), Severity::Warning)
     }
 
     fn server(port: &str, tls: &str, hosts: &str) -> String {

@@ -57,23 +57,16 @@ impl Validate for ProxyConfig {
 
 #[cfg(test)]
 mod tests {
+    use crate::Kind;
+    use crate::testing::{issues, messages};
     use crate::validate::{Issue, Severity};
 
     fn check(spec: &str) -> Vec<Issue> {
-        let yaml = format!(
-            "apiVersion: networking.istio.io/v1beta1\nkind: ProxyConfig\nmetadata:\n  name: p\nspec:\n{spec}"
-        );
-        let loaded = crate::load::Loader::new().load_str(&yaml, None);
-        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-        loaded.objects[0].object.validate()
+        issues(Kind::ProxyConfig, spec)
     }
 
     fn errors(spec: &str) -> Vec<String> {
-        check(spec)
-            .into_iter()
-            .filter(|i| i.severity == Severity::Error)
-            .map(|i| i.to_string())
-            .collect()
+        messages(&check(spec), Severity::Error)
     }
 
     #[test]

@@ -504,31 +504,11 @@ fn check_ingress_tls(v: &mut Validator<'_>, tls: &ServerTlsSettings) {
 
 #[cfg(test)]
 mod tests {
-    use crate::load::Loader;
-    use crate::validate::Severity;
+    use crate::Kind;
+    use crate::testing::{errors_and_warnings, issues};
 
     fn check(spec: &str) -> (Vec<String>, Vec<String>) {
-        let yaml = format!(
-            "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata:\n  name: s\n  namespace: ns\nspec:\n{}",
-            spec.lines().map(|l| format!("  {l}\n")).collect::<String>()
-        );
-        let loaded = Loader::new().load_str(&yaml, None);
-        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-        let object = &loaded.objects[0].object;
-        let text = serde_yaml_ng::to_string(object).unwrap();
-        assert_eq!(
-            &Loader::new().load_str(&text, None).objects[0].object,
-            object
-        );
-        let issues = object.validate();
-        let pick = |s: Severity| {
-            issues
-                .iter()
-                .filter(|i| i.severity == s)
-                .map(|i| i.to_string())
-                .collect::<Vec<_>>()
-        };
-        (pick(Severity::Error), pick(Severity::Warning))
+        errors_and_warnings(&issues(Kind::Sidecar, spec))
     }
 
     fn assert_error(spec: &str, path: &str, message: &str) {

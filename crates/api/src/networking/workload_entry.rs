@@ -407,25 +407,10 @@ impl Validate for ReadinessProbe {
 
 #[cfg(test)]
 mod tests {
-    use crate::load::Loader;
-    use crate::validate::Severity;
+    use crate::testing::{errors_and_warnings, issues};
 
     fn check(kind: &str, spec: &str) -> (Vec<String>, Vec<String>) {
-        let yaml = format!(
-            "apiVersion: networking.istio.io/v1\nkind: {kind}\nmetadata:\n  name: w\n  namespace: ns\nspec:\n{}",
-            spec.lines().map(|l| format!("  {l}\n")).collect::<String>()
-        );
-        let loaded = Loader::new().load_str(&yaml, None);
-        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
-        let issues = loaded.objects[0].object.validate();
-        let pick = |s: Severity| {
-            issues
-                .iter()
-                .filter(|i| i.severity == s)
-                .map(|i| i.to_string())
-                .collect::<Vec<_>>()
-        };
-        (pick(Severity::Error), pick(Severity::Warning))
+        errors_and_warnings(&issues(kind.parse().expect("a kind"), spec))
     }
 
     fn assert_error(kind: &str, spec: &str, path: &str, message: &str) {

@@ -714,16 +714,12 @@ fn path_template_error(path: &str, field: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::Loader;
     use crate::object::Object;
+    use crate::testing::{self, messages};
     use crate::validate::{Issue, Severity};
 
     fn load(yaml: &str) -> Result<Object, String> {
-        let mut result = Loader::new().load_str(yaml, None);
-        if let Some(e) = result.errors.pop() {
-            return Err(e.to_string());
-        }
-        Ok(result.objects.pop().expect("one object").object)
+        testing::load(yaml)
     }
 
     fn issues(body: &str) -> Vec<Issue> {
@@ -731,11 +727,7 @@ mod tests {
     }
 
     fn of(issues: &[Issue], severity: Severity) -> Vec<String> {
-        issues
-            .iter()
-            .filter(|i| i.severity == severity)
-            .map(ToString::to_string)
-            .collect()
+        messages(issues, severity)
     }
 
     fn errors(body: &str) -> Vec<String> {

@@ -213,24 +213,16 @@ impl<'de> Deserialize<'de> for PortKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::Loader;
     use crate::object::Object;
+    use crate::testing::{self, messages};
     use crate::validate::{Issue, Severity};
 
     fn load(yaml: &str) -> Result<Object, String> {
-        let mut result = Loader::new().load_str(yaml, None);
-        if let Some(e) = result.errors.pop() {
-            return Err(e.to_string());
-        }
-        Ok(result.objects.pop().expect("one object").object)
+        testing::load(yaml)
     }
 
     fn errors(issues: &[Issue]) -> Vec<String> {
-        issues
-            .iter()
-            .filter(|i| i.severity == Severity::Error)
-            .map(ToString::to_string)
-            .collect()
+        messages(issues, Severity::Error)
     }
 
     fn spec(body: &str) -> String {
