@@ -9,6 +9,7 @@ mod kube;
 pub mod load;
 pub mod networking;
 pub mod object;
+pub mod position;
 pub mod security;
 pub mod telemetry;
 pub mod types;

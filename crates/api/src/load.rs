@@ -26,6 +26,30 @@ pub struct Origin {
     pub item: Option<usize>,
 }
 
+impl Origin {
+    /// This origin moved to the line of the field at `path` (as validation reports it,
+    /// e.g. `spec.http[0].route`), given the text of the origin's file. Unchanged for
+    /// list items and when the field cannot be found.
+    pub fn at_field(&self, file_text: &str, path: &str) -> Origin {
+        if self.item.is_some() || path.is_empty() || self.line == 0 {
+            return self.clone();
+        }
+        let document: String = file_text
+            .lines()
+            .skip(self.line - 1)
+            .take_while(|l| !is_document_marker(l))
+            .collect::<Vec<_>>()
+            .join("\n");
+        match crate::position::field_line(&document, path) {
+            Some(line) => Origin {
+                line: self.line + line - 1,
+                ..self.clone()
+            },
+            None => self.clone(),
+        }
+    }
+}
+
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.file {
@@ -451,6 +475,11 @@ fn strip_location(message: &str) -> String {
     }
 }
 
+/// True for a line that starts or ends a YAML document (`---`, `--- …`, `...`).
+fn is_document_marker(line: &str) -> bool {
+    line == "---" || line.starts_with("--- ") || line.starts_with("---\t") || line == "..."
+}
+
 /// Splits multi-document YAML at `---` lines, dropping documents with no content.
 fn split_documents(text: &str) -> impl Iterator<Item = Chunk<'_>> {
     let mut chunks = Vec::new();
@@ -458,10 +487,7 @@ fn split_documents(text: &str) -> impl Iterator<Item = Chunk<'_>> {
     let mut first_line = 1;
     let mut offset = 0;
     for (i, line) in text.split_inclusive('\n').enumerate() {
-        let bare = line.trim_end_matches(['\n', '\r']);
-        let marker =
-            bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t") || bare == "...";
-        if marker {
+        if is_document_marker(line.trim_end_matches(['\n', '\r'])) {
             chunks.push(Chunk {
                 text: &text[start..offset],
                 first_line,
@@ -695,6 +721,21 @@ mod tests {
             s.spec.as_ref().unwrap().cluster_ips.as_deref().unwrap(),
             ["1.2.3.4", "2001:db8::"]
         );
+    }
+
+    #[test]
+    fn origins_move_to_the_line_of_a_field() {
+        let text = format!("{SERVICE}---\n{SERVICE}");
+        let result = Loader::new().load_str(&text, Some(Path::new("a.yaml")));
+        let second = &result.objects[1].origin;
+        assert_eq!(second.line, 9);
+        assert_eq!(second.at_field(&text, "spec.ports[0].port").line, 15);
+        assert_eq!(
+            second.at_field(&text, "spec.nothing").line,
+            13,
+            "the parent when absent"
+        );
+        assert_eq!(second.at_field(&text, "").line, 9);
     }
 
     #[test]

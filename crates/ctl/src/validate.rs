@@ -2,12 +2,13 @@
 //! applied. Like `istioctl validate`, it prints every problem and fails when any object
 //! is invalid.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
-use mizzen_api::load::{LoadResult, Loader};
+use mizzen_api::load::{LoadResult, Loader, Origin};
 use mizzen_api::validate::{Severity, validate_set};
 
 /// What a validation run found.
@@ -60,30 +61,26 @@ pub fn report(result: &LoadResult, out: &mut impl Write) -> anyhow::Result<Summa
         writeln!(out, "Error: {error}")?;
     }
     let mut invalid_objects = BTreeSet::new();
-    for (index, loaded) in result.objects.iter().enumerate() {
-        for issue in loaded.object.validate() {
-            let label = match issue.severity {
-                Severity::Error => {
-                    invalid_objects.insert(index);
-                    "Error"
-                }
-                Severity::Warning => {
-                    summary.warnings += 1;
-                    "Warning"
-                }
-            };
-            writeln!(
-                out,
-                "{label}: {}: {}: {issue}",
-                loaded.origin,
-                loaded.object.key()
-            )?;
-        }
-    }
-    for found in validate_set(result.objects.iter().map(|l| &l.object)) {
-        let label = match found.issue.severity {
+    let mut files = FileTexts::default();
+    let object_issues = result
+        .objects
+        .iter()
+        .enumerate()
+        .flat_map(|(index, loaded)| {
+            let key = loaded.object.key();
+            loaded
+                .object
+                .validate()
+                .into_iter()
+                .map(move |issue| (index, key.clone(), issue))
+        });
+    let set_issues = validate_set(result.objects.iter().map(|l| &l.object))
+        .into_iter()
+        .map(|found| (found.index, found.key, found.issue));
+    for (index, key, issue) in object_issues.chain(set_issues) {
+        let label = match issue.severity {
             Severity::Error => {
-                invalid_objects.insert(found.index);
+                invalid_objects.insert(index);
                 "Error"
             }
             Severity::Warning => {
@@ -91,8 +88,8 @@ pub fn report(result: &LoadResult, out: &mut impl Write) -> anyhow::Result<Summa
                 "Warning"
             }
         };
-        let origin = &result.objects[found.index].origin;
-        writeln!(out, "{label}: {origin}: {}: {}", found.key, found.issue)?;
+        let origin = files.locate(&result.objects[index].origin, &issue.path);
+        writeln!(out, "{label}: {origin}: {key}: {issue}")?;
     }
     summary.invalid += invalid_objects.len();
 
@@ -136,6 +133,27 @@ pub fn report(result: &LoadResult, out: &mut impl Write) -> anyhow::Result<Summa
         )?;
     }
     Ok(summary)
+}
+
+/// The texts of the files problems were found in, read once, to point at fields' lines.
+#[derive(Default)]
+struct FileTexts(HashMap<Arc<Path>, Option<String>>);
+
+impl FileTexts {
+    /// `origin` moved to the line of the field at `path`, when the file can be read.
+    fn locate(&mut self, origin: &Origin, path: &str) -> Origin {
+        let Some(file) = &origin.file else {
+            return origin.clone();
+        };
+        let text = self
+            .0
+            .entry(file.clone())
+            .or_insert_with(|| std::fs::read_to_string(file).ok());
+        match text {
+            Some(text) => origin.at_field(text, path),
+            None => origin.clone(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ fn validate_exits_zero_on_valid_config_and_one_on_invalid() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("bad.yaml:1 (document 1): Service default/reviews: spec.ports[0].port: port must be between 1-65535, got 0"), "{stdout}");
+    assert!(stdout.contains("bad.yaml:8 (document 1): Service default/reviews: spec.ports[0].port: port must be between 1-65535, got 0"), "{stdout}");
 }
 
 #[test]
