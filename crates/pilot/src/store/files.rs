@@ -175,10 +175,12 @@ fn load(
         .collect();
     for l in &loaded.objects {
         if let Some(rejected) = rejection(&l.object) {
+            // Point at the first offending field's line.
+            let origin = l.origin.at_field(text, &rejected.issues[0].path);
             problems.push(Problem {
                 file: Some(path.to_owned()),
                 object: Some(rejected.key.clone()),
-                message: format!("{}: {rejected}", l.origin),
+                message: format!("{origin}: {rejected}"),
             });
         }
     }
