@@ -47,6 +47,13 @@ fn main() -> ExitCode {
         .init();
     match run(cli.command) {
         Ok(code) => code,
+        // Output piped into `head` and closed early: not an error worth a message.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("Error: {e:#}");
             ExitCode::from(2)
