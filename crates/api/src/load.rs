@@ -440,11 +440,12 @@ fn parse_kind<'de, D: serde::Deserializer<'de>>(
 fn field_and_message(path: &str, raw: &str) -> (String, String) {
     let path = if path == "." { "" } else { path };
     let raw = strip_location(raw);
-    // serde_yaml already prefixes some messages with the path it was at.
-    let raw = raw
-        .strip_prefix(&format!("{path}: "))
-        .map(str::to_owned)
-        .unwrap_or(raw);
+    // serde_yaml already prefixes some messages with the path it was at (which may be
+    // the parent of ours, for unknown fields).
+    let raw = match raw.split_once(": ") {
+        Some((head, rest)) if !head.is_empty() && path.starts_with(head) => rest.to_owned(),
+        _ => raw,
+    };
     let join = |field: &str| {
         if path.is_empty() {
             field.to_owned()
@@ -458,9 +459,54 @@ fn field_and_message(path: &str, raw: &str) -> (String, String) {
         return (join(field), "Required value".into());
     }
     if let Some(field) = backticked(&raw, "unknown field `") {
-        return (join(field), format!("unknown field {field:?}"));
+        let message = match closest(field, expected_fields(&raw)) {
+            Some(near) => format!("unknown field {field:?} (did you mean {near:?}?)"),
+            None => format!("unknown field {field:?}"),
+        };
+        return (join(field), message);
     }
     (path.to_owned(), raw)
+}
+
+/// The field names serde lists after `expected one of`.
+fn expected_fields(raw: &str) -> impl Iterator<Item = &str> {
+    raw.split_once("expected one of ")
+        .map_or("", |(_, list)| list)
+        .split(", ")
+        .map(|f| f.trim_matches('`'))
+        .filter(|f| !f.is_empty())
+}
+
+/// The candidate closest to `word` by edit distance, if it is close enough to be a typo.
+fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (word.len() / 3).max(1);
+    candidates
+        .map(|c| {
+            (
+                edit_distance(&word.to_ascii_lowercase(), &c.to_ascii_lowercase()),
+                c,
+            )
+        })
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(above + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 fn backticked<'a>(raw: &'a str, prefix: &str) -> Option<&'a str> {
@@ -664,12 +710,36 @@ mod tests {
         assert_eq!(
             messages(&result),
             [
-                "bad.yaml:13 (document 2): Sidecar s: spek: unknown field \"spek\"",
+                "bad.yaml:13 (document 2): Sidecar s: spek: unknown field \"spek\" (did you mean \"spec\"?)",
                 "bad.yaml:15 (document 3): apiVersion: Required value",
                 "bad.yaml:17 (document 4): document is not an object (expected apiVersion, kind, metadata…)",
                 "bad.yaml:20 (document 5): ServiceEntry se: spec: Required value",
             ]
         );
+    }
+
+    #[test]
+    fn unknown_nested_fields_name_their_path_once() {
+        let text = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: r\nspec:\n  http:\n  - websocketUpgrade: true\n";
+        let errors = messages(&Loader::new().load_str(text, None));
+        assert_eq!(
+            errors,
+            [
+                "<input>:7 (document 1): VirtualService r: spec.http[0].websocketUpgrade: unknown field \"websocketUpgrade\""
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_suggest_the_closest_known_one() {
+        let text = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: r\nspec:\n  hots: [r]\n";
+        let errors = messages(&Loader::new().load_str(text, None));
+        assert!(
+            errors[0].ends_with("spec.hots: unknown field \"hots\" (did you mean \"hosts\"?)"),
+            "{errors:?}"
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(closest("zzzz", ["hosts", "http"].into_iter()), None);
     }
 
     #[test]
