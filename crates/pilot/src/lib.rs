@@ -1,3 +1,6 @@
-//! Control plane.
+//! The control plane ("pilot"): config stores, the service registry, translation of
+//! Istio config into Envoy resources, and serving them to proxies.
 
+pub mod model;
 pub mod store;
+pub mod translate;

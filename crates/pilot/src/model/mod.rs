@@ -1,0 +1,13 @@
+//! The control plane's view of the mesh, computed once per config change and shared by
+//! every proxy's translation (Istio's `PushContext`): services and their endpoints, the
+//! config that applies to them, and who is asking.
+
+pub mod proxy;
+pub mod push;
+pub mod registry;
+pub mod service;
+
+pub use proxy::{InterceptionMode, NodeType, Proxy};
+pub use push::{MeshConfig, PushContext};
+pub use registry::Registry;
+pub use service::{Endpoint, HealthStatus, Hostname, Resolution, Service, ServicePort};

@@ -1,0 +1,4 @@
+//! Istio config → Envoy resources, one builder per resource type. Every builder is a
+//! pure function of the push context and the proxy: no I/O, tested with plain inputs.
+
+pub mod names;
