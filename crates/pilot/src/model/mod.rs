@@ -6,8 +6,13 @@ pub mod proxy;
 pub mod push;
 pub mod registry;
 pub mod service;
+pub mod visibility;
+
+#[cfg(test)]
+mod testing;
 
 pub use proxy::{InterceptionMode, NodeType, Proxy};
 pub use push::{MeshConfig, PushContext};
-pub use registry::Registry;
-pub use service::{Endpoint, HealthStatus, Hostname, Resolution, Service, ServicePort};
+pub use registry::{Registry, resolve_host};
+pub use service::{Endpoint, HealthStatus, Hostname, Location, Resolution, Service, ServicePort};
+pub use visibility::EgressImports;

@@ -3,9 +3,13 @@
 
 use std::sync::Arc;
 
+use mizzen_api::Resource;
+use mizzen_api::networking::Sidecar;
+
 use super::proxy::Proxy;
 use super::registry::Registry;
 use super::service::Service;
+use super::visibility;
 use crate::store::Snapshot;
 
 /// Mesh-wide settings (Istio's MeshConfig, the parts Mizzen uses).
@@ -41,22 +45,41 @@ pub struct PushContext {
 }
 
 impl PushContext {
-    /// The services `proxy` may reach: those exported to its namespace (`exportTo`).
+    /// The config of one revision, with its registry built from it.
+    pub fn new(config: Arc<Snapshot>, mesh: Arc<MeshConfig>) -> Self {
+        let registry = Arc::new(Registry::build(&config, &mesh));
+        Self {
+            config,
+            registry,
+            mesh,
+        }
+    }
+
+    /// The Sidecar resource that configures `proxy` (its workload's, else its
+    /// namespace's, else the root namespace's), or `None` for gateways and proxies that
+    /// have none. Translation reads its ingress listeners, egress listeners and capture
+    /// mode.
+    pub fn sidecar_for(&self, proxy: &Proxy) -> Option<&Resource<Sidecar>> {
+        visibility::sidecar_for(&self.config, &self.mesh.root_namespace, proxy)
+    }
+
+    /// The services `proxy` may reach, by hostname, one per hostname: those exported to
+    /// its namespace (`exportTo`) and imported by an egress listener of its Sidecar
+    /// (`hosts`), preferring a definition in its own namespace, then a Kubernetes
+    /// Service.
     pub fn visible_services<'a>(
         &'a self,
         proxy: &'a Proxy,
     ) -> impl Iterator<Item = &'a Arc<Service>> + 'a {
-        self.registry
-            .services()
-            .filter(move |s| exported_to(s, &proxy.namespace))
+        let imports = self
+            .sidecar_for(proxy)
+            .map(|sidecar| visibility::egress_imports(&sidecar.spec, &proxy.namespace));
+        let candidates = self.registry.services().filter(move |s| {
+            visibility::exported_to(s, &proxy.namespace)
+                && imports
+                    .as_ref()
+                    .is_none_or(|listeners| listeners.iter().any(|l| l.imports(s)))
+        });
+        visibility::one_per_hostname(candidates, &proxy.namespace).into_iter()
     }
-}
-
-/// True when `service` is visible from `namespace` under its `exportTo` (empty: all).
-fn exported_to(service: &Service, namespace: &str) -> bool {
-    service.export_to.is_empty()
-        || service
-            .export_to
-            .iter()
-            .any(|e| e == "*" || e == namespace || (e == "." && service.namespace == namespace))
 }

@@ -2,10 +2,20 @@
 //! Built from a config snapshot by [`Registry::build`] (Kubernetes Services selecting
 //! WorkloadEntries, ServiceEntries, WorkloadEntries).
 
-use std::collections::BTreeMap;
+mod kubernetes;
+mod service_entry;
+mod workload;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use super::service::{Endpoint, EndpointsByPort, Hostname, Service};
+use super::push::MeshConfig;
+use super::service::{Endpoint, EndpointsByPort, HealthStatus, Hostname, Service};
+use crate::store::Snapshot;
 
 /// Services by hostname (a ServiceEntry host may be defined in several namespaces), and
 /// endpoints by service and port.
@@ -16,6 +26,67 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The registry of `config` (pure): a service for every Kubernetes Service, named
+    /// `<name>.<namespace>.svc.<domain suffix>`, with the WorkloadEntries its selector
+    /// matches as endpoints; a service for every ServiceEntry host, with its inline
+    /// endpoints, the WorkloadEntries its `workloadSelector` matches, or (DNS resolution
+    /// with neither) the host itself.
+    ///
+    /// One hostname defined twice in one namespace keeps one definition, as Istio's
+    /// sidecars see it: a Kubernetes Service over a ServiceEntry (whose
+    /// `subjectAltNames` then decorate the Service), else the oldest ServiceEntry. A
+    /// service's `service_accounts` also list its endpoints' identities.
+    pub fn build(config: &Snapshot, mesh: &MeshConfig) -> Registry {
+        let workloads = workload::entries(config);
+        let mut kept: Vec<Definition> = Vec::new();
+        let mut index: HashMap<(Hostname, String), usize> = HashMap::new();
+        let definitions = kubernetes::definitions(config, mesh, &workloads)
+            .into_iter()
+            .chain(service_entry::definitions(config, mesh, &workloads));
+        for definition in definitions {
+            let key = (
+                definition.service.hostname.clone(),
+                definition.service.namespace.clone(),
+            );
+            match index.get(&key) {
+                None => {
+                    index.insert(key, kept.len());
+                    kept.push(definition);
+                }
+                Some(&i) if kept[i].from_kubernetes && !definition.from_kubernetes => {
+                    let sans = definition.service.service_accounts;
+                    kept[i].service.service_accounts.extend(sans);
+                }
+                Some(_) => {}
+            }
+        }
+
+        let mut registry = Registry::default();
+        for Definition {
+            mut service,
+            endpoints,
+            ..
+        } in kept
+        {
+            let identities: BTreeSet<String> = service
+                .service_accounts
+                .drain(..)
+                .chain(
+                    endpoints
+                        .iter()
+                        .map(|(_, e)| e.service_account.clone())
+                        .filter(|sa| !sa.is_empty()),
+                )
+                .collect();
+            service.service_accounts = identities.into_iter().collect();
+            for (port, endpoint) in endpoints {
+                registry.insert_endpoint(&service.hostname, &service.namespace, port, endpoint);
+            }
+            registry.insert_service(service);
+        }
+        registry
+    }
+
     /// Adds a service (replacing one with the same hostname and namespace).
     pub fn insert_service(&mut self, service: Service) {
         let list = self.services.entry(service.hostname.clone()).or_default();
@@ -55,5 +126,71 @@ impl Registry {
             .get(&(service.hostname.clone(), service.namespace.clone()))
             .and_then(|by_port| by_port.get(&port))
             .map_or(&[], Vec::as_slice)
+    }
+}
+
+/// One definition of a service, before definitions of the same name are reconciled.
+#[derive(Debug)]
+struct Definition {
+    /// The service.
+    service: Service,
+    /// Its endpoints, by service port.
+    endpoints: Vec<(u16, Endpoint)>,
+    /// True for a Kubernetes Service (which wins over ServiceEntries of its name).
+    from_kubernetes: bool,
+}
+
+/// Istio's `ResolveShortnameToFQDN`: a name without dots is a Kubernetes service of
+/// `namespace` (`reviews` → `reviews.default.svc.cluster.local`); `*`, IP addresses and
+/// names with a dot (`reviews.default`, `api.example.com`, `*.example.com`) stay as
+/// written.
+pub fn resolve_host(name: &str, namespace: &str, mesh: &MeshConfig) -> Hostname {
+    if name.is_empty() || name == "*" || name.contains('.') || name.parse::<IpAddr>().is_ok() {
+        return Hostname::new(name);
+    }
+    let mut out = name.to_owned();
+    if !namespace.is_empty() {
+        out.push('.');
+        out.push_str(namespace);
+    }
+    if !mesh.domain_suffix.is_empty() {
+        out.push_str(".svc.");
+        out.push_str(&mesh.domain_suffix);
+    }
+    Hostname::new(&out)
+}
+
+/// The hostname of the Kubernetes Service `name` in `namespace`.
+fn kubernetes_hostname(name: &str, namespace: &str, mesh: &MeshConfig) -> Hostname {
+    Hostname::new(&format!("{name}.{namespace}.svc.{}", mesh.domain_suffix))
+}
+
+/// The SPIFFE identity of service account `account` in `namespace`.
+fn spiffe_identity(mesh: &MeshConfig, namespace: &str, account: &str) -> String {
+    format!("spiffe://{}/ns/{namespace}/sa/{account}", mesh.trust_domain)
+}
+
+/// `exportTo` values as the registry keeps them: `.` becomes the defining namespace.
+fn export_to<'a>(values: impl Iterator<Item = &'a str>, namespace: &str) -> Vec<String> {
+    values
+        .map(|v| if v == "." { namespace } else { v }.to_owned())
+        .collect()
+}
+
+/// An endpoint whose address is a DNS name resolved by the proxy (a DNS ServiceEntry's
+/// own host, a Kubernetes ExternalName).
+fn host_endpoint(host: &str, port: u16, service_port_name: &str) -> Endpoint {
+    Endpoint {
+        address: host.to_owned(),
+        port,
+        service_port_name: service_port_name.to_owned(),
+        labels: Default::default(),
+        locality: String::new(),
+        weight: 1,
+        service_account: String::new(),
+        network: String::new(),
+        health: HealthStatus::Healthy,
+        workload: String::new(),
+        workload_namespace: String::new(),
     }
 }
