@@ -1,4 +1,6 @@
 //! Istio config → Envoy resources, one builder per resource type. Every builder is a
 //! pure function of the push context and the proxy: no I/O, tested with plain inputs.
 
+pub mod listener;
 pub mod names;
+pub mod route;
