@@ -3,4 +3,6 @@
 
 pub mod cluster;
 pub mod endpoint;
+pub mod listener;
 pub mod names;
+pub mod route;

@@ -1,0 +1,117 @@
+//! LDS for sidecars (Istio's `listener.go` and `listener_builder.go`): outbound listeners
+//! per port, the HTTP proxy listener, `virtualOutbound` (15001) and the inbound side.
+
+mod filters;
+mod inbound;
+mod outbound;
+
+#[cfg(test)]
+mod tests;
+
+use mizzen_api::networking::CaptureMode;
+use mizzen_xds::pb::envoy::config::core::v3::TrafficDirection;
+use mizzen_xds::pb::envoy::config::listener::v3::{FilterChain, FilterChainMatch, Listener};
+use mizzen_xds::pb::google::protobuf::{BoolValue, UInt32Value};
+
+use filters::{Routes, Side, TcpTarget, address, http_connection_manager, tcp_proxy};
+pub use inbound::VIRTUAL_INBOUND_PORT;
+
+use crate::model::{InterceptionMode, Proxy, PushContext};
+use crate::translate::names::{BLACKHOLE_CLUSTER, VIRTUAL_OUTBOUND_LISTENER, listener_name};
+use crate::translate::route::HTTP_PROXY_ROUTE;
+use crate::translate::route::scope::SidecarScope;
+
+/// The port iptables redirects outbound traffic to.
+pub const VIRTUAL_OUTBOUND_PORT: u16 = 15001;
+/// The port of the HTTP proxy listener a workload's `HTTP_PROXY` points at when traffic
+/// is not captured (Istio leaves it to `meshConfig.proxyHttpPort`; Mizzen's local mode
+/// always needs one).
+pub const HTTP_PROXY_PORT: u16 = 15080;
+
+/// Builds the listeners of a sidecar: outbound ones, the HTTP proxy listener when some
+/// traffic is not captured, `virtualOutbound` when it is, and the inbound side.
+pub fn listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
+    let scope = SidecarScope::new(push, proxy);
+    let none_mode = proxy.interception_mode == InterceptionMode::None;
+    let mut out = outbound::outbound_listeners(push, proxy, &scope);
+    let uncaptured = scope.sidecar.is_some_and(|s| {
+        s.spec
+            .egress
+            .iter()
+            .any(|l| l.capture_mode == CaptureMode::None)
+            || s.spec
+                .ingress
+                .iter()
+                .any(|l| l.capture_mode == CaptureMode::None)
+    });
+    if none_mode || uncaptured {
+        out.push(http_proxy_listener(proxy));
+    }
+    if !none_mode {
+        out.push(virtual_outbound(proxy, &scope));
+    }
+    out.extend(inbound::inbound_listeners(push, proxy, &scope));
+    out
+}
+
+/// The HTTP proxy listener, bound on the workload's own address (in local mode every
+/// workload has its own loopback address, so `127.0.0.1` would collide).
+fn http_proxy_listener(proxy: &Proxy) -> Listener {
+    let ip = proxy
+        .ips
+        .first()
+        .map_or_else(|| "127.0.0.1".to_owned(), ToString::to_string);
+    let name = listener_name(&ip, HTTP_PROXY_PORT);
+    Listener {
+        address: Some(address(&ip, HTTP_PROXY_PORT)),
+        filter_chains: vec![FilterChain {
+            filters: vec![http_connection_manager(
+                &format!("outbound_{name}"),
+                Routes::Rds(HTTP_PROXY_ROUTE.to_owned()),
+                Side::HttpProxy,
+            )],
+            ..FilterChain::default()
+        }],
+        traffic_direction: TrafficDirection::Outbound as i32,
+        name,
+        ..Listener::default()
+    }
+}
+
+/// `virtualOutbound`: receives redirected connections and hands each to the listener
+/// of its original destination; what no listener takes goes to the catch-all cluster,
+/// and connections to 15001 itself are dropped (Istio's
+/// `buildVirtualOutboundListener`).
+fn virtual_outbound(proxy: &Proxy, scope: &SidecarScope<'_>) -> Listener {
+    let fallback = scope.catch_all_cluster();
+    Listener {
+        name: VIRTUAL_OUTBOUND_LISTENER.to_owned(),
+        address: Some(address("0.0.0.0", VIRTUAL_OUTBOUND_PORT)),
+        use_original_dst: Some(BoolValue { value: true }),
+        transparent: (proxy.interception_mode == InterceptionMode::Tproxy)
+            .then_some(BoolValue { value: true }),
+        filter_chains: vec![
+            FilterChain {
+                name: format!("{VIRTUAL_OUTBOUND_LISTENER}-blackhole"),
+                filter_chain_match: Some(FilterChainMatch {
+                    destination_port: Some(UInt32Value {
+                        value: u32::from(VIRTUAL_OUTBOUND_PORT),
+                    }),
+                    ..FilterChainMatch::default()
+                }),
+                filters: vec![tcp_proxy(
+                    BLACKHOLE_CLUSTER,
+                    TcpTarget::Cluster(BLACKHOLE_CLUSTER.to_owned()),
+                )],
+                ..FilterChain::default()
+            },
+            FilterChain {
+                name: format!("{VIRTUAL_OUTBOUND_LISTENER}-catchall-tcp"),
+                filters: vec![tcp_proxy(&fallback, TcpTarget::Cluster(fallback.clone()))],
+                ..FilterChain::default()
+            },
+        ],
+        traffic_direction: TrafficDirection::Outbound as i32,
+        ..Listener::default()
+    }
+}
