@@ -61,7 +61,13 @@ mod tests {
     #[test]
     fn lays_out_like_istioctl() {
         let mut t = Table::new(["NAME", "CLUSTER", "ISTIOD", "VERSION", "SUBSCRIBED TYPES"]);
-        t.row(["proxy1", "cluster1", "istiod1", "1.20", "5 (CDS,LDS,EDS,RDS,ECDS)"]);
+        t.row([
+            "proxy1",
+            "cluster1",
+            "istiod1",
+            "1.20",
+            "5 (CDS,LDS,EDS,RDS,ECDS)",
+        ]);
         t.row(["proxy4", "cluster4", "istiod4", "1.20", "0"]);
         assert_eq!(
             t.render(),

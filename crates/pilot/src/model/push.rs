@@ -9,7 +9,7 @@ use mizzen_api::networking::Sidecar;
 use super::proxy::Proxy;
 use super::registry::Registry;
 use super::service::Service;
-use super::visibility;
+use super::visibility::{self, EgressImports};
 use crate::store::Snapshot;
 
 /// Mesh-wide settings (Istio's MeshConfig, the parts Mizzen uses).
@@ -81,5 +81,19 @@ impl PushContext {
                     .is_none_or(|listeners| listeners.iter().any(|l| l.imports(s)))
         });
         visibility::one_per_hostname(candidates, &proxy.namespace).into_iter()
+    }
+
+    /// The services one egress listener of `proxy`'s Sidecar imports: exported to the
+    /// proxy's namespace, imported by `imports`, one per hostname.
+    pub fn services_imported_by<'a>(
+        &'a self,
+        proxy: &Proxy,
+        imports: &EgressImports,
+    ) -> Vec<&'a Arc<Service>> {
+        let candidates = self
+            .registry
+            .services()
+            .filter(|s| visibility::exported_to(s, &proxy.namespace) && imports.imports(s));
+        visibility::one_per_hostname(candidates, &proxy.namespace)
     }
 }

@@ -122,13 +122,23 @@ impl EgressImports {
     /// of `*` covers its hostname (`*.example.com` covers `a.example.com`), and the
     /// service has the listener's port, if it must.
     pub fn imports(&self, service: &Service) -> bool {
-        let covers = |hosts: &[Hostname]| hosts.iter().any(|h| h.matches(&service.hostname));
-        let named = self
-            .by_namespace
-            .get(&service.namespace)
-            .is_some_and(|hosts| covers(hosts));
-        (named || covers(&self.any_namespace))
+        self.imports_host(&service.namespace, &service.hostname)
             && self.port.is_none_or(|port| service.port(port).is_some())
+    }
+
+    /// True when the listener imports `host` from `namespace` (for config such as a
+    /// VirtualService, whose hosts may themselves be wildcards): an imported host
+    /// covers it, or it covers an imported host.
+    pub fn imports_host(&self, namespace: &str, host: &Hostname) -> bool {
+        let covers = |hosts: &[Hostname]| {
+            hosts
+                .iter()
+                .any(|h| h.matches(host) || (host.is_wildcard() && host.matches(h)))
+        };
+        self.by_namespace
+            .get(namespace)
+            .is_some_and(|hosts| covers(hosts))
+            || covers(&self.any_namespace)
     }
 }
 

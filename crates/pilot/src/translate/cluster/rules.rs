@@ -1,15 +1,13 @@
 //! Which DestinationRule applies to a service for a proxy, and the traffic policy in
 //! force for one cluster after Istio's merge (rule < rule port < subset < subset port).
 
-use std::net::IpAddr;
-
 use mizzen_api::networking::{
     ClientTlsSettings, ConnectionPoolSettings, DestinationRule, LoadBalancerSettings,
     OutlierDetection, Subset, TrafficPolicy,
 };
 use mizzen_api::{Kind, Object};
 
-use crate::model::{Hostname, MeshConfig, Proxy, PushContext, Service};
+use crate::model::{Hostname, Proxy, PushContext, Service, resolve_host};
 
 /// A DestinationRule with its host resolved to a fully qualified name.
 #[derive(Debug, Clone)]
@@ -136,15 +134,6 @@ impl<'a> DestinationRules<'a> {
                 })
         })
     }
-}
-
-/// Expands a short host (`reviews`) in `namespace` to its Kubernetes FQDN, as Istio's
-/// `ResolveShortnameToFQDN`; names with a dot, `*` and IP addresses stay as written.
-pub fn resolve_host(host: &str, namespace: &str, mesh: &MeshConfig) -> Hostname {
-    if host == "*" || host.contains('.') || host.parse::<IpAddr>().is_ok() || host.is_empty() {
-        return Hostname::new(host);
-    }
-    Hostname::new(&format!("{host}.{namespace}.svc.{}", mesh.domain_suffix))
 }
 
 /// The parts of a traffic policy that shape one cluster, after merging.

@@ -9,10 +9,7 @@ use mizzen_api::networking::{
 };
 use mizzen_api::{Kind, Object, Resource};
 
-use crate::model::{Hostname, Proxy, PushContext, Service};
-
-/// The egress hosts Istio gives a proxy with no Sidecar: everything visible.
-const DEFAULT_EGRESS_HOSTS: &str = "*/*";
+use crate::model::{EgressImports, Hostname, Proxy, PushContext, Service, resolve_host};
 
 /// A VirtualService bound to the mesh, with its hosts made fully qualified.
 #[derive(Debug, Clone)]
@@ -30,7 +27,7 @@ pub(crate) struct MeshVirtualService<'a> {
 impl MeshVirtualService<'_> {
     /// Makes a host named in this VirtualService fully qualified.
     pub fn resolve(&self, host: &str, push: &PushContext) -> Hostname {
-        resolve_host(host, self.namespace, &push.mesh.domain_suffix)
+        resolve_host(host, self.namespace, &push.mesh)
     }
 
     /// True when one of its hosts covers `host` (either may be a wildcard).
@@ -74,39 +71,33 @@ pub(crate) struct SidecarScope<'a> {
 impl<'a> SidecarScope<'a> {
     /// Computes what `proxy` sees in `push`.
     pub fn new(push: &'a PushContext, proxy: &'a Proxy) -> Self {
-        let sidecar = sidecar_for(push, proxy);
-        let sidecar_namespace = sidecar
-            .and_then(|s| s.metadata.namespace.as_deref())
-            .unwrap_or(&proxy.namespace);
-        let default_hosts = [DEFAULT_EGRESS_HOSTS.to_owned()];
+        let sidecar = push.sidecar_for(proxy);
         let virtual_services = mesh_virtual_services(push, proxy);
-        let mut egress = Vec::new();
-        let listeners: Vec<Option<&IstioEgressListener>> = match sidecar {
-            Some(s) if !s.spec.egress.is_empty() => s.spec.egress.iter().map(Some).collect(),
-            _ => vec![None],
+        let listeners: Vec<(Option<&IstioEgressListener>, EgressImports)> = match sidecar {
+            Some(s) if !s.spec.egress.is_empty() => s
+                .spec
+                .egress
+                .iter()
+                .map(|l| (Some(l), EgressImports::new(l, &proxy.namespace)))
+                .collect(),
+            _ => vec![(None, EgressImports::everything())],
         };
-        for listener in listeners {
-            let hosts: &[String] = listener.map_or(&default_hosts, |l| &l.hosts);
-            let imports = hosts
-                .iter()
-                .filter_map(|h| EgressHost::parse(h, sidecar_namespace))
-                .collect::<Vec<_>>();
-            let services = visible_services(push, proxy, &imports);
-            let virtual_services = virtual_services
-                .iter()
-                .filter(|vs| {
-                    vs.hosts
-                        .iter()
-                        .any(|h| imports.iter().any(|i| i.imports(vs.namespace, h)))
-                })
-                .cloned()
-                .collect();
-            egress.push(EgressScope {
+        let egress = listeners
+            .into_iter()
+            .map(|(listener, imports)| EgressScope {
                 listener,
-                services,
-                virtual_services,
-            });
-        }
+                services: push.services_imported_by(proxy, &imports),
+                virtual_services: virtual_services
+                    .iter()
+                    .filter(|vs| {
+                        vs.hosts
+                            .iter()
+                            .any(|h| imports.imports_host(vs.namespace, h))
+                    })
+                    .cloned()
+                    .collect(),
+            })
+            .collect();
         SidecarScope { sidecar, egress }
     }
 
@@ -151,120 +142,6 @@ impl<'a> SidecarScope<'a> {
     }
 }
 
-/// The Sidecar that applies to `proxy`: one in its namespace whose selector matches its
-/// labels, else its namespace's one without selector, else the root namespace's one
-/// without selector. Ties go to the first by name.
-pub(crate) fn sidecar_for<'a>(
-    push: &'a PushContext,
-    proxy: &Proxy,
-) -> Option<&'a Resource<Sidecar>> {
-    let sidecars: Vec<&Resource<Sidecar>> = push
-        .config
-        .of_kind(Kind::Sidecar)
-        .filter_map(|o| match o.as_ref() {
-            Object::Sidecar(s) => Some(s),
-            _ => None,
-        })
-        .collect();
-    let in_namespace =
-        |s: &&Resource<Sidecar>, ns: &str| s.metadata.namespace.as_deref().unwrap_or("") == ns;
-    let selected = sidecars.iter().find(|s| {
-        in_namespace(s, &proxy.namespace)
-            && s.spec.workload_selector.as_ref().is_some_and(|sel| {
-                !sel.labels.is_empty()
-                    && sel
-                        .labels
-                        .iter()
-                        .all(|(k, v)| proxy.labels.get(k) == Some(v))
-            })
-    });
-    let unselected = |ns: &str| {
-        sidecars
-            .iter()
-            .find(|s| {
-                in_namespace(s, ns)
-                    && s.spec
-                        .workload_selector
-                        .as_ref()
-                        .is_none_or(|sel| sel.labels.is_empty())
-            })
-            .copied()
-    };
-    selected
-        .copied()
-        .or_else(|| unselected(&proxy.namespace))
-        .or_else(|| unselected(&push.mesh.root_namespace))
-}
-
-/// Makes `host` fully qualified: a name without dots is a Kubernetes service in
-/// `namespace` (Istio's `ResolveShortnameToFQDN`).
-pub(crate) fn resolve_host(host: &str, namespace: &str, domain_suffix: &str) -> Hostname {
-    if host.contains('.') || host == "*" {
-        Hostname::new(host)
-    } else {
-        Hostname::new(&format!("{host}.{namespace}.svc.{domain_suffix}"))
-    }
-}
-
-/// One `namespace/dnsName` entry of an egress listener's `hosts`.
-#[derive(Debug, Clone)]
-struct EgressHost {
-    /// `None`: any namespace; `Some("")`: none (`~`).
-    namespace: Option<String>,
-    host: Hostname,
-}
-
-impl EgressHost {
-    fn parse(entry: &str, sidecar_namespace: &str) -> Option<EgressHost> {
-        let (ns, host) = entry.split_once('/')?;
-        let namespace = match ns {
-            "*" => None,
-            "." => Some(sidecar_namespace.to_owned()),
-            "~" => Some(String::new()),
-            other => Some(other.to_owned()),
-        };
-        Some(EgressHost {
-            namespace,
-            host: Hostname::new(host),
-        })
-    }
-
-    fn imports(&self, namespace: &str, host: &Hostname) -> bool {
-        let ns_ok = match &self.namespace {
-            None => true,
-            Some(ns) => !ns.is_empty() && ns == namespace,
-        };
-        ns_ok && (self.host.matches(host) || host.is_wildcard() && host.matches(&self.host))
-    }
-}
-
-/// The services exported to the proxy and imported by `imports`, one per hostname (the
-/// one in the proxy's namespace first, as Istio prefers), in hostname order.
-fn visible_services<'a>(
-    push: &'a PushContext,
-    proxy: &'a Proxy,
-    imports: &[EgressHost],
-) -> Vec<&'a Arc<Service>> {
-    let mut out: Vec<&Arc<Service>> = Vec::new();
-    for service in push.visible_services(proxy) {
-        if !imports
-            .iter()
-            .any(|i| i.imports(&service.namespace, &service.hostname))
-        {
-            continue;
-        }
-        match out.iter_mut().find(|s| s.hostname == service.hostname) {
-            Some(existing) => {
-                if service.namespace == proxy.namespace && existing.namespace != proxy.namespace {
-                    *existing = service;
-                }
-            }
-            None => out.push(service),
-        }
-    }
-    out
-}
-
 /// VirtualServices exported to the proxy's namespace and bound to the mesh (no
 /// `gateways`, or `mesh` among them), with hosts resolved; delegates (no hosts) are
 /// left out, as Istio only uses them through their root.
@@ -290,7 +167,7 @@ fn mesh_virtual_services<'a>(push: &'a PushContext, proxy: &Proxy) -> Vec<MeshVi
                 hosts: spec
                     .hosts
                     .iter()
-                    .map(|h| resolve_host(h, namespace, &push.mesh.domain_suffix))
+                    .map(|h| resolve_host(h, namespace, &push.mesh))
                     .collect(),
             })
         })
