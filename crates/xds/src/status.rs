@@ -226,3 +226,142 @@ impl StatusRegistry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+/// How far one proxy got on one type, as `proxy-status` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SyncState {
+    /// Nothing of this type was sent (not subscribed, or nothing to send yet).
+    NotSent,
+    /// The last response sent was accepted.
+    Synced,
+    /// The last response sent was rejected.
+    Nacked,
+    /// A response was sent and not answered yet.
+    Stale,
+}
+
+impl SyncState {
+    /// The words istioctl prints (`SYNCED`, `NOT SENT`…).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncState::NotSent => "NOT SENT",
+            SyncState::Synced => "SYNCED",
+            SyncState::Nacked => "NACKED",
+            SyncState::Stale => "STALE",
+        }
+    }
+}
+
+/// One type's progress as served at `/debug/syncz` (JSON) and read by `proxy-status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TypeSync {
+    /// Summary state.
+    pub state: SyncState,
+    /// The version of the last response sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_sent: Option<String>,
+    /// The last version accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_acked: Option<String>,
+    /// Resources in the last response.
+    pub resources_sent: usize,
+    /// The proxy's reason for the last rejection, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_nack: Option<String>,
+}
+
+/// One proxy's progress as served at `/debug/syncz` (JSON) and read by `proxy-status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProxySync {
+    /// The node id.
+    pub proxy: String,
+    /// The node's cluster (`CLUSTER_ID` metadata), or empty.
+    #[serde(default)]
+    pub cluster_id: String,
+    /// The proxy's version (`ISTIO_VERSION` metadata, else Envoy's build version), or empty.
+    #[serde(default)]
+    pub version: String,
+    /// The control plane instance serving it.
+    #[serde(default)]
+    pub control_plane: String,
+    /// Progress per type, by short name (`CDS`, `LDS`…).
+    pub types: BTreeMap<String, TypeSync>,
+}
+
+impl TypeStatus {
+    /// Where this type stands.
+    pub fn state(&self) -> SyncState {
+        if self.nonce_sent.is_none() {
+            SyncState::NotSent
+        } else if self.is_synced() {
+            SyncState::Synced
+        } else if self
+            .last_nack
+            .as_ref()
+            .is_some_and(|n| Some(&n.nonce) == self.nonce_sent.as_ref())
+        {
+            SyncState::Nacked
+        } else {
+            SyncState::Stale
+        }
+    }
+
+    /// The JSON view of this type's progress.
+    pub fn to_sync(&self) -> TypeSync {
+        TypeSync {
+            state: self.state(),
+            version_sent: self.version_sent.clone(),
+            version_acked: self.version_acked.clone(),
+            resources_sent: self.resources_sent,
+            last_nack: self.last_nack.as_ref().map(|n| n.message.clone()),
+        }
+    }
+}
+
+impl ProxyStatus {
+    /// The JSON view of this proxy's progress, served by `control_plane`.
+    pub fn to_sync(&self, control_plane: &str) -> ProxySync {
+        let metadata = |key: &str| -> String {
+            use crate::pb::google::protobuf::value::Kind;
+            self.node
+                .metadata
+                .as_ref()
+                .and_then(|m| m.fields.get(key))
+                .and_then(|v| match &v.kind {
+                    Some(Kind::StringValue(s)) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default()
+        };
+        let mut version = metadata("ISTIO_VERSION");
+        if version.is_empty() {
+            version = envoy_version(&self.node);
+        }
+        ProxySync {
+            proxy: self.node_id.clone(),
+            cluster_id: metadata("CLUSTER_ID"),
+            version,
+            control_plane: control_plane.to_owned(),
+            types: self
+                .types
+                .iter()
+                .map(|(ty, status)| (ty.short_name().to_owned(), status.to_sync()))
+                .collect(),
+        }
+    }
+}
+
+/// `major.minor.patch` from the node's `user_agent_build_version`, or empty.
+fn envoy_version(node: &Node) -> String {
+    use crate::pb::envoy::config::core::v3::node::UserAgentVersionType;
+    match &node.user_agent_version_type {
+        Some(UserAgentVersionType::UserAgentBuildVersion(b)) => b
+            .version
+            .as_ref()
+            .map(|v| format!("{}.{}.{}", v.major_number, v.minor_number, v.patch))
+            .unwrap_or_default(),
+        Some(UserAgentVersionType::UserAgentVersion(v)) => v.clone(),
+        None => String::new(),
+    }
+}
