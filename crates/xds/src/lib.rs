@@ -5,6 +5,7 @@
 pub use envoy_types::pb;
 
 pub mod client;
+pub mod json;
 pub mod push;
 pub mod server;
 pub mod source;
@@ -15,5 +16,7 @@ pub use client::{AdsClient, Backoff, ClientOptions, ClientState, TypeState};
 pub use push::{Affected, Debounce, Debouncer, PushRequest, Pusher};
 pub use server::AdsServer;
 pub use source::{Generated, NamedResource, ResourceSource, Subscription};
-pub use status::{Nack, Protocol, ProxyStatus, StatusRegistry, TypeStatus};
+pub use status::{
+    Nack, Protocol, ProxyStatus, ProxySync, StatusRegistry, SyncState, TypeStatus, TypeSync,
+};
 pub use types::{ResourceType, TypeSet};
