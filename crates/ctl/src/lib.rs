@@ -1,4 +1,6 @@
 //! Mizzen's command-line commands, as functions the `mizzen` binary wires to arguments.
 
+mod http;
+pub mod proxy_status;
 pub mod table;
 pub mod validate;

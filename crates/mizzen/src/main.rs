@@ -7,6 +7,14 @@ use clap::{Parser, Subcommand};
 
 mod up;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use mizzen_pilot::model::MeshConfig;
+use mizzen_pilot::server::{Pilot, PilotOptions};
+use mizzen_pilot::store::DirStore;
+
 /// Mizzen, a service mesh that speaks Istio.
 #[derive(Parser)]
 #[command(name = "mizzen", version, about, long_about = None)]
@@ -25,6 +33,34 @@ enum Command {
         /// Files or directories to check (directories are read recursively; `-` reads stdin).
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         files: Vec<PathBuf>,
+    },
+    /// Run the control plane: serve Envoy xDS (ADS) for the config in DIR.
+    ///
+    /// Watches DIR, translates Istio config into Envoy clusters, endpoints, listeners and
+    /// routes for each connected proxy, and pushes changes. Debug endpoints
+    /// (`/debug/syncz`, `/debug/registryz`, `/debug/configz`,
+    /// `/debug/config_dump?proxyID=…`) and `/metrics` are on the HTTP address.
+    Pilot {
+        /// The config directory.
+        #[arg(default_value = "examples/bookinfo")]
+        dir: PathBuf,
+        /// Where to serve ADS (Istio's 15010).
+        #[arg(long, default_value = "127.0.0.1:15010")]
+        xds_addr: SocketAddr,
+        /// Where to serve debug endpoints and metrics (Istio's 15014).
+        #[arg(long, default_value = "127.0.0.1:15014")]
+        http_addr: SocketAddr,
+        /// Quiet time after a config change before pushing (`100ms`, `1s`).
+        #[arg(long, default_value = "100ms")]
+        debounce: mizzen_api::types::Duration,
+    },
+    /// Show each proxy's sync state with the control plane, like `istioctl proxy-status`.
+    ProxyStatus {
+        /// Only this proxy (its node id, or `name.namespace`).
+        proxy: Option<String>,
+        /// The control plane's debug address.
+        #[arg(long, default_value = "127.0.0.1:15014")]
+        pilot: SocketAddr,
     },
     /// Start the local mesh on a directory of Istio and Kubernetes YAML.
     ///
@@ -72,11 +108,58 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Up { dir } => {
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?
-                .block_on(up::run(&dir))?;
+            runtime()?.block_on(up::run(&dir))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pilot {
+            dir,
+            xds_addr,
+            http_addr,
+            debounce,
+        } => {
+            let options = PilotOptions {
+                xds_addr,
+                http_addr,
+                debounce: debounce.get(),
+                mesh: MeshConfig::default(),
+            };
+            runtime()?.block_on(pilot(&dir, options))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ProxyStatus { proxy, pilot } => {
+            let out = mizzen_ctl::proxy_status::run(pilot, proxy.as_deref())?;
+            print!("{out}");
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+/// Runs pilot on the directory store at `dir` until Ctrl-C.
+async fn pilot(dir: &std::path::Path, options: PilotOptions) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        dir.is_dir(),
+        "config directory {} does not exist",
+        dir.display()
+    );
+    let store = DirStore::open(dir)
+        .with_context(|| format!("opening config directory {}", dir.display()))?;
+    let pilot = Pilot::bind(Arc::new(store), options).await?;
+    eprintln!(
+        "pilot: config from {}, xDS on {}, debug on http://{}",
+        dir.display(),
+        pilot.xds_addr(),
+        pilot.http_addr()
+    );
+    pilot
+        .run(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
 }

@@ -2,5 +2,6 @@
 //! Istio config into Envoy resources, and serving them to proxies.
 
 pub mod model;
+pub mod server;
 pub mod store;
 pub mod translate;

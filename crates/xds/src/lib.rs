@@ -17,6 +17,6 @@ pub use push::{Affected, Debounce, Debouncer, PushRequest, Pusher};
 pub use server::AdsServer;
 pub use source::{Generated, NamedResource, ResourceSource, Subscription};
 pub use status::{
-    Nack, Protocol, ProxyStatus, ProxySync, StatusRegistry, SyncState, TypeStatus, TypeSync,
+    Nack, Protocol, ProxyStatus, ProxySync, StatusRegistry, SyncState, Totals, TypeStatus, TypeSync,
 };
 pub use types::{ResourceType, TypeSet};

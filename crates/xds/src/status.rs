@@ -2,6 +2,7 @@
 //! the version acked, the last NACK. It is what `proxy-status` and `/debug/syncz` show.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -89,6 +90,9 @@ pub struct StatusRegistry {
 #[derive(Debug)]
 struct Inner {
     proxies: Mutex<BTreeMap<u64, ProxyStatus>>,
+    /// Responses sent and rejected since start, by type (index in `ResourceType::ALL`).
+    sent_total: [AtomicU64; ResourceType::ALL.len()],
+    nacked_total: [AtomicU64; ResourceType::ALL.len()],
     /// Bumped on every change so that waiters wake.
     changes: watch::Sender<u64>,
 }
@@ -98,13 +102,39 @@ impl Default for StatusRegistry {
         StatusRegistry {
             inner: Arc::new(Inner {
                 proxies: Mutex::default(),
+                sent_total: Default::default(),
+                nacked_total: Default::default(),
                 changes: watch::channel(0).0,
             }),
         }
     }
 }
 
+/// Counts since the server started, for metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Totals {
+    /// Responses sent, by type.
+    pub sent: BTreeMap<ResourceType, u64>,
+    /// Responses rejected (NACKed), by type.
+    pub nacked: BTreeMap<ResourceType, u64>,
+}
+
 impl StatusRegistry {
+    /// Responses sent and rejected since start, by type.
+    pub fn totals(&self) -> Totals {
+        let read = |counters: &[AtomicU64]| {
+            ResourceType::ALL
+                .iter()
+                .zip(counters)
+                .map(|(ty, n)| (*ty, n.load(Ordering::Relaxed)))
+                .collect()
+        };
+        Totals {
+            sent: read(&self.inner.sent_total),
+            nacked: read(&self.inner.nacked_total),
+        }
+    }
+
     /// Every connected proxy, oldest connection first.
     pub fn snapshot(&self) -> Vec<ProxyStatus> {
         self.lock().values().cloned().collect()
@@ -171,6 +201,7 @@ impl StatusRegistry {
         nonce: &str,
         resources: usize,
     ) {
+        self.inner.sent_total[ty.index()].fetch_add(1, Ordering::Relaxed);
         self.update(connection_id, ty, |t| {
             t.version_sent = Some(version.to_string());
             t.nonce_sent = Some(nonce.to_string());
@@ -195,6 +226,7 @@ impl StatusRegistry {
         nonce: &str,
         message: &str,
     ) {
+        self.inner.nacked_total[ty.index()].fetch_add(1, Ordering::Relaxed);
         self.update(connection_id, ty, |t| {
             t.last_nack = Some(Nack {
                 version: version.to_string(),

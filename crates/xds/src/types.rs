@@ -33,6 +33,11 @@ impl ResourceType {
         ResourceType::Secret,
     ];
 
+    /// The type's position in [`ResourceType::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     /// The type URL Envoy uses in requests, responses and `Any`s.
     pub const fn type_url(self) -> &'static str {
         match self {

@@ -11,7 +11,7 @@ pub mod visibility;
 #[cfg(test)]
 mod testing;
 
-pub use proxy::{InterceptionMode, NodeType, Proxy};
+pub use proxy::{InterceptionMode, NodeType, Proxy, ProxyError};
 pub use push::{MeshConfig, PushContext};
 pub use registry::{Registry, resolve_host};
 pub use service::{Endpoint, HealthStatus, Hostname, Location, Resolution, Service, ServicePort};

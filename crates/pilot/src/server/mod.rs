@@ -1,0 +1,200 @@
+//! The running control plane: watches a config store, rebuilds the push context on
+//! each (debounced) change, pushes to the proxies it affects over ADS, and serves the
+//! debug endpoints.
+
+mod affected;
+mod debug;
+mod metrics;
+pub mod source;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use mizzen_xds::{AdsServer, Affected, Debounce, Debouncer, PushRequest, StatusRegistry};
+use tokio::net::TcpListener;
+
+pub use affected::types_for;
+pub use source::{Current, Source};
+
+use crate::model::{MeshConfig, PushContext};
+use crate::store::ConfigStore;
+use metrics::Metrics;
+
+/// Where and how pilot serves.
+#[derive(Debug, Clone)]
+pub struct PilotOptions {
+    /// ADS (xDS over gRPC), plaintext: Istio's 15010.
+    pub xds_addr: SocketAddr,
+    /// Debug endpoints and metrics: Istio's 15014.
+    pub http_addr: SocketAddr,
+    /// How long config must be quiet before a push (Istio's `PILOT_DEBOUNCE_AFTER`).
+    pub debounce: Duration,
+    /// Mesh-wide settings.
+    pub mesh: MeshConfig,
+}
+
+/// Why pilot stopped or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PilotError {
+    /// A listening address could not be bound.
+    #[error("cannot listen on {addr} for {what}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// `xDS` or `debug HTTP`.
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("xDS server: {0}")]
+    Xds(#[from] tonic::transport::Error),
+    /// The debug HTTP server failed.
+    #[error("debug HTTP server: {0}")]
+    Http(std::io::Error),
+}
+
+/// A bound, not yet running, control plane; its addresses are known (port 0 resolved).
+pub struct Pilot {
+    xds: TcpListener,
+    http: TcpListener,
+    ads: AdsServer<Source>,
+    state: Arc<State>,
+    store: Arc<dyn ConfigStore>,
+    debounce: Duration,
+}
+
+/// What the debug endpoints read.
+pub(crate) struct State {
+    pub current: Arc<ArcSwap<Current>>,
+    pub status: StatusRegistry,
+    pub metrics: Metrics,
+    /// This instance's name, shown by `proxy-status` in the ISTIOD column.
+    pub name: String,
+}
+
+impl Pilot {
+    /// Binds the listeners and builds the first push context from `store`.
+    pub async fn bind(
+        store: Arc<dyn ConfigStore>,
+        options: PilotOptions,
+    ) -> Result<Pilot, PilotError> {
+        let bind = |addr: SocketAddr, what: &'static str| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| PilotError::Bind { addr, what, source })
+        };
+        let xds = bind(options.xds_addr, "xDS").await?;
+        let http = bind(options.http_addr, "debug HTTP").await?;
+        let mesh = Arc::new(options.mesh);
+        let current = Arc::new(ArcSwap::from_pointee(build(&*store, &mesh)));
+        let ads = AdsServer::new(Source::new(current.clone()));
+        let name = format!("mizzen-pilot-{}", xds.local_addr().map_or(0, |a| a.port()));
+        let state = Arc::new(State {
+            current,
+            status: ads.status(),
+            metrics: Metrics::default(),
+            name,
+        });
+        Ok(Pilot {
+            xds,
+            http,
+            ads,
+            state,
+            store,
+            debounce: options.debounce,
+        })
+    }
+
+    /// The address ADS is served on.
+    pub fn xds_addr(&self) -> SocketAddr {
+        self.xds
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// The address the debug endpoints are served on.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// Who is connected and how far each proxy got.
+    pub fn status(&self) -> StatusRegistry {
+        self.state.status.clone()
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), PilotError> {
+        let Pilot {
+            xds,
+            http,
+            ads,
+            state,
+            store,
+            debounce,
+        } = self;
+        let pusher = ads.pusher();
+        let mesh = state.current.load().push.mesh.clone();
+        let push_state = state.clone();
+        let push_store = store.clone();
+        let debouncer = Debouncer::spawn(
+            Debounce {
+                quiet: debounce,
+                ..Debounce::default()
+            },
+            move |request: PushRequest<crate::model::Proxy>| {
+                let started = Instant::now();
+                push_state
+                    .current
+                    .store(Arc::new(build(&*push_store, &mesh)));
+                let woken = pusher.push(&request);
+                push_state
+                    .metrics
+                    .record_push(&request.types, woken, started.elapsed());
+            },
+        );
+        let mut changes = store.subscribe();
+        tokio::spawn(async move {
+            while let Some(batch) = changes.next().await {
+                let types = affected::types_for_changes(&batch.changes);
+                if !types.is_empty() {
+                    debouncer.request(PushRequest {
+                        affected: Affected::All,
+                        types,
+                    });
+                }
+            }
+        });
+
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let http_server = axum::serve(http, debug::router(state))
+            .with_graceful_shutdown(stopped(stop_rx.clone()));
+        let xds_server = ads.serve(xds, stopped(stop_rx));
+        let (x, h) = tokio::join!(xds_server, http_server);
+        x?;
+        h.map_err(PilotError::Http)
+    }
+}
+
+/// The push context for the store's current snapshot, versioned by its revision.
+fn build(store: &dyn ConfigStore, mesh: &Arc<MeshConfig>) -> Current {
+    let snapshot = store.snapshot();
+    Current {
+        version: snapshot.revision.to_string(),
+        push: PushContext::new(snapshot, mesh.clone()),
+    }
+}
