@@ -21,6 +21,10 @@ pub struct MeshConfig {
     pub trust_domain: String,
     /// The DNS suffix of Kubernetes services (`cluster.local`).
     pub domain_suffix: String,
+    /// Whether clients use mTLS to mesh endpoints without being told (Istio's
+    /// `enableAutoMtls`). Istio defaults it on; Mizzen keeps it off until workloads
+    /// have certificates to present, since mTLS without them cannot connect.
+    pub enable_auto_mtls: bool,
 }
 
 impl Default for MeshConfig {
@@ -29,6 +33,7 @@ impl Default for MeshConfig {
             root_namespace: "istio-system".into(),
             trust_domain: "cluster.local".into(),
             domain_suffix: "cluster.local".into(),
+            enable_auto_mtls: false,
         }
     }
 }

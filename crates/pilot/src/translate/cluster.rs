@@ -109,6 +109,7 @@ fn outbound_clusters(ctx: &Context<'_>, service: &Service, out: &mut Vec<Cluster
             service_accounts: &accounts,
             istio_sni: istio_sni(port.port, "", service.hostname.as_str()),
             mesh_external: service.location == Location::MeshExternal,
+            auto_mtls: ctx.push.mesh.enable_auto_mtls,
             sidecar: ctx.proxy.node_type == NodeType::Sidecar,
             rule_has_selector: rule.is_some_and(|r| r.spec.workload_selector.is_some()),
         };

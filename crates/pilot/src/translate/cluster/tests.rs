@@ -125,7 +125,11 @@ pub(crate) fn push(yaml: &str, registry: Registry) -> PushContext {
     PushContext {
         config: Arc::new(Snapshot::new(1, objects)),
         registry: Arc::new(registry),
-        mesh: Arc::new(MeshConfig::default()),
+        // Istio's default mesh: auto mTLS on.
+        mesh: Arc::new(MeshConfig {
+            enable_auto_mtls: true,
+            ..MeshConfig::default()
+        }),
     }
 }
 
@@ -1043,4 +1047,13 @@ fn every_cluster_encodes() {
         let bytes = c.encode_to_vec();
         assert_eq!(&Cluster::decode(bytes.as_slice()).unwrap(), c);
     }
+}
+
+#[test]
+fn without_auto_mtls_mesh_clusters_are_plain_text() {
+    let mut p = push(&reviews_rule(""), bookinfo());
+    p.mesh = Arc::new(MeshConfig::default());
+    let out = clusters(&p, &productpage());
+    let c = find(&out, "outbound|9080||reviews.default.svc.cluster.local");
+    assert!(c.transport_socket_matches.is_empty() && c.transport_socket.is_none());
 }

@@ -47,6 +47,9 @@ pub(crate) struct TlsTarget<'a> {
     pub istio_sni: String,
     /// True for a service outside the mesh (no auto mTLS).
     pub mesh_external: bool,
+    /// True when mesh services get mTLS without a DestinationRule asking for it
+    /// (`MeshConfig::enable_auto_mtls`).
+    pub auto_mtls: bool,
     /// True when the proxy is a sidecar (credentials by name need a selector there).
     pub sidecar: bool,
     /// True when the DestinationRule has a workload selector.
@@ -59,7 +62,7 @@ pub(crate) fn apply_tls(b: &mut Building, tls: Option<&ClientTlsSettings>, targe
     let (settings, auto) = match tls {
         Some(t) if t.mode == ClientTlsMode::IstioMutual => (Some(istio_mutual(t, target)), false),
         Some(t) => (Some(t.clone()), false),
-        None if target.mesh_external => (None, false),
+        None if target.mesh_external || !target.auto_mtls => (None, false),
         None => (
             Some(ClientTlsSettings {
                 mode: ClientTlsMode::IstioMutual,
