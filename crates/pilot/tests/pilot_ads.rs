@@ -1,128 +1,15 @@
 //! Pilot end to end: a config directory in, Envoy resources out over ADS, pushed again
 //! when the config changes, with status and debug endpoints telling the story.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mizzen_pilot::model::MeshConfig;
-use mizzen_pilot::server::{Pilot, PilotOptions};
-use mizzen_pilot::store::DirStore;
-use mizzen_xds::pb::envoy::config::core::v3::Node;
 use mizzen_xds::pb::envoy::config::route::v3::RouteConfiguration;
-use mizzen_xds::pb::google::protobuf::{Struct, Value, value::Kind};
 use mizzen_xds::{AdsClient, ClientOptions, ResourceType, Subscription, SyncState};
 use prost::Message;
 
-const BOOKINFO: &str = r#"
-apiVersion: v1
-kind: Service
-metadata: {name: reviews, labels: {app: reviews}}
-spec:
-  selector: {app: reviews}
-  ports: [{name: http, port: 9080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: productpage, labels: {app: productpage}}
-spec:
-  selector: {app: productpage}
-  ports: [{name: http, port: 9080}]
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: productpage-v1}
-spec: {address: 127.0.10.1, labels: {app: productpage, version: v1}, serviceAccount: bookinfo-productpage}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: reviews-v1}
-spec: {address: 127.0.10.2, labels: {app: reviews, version: v1}, serviceAccount: bookinfo-reviews}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: reviews-v2}
-spec: {address: 127.0.10.3, labels: {app: reviews, version: v2}, serviceAccount: bookinfo-reviews}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: reviews}
-spec:
-  host: reviews
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-"#;
-
-const ALL_V1: &str = r#"
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: reviews}
-spec:
-  hosts: [reviews]
-  http:
-  - route:
-    - destination: {host: reviews, subset: v1}
-"#;
-
-fn text(s: &str) -> Value {
-    Value {
-        kind: Some(Kind::StringValue(s.into())),
-    }
-}
-
-/// productpage's sidecar, identified as Istio's agent identifies it.
-fn productpage_node() -> Node {
-    let labels = Struct {
-        fields: [("app", "productpage"), ("version", "v1")]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), text(v)))
-            .collect(),
-    };
-    let mut fields: BTreeMap<String, Value> = [
-        ("NAMESPACE", "default"),
-        ("SERVICE_ACCOUNT", "bookinfo-productpage"),
-        ("INSTANCE_IPS", "127.0.10.1"),
-        ("CLUSTER_ID", "Kubernetes"),
-        ("INTERCEPTION_MODE", "REDIRECT"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), text(v)))
-    .collect();
-    fields.insert(
-        "LABELS".into(),
-        Value {
-            kind: Some(Kind::StructValue(labels)),
-        },
-    );
-    Node {
-        id: "sidecar~127.0.10.1~productpage-v1-1.default~default.svc.cluster.local".into(),
-        metadata: Some(Struct {
-            fields: fields.into_iter().collect(),
-        }),
-        ..Default::default()
-    }
-}
-
-async fn start_pilot(
-    dir: &std::path::Path,
-) -> (
-    std::net::SocketAddr,
-    std::net::SocketAddr,
-    mizzen_xds::StatusRegistry,
-) {
-    let store = DirStore::open(dir).unwrap();
-    let options = PilotOptions {
-        xds_addr: "127.0.0.1:0".parse().unwrap(),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        debounce: Duration::from_millis(10),
-        mesh: MeshConfig::default(),
-    };
-    let pilot = Pilot::bind(Arc::new(store), options).await.unwrap();
-    let (xds, http, status) = (pilot.xds_addr(), pilot.http_addr(), pilot.status());
-    tokio::spawn(pilot.run(std::future::pending()));
-    (xds, http, status)
-}
+mod common;
+use common::{ALL_V1, BOOKINFO, get, productpage_node, start_pilot};
 
 /// Waits (bounded) until the client holds resources of every type in `want`.
 async fn wait<F: FnMut(&mizzen_xds::ClientState) -> bool>(
@@ -258,23 +145,4 @@ async fn a_sidecar_gets_bookinfo_config_and_follows_a_virtual_service_change() {
         metrics.contains("pilot_xds 1") && metrics.contains("pilot_xds_pushes_total{type=\"rds\"}"),
         "{metrics}"
     );
-}
-
-/// GET over a plain socket: the debug endpoints are meant for any HTTP client.
-async fn get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(20), s.read_to_string(&mut out))
-        .await
-        .expect("the debug endpoint answers")
-        .unwrap();
-    assert!(
-        out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"),
-        "{path}: {out}"
-    );
-    out
 }
