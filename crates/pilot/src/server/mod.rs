@@ -193,8 +193,6 @@ impl Pilot {
 /// The push context for the store's current snapshot, versioned by its revision.
 fn build(store: &dyn ConfigStore, mesh: &Arc<MeshConfig>) -> Current {
     let snapshot = store.snapshot();
-    Current {
-        version: snapshot.revision.to_string(),
-        push: PushContext::new(snapshot, mesh.clone()),
-    }
+    let version = snapshot.revision.to_string();
+    Current::new(PushContext::new(snapshot, mesh.clone()), version)
 }

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use mizzen_xds::pb::envoy::config::core::v3::Node;
@@ -23,6 +24,53 @@ pub struct Current {
     pub push: PushContext,
     /// The version proxies are told (the config revision it was built from).
     pub version: String,
+    /// Route configurations already built for this version, shared by every proxy
+    /// with the same [`RouteScope`] (Istio caches them the same way): routes do not
+    /// depend on a proxy's addresses, so a thousand sidecars of one namespace cost one
+    /// translation.
+    routes: Mutex<HashMap<RouteScope, Arc<[NamedResource]>>>,
+}
+
+impl Current {
+    /// The push context `push` at `version`, with an empty route cache.
+    pub fn new(push: PushContext, version: String) -> Self {
+        Self {
+            push,
+            version,
+            routes: Mutex::default(),
+        }
+    }
+
+    /// The route configurations `names` for `proxy`, built once per route scope.
+    fn routes(&self, proxy: &Proxy, names: Vec<String>) -> Arc<[NamedResource]> {
+        let scope = RouteScope {
+            namespace: proxy.namespace.clone(),
+            labels: proxy.labels.clone(),
+            dns_domain: proxy.dns_domain.clone(),
+            names,
+        };
+        let cached = self.lock_routes().get(&scope).cloned();
+        cached.unwrap_or_else(|| {
+            let built: Arc<[NamedResource]> =
+                named(route::routes(&self.push, proxy, &scope.names), |r| r.name.clone()).into();
+            self.lock_routes().insert(scope, built.clone());
+            built
+        })
+    }
+
+    fn lock_routes(&self) -> std::sync::MutexGuard<'_, HashMap<RouteScope, Arc<[NamedResource]>>> {
+        self.routes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What route translation reads of a proxy: everything else about it (addresses,
+/// identity) leaves its routes unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RouteScope {
+    namespace: String,
+    labels: BTreeMap<String, String>,
+    dns_domain: String,
+    names: Vec<String>,
 }
 
 /// Pilot's [`ResourceSource`]: parses nodes into [`Proxy`]s and translates on demand.
@@ -47,9 +95,16 @@ impl ResourceSource for Source {
 
     fn generate(&self, proxy: &Proxy, ty: ResourceType, subscription: &Subscription) -> Generated {
         let current = self.current.load();
+        let resources = match ty {
+            ResourceType::Route => {
+                let names = subscription.names.iter().cloned().collect();
+                current.routes(proxy, names).to_vec()
+            }
+            _ => resources(&current.push, proxy, ty, subscription),
+        };
         Generated {
             version: current.version.clone(),
-            resources: resources(&current.push, proxy, ty, subscription),
+            resources,
         }
     }
 }
