@@ -64,13 +64,15 @@ done
 
 cpu() { awk '{print $14 + $15}' /proc/$pilot_pid/stat; }
 tick=$(getconf CLK_TCK)
-target/release/examples/xds_scale 127.0.0.1:$xds "$proxies" "$work/changed" >"$work/sim.log" 2>&1 &
+mkfifo "$work/signal"
+target/release/examples/xds_scale 127.0.0.1:$xds "$proxies" <"$work/signal" >"$work/sim.log" 2>&1 &
 sim=$!
+exec 3>"$work/signal"
 until grep -q "^ready" "$work/sim.log"; do sleep 0.1; kill -0 $sim 2>/dev/null || { cat "$work/sim.log"; exit 1; }; done
 cpu_ready=$(cpu)
 rss_ready=$(awk '/VmRSS/{print $2}' /proc/$pilot_pid/status)
 vs 50
-touch "$work/changed"
+echo changed >&3
 wait $sim
 cpu_done=$(cpu)
 hwm=$(awk '/VmHWM/{print $2}' /proc/$pilot_pid/status)

@@ -3,10 +3,9 @@
 //! (when told the config changed) measures how long each takes to receive and ACK the
 //! new routes.
 //!
-//! Usage: xds_scale XDS_ADDR PROXIES CHANGE_FILE
-//! It prints `ready` once every stream has acked, waits for CHANGE_FILE to appear
-//! (the script writes the VirtualService change, then touches it), and prints
-//! convergence percentiles.
+//! Usage: xds_scale XDS_ADDR PROXIES
+//! It prints `ready` once every stream has acked, waits for a line on stdin (the script
+//! writes the VirtualService change, then that line), and prints convergence percentiles.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +15,9 @@ use mizzen_xds::pb::google::protobuf::{Struct, Value, value::Kind};
 use mizzen_xds::{AdsClient, ClientOptions, ResourceType, Subscription};
 
 fn node(i: usize) -> Node {
-    let text = |s: &str| Value { kind: Some(Kind::StringValue(s.into())) };
+    let text = |s: &str| Value {
+        kind: Some(Kind::StringValue(s.into())),
+    };
     let ip = format!("127.1.{}.{}", i / 250, i % 250 + 1);
     let fields = [
         ("NAMESPACE", "default".to_owned()),
@@ -36,15 +37,17 @@ fn node(i: usize) -> Node {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, addr, proxies, change] = &args[..] else {
-        eprintln!("usage: xds_scale XDS_ADDR PROXIES CHANGE_FILE");
+    let [_, addr, proxies] = &args[..] else {
+        eprintln!("usage: xds_scale XDS_ADDR PROXIES");
         std::process::exit(2);
     };
     let proxies: usize = proxies.parse().expect("PROXIES is a number");
     let mut clients = Vec::with_capacity(proxies);
     for i in 0..proxies {
         let mut options = ClientOptions::new(format!("http://{addr}"), node(i));
-        options.subscriptions.insert(ResourceType::Route, Subscription::names(["9080"]));
+        options
+            .subscriptions
+            .insert(ResourceType::Route, Subscription::names(["9080"]));
         clients.push(AdsClient::start(options, |_, _| Ok(())));
     }
     let started = Instant::now();
@@ -52,18 +55,30 @@ async fn main() {
     for c in &clients {
         let state = tokio::time::timeout(
             Duration::from_secs(600),
-            c.wait_until(|s| [ResourceType::Cluster, ResourceType::Listener, ResourceType::Route].iter().all(|t| s.version(*t).is_some())),
+            c.wait_until(|s| {
+                [
+                    ResourceType::Cluster,
+                    ResourceType::Listener,
+                    ResourceType::Route,
+                ]
+                .iter()
+                .all(|t| s.version(*t).is_some())
+            }),
         )
         .await
         .expect("every stream gets its config");
         initial.push(state.version(ResourceType::Route).unwrap().to_owned());
     }
-    println!("ready: {proxies} streams acked their initial config in {:.2}s", started.elapsed().as_secs_f64());
+    println!(
+        "ready: {proxies} streams acked their initial config in {:.2}s",
+        started.elapsed().as_secs_f64()
+    );
 
-    let change = std::path::PathBuf::from(change);
-    while !change.exists() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let mut line = String::new();
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    tokio::io::AsyncBufReadExt::read_line(&mut stdin, &mut line)
+        .await
+        .expect("the script says when the config changed");
     let changed_at = Instant::now();
     let clients = Arc::new(clients);
     let mut waits = Vec::with_capacity(proxies);
@@ -78,7 +93,12 @@ async fn main() {
     }
     let mut times = Vec::with_capacity(proxies);
     for w in waits {
-        times.push(tokio::time::timeout(Duration::from_secs(600), w).await.expect("converges").unwrap());
+        times.push(
+            tokio::time::timeout(Duration::from_secs(600), w)
+                .await
+                .expect("converges")
+                .unwrap(),
+        );
     }
     times.sort();
     let pct = |p: f64| times[((times.len() as f64 * p).ceil() as usize).clamp(1, times.len()) - 1];

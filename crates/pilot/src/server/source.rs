@@ -2,9 +2,9 @@
 //! translation of the current push context.
 
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::error::Error;
 use std::net::IpAddr;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -52,7 +52,10 @@ impl Current {
         let cached = self.lock_routes().get(&scope).cloned();
         cached.unwrap_or_else(|| {
             let built: Arc<[NamedResource]> =
-                named(route::routes(&self.push, proxy, &scope.names), |r| r.name.clone()).into();
+                named(route::routes(&self.push, proxy, &scope.names), |r| {
+                    r.name.clone()
+                })
+                .into();
             self.lock_routes().insert(scope, built.clone());
             built
         })
