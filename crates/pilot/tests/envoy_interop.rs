@@ -28,7 +28,7 @@ fn envoy_binary() -> Option<PathBuf> {
 
 /// A sidecar bootstrap as Istio's agent writes one, reduced to what matters: the node,
 /// ADS to pilot, and the admin endpoint.
-fn bootstrap(xds_port: u16) -> String {
+fn bootstrap(xds_port: u16, api_type: &str) -> String {
     format!(
         r#"
 node:
@@ -45,7 +45,7 @@ admin:
   address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
 dynamic_resources:
   ads_config:
-    api_type: GRPC
+    api_type: {api_type}
     transport_api_version: V3
     grpc_services: [{{envoy_grpc: {{cluster_name: xds-grpc}}}}]
   cds_config: {{ads: {{}}, resource_api_version: V3}}
@@ -86,43 +86,10 @@ async fn envoy_accepts_everything_pilot_sends_and_follows_changes() {
     let work = tempfile::tempdir().unwrap();
     let config = work.path().join("bootstrap.yaml");
     let admin_file = work.path().join("admin.txt");
-    std::fs::write(&config, bootstrap(xds.port())).unwrap();
-    let mut child = tokio::process::Command::new(&envoy)
-        .arg("-c")
-        .arg(&config)
-        .arg("--admin-address-path")
-        .arg(&admin_file)
-        .args([
-            "--disable-hot-restart",
-            "--log-level",
-            "warn",
-            "--concurrency",
-            "1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("Envoy starts");
+    std::fs::write(&config, bootstrap(xds.port(), "GRPC")).unwrap();
+    let mut child = spawn_envoy(&envoy, &config, &admin_file);
 
     // Pilot sees Envoy take CDS, EDS, LDS and RDS (a NACK would show as NACKED).
-    let all_acked = |proxies: &[mizzen_xds::ProxyStatus]| {
-        proxies.iter().any(|p| {
-            p.node_id == PRODUCTPAGE_NODE_ID
-                && [
-                    ResourceType::Cluster,
-                    ResourceType::Endpoint,
-                    ResourceType::Listener,
-                    ResourceType::Route,
-                ]
-                .iter()
-                .all(|ty| {
-                    p.types
-                        .get(ty)
-                        .is_some_and(|t| t.state() != SyncState::Stale && t.version_acked.is_some())
-                })
-        })
-    };
     let synced = tokio::select! {
         s = tokio::time::timeout(Duration::from_secs(60), status.wait_until(all_acked)) => s.expect("Envoy acks every type"),
         exit = child.wait() => panic!("Envoy exited: {exit:?}"),
@@ -264,4 +231,78 @@ async fn envoy_accepts_everything_pilot_sends_and_follows_changes() {
         );
     }
     child.kill().await.unwrap();
+    child.wait().await.unwrap();
+
+    // The same sidecar over Delta xDS: everything accepted as well.
+    let admin_file = work.path().join("admin-delta.txt");
+    std::fs::write(&config, bootstrap(xds.port(), "DELTA_GRPC")).unwrap();
+    let mut child = spawn_envoy(&envoy, &config, &admin_file);
+    let delta_synced = |proxies: &[mizzen_xds::ProxyStatus]| {
+        all_acked(proxies)
+            && proxies.iter().any(|p| {
+                p.node_id == PRODUCTPAGE_NODE_ID && p.protocol == mizzen_xds::Protocol::Delta
+            })
+    };
+    tokio::select! {
+        s = tokio::time::timeout(Duration::from_secs(60), status.wait_until(delta_synced)) => s.expect("Envoy acks every type over Delta xDS"),
+        exit = child.wait() => panic!("Envoy exited: {exit:?}"),
+    };
+    let admin: std::net::SocketAddr = std::fs::read_to_string(&admin_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let stats = get(admin, "/stats").await;
+    assert_eq!(
+        rejections(&stats),
+        Vec::<&str>::new(),
+        "Envoy rejected Delta updates"
+    );
+    let dump = get(admin, "/config_dump").await;
+    assert!(dump.contains("\"outbound|9080|v1|reviews.default.svc.cluster.local\""));
+    child.kill().await.unwrap();
+}
+
+/// True once the Bookinfo sidecar has acked every type, with no response left unanswered.
+fn all_acked(proxies: &[mizzen_xds::ProxyStatus]) -> bool {
+    proxies.iter().any(|p| {
+        p.node_id == PRODUCTPAGE_NODE_ID
+            && [
+                ResourceType::Cluster,
+                ResourceType::Endpoint,
+                ResourceType::Listener,
+                ResourceType::Route,
+            ]
+            .iter()
+            .all(|ty| {
+                p.types
+                    .get(ty)
+                    .is_some_and(|t| t.state() != SyncState::Stale && t.version_acked.is_some())
+            })
+    })
+}
+
+/// Starts Envoy on `config`, writing its admin address to `admin_file`.
+fn spawn_envoy(
+    envoy: &std::path::Path,
+    config: &std::path::Path,
+    admin_file: &std::path::Path,
+) -> tokio::process::Child {
+    tokio::process::Command::new(envoy)
+        .arg("-c")
+        .arg(config)
+        .arg("--admin-address-path")
+        .arg(admin_file)
+        .args([
+            "--disable-hot-restart",
+            "--log-level",
+            "warn",
+            "--concurrency",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("Envoy starts")
 }
