@@ -3,16 +3,24 @@
 
 use std::net::SocketAddr;
 
+use std::collections::BTreeMap;
+
 use anyhow::Context;
 use mizzen_xds::ProxySync;
+use serde_json::Value;
 
 use crate::table::Table;
 
 /// The types shown, in istioctl's column order.
 const TYPES: [&str; 4] = ["CDS", "LDS", "EDS", "RDS"];
 
-/// Reads pilot's `/debug/syncz` at `pilot` and renders the table, or one proxy's detail.
-pub fn run(pilot: SocketAddr, proxy: Option<&str>) -> anyhow::Result<String> {
+/// Reads pilot's `/debug/syncz` at `pilot` and renders the table, or one proxy's detail;
+/// with the proxy's admin address, also compares what pilot sends it with what it holds.
+pub fn run(
+    pilot: SocketAddr,
+    proxy: Option<&str>,
+    proxy_admin: Option<SocketAddr>,
+) -> anyhow::Result<String> {
     let body = crate::http::get(pilot, "/debug/syncz")?;
     let proxies: Vec<ProxySync> =
         serde_json::from_str(&body).context("pilot's /debug/syncz is not the expected JSON")?;
@@ -23,7 +31,22 @@ pub fn run(pilot: SocketAddr, proxy: Option<&str>) -> anyhow::Result<String> {
                 .iter()
                 .find(|p| p.proxy == name || short_name(&p.proxy) == name)
                 .with_context(|| format!("proxy {name:?} is not connected to pilot at {pilot}"))?;
-            Ok(detail(found))
+            let mut out = detail(found);
+            if let Some(admin) = proxy_admin {
+                let sent = crate::http::get(
+                    pilot,
+                    &format!("/debug/config_dump?proxyID={}", short_name(&found.proxy)),
+                )?;
+                let held = crate::http::get(admin, "/config_dump")?;
+                let parse = |what: &str, text: &str| -> anyhow::Result<Value> {
+                    serde_json::from_str(text).with_context(|| format!("{what} is not JSON"))
+                };
+                out.push_str(&compare(
+                    &parse("pilot's config dump", &sent)?,
+                    &parse("the proxy's config dump", &held)?,
+                ));
+            }
+            Ok(out)
         }
     }
 }
@@ -75,6 +98,104 @@ fn detail(p: &ProxySync) -> String {
     )
 }
 
+/// The resources of one kind in an Envoy config dump, by name.
+fn section(dump: &Value, dump_type: &str, list: &str, item: &str) -> BTreeMap<String, Value> {
+    let configs = dump["configs"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    configs
+        .iter()
+        .filter(|c| c["@type"].as_str().is_some_and(|t| t.ends_with(dump_type)))
+        .flat_map(|c| c[list].as_array().cloned().unwrap_or_default())
+        .filter_map(|entry| {
+            // Listeners nest their resource one level deeper (`active_state.listener`).
+            let resource = match entry.get("active_state") {
+                Some(state) => state[item].clone(),
+                None => entry[item].clone(),
+            };
+            let name = resource["name"].as_str()?.to_owned();
+            Some((name, resource))
+        })
+        .collect()
+}
+
+/// istioctl's `proxy-status NAME` comparison: for clusters, listeners and routes,
+/// whether what pilot sends matches what the proxy holds, and if not, which resources
+/// differ.
+pub fn compare(sent: &Value, held: &Value) -> String {
+    let mut out = String::new();
+    for (label, dump_type, list, item) in [
+        (
+            "Clusters",
+            "ClustersConfigDump",
+            "dynamic_active_clusters",
+            "cluster",
+        ),
+        (
+            "Listeners",
+            "ListenersConfigDump",
+            "dynamic_listeners",
+            "listener",
+        ),
+        (
+            "Routes",
+            "RoutesConfigDump",
+            "dynamic_route_configs",
+            "route_config",
+        ),
+    ] {
+        let ours = section(sent, dump_type, list, item);
+        let theirs = section(held, dump_type, list, item);
+        if ours == theirs {
+            out.push_str(&format!("{label} Match\n"));
+            continue;
+        }
+        out.push_str(&format!("{label} Don't Match\n"));
+        for (name, resource) in &ours {
+            match theirs.get(name) {
+                None => out.push_str(&format!(
+                    "  - {name}: sent by pilot, not held by the proxy\n"
+                )),
+                Some(held) if held != resource => out.push_str(&format!(
+                    "  ~ {name}: differs at {}\n",
+                    first_difference(resource, held, "")
+                )),
+                Some(_) => {}
+            }
+        }
+        for name in theirs.keys().filter(|n| !ours.contains_key(*n)) {
+            out.push_str(&format!(
+                "  + {name}: held by the proxy, not sent by pilot\n"
+            ));
+        }
+    }
+    out
+}
+
+/// The JSON path of the first place `a` and `b` differ.
+fn first_difference(a: &Value, b: &Value, path: &str) -> String {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter()
+                .find(|k| x.get(*k) != y.get(*k))
+                .map(|k| match (x.get(k), y.get(k)) {
+                    (Some(xa), Some(yb)) => first_difference(xa, yb, &format!("{path}.{k}")),
+                    _ => format!("{path}.{k}"),
+                })
+                .unwrap_or_else(|| path.to_owned())
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .position(|(p, q)| p != q)
+            .map(|i| first_difference(&x[i], &y[i], &format!("{path}[{i}]")))
+            .unwrap_or_else(|| path.to_owned()),
+        _ => path.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +215,31 @@ mod tests {
         assert!(
             detail(&proxies[0])
                 .contains("LDS      NACKED     3        2         4             bad listener")
+        );
+    }
+
+    #[test]
+    fn compares_config_dumps_resource_by_resource() {
+        let dump = |clusters: Value| {
+            serde_json::json!({"configs": [
+                {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump", "dynamic_active_clusters": clusters},
+                {"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump", "dynamic_listeners": [
+                    {"name": "l", "active_state": {"listener": {"name": "l", "address": {}}}}]}
+            ]})
+        };
+        let a = dump(
+            serde_json::json!([{"cluster": {"name": "c1", "connect_timeout": "10s"}}, {"cluster": {"name": "c2"}}]),
+        );
+        assert_eq!(
+            compare(&a, &a),
+            "Clusters Match\nListeners Match\nRoutes Match\n"
+        );
+        let b = dump(
+            serde_json::json!([{"cluster": {"name": "c1", "connect_timeout": "1s"}}, {"cluster": {"name": "c3"}}]),
+        );
+        assert_eq!(
+            compare(&a, &b),
+            "Clusters Don't Match\n  ~ c1: differs at .connect_timeout\n  - c2: sent by pilot, not held by the proxy\n  + c3: held by the proxy, not sent by pilot\nListeners Match\nRoutes Match\n"
         );
     }
 }

@@ -61,6 +61,10 @@ enum Command {
         /// The control plane's debug address.
         #[arg(long, default_value = "127.0.0.1:15014")]
         pilot: SocketAddr,
+        /// With PROXY: its admin address (15000), to compare what pilot sent with what
+        /// the proxy holds.
+        #[arg(long, requires = "proxy")]
+        proxy_admin: Option<SocketAddr>,
     },
     /// Start the local mesh on a directory of Istio and Kubernetes YAML.
     ///
@@ -126,8 +130,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(pilot(&dir, options))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::ProxyStatus { proxy, pilot } => {
-            let out = mizzen_ctl::proxy_status::run(pilot, proxy.as_deref())?;
+        Command::ProxyStatus {
+            proxy,
+            pilot,
+            proxy_admin,
+        } => {
+            let out = mizzen_ctl::proxy_status::run(pilot, proxy.as_deref(), proxy_admin)?;
             print!("{out}");
             Ok(ExitCode::SUCCESS)
         }
