@@ -29,6 +29,9 @@ pub struct Current {
     /// depend on a proxy's addresses, so a thousand sidecars of one namespace cost one
     /// translation.
     routes: Mutex<HashMap<RouteScope, Arc<[NamedResource]>>>,
+    /// Outbound listeners already built for this version, shared the same way when they
+    /// do not bind the proxy's own address.
+    outbound_listeners: Mutex<HashMap<ListenerScope, Arc<[NamedResource]>>>,
 }
 
 impl Current {
@@ -38,7 +41,35 @@ impl Current {
             push,
             version,
             routes: Mutex::default(),
+            outbound_listeners: Mutex::default(),
         }
+    }
+
+    /// `proxy`'s listeners: the outbound side built once per listener scope (unless it
+    /// binds the proxy's own address), the inbound side for this proxy.
+    fn listeners(&self, proxy: &Proxy) -> Vec<NamedResource> {
+        let scope = ListenerScope {
+            namespace: proxy.namespace.clone(),
+            labels: proxy.labels.clone(),
+            dns_domain: proxy.dns_domain.clone(),
+            interception_mode: proxy.interception_mode,
+        };
+        let cached = lock(&self.outbound_listeners).get(&scope).cloned();
+        let mut out = match cached {
+            Some(shared) => shared.to_vec(),
+            None => {
+                let side = listener::outbound_side(&self.push, proxy);
+                let built = named(side.listeners, |l| l.name.clone());
+                if !side.address_bound {
+                    lock(&self.outbound_listeners).insert(scope, built.clone().into());
+                }
+                built
+            }
+        };
+        out.extend(named(listener::inbound_side(&self.push, proxy), |l| {
+            l.name.clone()
+        }));
+        out
     }
 
     /// The route configurations `names` for `proxy`, built once per route scope.
@@ -49,21 +80,31 @@ impl Current {
             dns_domain: proxy.dns_domain.clone(),
             names,
         };
-        let cached = self.lock_routes().get(&scope).cloned();
+        let cached = lock(&self.routes).get(&scope).cloned();
         cached.unwrap_or_else(|| {
             let built: Arc<[NamedResource]> =
                 named(route::routes(&self.push, proxy, &scope.names), |r| {
                     r.name.clone()
                 })
                 .into();
-            self.lock_routes().insert(scope, built.clone());
+            lock(&self.routes).insert(scope, built.clone());
             built
         })
     }
+}
 
-    fn lock_routes(&self) -> std::sync::MutexGuard<'_, HashMap<RouteScope, Arc<[NamedResource]>>> {
-        self.routes.lock().unwrap_or_else(|e| e.into_inner())
-    }
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while building leaves at worst a missing entry; keep serving.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the outbound listeners read of a proxy (when they do not bind its address).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ListenerScope {
+    namespace: String,
+    labels: BTreeMap<String, String>,
+    dns_domain: String,
+    interception_mode: InterceptionMode,
 }
 
 /// What route translation reads of a proxy: everything else about it (addresses,
@@ -103,6 +144,7 @@ impl ResourceSource for Source {
                 let names = subscription.names.iter().cloned().collect();
                 current.routes(proxy, names).to_vec()
             }
+            ResourceType::Listener => current.listeners(proxy),
             _ => resources(&current.push, proxy, ty, subscription),
         };
         Generated {

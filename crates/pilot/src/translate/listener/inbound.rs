@@ -18,7 +18,8 @@ use crate::translate::names::{
     listener_name,
 };
 use crate::translate::route::default_inbound_route;
-use crate::translate::route::scope::SidecarScope;
+use mizzen_api::Resource;
+use mizzen_api::networking::Sidecar;
 
 /// The port iptables redirects inbound traffic to.
 pub const VIRTUAL_INBOUND_PORT: u16 = 15006;
@@ -40,15 +41,18 @@ struct InboundPort {
 
 /// The workload's ports: its Sidecar's ingress listeners when it has some, else the
 /// target ports of the services whose endpoints are this workload.
-fn inbound_ports(push: &PushContext, proxy: &Proxy, scope: &SidecarScope<'_>) -> Vec<InboundPort> {
+fn inbound_ports(
+    push: &PushContext,
+    proxy: &Proxy,
+    sidecar: Option<&Resource<Sidecar>>,
+) -> Vec<InboundPort> {
     let none_mode = proxy.interception_mode == InterceptionMode::None;
     let own_ip = proxy
         .ips
         .first()
         .map_or_else(|| "127.0.0.1".to_owned(), ToString::to_string);
     let mut out: Vec<InboundPort> = Vec::new();
-    let ingress = scope
-        .sidecar
+    let ingress = sidecar
         .map(|s| s.spec.ingress.as_slice())
         .unwrap_or_default();
     if !ingress.is_empty() {
@@ -98,9 +102,9 @@ fn inbound_ports(push: &PushContext, proxy: &Proxy, scope: &SidecarScope<'_>) ->
 pub(crate) fn inbound_listeners(
     push: &PushContext,
     proxy: &Proxy,
-    scope: &SidecarScope<'_>,
+    sidecar: Option<&Resource<Sidecar>>,
 ) -> Vec<Listener> {
-    let ports = inbound_ports(push, proxy, scope);
+    let ports = inbound_ports(push, proxy, sidecar);
     let mut out = Vec::new();
     for p in ports.iter().filter(|p| !p.captured) {
         let chains = port_chains(p, &FilterChainMatch::default(), &p.bind);

@@ -31,6 +31,23 @@ pub const HTTP_PROXY_PORT: u16 = 15080;
 /// Builds the listeners of a sidecar: outbound ones, the HTTP proxy listener when some
 /// traffic is not captured, `virtualOutbound` when it is, and the inbound side.
 pub fn listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
+    let mut out = outbound_side(push, proxy).listeners;
+    out.extend(inbound_side(push, proxy));
+    out
+}
+
+/// A sidecar's outbound listeners, and whether they depend on its own address.
+#[derive(Debug, Clone)]
+pub struct OutboundSide {
+    /// Outbound listeners, the HTTP proxy listener, `virtualOutbound`.
+    pub listeners: Vec<Listener>,
+    /// True when some traffic is not captured, so a listener binds the proxy's own
+    /// address; otherwise proxies that see the same services can share these.
+    pub address_bound: bool,
+}
+
+/// The outbound side of [`listeners`]: what the proxy's Sidecar scope lets it reach.
+pub fn outbound_side(push: &PushContext, proxy: &Proxy) -> OutboundSide {
     let scope = SidecarScope::new(push, proxy);
     let none_mode = proxy.interception_mode == InterceptionMode::None;
     let mut out = outbound::outbound_listeners(push, proxy, &scope);
@@ -50,8 +67,15 @@ pub fn listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
     if !none_mode {
         out.push(virtual_outbound(proxy, &scope));
     }
-    out.extend(inbound::inbound_listeners(push, proxy, &scope));
-    out
+    OutboundSide {
+        listeners: out,
+        address_bound: none_mode || uncaptured,
+    }
+}
+
+/// The inbound side of [`listeners`]: `virtualInbound` and the workload's own ports.
+pub fn inbound_side(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
+    inbound::inbound_listeners(push, proxy, push.sidecar_for(proxy))
 }
 
 /// The HTTP proxy listener, bound on the workload's own address (in local mode every
