@@ -1,9 +1,14 @@
-//! Which resource types a config change can affect, so a push regenerates only those.
+//! What a config change can affect — which resource types, and which proxies — so a
+//! push regenerates only those, only for them.
 
-use mizzen_api::Kind;
-use mizzen_xds::{ResourceType, TypeSet};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
-use crate::store::Change;
+use mizzen_api::{Kind, Object};
+use mizzen_xds::{Affected, ResourceType, TypeSet};
+
+use crate::model::Proxy;
+use crate::store::{Change, Snapshot};
 
 /// The types a change to an object of `kind` (by name; opaque kinds included) affects.
 pub fn types_for(kind: &str) -> TypeSet {
@@ -39,9 +44,53 @@ pub fn types_for_changes<'a>(changes: impl IntoIterator<Item = &'a Change>) -> T
     })
 }
 
+/// The proxies `change` can affect, from the object as it was (`before`) and is
+/// (`after`): a Sidecar configures only its namespace's proxies (unless it is the root
+/// namespace's mesh default); a VirtualService or DestinationRule reaches only the
+/// namespaces it is exported to; anything else may touch every proxy.
+pub fn proxies_for(
+    change: &Change,
+    before: &Snapshot,
+    after: &Snapshot,
+    root_namespace: &str,
+) -> Affected<Proxy> {
+    let versions = [before.get(&change.key), after.get(&change.key)];
+    if versions.iter().all(Option::is_none) {
+        return Affected::All;
+    }
+    let mut namespaces = BTreeSet::new();
+    for object in versions.into_iter().flatten() {
+        let own = object.meta().namespace.clone().unwrap_or_default();
+        let export_to: &[String] = match &**object {
+            Object::Sidecar(_) if own != root_namespace => {
+                namespaces.insert(own);
+                continue;
+            }
+            Object::VirtualService(vs) => &vs.spec.export_to,
+            Object::DestinationRule(dr) => &dr.spec.export_to,
+            _ => return Affected::All,
+        };
+        if export_to.is_empty() || export_to.iter().any(|e| e == "*") {
+            return Affected::All;
+        }
+        for e in export_to {
+            match e.as_str() {
+                "." => namespaces.insert(own.clone()),
+                "~" => false,
+                other => namespaces.insert(other.to_owned()),
+            };
+        }
+    }
+    Affected::Matching(Arc::new(move |proxy: &Proxy| {
+        namespaces.contains(&proxy.namespace)
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::ChangeKind;
+    use mizzen_api::load::Loader;
 
     #[test]
     fn routing_changes_touch_only_listeners_and_routes() {
@@ -51,5 +100,96 @@ mod tests {
         assert_eq!(types_for("ServiceEntry"), TypeSet::ALL);
         assert_eq!(types_for("HTTPRoute"), TypeSet::ALL);
         assert!(types_for("PeerAuthentication").is_empty());
+    }
+
+    fn snapshot(yaml: &str) -> Snapshot {
+        let objects = Loader::new()
+            .load_str(yaml, None)
+            .objects
+            .into_iter()
+            .map(|l| (l.object.key(), Arc::new(l.object)))
+            .collect();
+        Snapshot::new(1, objects)
+    }
+
+    fn proxy_in(namespace: &str) -> Proxy {
+        Proxy::from_node_id(&format!(
+            "sidecar~10.0.0.1~app-1.{namespace}~{namespace}.svc.cluster.local"
+        ))
+        .unwrap()
+    }
+
+    fn reaches(affected: &Affected<Proxy>, namespace: &str) -> bool {
+        affected.matches("id", &proxy_in(namespace))
+    }
+
+    fn change(kind: &str, namespace: &str, name: &str) -> Change {
+        Change {
+            kind: ChangeKind::Updated,
+            key: mizzen_api::ObjectKey {
+                kind: kind.into(),
+                namespace: namespace.into(),
+                name: name.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn namespace_local_config_reaches_only_its_namespace() {
+        let before = snapshot(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r, namespace: shop}\nspec: {hosts: [r], exportTo: ['.'], http: [{route: [{destination: {host: r}}]}]}\n",
+        );
+        let after = snapshot(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r, namespace: shop}\nspec: {hosts: [r], exportTo: ['.', audit], http: [{route: [{destination: {host: r}}]}]}\n",
+        );
+        let a = proxies_for(
+            &change("VirtualService", "shop", "r"),
+            &before,
+            &after,
+            "istio-system",
+        );
+        assert!(reaches(&a, "shop") && reaches(&a, "audit") && !reaches(&a, "default"));
+
+        let sidecar = snapshot(
+            "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: s, namespace: shop}\nspec: {egress: [{hosts: ['./*']}]}\n",
+        );
+        let a = proxies_for(
+            &change("Sidecar", "shop", "s"),
+            &Snapshot::default(),
+            &sidecar,
+            "istio-system",
+        );
+        assert!(reaches(&a, "shop") && !reaches(&a, "default"));
+    }
+
+    #[test]
+    fn public_and_mesh_wide_config_reaches_everyone() {
+        let public = snapshot(
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r, namespace: shop}\nspec: {host: r}\n",
+        );
+        let a = proxies_for(
+            &change("DestinationRule", "shop", "r"),
+            &Snapshot::default(),
+            &public,
+            "istio-system",
+        );
+        assert!(matches!(a, Affected::All));
+        let root = snapshot(
+            "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {name: default, namespace: istio-system}\nspec: {}\n",
+        );
+        let a = proxies_for(
+            &change("Sidecar", "istio-system", "default"),
+            &Snapshot::default(),
+            &root,
+            "istio-system",
+        );
+        assert!(matches!(a, Affected::All));
+        let a = proxies_for(
+            &change("Service", "shop", "r"),
+            &Snapshot::default(),
+            &Snapshot::default(),
+            "istio-system",
+        );
+        assert!(matches!(a, Affected::All));
     }
 }

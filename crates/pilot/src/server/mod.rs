@@ -161,15 +161,26 @@ impl Pilot {
             },
         );
         let mut changes = store.subscribe();
+        let root_namespace = state.current.load().push.mesh.root_namespace.clone();
         tokio::spawn(async move {
+            let mut before = changes.initial.clone();
             while let Some(batch) = changes.next().await {
                 let types = affected::types_for_changes(&batch.changes);
                 if !types.is_empty() {
+                    let proxies = batch
+                        .changes
+                        .iter()
+                        .map(|c| {
+                            affected::proxies_for(c, &before, &batch.snapshot, &root_namespace)
+                        })
+                        .reduce(Affected::union)
+                        .unwrap_or(Affected::All);
                     debouncer.request(PushRequest {
-                        affected: Affected::All,
+                        affected: proxies,
                         types,
                     });
                 }
+                before = batch.snapshot.clone();
             }
         });
 
