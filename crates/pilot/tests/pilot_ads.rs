@@ -146,3 +146,77 @@ async fn a_sidecar_gets_bookinfo_config_and_follows_a_virtual_service_change() {
         "{metrics}"
     );
 }
+
+/// A proxy of namespace `shop`, otherwise like productpage's.
+fn shop_node() -> mizzen_xds::pb::envoy::config::core::v3::Node {
+    let mut node = productpage_node();
+    node.id = "sidecar~127.0.10.9~cart-1.shop~shop.svc.cluster.local".into();
+    if let Some(meta) = node.metadata.as_mut() {
+        meta.fields.insert(
+            "NAMESPACE".into(),
+            mizzen_xds::pb::google::protobuf::Value {
+                kind: Some(mizzen_xds::pb::google::protobuf::value::Kind::StringValue(
+                    "shop".into(),
+                )),
+            },
+        );
+    }
+    node
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_local_change_is_pushed_only_to_that_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bookinfo.yaml"), BOOKINFO).unwrap();
+    let (xds, _http, status) = start_pilot(dir.path()).await;
+    let start = |node| {
+        let mut options = ClientOptions::new(format!("http://{xds}"), node);
+        options
+            .subscriptions
+            .insert(ResourceType::Route, Subscription::names(["9080"]));
+        AdsClient::start(options, |_, _| Ok(()))
+    };
+    let (default_client, shop_client) = (start(productpage_node()), start(shop_node()));
+    for c in [&default_client, &shop_client] {
+        wait(c, |s| s.version(ResourceType::Route).is_some()).await;
+    }
+    let routes_sent = || status.totals().sent[&ResourceType::Route];
+    let baseline = routes_sent();
+
+    // Exported to its own namespace only: only productpage (in `default`) gets new routes.
+    let local = ALL_V1.replace(
+        "  hosts: [reviews]",
+        "  hosts: [reviews]\n  exportTo: [\".\"]",
+    );
+    std::fs::write(dir.path().join("reviews-v1.yaml"), local).unwrap();
+    let before = default_client
+        .state()
+        .version(ResourceType::Route)
+        .unwrap()
+        .to_owned();
+    wait(&default_client, |s| {
+        s.version(ResourceType::Route).is_some_and(|v| v != before)
+    })
+    .await;
+
+    // A public change reaches both; once both hold it, every route response is counted:
+    // one for the local change, two for the public one.
+    std::fs::write(dir.path().join("reviews-v1.yaml"), ALL_V1).unwrap();
+    let target = {
+        let s = default_client.state();
+        s.version(ResourceType::Route).unwrap().to_owned()
+    };
+    for c in [&default_client, &shop_client] {
+        wait(c, |s| {
+            s.version(ResourceType::Route).is_some_and(|v| {
+                v != target && v.parse::<u64>().unwrap() > target.parse::<u64>().unwrap()
+            })
+        })
+        .await;
+    }
+    assert_eq!(
+        routes_sent() - baseline,
+        3,
+        "the namespace-local change reached only its namespace"
+    );
+}
