@@ -25,6 +25,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Start the local mesh on a directory of Istio and Kubernetes YAML.
+    ///
+    /// Today this runs the config store: it loads and validates DIR, prints the objects
+    /// in force, and reports every change made to the files until Ctrl-C. An invalid edit
+    /// is reported and the last good version of that file stays in force.
+    Up {
+        /// The mesh's config directory.
+        #[arg(default_value = "examples/bookinfo")]
+        dir: PathBuf,
+    },
     /// Check Istio and Kubernetes config without applying it, like `istioctl validate`.
     ///
     /// Prints every problem (file, document, line, object, field and reason) and exits
@@ -65,16 +75,6 @@ enum Command {
         /// the proxy holds.
         #[arg(long, requires = "proxy")]
         proxy_admin: Option<SocketAddr>,
-    },
-    /// Start the local mesh on a directory of Istio and Kubernetes YAML.
-    ///
-    /// Today this runs the config store: it loads and validates DIR, prints the objects
-    /// in force, and reports every change made to the files until Ctrl-C. An invalid edit
-    /// is reported and the last good version of that file stays in force.
-    Up {
-        /// The mesh's config directory.
-        #[arg(default_value = "examples/bookinfo")]
-        dir: PathBuf,
     },
 }
 
