@@ -1,6 +1,8 @@
 //! Which DestinationRule applies to a service for a proxy, and the traffic policy in
 //! force for one cluster after Istio's merge (rule < rule port < subset < subset port).
 
+use std::collections::HashMap;
+
 use mizzen_api::networking::{
     ClientTlsSettings, ConnectionPoolSettings, DestinationRule, LoadBalancerSettings,
     OutlierDetection, Subset, TrafficPolicy,
@@ -53,6 +55,11 @@ impl RuleRef<'_> {
 #[derive(Debug, Clone, Default)]
 pub struct DestinationRules<'a> {
     rules: Vec<RuleRef<'a>>,
+    /// Indexes into `rules` by exact host, so a lookup costs the rules of one host, not
+    /// of the whole mesh.
+    by_host: HashMap<Hostname, Vec<usize>>,
+    /// Indexes into `rules` of wildcard hosts (`*.example.com`), few in practice.
+    wildcards: Vec<usize>,
     root_namespace: String,
 }
 
@@ -74,9 +81,20 @@ impl<'a> DestinationRules<'a> {
                 }
                 _ => None,
             })
-            .collect();
+            .collect::<Vec<RuleRef<'a>>>();
+        let mut by_host: HashMap<Hostname, Vec<usize>> = HashMap::new();
+        let mut wildcards = Vec::new();
+        for (i, rule) in rules.iter().enumerate() {
+            if rule.host.is_wildcard() {
+                wildcards.push(i);
+            } else {
+                by_host.entry(rule.host.clone()).or_default().push(i);
+            }
+        }
         Self {
             rules,
+            by_host,
+            wildcards,
             root_namespace: push.mesh.root_namespace.clone(),
         }
     }
@@ -124,10 +142,13 @@ impl<'a> DestinationRules<'a> {
         host: &Hostname,
         filter: impl Fn(&RuleRef<'a>) -> bool,
     ) -> Option<&RuleRef<'a>> {
-        let candidates = || self.rules.iter().filter(|r| filter(r));
-        candidates().find(|r| &r.host == host).or_else(|| {
-            candidates()
-                .filter(|r| r.host.is_wildcard() && r.host.matches(host))
+        let exact = self.by_host.get(host).map_or(&[][..], Vec::as_slice);
+        let rule = |i: &usize| &self.rules[*i];
+        exact.iter().map(rule).find(|r| filter(r)).or_else(|| {
+            self.wildcards
+                .iter()
+                .map(rule)
+                .filter(|r| filter(r) && r.host.matches(host))
                 .fold(None, |best: Option<&RuleRef<'a>>, r| match best {
                     Some(b) if b.host.as_str().len() >= r.host.as_str().len() => Some(b),
                     _ => Some(r),
