@@ -22,7 +22,8 @@ use crate::store::Snapshot;
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     services: BTreeMap<Hostname, Vec<Arc<Service>>>,
-    endpoints: BTreeMap<(Hostname, String), EndpointsByPort>,
+    /// By hostname, then namespace: looked up by reference, without building a key.
+    endpoints: BTreeMap<Hostname, BTreeMap<String, EndpointsByPort>>,
 }
 
 impl Registry {
@@ -103,7 +104,9 @@ impl Registry {
         endpoint: Endpoint,
     ) {
         self.endpoints
-            .entry((hostname.clone(), namespace.to_owned()))
+            .entry(hostname.clone())
+            .or_default()
+            .entry(namespace.to_owned())
             .or_default()
             .entry(port)
             .or_default()
@@ -123,7 +126,8 @@ impl Registry {
     /// The endpoints of `service` on its port `port`.
     pub fn endpoints(&self, service: &Service, port: u16) -> &[Endpoint] {
         self.endpoints
-            .get(&(service.hostname.clone(), service.namespace.clone()))
+            .get(&service.hostname)
+            .and_then(|by_namespace| by_namespace.get(&service.namespace))
             .and_then(|by_port| by_port.get(&port))
             .map_or(&[], Vec::as_slice)
     }
