@@ -12,6 +12,7 @@ pub mod object;
 pub mod position;
 pub mod security;
 pub mod telemetry;
+pub mod testdata;
 pub mod types;
 pub mod validate;
 

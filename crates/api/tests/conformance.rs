@@ -2,29 +2,12 @@
 //! every sample Istio accepts loads, validates and round-trips; every document of
 //! Istio's CRD validation corpus is judged as Istio judges it.
 
+use mizzen_api::testdata::istio_data;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use mizzen_api::load::{LoadResult, Loader};
 use mizzen_api::validate::{Severity, validate_set};
-
-/// Istio's data folder, or `None` (with the reason printed) when this clone has none.
-/// Under CI a missing folder fails the run rather than skipping.
-fn istio_data() -> Option<PathBuf> {
-    let dir = std::env::var_os("MIZZEN_ISTIO_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/istio"));
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    let reason = format!(
-        "Istio conformance data not found at {} (set MIZZEN_ISTIO_DATA)",
-        dir.display()
-    );
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{reason}");
-    eprintln!("skipped: {reason}");
-    None
-}
 
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();

@@ -18,7 +18,8 @@ use mizzen_xds::pb::envoy::config::route::v3::{
 };
 
 mod common;
-use common::{BOOKINFO, istio_data, productpage_node};
+use common::{BOOKINFO, productpage_node};
+use mizzen_api::testdata::istio_data;
 
 fn snapshot(texts: &[&str]) -> Arc<Snapshot> {
     let mut objects = std::collections::BTreeMap::new();

@@ -191,7 +191,7 @@ async fn envoy_accepts_everything_pilot_sends_and_follows_changes() {
     );
 
     // Every one of Istio's Bookinfo routing samples, in turn (with Istio's subsets).
-    if let Some(data) = common::istio_data() {
+    if let Some(data) = mizzen_api::testdata::istio_data() {
         let networking = data.join("samples/bookinfo/networking");
         let rules = std::fs::read_to_string(networking.join("destination-rule-all.yaml")).unwrap();
         std::fs::write(dir.path().join("destination-rules.yaml"), rules).unwrap();

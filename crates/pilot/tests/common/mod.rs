@@ -194,23 +194,3 @@ fn dechunk(mut body: &str) -> String {
     }
     out
 }
-
-/// Istio's data folder, or `None` (with the reason printed) when this clone has none;
-/// under CI a missing folder fails the run.
-pub fn istio_data() -> Option<std::path::PathBuf> {
-    let dir = std::env::var_os("MIZZEN_ISTIO_DATA")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/istio")
-        });
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    let reason = format!(
-        "Istio data not found at {} (set MIZZEN_ISTIO_DATA)",
-        dir.display()
-    );
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{reason}");
-    eprintln!("skipped: {reason}");
-    None
-}

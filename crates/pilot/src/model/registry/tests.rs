@@ -1,5 +1,4 @@
-use std::path::{Path, PathBuf};
-
+use mizzen_api::testdata::istio_data;
 use mizzen_api::types::Protocol;
 
 use super::*;
@@ -574,24 +573,6 @@ fn short_names_resolve_as_istio_resolves_them() {
         resolve_host("ratings", "default", &custom).as_str(),
         "ratings.default.svc.corp.internal"
     );
-}
-
-/// Istio's data folder, or `None` (with the reason printed) when this clone has none.
-/// Under CI a missing folder fails the run rather than skipping.
-fn istio_data() -> Option<PathBuf> {
-    let dir = std::env::var_os("MIZZEN_ISTIO_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/istio"));
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    let reason = format!(
-        "Istio data not found at {} (set MIZZEN_ISTIO_DATA)",
-        dir.display()
-    );
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{reason}");
-    eprintln!("skipped: {reason}");
-    None
 }
 
 #[test]

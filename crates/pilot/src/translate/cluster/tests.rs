@@ -1,8 +1,8 @@
 //! Golden-style tests of CDS: hand-built registries, DestinationRules from YAML, field
 //! values compared where that reads clearer than whole protos.
 
+use mizzen_api::testdata::istio_data;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use mizzen_api::load::Loader;
@@ -945,24 +945,6 @@ fn rule_lookup_prefers_proxy_namespace_then_service_then_root_and_honours_export
         Some("default/selected")
     );
     assert_eq!(lookup(&selected, &proxy).as_deref(), Some("default/all"));
-}
-
-/// Istio's data folder, or `None` (with the reason printed) when this clone has none.
-/// Under CI a missing folder fails the run rather than skipping.
-fn istio_data() -> Option<PathBuf> {
-    let dir = std::env::var_os("MIZZEN_ISTIO_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/istio"));
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    let reason = format!(
-        "Istio data not found at {} (set MIZZEN_ISTIO_DATA)",
-        dir.display()
-    );
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{reason}");
-    eprintln!("skipped: {reason}");
-    None
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! RDS tests: Bookinfo's VirtualServices, every match kind and action, the default
 //! route. Also the fixtures the listener tests share.
 
+use mizzen_api::testdata::istio_data;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -132,25 +133,6 @@ fn push_with(registry: Registry, objects: impl IntoIterator<Item = Object>) -> P
         registry: Arc::new(registry),
         mesh: Arc::new(MeshConfig::default()),
     }
-}
-
-/// The Istio data folder, or `None` (with the reason printed) when it is absent outside
-/// CI.
-fn istio_data() -> Option<PathBuf> {
-    let dir = std::env::var_os("MIZZEN_ISTIO_DATA").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/istio"),
-        PathBuf::from,
-    );
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "Istio data folder {} is missing",
-        dir.display()
-    );
-    println!("skipped: Istio data folder {} is missing", dir.display());
-    None
 }
 
 fn route_9080(push: &PushContext) -> RouteConfiguration {
