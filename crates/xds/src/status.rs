@@ -135,6 +135,11 @@ impl StatusRegistry {
         }
     }
 
+    /// How many proxies are connected.
+    pub fn connected(&self) -> usize {
+        self.lock().len()
+    }
+
     /// Every connected proxy, oldest connection first.
     pub fn snapshot(&self) -> Vec<ProxyStatus> {
         self.lock().values().cloned().collect()

@@ -84,7 +84,7 @@ impl Metrics {
     /// read from `status`.
     pub fn encode(&self, status: &StatusRegistry) -> String {
         let _one_at_a_time = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
-        self.connected.set(status.snapshot().len() as i64);
+        self.connected.set(status.connected() as i64);
         for (ty, total) in status.totals().nacked {
             let counter = self.rejects.get_or_create(&label(ty.short_name()));
             counter.inc_by(total.saturating_sub(counter.get()));
