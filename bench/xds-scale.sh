@@ -65,7 +65,7 @@ done
 cpu() { awk '{print $14 + $15}' /proc/$pilot_pid/stat; }
 tick=$(getconf CLK_TCK)
 mkfifo "$work/signal"
-target/release/examples/xds_scale 127.0.0.1:$xds "$proxies" <"$work/signal" >"$work/sim.log" 2>&1 &
+target/release/examples/xds_scale 127.0.0.1:$xds "$proxies" "$services" <"$work/signal" >"$work/sim.log" 2>&1 &
 sim=$!
 exec 3>"$work/signal"
 until grep -q "^ready" "$work/sim.log"; do sleep 0.1; kill -0 $sim 2>/dev/null || { cat "$work/sim.log"; exit 1; }; done

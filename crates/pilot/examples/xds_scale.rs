@@ -3,7 +3,9 @@
 //! (when told the config changed) measures how long each takes to receive and ACK the
 //! new routes.
 //!
-//! Usage: xds_scale XDS_ADDR PROXIES
+//! Usage: xds_scale XDS_ADDR PROXIES SERVICES (the services `bench/xds-scale.sh` writes:
+//! `svcN.default`, port 9080, whose clusters each stream subscribes to over EDS, as
+//! Envoy does).
 //! It prints `ready` once every stream has acked, waits for a line on stdin (the script
 //! writes the VirtualService change, then that line), and prints convergence percentiles.
 
@@ -37,17 +39,24 @@ fn node(i: usize) -> Node {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, addr, proxies] = &args[..] else {
-        eprintln!("usage: xds_scale XDS_ADDR PROXIES");
+    let [_, addr, proxies, services] = &args[..] else {
+        eprintln!("usage: xds_scale XDS_ADDR PROXIES SERVICES");
         std::process::exit(2);
     };
     let proxies: usize = proxies.parse().expect("PROXIES is a number");
+    let services: usize = services.parse().expect("SERVICES is a number");
+    let clusters = Subscription::names(
+        (0..services).map(|i| format!("outbound|9080||svc{i}.default.svc.cluster.local")),
+    );
     let mut clients = Vec::with_capacity(proxies);
     for i in 0..proxies {
         let mut options = ClientOptions::new(format!("http://{addr}"), node(i));
         options
             .subscriptions
             .insert(ResourceType::Route, Subscription::names(["9080"]));
+        options
+            .subscriptions
+            .insert(ResourceType::Endpoint, clusters.clone());
         clients.push(AdsClient::start(options, |_, _| Ok(())));
     }
     let started = Instant::now();
@@ -58,6 +67,7 @@ async fn main() {
             c.wait_until(|s| {
                 [
                     ResourceType::Cluster,
+                    ResourceType::Endpoint,
                     ResourceType::Listener,
                     ResourceType::Route,
                 ]

@@ -7,15 +7,18 @@ pub use envoy_types::pb;
 pub mod client;
 pub mod json;
 pub mod push;
+pub mod resource;
 pub mod server;
 pub mod source;
 pub mod status;
 pub mod types;
+mod wire;
 
 pub use client::{AdsClient, Backoff, ClientOptions, ClientState, TypeState};
 pub use push::{Affected, Debounce, Debouncer, PushRequest, Pusher};
-pub use server::AdsServer;
-pub use source::{Generated, NamedResource, ResourceSource, Subscription};
+pub use resource::NamedResource;
+pub use server::{AdsServer, AdsService};
+pub use source::{Generated, ResourceSource, Subscription};
 pub use status::{
     Nack, Protocol, ProxyStatus, ProxySync, StatusRegistry, SyncState, Totals, TypeStatus, TypeSync,
 };

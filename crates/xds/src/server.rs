@@ -5,6 +5,9 @@
 //! pending types on its connection and go out as one regeneration when it catches up.
 
 mod delta;
+mod grpc;
+mod names;
+mod response;
 mod sotw;
 
 use std::future::Future;
@@ -14,18 +17,16 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
-use tonic::{Request, Response, Status, Streaming};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Status, Streaming};
 
+pub use self::grpc::AdsService;
+use self::grpc::Outgoing;
+use self::response::Framed;
 use crate::pb::envoy::config::core::v3::Node;
-use crate::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
-use crate::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
 use crate::push::{Connection, Connections, Pusher};
-use crate::source::{NamedResource, ResourceSource, Subscription};
+use crate::resource::NamedResource;
+use crate::source::{ResourceSource, Subscription};
 use crate::status::{Protocol, StatusRegistry};
 use crate::types::{ResourceType, TypeSet};
 
@@ -46,6 +47,7 @@ struct Shared<S: ResourceSource> {
     source: S,
     connections: Arc<Connections<S::Proxy>>,
     status: StatusRegistry,
+    names: names::NameSets,
     next_id: AtomicU64,
 }
 
@@ -57,6 +59,7 @@ impl<S: ResourceSource> AdsServer<S> {
                 source,
                 connections: Arc::default(),
                 status: StatusRegistry::default(),
+                names: names::NameSets::default(),
                 next_id: AtomicU64::new(1),
             }),
         }
@@ -73,8 +76,8 @@ impl<S: ResourceSource> AdsServer<S> {
     }
 
     /// The gRPC service, to add to a `tonic` router next to others (the CA).
-    pub fn service(&self) -> AggregatedDiscoveryServiceServer<AdsServer<S>> {
-        AggregatedDiscoveryServiceServer::new(self.clone())
+    pub fn service(&self) -> AdsService<S> {
+        AdsService::new(self.clone())
     }
 
     /// Ends every open stream (`UNAVAILABLE`, so proxies reconnect elsewhere or later)
@@ -105,41 +108,15 @@ impl<S: ResourceSource> AdsServer<S> {
             .await
     }
 
+    /// Starts a stream's task; its responses come out of the returned receiver.
     fn spawn<H: StreamHandler<S>>(
         &self,
         inbound: Streaming<H::Request>,
-    ) -> ReceiverStream<Result<H::Response, Status>> {
+    ) -> mpsc::Receiver<Outgoing> {
         // One slot: the stream's task waits on its own proxy, nobody else does.
         let (tx, rx) = mpsc::channel(1);
         tokio::spawn(run::<S, H>(self.shared.clone(), inbound, tx));
-        ReceiverStream::new(rx)
-    }
-}
-
-/// The response stream of both methods.
-type Outbox<M> = ReceiverStream<Result<M, Status>>;
-
-#[tonic::async_trait]
-impl<S: ResourceSource> AggregatedDiscoveryService for AdsServer<S> {
-    type StreamAggregatedResourcesStream = Outbox<DiscoveryResponse>;
-    type DeltaAggregatedResourcesStream = Outbox<DeltaDiscoveryResponse>;
-
-    async fn stream_aggregated_resources(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Ok(Response::new(
-            self.spawn::<sotw::Sotw<S>>(request.into_inner()),
-        ))
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Ok(Response::new(
-            self.spawn::<delta::Delta<S>>(request.into_inner()),
-        ))
+        rx
     }
 }
 
@@ -150,17 +127,16 @@ struct Ended;
 /// One protocol variant's state machine over a [`Session`].
 trait StreamHandler<S: ResourceSource>: Sized + Send + 'static {
     type Request: Send + 'static;
-    type Response: Send + 'static;
     const PROTOCOL: Protocol;
 
     /// The node, which Envoy sends in the first request.
     fn node(request: &Self::Request) -> Option<&Node>;
 
     /// A handler for a freshly accepted stream.
-    fn new(session: Session<S, Self::Response>) -> Self;
+    fn new(session: Session<S>) -> Self;
 
     /// The stream's session.
-    fn session(&mut self) -> &mut Session<S, Self::Response>;
+    fn session(&mut self) -> &mut Session<S>;
 
     /// Handles one request from the proxy.
     fn handle(&mut self, request: Self::Request) -> impl Future<Output = Result<(), Ended>> + Send;
@@ -173,7 +149,7 @@ trait StreamHandler<S: ResourceSource>: Sized + Send + 'static {
 async fn run<S: ResourceSource, H: StreamHandler<S>>(
     shared: Arc<Shared<S>>,
     mut inbound: Streaming<H::Request>,
-    tx: mpsc::Sender<Result<H::Response, Status>>,
+    tx: mpsc::Sender<Outgoing>,
 ) {
     let mut closing = shared.connections.closing();
     let first = tokio::select! {
@@ -232,21 +208,21 @@ async fn closed(closing: &mut watch::Receiver<bool>) {
 
 /// What every stream has: its connection, its outbox, its nonces. Dropping it
 /// unregisters the stream.
-struct Session<S: ResourceSource, M> {
+struct Session<S: ResourceSource> {
     shared: Arc<Shared<S>>,
     conn: Arc<Connection<S::Proxy>>,
-    tx: mpsc::Sender<Result<M, Status>>,
+    tx: mpsc::Sender<Outgoing>,
     closing: watch::Receiver<bool>,
     nonces: u64,
 }
 
-impl<S: ResourceSource, M: Send + 'static> Session<S, M> {
+impl<S: ResourceSource> Session<S> {
     fn open(
         shared: Arc<Shared<S>>,
         node: Option<&Node>,
         protocol: Protocol,
-        tx: mpsc::Sender<Result<M, Status>>,
-    ) -> Result<Session<S, M>, Status> {
+        tx: mpsc::Sender<Outgoing>,
+    ) -> Result<Session<S>, Status> {
         let node = node.ok_or_else(|| Status::invalid_argument("the first request has no node"))?;
         let proxy = shared
             .source
@@ -286,9 +262,14 @@ impl<S: ResourceSource, M: Send + 'static> Session<S, M> {
     fn generate(&self, ty: ResourceType, sub: &Subscription) -> (String, Vec<NamedResource>) {
         let mut generated = self.shared.source.generate(&self.conn.proxy, ty, sub);
         if !sub.wildcard {
-            generated.resources.retain(|r| sub.names.contains(&r.name));
+            generated.resources.retain(|r| sub.names.contains(r.name()));
         }
         (generated.version, generated.resources)
+    }
+
+    /// Shares `subscription`'s names with other streams that subscribe to the same.
+    fn intern(&self, subscription: &mut Subscription) {
+        self.shared.names.intern(&mut subscription.names);
     }
 
     /// A nonce unique within the stream.
@@ -299,7 +280,7 @@ impl<S: ResourceSource, M: Send + 'static> Session<S, M> {
 
     /// Hands `message` to the proxy's stream, waiting as long as the proxy takes to
     /// read, unless the server closes meanwhile.
-    async fn send(&mut self, message: M) -> Result<(), Ended> {
+    async fn send(&mut self, message: Framed) -> Result<(), Ended> {
         tokio::select! {
             sent = self.tx.send(Ok(message)) => sent.map_err(|_| Ended),
             () = closed(&mut self.closing) => Err(Ended),
@@ -314,7 +295,7 @@ impl<S: ResourceSource, M: Send + 'static> Session<S, M> {
     }
 }
 
-impl<S: ResourceSource, M> Drop for Session<S, M> {
+impl<S: ResourceSource> Drop for Session<S> {
     fn drop(&mut self) {
         self.shared.connections.remove(self.conn.id);
         self.shared.status.disconnect(self.conn.id);

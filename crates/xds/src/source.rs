@@ -3,9 +3,10 @@
 
 use std::collections::BTreeSet;
 use std::error::Error;
+use std::sync::Arc;
 
 use crate::pb::envoy::config::core::v3::Node;
-use crate::pb::google::protobuf::Any;
+use crate::resource::NamedResource;
 use crate::types::ResourceType;
 
 /// Which resources of one type a client wants.
@@ -13,8 +14,9 @@ use crate::types::ResourceType;
 pub struct Subscription {
     /// Everything of the type (CDS and LDS as Envoy asks for them).
     pub wildcard: bool,
-    /// Names asked for explicitly (EDS clusters, RDS route configs).
-    pub names: BTreeSet<String>,
+    /// Names asked for explicitly (EDS clusters, RDS route configs); shared, as a
+    /// thousand sidecars of one namespace ask for the same thousand clusters.
+    pub names: Arc<BTreeSet<String>>,
 }
 
 impl Subscription {
@@ -22,7 +24,7 @@ impl Subscription {
     pub fn wildcard() -> Subscription {
         Subscription {
             wildcard: true,
-            names: BTreeSet::new(),
+            names: Arc::default(),
         }
     }
 
@@ -34,25 +36,23 @@ impl Subscription {
     {
         Subscription {
             wildcard: false,
-            names: names.into_iter().map(Into::into).collect(),
+            names: Arc::new(names.into_iter().map(Into::into).collect()),
         }
     }
 
     /// The subscription a State-of-the-World request's `resource_names` describe: `*`
     /// subscribes to everything, and so does an empty list for CDS and LDS.
     pub fn from_sotw(ty: ResourceType, resource_names: &[String]) -> Subscription {
-        let mut sub = Subscription::default();
-        for name in resource_names {
-            if name == "*" {
-                sub.wildcard = true;
-            } else {
-                sub.names.insert(name.clone());
-            }
+        let names: BTreeSet<String> = resource_names
+            .iter()
+            .filter(|name| *name != "*")
+            .cloned()
+            .collect();
+        Subscription {
+            wildcard: resource_names.iter().any(|name| name == "*")
+                || (resource_names.is_empty() && ty.is_wildcard_type()),
+            names: Arc::new(names),
         }
-        if resource_names.is_empty() && ty.is_wildcard_type() {
-            sub.wildcard = true;
-        }
-        sub
     }
 
     /// True when a resource named `name` is wanted.
@@ -70,15 +70,6 @@ impl Subscription {
             .chain(self.names.iter().cloned())
             .collect()
     }
-}
-
-/// One generated resource and its name.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NamedResource {
-    /// The resource's name (a cluster's, a listener's, a route config's...).
-    pub name: String,
-    /// The packed resource; its `type_url` is the type's.
-    pub resource: Any,
 }
 
 /// One proxy's resources of one type.

@@ -573,13 +573,11 @@ impl ResourceSource for Mesh {
 }
 
 fn named(name: &str, ty: ResourceType, message: impl Message) -> NamedResource {
-    NamedResource {
-        name: name.to_string(),
-        resource: Any {
-            type_url: ty.type_url().to_string(),
-            value: message.encode_to_vec(),
-        },
-    }
+    let any = Any {
+        type_url: ty.type_url().to_string(),
+        value: message.encode_to_vec(),
+    };
+    NamedResource::from_any(name, &any)
 }
 
 fn accept_all(_: ResourceType, _: &BTreeMap<String, Any>) -> Result<(), String> {

@@ -11,10 +11,10 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::push::MeshConfig;
-use super::service::{Endpoint, EndpointsByPort, HealthStatus, Hostname, Service};
+use super::service::{Endpoint, EndpointsByPort, HealthStatus, Hostname, Service, ServicePort};
 use crate::store::Snapshot;
 
 /// Services by hostname (a ServiceEntry host may be defined in several namespaces), and
@@ -24,6 +24,29 @@ pub struct Registry {
     services: BTreeMap<Hostname, Vec<Arc<Service>>>,
     /// By hostname, then namespace: looked up by reference, without building a key.
     endpoints: BTreeMap<Hostname, BTreeMap<String, EndpointsByPort>>,
+    /// Endpoints by address, built on first use.
+    by_address: OnceLock<HashMap<IpAddr, Vec<Located>>>,
+}
+
+/// Where an endpoint at some address lies: its service, service port and index, and
+/// its rank in registry order.
+#[derive(Debug, Clone)]
+struct Located {
+    rank: usize,
+    service: Arc<Service>,
+    port: u16,
+    index: usize,
+}
+
+/// One endpoint of one service port, found by its address.
+#[derive(Debug, Clone, Copy)]
+pub struct Instance<'a> {
+    /// The service.
+    pub service: &'a Arc<Service>,
+    /// The service port the endpoint serves.
+    pub port: &'a ServicePort,
+    /// The endpoint.
+    pub endpoint: &'a Endpoint,
 }
 
 impl Registry {
@@ -90,6 +113,7 @@ impl Registry {
 
     /// Adds a service (replacing one with the same hostname and namespace).
     pub fn insert_service(&mut self, service: Service) {
+        self.by_address = OnceLock::new();
         let list = self.services.entry(service.hostname.clone()).or_default();
         list.retain(|s| s.namespace != service.namespace);
         list.push(Arc::new(service));
@@ -103,6 +127,7 @@ impl Registry {
         port: u16,
         endpoint: Endpoint,
     ) {
+        self.by_address = OnceLock::new();
         self.endpoints
             .entry(hostname.clone())
             .or_default()
@@ -111,6 +136,59 @@ impl Registry {
             .entry(port)
             .or_default()
             .push(endpoint);
+    }
+
+    /// The endpoints at any of `ips` (a workload's own addresses), in registry order:
+    /// services by hostname, then namespace, then port.
+    pub fn instances_at(&self, ips: &[IpAddr]) -> Vec<Instance<'_>> {
+        let index = self.by_address.get_or_init(|| self.index_by_address());
+        let mut found: Vec<&Located> = ips
+            .iter()
+            .filter_map(|ip| index.get(ip))
+            .flatten()
+            .collect();
+        if ips.len() > 1 {
+            found.sort_by_key(|l| l.rank);
+        }
+        found
+            .into_iter()
+            .filter_map(|l| {
+                Some(Instance {
+                    service: &l.service,
+                    port: l.service.port(l.port)?,
+                    endpoint: self.endpoints(&l.service, l.port).get(l.index)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The locality of the workload at `ips`: that of its first endpoint that has one.
+    pub fn locality_of(&self, ips: &[IpAddr]) -> Option<&str> {
+        self.instances_at(ips)
+            .into_iter()
+            .map(|i| i.endpoint.locality.as_str())
+            .find(|l| !l.is_empty())
+    }
+
+    fn index_by_address(&self) -> HashMap<IpAddr, Vec<Located>> {
+        let mut index: HashMap<IpAddr, Vec<Located>> = HashMap::new();
+        let mut rank = 0;
+        for service in self.services() {
+            for port in &service.ports {
+                for (i, ep) in self.endpoints(service, port.port).iter().enumerate() {
+                    if let Some(ip) = ep.ip() {
+                        index.entry(ip).or_default().push(Located {
+                            rank,
+                            service: service.clone(),
+                            port: port.port,
+                            index: i,
+                        });
+                    }
+                    rank += 1;
+                }
+            }
+        }
+        index
     }
 
     /// Every service, by hostname then namespace.

@@ -19,7 +19,7 @@ use prost::Name;
 use serde_json::{Value, json};
 
 use super::State;
-use super::source::{proxy_from_node, resources};
+use super::source::proxy_from_node;
 use crate::model::{HealthStatus, Resolution, Service};
 
 /// The debug router.
@@ -145,7 +145,7 @@ async fn config_dump(Extract(state): Extract<Arc<State>>, Query(q): Query<DumpQu
                     Subscription::default()
                 }
             });
-        resources(&current.push, &proxy, ty, &subscription)
+        current.resources(&proxy, ty, &subscription)
     };
     let dump = ConfigDump {
         configs: vec![
@@ -155,7 +155,7 @@ async fn config_dump(Extract(state): Extract<Arc<State>>, Query(q): Query<DumpQu
                     .into_iter()
                     .map(|r| clusters_config_dump::DynamicCluster {
                         version_info: version.clone(),
-                        cluster: Some(r.resource),
+                        cluster: Some(r.to_any()),
                         ..Default::default()
                     })
                     .collect(),
@@ -166,10 +166,10 @@ async fn config_dump(Extract(state): Extract<Arc<State>>, Query(q): Query<DumpQu
                 dynamic_listeners: generate(ResourceType::Listener)
                     .into_iter()
                     .map(|r| listeners_config_dump::DynamicListener {
-                        name: r.name,
+                        name: r.name().to_owned(),
                         active_state: Some(listeners_config_dump::DynamicListenerState {
                             version_info: version.clone(),
-                            listener: Some(r.resource),
+                            listener: Some(r.to_any()),
                             ..Default::default()
                         }),
                         ..Default::default()
@@ -182,7 +182,7 @@ async fn config_dump(Extract(state): Extract<Arc<State>>, Query(q): Query<DumpQu
                     .into_iter()
                     .map(|r| routes_config_dump::DynamicRouteConfig {
                         version_info: version.clone(),
-                        route_config: Some(r.resource),
+                        route_config: Some(r.to_any()),
                         ..Default::default()
                     })
                     .collect(),
@@ -193,7 +193,7 @@ async fn config_dump(Extract(state): Extract<Arc<State>>, Query(q): Query<DumpQu
                     .into_iter()
                     .map(|r| endpoints_config_dump::DynamicEndpointConfig {
                         version_info: version.clone(),
-                        endpoint_config: Some(r.resource),
+                        endpoint_config: Some(r.to_any()),
                         ..Default::default()
                     })
                     .collect(),

@@ -1,20 +1,21 @@
 //! What pilot serves over ADS: for each connected proxy and requested type, the
 //! translation of the current push context.
 
-use std::collections::BTreeMap;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::error::Error;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use mizzen_xds::pb::envoy::config::core::v3::Node;
+use mizzen_xds::pb::google::protobuf::Struct;
 use mizzen_xds::pb::google::protobuf::value::Kind;
-use mizzen_xds::pb::google::protobuf::{Any, Struct};
 use mizzen_xds::{Generated, NamedResource, ResourceSource, ResourceType, Subscription};
 use prost::Name;
 
-use crate::model::{InterceptionMode, Proxy, PushContext};
+use crate::model::{InterceptionMode, NodeType, Proxy, PushContext};
+use crate::translate::endpoint::proxy_locality;
 use crate::translate::{cluster, endpoint, listener, route};
 
 /// The current push context and its version; swapped atomically on each push.
@@ -24,97 +25,165 @@ pub struct Current {
     pub push: PushContext,
     /// The version proxies are told (the config revision it was built from).
     pub version: String,
-    /// Route configurations already built for this version, shared by every proxy
-    /// with the same [`RouteScope`] (Istio caches them the same way): routes do not
-    /// depend on a proxy's addresses, so a thousand sidecars of one namespace cost one
-    /// translation.
-    routes: Mutex<HashMap<RouteScope, Arc<[NamedResource]>>>,
-    /// Outbound listeners already built for this version, shared the same way when they
-    /// do not bind the proxy's own address.
-    outbound_listeners: Mutex<HashMap<ListenerScope, Arc<[NamedResource]>>>,
+    /// Resources already built for this version.
+    cache: Cache,
 }
 
-impl Current {
-    /// The push context `push` at `version`, with an empty route cache.
-    pub fn new(push: PushContext, version: String) -> Self {
-        Self {
-            push,
-            version,
-            routes: Mutex::default(),
-            outbound_listeners: Mutex::default(),
+/// Resources built once per [`Scope`] and shared, encoded, by every proxy in it (Istio
+/// caches the same way): a thousand sidecars of one namespace cost one translation and
+/// one copy in memory.
+#[derive(Debug, Default)]
+struct Cache {
+    /// Outbound clusters, `BlackHoleCluster`, `PassthroughCluster`.
+    clusters: Shared<Scope>,
+    /// Outbound listeners, unless they bind the proxy's own address.
+    listeners: Shared<Scope>,
+    /// Route configurations, by the names asked for.
+    routes: Shared<(Scope, Names)>,
+    /// Cluster load assignments, by the names asked for.
+    endpoints: Shared<(Scope, Names)>,
+}
+
+/// The names a proxy subscribed to (shared among proxies that ask for the same).
+type Names = Arc<BTreeSet<String>>;
+
+/// Built resources by key.
+#[derive(Debug)]
+struct Shared<K>(Mutex<HashMap<K, Arc<[NamedResource]>>>);
+
+impl<K> Default for Shared<K> {
+    fn default() -> Self {
+        Self(Mutex::default())
+    }
+}
+
+impl<K: Hash + Eq> Shared<K> {
+    /// The resources built for `key`, building them now if need be. `build` says
+    /// whether what it built may be shared.
+    fn get_or_build(
+        &self,
+        key: K,
+        build: impl FnOnce() -> (Vec<NamedResource>, bool),
+    ) -> Arc<[NamedResource]> {
+        if let Some(built) = self.lock().get(&key) {
+            return built.clone();
         }
+        let (built, shareable) = build();
+        let built: Arc<[NamedResource]> = built.into();
+        if shareable {
+            self.lock().insert(key, built.clone());
+        }
+        built
     }
 
-    /// `proxy`'s listeners: the outbound side built once per listener scope (unless it
-    /// binds the proxy's own address), the inbound side for this proxy.
-    fn listeners(&self, proxy: &Proxy) -> Vec<NamedResource> {
-        let scope = ListenerScope {
-            namespace: proxy.namespace.clone(),
-            labels: proxy.labels.clone(),
-            dns_domain: proxy.dns_domain.clone(),
-            interception_mode: proxy.interception_mode,
-        };
-        let cached = lock(&self.outbound_listeners).get(&scope).cloned();
-        let mut out = match cached {
-            Some(shared) => shared.to_vec(),
-            None => {
-                let side = listener::outbound_side(&self.push, proxy);
-                let built = named(side.listeners, |l| l.name.clone());
-                if !side.address_bound {
-                    lock(&self.outbound_listeners).insert(scope, built.clone().into());
-                }
-                built
-            }
-        };
-        out.extend(named(listener::inbound_side(&self.push, proxy), |l| {
-            l.name.clone()
-        }));
-        out
-    }
-
-    /// The route configurations `names` for `proxy`, built once per route scope.
-    fn routes(&self, proxy: &Proxy, names: Vec<String>) -> Arc<[NamedResource]> {
-        let scope = RouteScope {
-            namespace: proxy.namespace.clone(),
-            labels: proxy.labels.clone(),
-            dns_domain: proxy.dns_domain.clone(),
-            names,
-        };
-        let cached = lock(&self.routes).get(&scope).cloned();
-        cached.unwrap_or_else(|| {
-            let built: Arc<[NamedResource]> =
-                named(route::routes(&self.push, proxy, &scope.names), |r| {
-                    r.name.clone()
-                })
-                .into();
-            lock(&self.routes).insert(scope, built.clone());
-            built
-        })
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Arc<[NamedResource]>>> {
+        // A panic while building leaves at worst a missing entry; keep serving.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while building leaves at worst a missing entry; keep serving.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// What the outbound listeners read of a proxy (when they do not bind its address).
+/// What translation reads of a proxy besides its own workload (name, addresses,
+/// identity): proxies alike in all of these get the same outbound resources.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct ListenerScope {
+struct Scope {
+    node_type: NodeType,
     namespace: String,
     labels: BTreeMap<String, String>,
     dns_domain: String,
     interception_mode: InterceptionMode,
+    cluster_id: String,
+    /// Region, zone and sub-zone, which locality-aware endpoints depend on.
+    locality: [String; 3],
+    /// DNS clusters resolve IPv6 only for a proxy with only IPv6 addresses.
+    ipv6_only: bool,
 }
 
-/// What route translation reads of a proxy: everything else about it (addresses,
-/// identity) leaves its routes unchanged.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct RouteScope {
-    namespace: String,
-    labels: BTreeMap<String, String>,
-    dns_domain: String,
-    names: Vec<String>,
+impl Scope {
+    fn of(push: &PushContext, proxy: &Proxy) -> Self {
+        let locality = proxy_locality(push, proxy);
+        Self {
+            node_type: proxy.node_type,
+            namespace: proxy.namespace.clone(),
+            labels: proxy.labels.clone(),
+            dns_domain: proxy.dns_domain.clone(),
+            interception_mode: proxy.interception_mode,
+            cluster_id: proxy.cluster_id.clone(),
+            locality: [locality.region, locality.zone, locality.sub_zone],
+            ipv6_only: !proxy.ips.is_empty() && proxy.ips.iter().all(IpAddr::is_ipv6),
+        }
+    }
+}
+
+impl Current {
+    /// The push context `push` at `version`, with nothing built yet.
+    pub fn new(push: PushContext, version: String) -> Self {
+        Self {
+            push,
+            version,
+            cache: Cache::default(),
+        }
+    }
+
+    /// `proxy`'s resources of type `ty` for `subscription`: the shared part from the
+    /// cache, the part that depends on its own workload built for it.
+    pub fn resources(
+        &self,
+        proxy: &Proxy,
+        ty: ResourceType,
+        subscription: &Subscription,
+    ) -> Vec<NamedResource> {
+        let push = &self.push;
+        let scope = Scope::of(push, proxy);
+        let names = &subscription.names;
+        let requested = || names.iter().cloned().collect::<Vec<_>>();
+        let mut out = match ty {
+            ResourceType::Cluster => {
+                let shared = self.cache.clusters.get_or_build(scope, || {
+                    (
+                        encode(cluster::outbound_side(push, proxy), |c| &c.name),
+                        true,
+                    )
+                });
+                let own = encode(cluster::inbound_side(push, proxy), |c| &c.name);
+                [&shared[..], &own].concat()
+            }
+            ResourceType::Listener => {
+                let shared = self.cache.listeners.get_or_build(scope, || {
+                    let side = listener::outbound_side(push, proxy);
+                    (encode(side.listeners, |l| &l.name), !side.address_bound)
+                });
+                let own = encode(listener::inbound_side(push, proxy), |l| &l.name);
+                [&shared[..], &own].concat()
+            }
+            ResourceType::Route => {
+                let routes = self.cache.routes.get_or_build((scope, names.clone()), || {
+                    let names = requested();
+                    (
+                        encode(route::routes(push, proxy, &names), |r| &r.name),
+                        true,
+                    )
+                });
+                routes.to_vec()
+            }
+            ResourceType::Endpoint => {
+                let endpoints = self
+                    .cache
+                    .endpoints
+                    .get_or_build((scope, names.clone()), || {
+                        let names = requested();
+                        let built = endpoint::endpoints(push, proxy, &names);
+                        (encode(built, |e| &e.cluster_name), true)
+                    });
+                endpoints.to_vec()
+            }
+            // Secrets come with the CA (workload identity); nothing to serve yet.
+            ResourceType::Secret => Vec::new(),
+        };
+        if !subscription.wildcard {
+            out.retain(|r| subscription.wants(r.name()));
+        }
+        out
+    }
 }
 
 /// Pilot's [`ResourceSource`]: parses nodes into [`Proxy`]s and translates on demand.
@@ -139,58 +208,19 @@ impl ResourceSource for Source {
 
     fn generate(&self, proxy: &Proxy, ty: ResourceType, subscription: &Subscription) -> Generated {
         let current = self.current.load();
-        let resources = match ty {
-            ResourceType::Route => {
-                let names = subscription.names.iter().cloned().collect();
-                current.routes(proxy, names).to_vec()
-            }
-            ResourceType::Listener => current.listeners(proxy),
-            _ => resources(&current.push, proxy, ty, subscription),
-        };
         Generated {
             version: current.version.clone(),
-            resources,
+            resources: current.resources(proxy, ty, subscription),
         }
     }
 }
 
-/// The resources of type `ty` that `proxy` should have, filtered by `subscription`.
-pub fn resources(
-    push: &PushContext,
-    proxy: &Proxy,
-    ty: ResourceType,
-    subscription: &Subscription,
-) -> Vec<NamedResource> {
-    let requested: Vec<String> = subscription.names.iter().cloned().collect();
-    match ty {
-        ResourceType::Cluster => named(cluster::clusters(push, proxy), |c| c.name.clone()),
-        ResourceType::Endpoint => named(endpoint::endpoints(push, proxy, &requested), |e| {
-            e.cluster_name.clone()
-        }),
-        ResourceType::Listener => named(listener::listeners(push, proxy), |l| l.name.clone()),
-        ResourceType::Route => named(route::routes(push, proxy, &requested), |r| r.name.clone()),
-        // Secrets come with the CA (workload identity); nothing to serve yet.
-        ResourceType::Secret => Vec::new(),
-    }
-    .into_iter()
-    .filter(|r| subscription.wildcard || subscription.wants(&r.name))
-    .collect()
-}
-
-fn named<M: prost::Message + Name>(
+/// `items`, encoded together (see [`NamedResource::batch`]).
+fn encode<M: prost::Message + Name>(
     items: Vec<M>,
-    name: impl Fn(&M) -> String,
+    name: impl Fn(&M) -> &String,
 ) -> Vec<NamedResource> {
-    items
-        .into_iter()
-        .map(|item| NamedResource {
-            name: name(&item),
-            resource: Any {
-                type_url: M::type_url(),
-                value: item.encode_to_vec(),
-            },
-        })
-        .collect()
+    NamedResource::batch(items.iter().map(|item| (name(item).as_str(), item)))
 }
 
 /// Builds a [`Proxy`] from Istio's node id and the metadata Istio's agent sends:

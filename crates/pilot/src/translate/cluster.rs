@@ -63,17 +63,29 @@ struct Context<'a> {
     locality: Locality,
 }
 
-/// The clusters for `proxy`: outbound ones for every visible service, then (sidecars)
-/// `BlackHoleCluster`, `PassthroughCluster`, the inbound clusters and
-/// `InboundPassthroughCluster`, or (gateways) `BlackHoleCluster`. Names are unique; on a
-/// clash the first wins, as in Istio.
+impl<'a> Context<'a> {
+    fn new(push: &'a PushContext, proxy: &'a Proxy) -> Self {
+        Context {
+            push,
+            proxy,
+            rules: DestinationRules::new(push),
+            locality: proxy_locality(push, proxy),
+        }
+    }
+}
+
+/// The clusters for `proxy`: its [`outbound_side`], then its [`inbound_side`].
 pub fn clusters(push: &PushContext, proxy: &Proxy) -> Vec<Cluster> {
-    let ctx = Context {
-        push,
-        proxy,
-        rules: DestinationRules::new(push),
-        locality: proxy_locality(push, proxy),
-    };
+    let mut out = outbound_side(push, proxy);
+    out.extend(inbound_side(push, proxy));
+    out
+}
+
+/// The clusters that do not depend on the proxy's own workload: outbound ones for every
+/// visible service, then `BlackHoleCluster` and (sidecars) `PassthroughCluster`. Names
+/// are unique; on a clash the first wins, as in Istio.
+pub fn outbound_side(push: &PushContext, proxy: &Proxy) -> Vec<Cluster> {
+    let ctx = Context::new(push, proxy);
     let mut out = Vec::new();
     for service in push.visible_services(proxy) {
         outbound_clusters(&ctx, service, &mut out);
@@ -81,11 +93,20 @@ pub fn clusters(push: &PushContext, proxy: &Proxy) -> Vec<Cluster> {
     out.push(blackhole_cluster());
     if proxy.node_type == NodeType::Sidecar {
         out.push(passthrough_cluster());
-        out.extend(inbound::clusters(&ctx));
-        out.push(inbound_passthrough_cluster(proxy));
     }
     let mut seen = HashSet::new();
     out.retain(|c| seen.insert(c.name.clone()));
+    out
+}
+
+/// A sidecar's clusters for its own workload: the inbound clusters and
+/// `InboundPassthroughCluster` (none for gateways).
+pub fn inbound_side(push: &PushContext, proxy: &Proxy) -> Vec<Cluster> {
+    if proxy.node_type != NodeType::Sidecar {
+        return Vec::new();
+    }
+    let mut out = inbound::clusters(&Context::new(push, proxy));
+    out.push(inbound_passthrough_cluster(proxy));
     out
 }
 

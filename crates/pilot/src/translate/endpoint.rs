@@ -2,7 +2,7 @@
 //! metadata and, when a DestinationRule's locality settings apply, weights and failover
 //! priorities relative to the requesting proxy's locality.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use mizzen_api::networking::{LocalityDistribute, LocalityFailover, LocalityLoadBalancerSetting};
 use mizzen_api::types::Labels;
@@ -31,34 +31,55 @@ pub fn endpoints(
 ) -> Vec<ClusterLoadAssignment> {
     let rules = DestinationRules::new(push);
     let locality = proxy_locality(push, proxy);
+    let visible: HashMap<&str, &Service> = push
+        .visible_services(proxy)
+        .map(|s| (s.hostname.as_str(), &**s))
+        .collect();
+    let scope = Scope {
+        push,
+        proxy,
+        rules: &rules,
+        locality: &locality,
+        visible: &visible,
+    };
     cluster_names
         .iter()
         .map(|name| {
-            assignment(push, proxy, &rules, &locality, name).unwrap_or_else(|| {
-                ClusterLoadAssignment {
-                    cluster_name: name.clone(),
-                    ..ClusterLoadAssignment::default()
-                }
+            assignment(&scope, name).unwrap_or_else(|| ClusterLoadAssignment {
+                cluster_name: name.clone(),
+                ..ClusterLoadAssignment::default()
             })
         })
         .collect()
 }
 
+/// What every assignment for one proxy reads.
+struct Scope<'a> {
+    push: &'a PushContext,
+    proxy: &'a Proxy,
+    rules: &'a DestinationRules<'a>,
+    locality: &'a Locality,
+    /// The services the proxy sees, by hostname.
+    visible: &'a HashMap<&'a str, &'a Service>,
+}
+
 /// The assignment of one outbound cluster, if it names a visible service port.
-fn assignment(
-    push: &PushContext,
-    proxy: &Proxy,
-    rules: &DestinationRules<'_>,
-    locality: &Locality,
-    name: &str,
-) -> Option<ClusterLoadAssignment> {
+fn assignment(scope: &Scope<'_>, name: &str) -> Option<ClusterLoadAssignment> {
+    let Scope {
+        push,
+        proxy,
+        rules,
+        locality,
+        ..
+    } = *scope;
     let parsed = ClusterName::parse(name)?;
     if parsed.direction != Direction::Outbound {
         return None;
     }
-    let service = push
-        .visible_services(proxy)
-        .find(|s| s.hostname.as_str() == parsed.host && s.port(parsed.port).is_some())?;
+    let service = *scope
+        .visible
+        .get(parsed.host)
+        .filter(|s| s.port(parsed.port).is_some())?;
     let rule = rules.for_service(proxy, service);
     let labels = match parsed.subset {
         "" => None,
@@ -260,15 +281,8 @@ const NETWORK_LABEL: &str = "topology.istio.io/network";
 /// Where the proxy runs: the locality of its own workload's endpoint in the registry
 /// (matched by address), else its topology labels, else nowhere in particular.
 pub(crate) fn proxy_locality(push: &PushContext, proxy: &Proxy) -> Locality {
-    let own = push.registry.services().find_map(|s| {
-        s.ports.iter().find_map(|p| {
-            push.registry.endpoints(s, p.port).iter().find(|e| {
-                e.ip().is_some_and(|ip| proxy.ips.contains(&ip)) && !e.locality.is_empty()
-            })
-        })
-    });
-    if let Some(ep) = own {
-        return parse_locality(&ep.locality);
+    if let Some(locality) = push.registry.locality_of(&proxy.ips) {
+        return parse_locality(locality);
     }
     let label = |k: &str| proxy.labels.get(k).cloned().unwrap_or_default();
     Locality {

@@ -7,20 +7,18 @@
 //! which response an ACK or NACK is about.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
-use super::{Ended, Session, StreamHandler};
+use super::{Ended, Session, StreamHandler, response};
 use crate::pb::envoy::config::core::v3::Node;
-use crate::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource,
-};
-use crate::pb::google::protobuf::Any;
+use crate::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use crate::source::{ResourceSource, Subscription};
 use crate::status::Protocol;
 use crate::types::{ResourceType, TypeSet};
 
 /// One Delta stream.
 pub(super) struct Delta<S: ResourceSource> {
-    session: Session<S, DeltaDiscoveryResponse>,
+    session: Session<S>,
     watches: BTreeMap<ResourceType, Watch>,
 }
 
@@ -36,21 +34,20 @@ struct Watch {
 
 impl<S: ResourceSource> StreamHandler<S> for Delta<S> {
     type Request = DeltaDiscoveryRequest;
-    type Response = DeltaDiscoveryResponse;
     const PROTOCOL: Protocol = Protocol::Delta;
 
     fn node(request: &DeltaDiscoveryRequest) -> Option<&Node> {
         request.node.as_ref()
     }
 
-    fn new(session: Session<S, DeltaDiscoveryResponse>) -> Self {
+    fn new(session: Session<S>) -> Self {
         Delta {
             session,
             watches: BTreeMap::new(),
         }
     }
 
-    fn session(&mut self) -> &mut Session<S, DeltaDiscoveryResponse> {
+    fn session(&mut self) -> &mut Session<S> {
         &mut self.session
     }
 
@@ -94,7 +91,7 @@ impl<S: ResourceSource> StreamHandler<S> for Delta<S> {
         for name in &request.resource_names_subscribe {
             if name == "*" {
                 watch.subscription.wildcard = true;
-            } else if watch.subscription.names.insert(name.clone()) {
+            } else if Arc::make_mut(&mut watch.subscription.names).insert(name.clone()) {
                 added.insert(name.clone());
             }
         }
@@ -102,7 +99,7 @@ impl<S: ResourceSource> StreamHandler<S> for Delta<S> {
             if name == "*" {
                 watch.subscription.wildcard = false;
             } else {
-                watch.subscription.names.remove(name);
+                Arc::make_mut(&mut watch.subscription.names).remove(name);
             }
         }
         // The proxy drops what it unsubscribed from; forget that it held them.
@@ -111,7 +108,8 @@ impl<S: ResourceSource> StreamHandler<S> for Delta<S> {
 
         let widened = sub.wildcard && !before.wildcard;
         if first || *sub != before {
-            let sub = sub.clone();
+            self.session.intern(&mut watch.subscription);
+            let sub = watch.subscription.clone();
             self.session.status().subscribed(id, ty, &sub);
         }
         if first || widened || !added.is_empty() {
@@ -152,16 +150,11 @@ impl<S: ResourceSource> Delta<S> {
         let mut present = BTreeSet::new();
         let mut resources = Vec::new();
         for r in generated {
-            let v = resource_version(&r.resource);
-            present.insert(r.name.clone());
-            if watch.held.get(&r.name) != Some(&v) {
-                watch.held.insert(r.name.clone(), v.clone());
-                resources.push(Resource {
-                    name: r.name,
-                    version: v,
-                    resource: Some(r.resource),
-                    ..Default::default()
-                });
+            let v = r.version();
+            present.insert(r.name().to_owned());
+            if watch.held.get(r.name()) != Some(&v) {
+                watch.held.insert(r.name().to_owned(), v.clone());
+                resources.push((r, v));
             }
         }
         let mut removed: Vec<String> = watch
@@ -187,51 +180,10 @@ impl<S: ResourceSource> Delta<S> {
         watch.nonce.clone_from(&nonce);
         watch.version.clone_from(&version);
         let count = resources.len();
-        let response = DeltaDiscoveryResponse {
-            system_version_info: version.clone(),
-            resources,
-            type_url: ty.type_url().to_string(),
-            removed_resources: removed,
-            nonce: nonce.clone(),
-            ..Default::default()
-        };
+        let response = response::delta(&version, ty.type_url(), &nonce, &resources, &removed);
         self.session.send(response).await?;
         let id = self.session.id();
         self.session.status().sent(id, ty, &version, &nonce, count);
         Ok(())
-    }
-}
-
-/// A resource's version: a digest of its bytes, so that regenerating an unchanged
-/// resource does not resend it. (FNV-1a: stable across runs, which a reconnecting
-/// proxy's `initial_resource_versions` rely on.)
-fn resource_version(resource: &Any) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in resource
-        .type_url
-        .bytes()
-        .chain(resource.value.iter().copied())
-    {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{hash:016x}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn versions_follow_content() {
-        let a = Any {
-            type_url: ResourceType::Cluster.type_url().into(),
-            value: vec![10, 1, b'a'],
-        };
-        let mut b = a.clone();
-        assert_eq!(resource_version(&a), resource_version(&b));
-        b.value[2] = b'b';
-        assert_ne!(resource_version(&a), resource_version(&b));
-        assert_eq!(resource_version(&a).len(), 16);
     }
 }

@@ -8,16 +8,16 @@
 
 use std::collections::BTreeMap;
 
-use super::{Ended, Session, StreamHandler};
+use super::{Ended, Session, StreamHandler, response};
 use crate::pb::envoy::config::core::v3::Node;
-use crate::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use crate::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use crate::source::{ResourceSource, Subscription};
 use crate::status::Protocol;
 use crate::types::{ResourceType, TypeSet};
 
 /// One SotW stream.
 pub(super) struct Sotw<S: ResourceSource> {
-    session: Session<S, DiscoveryResponse>,
+    session: Session<S>,
     watches: BTreeMap<ResourceType, Watch>,
 }
 
@@ -30,21 +30,20 @@ struct Watch {
 
 impl<S: ResourceSource> StreamHandler<S> for Sotw<S> {
     type Request = DiscoveryRequest;
-    type Response = DiscoveryResponse;
     const PROTOCOL: Protocol = Protocol::StateOfTheWorld;
 
     fn node(request: &DiscoveryRequest) -> Option<&Node> {
         request.node.as_ref()
     }
 
-    fn new(session: Session<S, DiscoveryResponse>) -> Self {
+    fn new(session: Session<S>) -> Self {
         Sotw {
             session,
             watches: BTreeMap::new(),
         }
     }
 
-    fn session(&mut self) -> &mut Session<S, DiscoveryResponse> {
+    fn session(&mut self) -> &mut Session<S> {
         &mut self.session
     }
 
@@ -98,8 +97,9 @@ impl<S: ResourceSource> Sotw<S> {
     async fn subscribe(
         &mut self,
         ty: ResourceType,
-        subscription: Subscription,
+        mut subscription: Subscription,
     ) -> Result<(), Ended> {
+        self.session.intern(&mut subscription);
         self.session
             .status()
             .subscribed(self.session.id(), ty, &subscription);
@@ -123,13 +123,7 @@ impl<S: ResourceSource> Sotw<S> {
         watch.nonce.clone_from(&nonce);
         watch.version.clone_from(&version);
         let count = resources.len();
-        let response = DiscoveryResponse {
-            version_info: version.clone(),
-            resources: resources.into_iter().map(|r| r.resource).collect(),
-            type_url: ty.type_url().to_string(),
-            nonce: nonce.clone(),
-            ..Default::default()
-        };
+        let response = response::sotw(&version, ty.type_url(), &nonce, &resources);
         self.session.send(response).await?;
         let id = self.session.id();
         self.session.status().sent(id, ty, &version, &nonce, count);

@@ -224,21 +224,17 @@ fn inbound_cluster_for(
 /// The services the proxy's workload backs: every (service, port) with an endpoint at
 /// one of the proxy's addresses, with the workload port it targets.
 fn service_targets<'a>(ctx: &Context<'a>) -> Vec<Target<'a>> {
-    let registry = &ctx.push.registry;
-    let mut out = Vec::new();
-    for service in registry.services() {
-        for port in &service.ports {
-            let found = registry
-                .endpoints(service, port.port)
-                .iter()
-                .find(|e| e.ip().is_some_and(|ip| ctx.proxy.ips.contains(&ip)));
-            if let Some(ep) = found {
-                out.push(Target {
-                    service,
-                    port,
-                    target_port: ep.port,
-                });
-            }
+    let mut out: Vec<Target<'a>> = Vec::new();
+    for found in ctx.push.registry.instances_at(&ctx.proxy.ips) {
+        let seen = out
+            .iter()
+            .any(|t| std::ptr::eq(t.service, &**found.service) && t.port.port == found.port.port);
+        if !seen {
+            out.push(Target {
+                service: found.service,
+                port: found.port,
+                target_port: found.endpoint.port,
+            });
         }
     }
     out

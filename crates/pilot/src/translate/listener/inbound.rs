@@ -77,22 +77,17 @@ fn inbound_ports(
         }
         return out;
     }
-    for service in push.registry.services() {
-        for port in &service.ports {
-            for endpoint in push.registry.endpoints(service, port.port) {
-                let mine = endpoint.ip().is_some_and(|ip| proxy.ips.contains(&ip));
-                if !mine || out.iter().any(|p| p.port == endpoint.port) {
-                    continue;
-                }
-                out.push(InboundPort {
-                    port: endpoint.port,
-                    protocol: ListenerProtocol::of(port.protocol),
-                    hostname: service.hostname.to_string(),
-                    captured: !none_mode,
-                    bind: own_ip.clone(),
-                });
-            }
+    for found in push.registry.instances_at(&proxy.ips) {
+        if out.iter().any(|p| p.port == found.endpoint.port) {
+            continue;
         }
+        out.push(InboundPort {
+            port: found.endpoint.port,
+            protocol: ListenerProtocol::of(found.port.protocol),
+            hostname: found.service.hostname.to_string(),
+            captured: !none_mode,
+            bind: own_ip.clone(),
+        });
     }
     out
 }
