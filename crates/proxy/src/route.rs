@@ -1,0 +1,1 @@
+//! Route tables compiled from RDS: virtual hosts, matches and actions.
