@@ -1,1 +1,0 @@
-//! Load balancing over EDS endpoints.
