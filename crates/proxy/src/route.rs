@@ -1,1 +1,0 @@
-//! Route tables compiled from RDS: virtual hosts, matches and actions.
