@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod proxy;
 mod up;
 
 use std::net::SocketAddr;
@@ -64,6 +65,12 @@ enum Command {
         #[arg(long, default_value = "100ms")]
         debounce: mizzen_api::types::Duration,
     },
+    /// Run the data plane: a proxy that takes Envoy config from a bootstrap file or a pilot.
+    ///
+    /// `mizzen proxy -c bootstrap.yaml` runs like `envoy -c bootstrap.yaml`;
+    /// `mizzen proxy --pilot 127.0.0.1:15010 --node-id sidecar~IP~NAME.NS~NS.svc.cluster.local`
+    /// runs as a sidecar of a Mizzen (or any xDS) control plane.
+    Proxy(proxy::Args),
     /// Show each proxy's sync state with the control plane, like `istioctl proxy-status`.
     ProxyStatus {
         /// Only this proxy (its node id, or `name.namespace`).
@@ -80,9 +87,16 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Logs go to stderr; RUST_LOG (e.g. `RUST_LOG=mizzen_pilot=debug`) turns them up.
+    // Logs go to stderr; RUST_LOG (e.g. `RUST_LOG=mizzen_pilot=debug`) turns them up,
+    // and the proxy's `--log-level` sets the default.
+    let default_level = match &cli.command {
+        Command::Proxy(args) => args.log_level.as_str(),
+        _ => "error",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
     match run(cli.command) {
@@ -128,6 +142,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 mesh: MeshConfig::default(),
             };
             runtime()?.block_on(pilot(&dir, options))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Proxy(args) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if args.concurrency > 0 {
+                builder.worker_threads(args.concurrency);
+            }
+            builder.enable_all().build()?.block_on(proxy::run(args))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::ProxyStatus {

@@ -1,8 +1,201 @@
-//! The data plane: listeners, HTTP, TCP, TLS, routing, load balancing, admin.
+//! The data plane: listeners, HTTP, TCP, routing, load balancing, admin.
 //!
 //! It reads standard Envoy xDS v3 (from an ADS server or a static bootstrap) and moves
 //! bytes. Config is compiled when it arrives — matchers, regexes, route tables,
-//! load-balancer state — so that the request path only looks things up.
+//! load-balancer state — so that the request path only looks things up. One request's
+//! path: [`listeners`] accepts → [`conn`] picks the filter chain → [`http`] serves it
+//! through the router (or [`tcp`] relays it) → [`balance`] picks an endpoint →
+//! [`upstream`] sends it on a pooled connection.
 
+pub mod admin;
 pub mod balance;
+pub mod bootstrap;
+pub mod config;
+mod conn;
+pub mod drain;
+pub mod http;
+pub mod inspect;
+pub mod listeners;
+mod original_dst;
 pub mod route;
+pub mod tcp;
+pub mod upstream;
+mod xds;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mizzen_xds::{AdsClient, ClientState};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use bootstrap::Bootstrap;
+use config::{ConfigError, ConfigStore};
+use drain::{DrainTrigger, DrainWatch};
+
+/// What every connection of the proxy shares.
+pub struct Shared {
+    /// The current config.
+    pub store: Arc<ConfigStore>,
+    /// Upstream connection pools.
+    pub upstreams: upstream::Upstreams,
+    /// Where listeners are bound.
+    pub bound: listeners::Bound,
+}
+
+/// How to run a proxy.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// Node, static resources, ADS server, admin address.
+    pub bootstrap: Bootstrap,
+    /// How long a removed listener's connections may finish (Envoy's `--drain-time-s`).
+    pub drain_time: Duration,
+}
+
+impl ProxyOptions {
+    /// Runs `bootstrap` with Envoy's default drain time (600 s).
+    pub fn new(bootstrap: Bootstrap) -> Self {
+        Self {
+            bootstrap,
+            drain_time: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Why a proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A static resource is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The admin address cannot be bound.
+    #[error("cannot bind the admin server on {address}: {source}")]
+    Admin {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running proxy; dropping it stops it.
+pub struct Proxy {
+    shared: Arc<Shared>,
+    client: Option<Arc<AdsClient>>,
+    admin: Option<SocketAddr>,
+    shutdown: Arc<DrainTrigger>,
+    stopped: DrainWatch,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Starts serving: static listeners at once, dynamic ones as they arrive.
+    pub async fn start(options: ProxyOptions) -> Result<Proxy, StartError> {
+        let bootstrap = options.bootstrap;
+        let store = Arc::new(ConfigStore::new(
+            bootstrap.listeners.clone(),
+            bootstrap.clusters.clone(),
+            bootstrap.ads.is_some(),
+        )?);
+        let shared = Arc::new(Shared {
+            store: store.clone(),
+            upstreams: upstream::Upstreams::default(),
+            bound: listeners::Bound::default(),
+        });
+        let (shutdown, stopped) = drain::channel();
+        let shutdown = Arc::new(shutdown);
+        let client = bootstrap
+            .ads
+            .as_ref()
+            .map(|ads| xds::start(ads, bootstrap.node.clone(), store.clone()));
+        let mut tasks = vec![tokio::spawn(listeners::run(
+            shared.clone(),
+            options.drain_time,
+            stopped.clone(),
+        ))];
+        let admin = match bootstrap.admin {
+            Some(address) => {
+                let socket = TcpListener::bind(address)
+                    .await
+                    .map_err(|source| StartError::Admin { address, source })?;
+                let local = socket
+                    .local_addr()
+                    .map_err(|source| StartError::Admin { address, source })?;
+                let state = admin::Admin {
+                    shared: shared.clone(),
+                    client: client.clone(),
+                    bootstrap: Arc::new(bootstrap.clone()),
+                    shutdown: shutdown.clone(),
+                };
+                tasks.push(tokio::spawn(admin::serve(socket, state, stopped.clone())));
+                Some(local)
+            }
+            None => None,
+        };
+        Ok(Proxy {
+            shared,
+            client,
+            admin,
+            shutdown,
+            stopped,
+            tasks,
+        })
+    }
+
+    /// The config store.
+    pub fn store(&self) -> &ConfigStore {
+        &self.shared.store
+    }
+
+    /// Where the admin server listens.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
+    /// Where the listener `name` is bound, once it is.
+    pub async fn listener_addr(&self, name: &str) -> SocketAddr {
+        self.shared.bound.wait(name).await
+    }
+
+    /// What the ADS client holds, when config comes over ADS.
+    pub fn xds_state(&self) -> Option<Arc<ClientState>> {
+        self.client.as_ref().map(|c| c.state())
+    }
+
+    /// Waits until the initial config is complete (Envoy's `LIVE`).
+    pub async fn ready(&self) {
+        let mut changes = self.shared.store.changes();
+        while !self.shared.store.is_ready() {
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Waits until the ADS client holds `done`.
+    pub async fn wait_xds(&self, done: impl FnMut(&ClientState) -> bool) {
+        if let Some(client) = &self.client {
+            client.wait_until(done).await;
+        }
+    }
+
+    /// Resolves when the proxy was told to stop (`/quitquitquit`).
+    pub async fn stopped(&self) {
+        self.stopped.clone().signaled().await;
+    }
+
+    /// Stops accepting and drains every listener.
+    pub fn shutdown(&self) {
+        self.shutdown.drain();
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.shutdown.drain();
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! What a matched route does: forward to a cluster (one, weighted, or named by a header),
 //! redirect, or answer directly.
 
+use crate::balance::RequestHasher;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -85,8 +86,8 @@ pub struct Forward {
     pub cluster_not_found_response_code: StatusCode,
     /// The route's retry policy, or else its virtual host's, as configured.
     pub retry_policy: Option<RetryPolicy>,
-    /// How to hash requests for consistent-hash load balancing, as configured.
-    pub hash_policy: Vec<route_action::HashPolicy>,
+    /// How to hash requests for consistent-hash load balancing (`hash_policy`).
+    pub hasher: RequestHasher,
     /// The route's mirror policies, or else its virtual host's, or else its route
     /// configuration's, as configured.
     pub request_mirror_policies: Vec<route_action::RequestMirrorPolicy>,
@@ -183,7 +184,9 @@ impl Forward {
                 .retry_policy
                 .clone()
                 .or_else(|| inherited.retry_policy.cloned()),
-            hash_policy: a.hash_policy.clone(),
+            hasher: RequestHasher::new(&a.hash_policy).map_err(|e| {
+                Problem::invalid(&e.reason).at(format!("hash_policy[{}].{}", e.index, e.field))
+            })?,
             request_mirror_policies: mirrors.to_vec(),
             max_stream_duration: a.max_stream_duration,
         })

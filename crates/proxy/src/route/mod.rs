@@ -60,6 +60,7 @@ pub struct RouteTable {
     ignore_path_parameters_in_path_matching: bool,
     vhost_header: Option<HeaderSource>,
     typed_per_filter_config: HashMap<String, Any>,
+    raw: pb::RouteConfiguration,
 }
 
 /// A virtual host: the routes for a set of domains.
@@ -157,7 +158,13 @@ impl RouteTable {
             ignore_path_parameters_in_path_matching: config.ignore_path_parameters_in_path_matching,
             vhost_header,
             typed_per_filter_config: config.typed_per_filter_config.clone(),
+            raw: config.clone(),
         })
+    }
+
+    /// The route configuration as received, for `/config_dump`.
+    pub fn raw(&self) -> &pb::RouteConfiguration {
+        &self.raw
     }
 
     /// The route configuration's name.

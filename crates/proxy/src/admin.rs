@@ -1,0 +1,251 @@
+//! The admin server (port 15000), in Envoy's shapes: `/ready`, `/server_info`,
+//! `/config_dump`, `/clusters`, `/listeners`, `/quitquitquit`.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use mizzen_xds::pb::envoy::admin::v3::{
+    BootstrapConfigDump, ClustersConfigDump, ConfigDump, ListenersConfigDump, RoutesConfigDump,
+    clusters_config_dump, listeners_config_dump, routes_config_dump,
+};
+use mizzen_xds::pb::google::protobuf::Any;
+use mizzen_xds::{AdsClient, ResourceType, json};
+use prost::{Message, Name};
+use tokio::net::TcpListener;
+
+use crate::Shared;
+use crate::balance::Health;
+use crate::bootstrap::Bootstrap;
+use crate::drain::{DrainTrigger, DrainWatch};
+
+/// What the admin handlers read.
+#[derive(Clone)]
+pub struct Admin {
+    /// The proxy's shared state.
+    pub shared: Arc<Shared>,
+    /// The ADS client, for versions.
+    pub client: Option<Arc<AdsClient>>,
+    /// The bootstrap, for `/config_dump`.
+    pub bootstrap: Arc<Bootstrap>,
+    /// Stops the proxy (`/quitquitquit`).
+    pub shutdown: Arc<DrainTrigger>,
+}
+
+/// Serves the admin API on `socket` until the proxy stops.
+pub async fn serve(socket: TcpListener, admin: Admin, stopped: DrainWatch) {
+    let app = Router::new()
+        .route("/ready", get(ready))
+        .route("/server_info", get(server_info))
+        .route("/config_dump", get(config_dump))
+        .route("/clusters", get(clusters))
+        .route("/listeners", get(listeners))
+        .route("/quitquitquit", post(quit))
+        .with_state(admin);
+    let served = axum::serve(socket, app).with_graceful_shutdown(stopped.signaled());
+    if let Err(e) = served.await {
+        tracing::warn!(error = %e, "admin server stopped");
+    }
+}
+
+/// Envoy's server states.
+fn state(admin: &Admin) -> &'static str {
+    if admin.shared.store.is_ready() {
+        "LIVE"
+    } else {
+        "PRE_INITIALIZING"
+    }
+}
+
+async fn ready(State(admin): State<Admin>) -> Response {
+    let state = state(&admin);
+    let code = if state == "LIVE" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, format!("{state}\n")).into_response()
+}
+
+async fn server_info(State(admin): State<Admin>) -> Response {
+    let node = json::to_json(&admin.bootstrap.node).unwrap_or_default();
+    axum::Json(serde_json::json!({
+        "version": format!("mizzen/{}", env!("CARGO_PKG_VERSION")),
+        "state": state(&admin),
+        "node": node,
+    }))
+    .into_response()
+}
+
+async fn quit(State(admin): State<Admin>) -> Response {
+    admin.shutdown.drain();
+    "OK\n".into_response()
+}
+
+fn pack<M: Message + Name>(message: &M) -> Any {
+    Any {
+        type_url: M::type_url(),
+        value: message.encode_to_vec(),
+    }
+}
+
+/// `/config_dump`: bootstrap, clusters, listeners and routes, static and dynamic,
+/// each dynamic resource with the version it was accepted at.
+async fn config_dump(State(admin): State<Admin>) -> Response {
+    let snapshot = admin.shared.store.snapshot();
+    let xds = admin.client.as_ref().map(|c| c.state());
+    let version = |ty: ResourceType| {
+        xds.as_ref()
+            .and_then(|s| s.version(ty))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let is_static = |name: &str| snapshot.static_names.contains(name);
+
+    let mut clusters: Vec<_> = snapshot
+        .clusters
+        .values()
+        .map(|s| s.cluster.clone())
+        .collect();
+    clusters.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut cluster_dump = ClustersConfigDump {
+        version_info: version(ResourceType::Cluster),
+        ..Default::default()
+    };
+    for c in clusters {
+        let packed = Some(pack(&*c.raw));
+        if is_static(&c.name) {
+            cluster_dump
+                .static_clusters
+                .push(clusters_config_dump::StaticCluster {
+                    cluster: packed,
+                    ..Default::default()
+                });
+        } else {
+            cluster_dump
+                .dynamic_active_clusters
+                .push(clusters_config_dump::DynamicCluster {
+                    version_info: version(ResourceType::Cluster),
+                    cluster: packed,
+                    ..Default::default()
+                });
+        }
+    }
+
+    let mut listener_dump = ListenersConfigDump {
+        version_info: version(ResourceType::Listener),
+        ..Default::default()
+    };
+    for (name, l) in &snapshot.listeners {
+        let packed = Some(pack(&*l.raw));
+        if is_static(name) {
+            listener_dump
+                .static_listeners
+                .push(listeners_config_dump::StaticListener {
+                    listener: packed,
+                    ..Default::default()
+                });
+        } else {
+            listener_dump
+                .dynamic_listeners
+                .push(listeners_config_dump::DynamicListener {
+                    name: name.clone(),
+                    active_state: Some(listeners_config_dump::DynamicListenerState {
+                        version_info: version(ResourceType::Listener),
+                        listener: packed,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+        }
+    }
+
+    let mut routes: Vec<_> = snapshot.routes.iter().collect();
+    routes.sort_by(|a, b| a.0.cmp(b.0));
+    let route_dump = RoutesConfigDump {
+        dynamic_route_configs: routes
+            .into_iter()
+            .map(|(_, table)| routes_config_dump::DynamicRouteConfig {
+                version_info: version(ResourceType::Route),
+                route_config: Some(pack(table.raw())),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+
+    let dump = ConfigDump {
+        configs: vec![
+            pack(&BootstrapConfigDump {
+                bootstrap: Some(admin.bootstrap.raw.clone()),
+                ..Default::default()
+            }),
+            pack(&cluster_dump),
+            pack(&listener_dump),
+            pack(&route_dump),
+        ],
+    };
+    match json::to_json(&dump) {
+        Ok(value) => axum::Json(value).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// `/clusters`: Envoy's text form, one `cluster::host::stat::value` line per fact.
+async fn clusters(State(admin): State<Admin>) -> Response {
+    let snapshot = admin.shared.store.snapshot();
+    let mut names: Vec<&String> = snapshot.clusters.keys().collect();
+    names.sort();
+    let mut out = String::new();
+    for name in names {
+        let state = &snapshot.clusters[name];
+        let _ = writeln!(out, "{name}::observability_name::{name}");
+        let _ = writeln!(
+            out,
+            "{name}::added_via_api::{}",
+            !snapshot.static_names.contains(name)
+        );
+        if let Some(balancer) = &state.balancer {
+            for ep in balancer.endpoints() {
+                let host = ep.address;
+                let _ = writeln!(out, "{name}::{host}::weight::{}", ep.weight);
+                let _ = writeln!(
+                    out,
+                    "{name}::{host}::health_flags::{}",
+                    health_flags(ep.health)
+                );
+                let _ = writeln!(out, "{name}::{host}::region::{}", ep.locality.region);
+                let _ = writeln!(out, "{name}::{host}::zone::{}", ep.locality.zone);
+                let _ = writeln!(out, "{name}::{host}::sub_zone::{}", ep.locality.sub_zone);
+                let _ = writeln!(out, "{name}::{host}::priority::{}", ep.priority);
+            }
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain")], out).into_response()
+}
+
+/// Envoy's `health_flags` for an endpoint's EDS health status.
+fn health_flags(health: Health) -> &'static str {
+    match health {
+        Health::Unknown | Health::Healthy => "healthy",
+        Health::Unhealthy | Health::Timeout => "/failed_eds_health",
+        Health::Draining => "/eds_status_draining",
+        Health::Degraded => "/degraded_eds_health",
+    }
+}
+
+/// `/listeners`: `name::address` per listener, as Envoy prints them.
+async fn listeners(State(admin): State<Admin>) -> Response {
+    let snapshot = admin.shared.store.snapshot();
+    let bound = admin.shared.bound.all();
+    let mut out = String::new();
+    for (name, l) in &snapshot.listeners {
+        let address = bound.get(name).copied().unwrap_or(l.address);
+        let _ = writeln!(out, "{name}::{address}");
+    }
+    ([(header::CONTENT_TYPE, "text/plain")], out).into_response()
+}

@@ -1,0 +1,139 @@
+//! The HTTP connection manager (`envoy.filters.network.http_connection_manager`): how a
+//! chain's connections are served as HTTP, and which route table they use.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, http_connection_manager::CodecType,
+    http_connection_manager::RouteSpecifier, http_filter,
+};
+
+use super::duration;
+use crate::route::RouteTable;
+
+/// The router filter, which every filter list must end with.
+const ROUTER: &str = "envoy.filters.http.router";
+/// HTTP filters the proxy accepts. Fault injection and CORS take effect per route from
+/// their `typed_per_filter_config`.
+const KNOWN_FILTERS: [&str; 3] = [
+    ROUTER,
+    "envoy.filters.http.fault",
+    "envoy.filters.http.cors",
+];
+/// Envoy's default `stream_idle_timeout`.
+const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// One HTTP connection manager, compiled.
+#[derive(Debug)]
+pub struct HttpManager {
+    /// The prefix of its stats (`http.<stat_prefix>.…`).
+    pub stat_prefix: String,
+    /// Where its routes come from.
+    pub routes: RouteSource,
+    /// Which HTTP versions it serves.
+    pub codec: Codec,
+    /// Whether the client's address is the real source (edge) or taken from
+    /// `x-forwarded-for` (`use_remote_address`).
+    pub use_remote_address: bool,
+    /// Whether requests without an `x-request-id` get one.
+    pub generate_request_id: bool,
+    /// A stream with no activity for this long is reset (none: never).
+    pub stream_idle_timeout: Option<Duration>,
+    /// The `server` header set on responses, if any.
+    pub server_name: Option<String>,
+}
+
+/// Where an HTTP connection manager's route table comes from.
+#[derive(Debug, Clone)]
+pub enum RouteSource {
+    /// From RDS, by name.
+    Rds(String),
+    /// Inline in the listener.
+    Inline(Arc<RouteTable>),
+}
+
+/// The HTTP versions a connection manager serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// HTTP/1.1 or HTTP/2 (prior knowledge), told apart by the connection preface.
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 only.
+    Http2,
+}
+
+impl HttpManager {
+    /// Compiles a connection manager; errors are `(field, reason)` for the caller to
+    /// place in its listener.
+    pub fn compile(hcm: &HttpConnectionManager) -> Result<HttpManager, (String, String)> {
+        let field = |f: &str, r: String| (f.to_owned(), r);
+        let routes = match &hcm.route_specifier {
+            Some(RouteSpecifier::Rds(rds)) if !rds.route_config_name.is_empty() => {
+                RouteSource::Rds(rds.route_config_name.clone())
+            }
+            Some(RouteSpecifier::Rds(_)) => {
+                return Err(field("rds.route_config_name", "is empty".into()));
+            }
+            Some(RouteSpecifier::RouteConfig(config)) => RouteSource::Inline(Arc::new(
+                RouteTable::compile(config).map_err(|e| field("route_config", e.to_string()))?,
+            )),
+            Some(_) => {
+                return Err(field(
+                    "route_specifier",
+                    "only rds and route_config are supported".into(),
+                ));
+            }
+            None => return Err(field("route_specifier", "is missing".into())),
+        };
+        let codec = match CodecType::try_from(hcm.codec_type) {
+            Ok(CodecType::Auto) => Codec::Auto,
+            Ok(CodecType::Http1) => Codec::Http1,
+            Ok(CodecType::Http2) => Codec::Http2,
+            _ => {
+                return Err(field(
+                    "codec_type",
+                    format!("{} is not supported", hcm.codec_type),
+                ));
+            }
+        };
+        for (i, filter) in hcm.http_filters.iter().enumerate() {
+            if !KNOWN_FILTERS.contains(&filter.name.as_str()) {
+                let optional = matches!(
+                    &filter.config_type,
+                    Some(http_filter::ConfigType::TypedConfig(_))
+                ) && filter.is_optional;
+                if !optional {
+                    return Err(field(
+                        &format!("http_filters[{i}]"),
+                        format!("filter {:?} is not supported", filter.name),
+                    ));
+                }
+            }
+        }
+        match hcm.http_filters.last() {
+            Some(last) if last.name == ROUTER => {}
+            _ => {
+                return Err(field(
+                    "http_filters",
+                    format!("the last filter must be {ROUTER:?}"),
+                ));
+            }
+        }
+        let stream_idle_timeout = match &hcm.stream_idle_timeout {
+            Some(d) => Some(duration(d).map_err(|r| field("stream_idle_timeout", r))?)
+                .filter(|d| !d.is_zero()),
+            None => Some(DEFAULT_STREAM_IDLE_TIMEOUT),
+        };
+        Ok(HttpManager {
+            stat_prefix: hcm.stat_prefix.clone(),
+            routes,
+            codec,
+            use_remote_address: hcm.use_remote_address.is_some_and(|b| b.value),
+            generate_request_id: hcm.generate_request_id.is_none_or(|b| b.value),
+            stream_idle_timeout,
+            server_name: Some(hcm.server_name.clone()).filter(|s| !s.is_empty()),
+        })
+    }
+}

@@ -1,0 +1,218 @@
+//! Listeners from LDS or the bootstrap: an address, the inspectors that read a new
+//! connection's first bytes, and the filter chains that decide how it is served.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use mizzen_xds::pb::envoy::config::listener::v3::{
+    Filter, FilterChain as PbFilterChain, Listener as PbListener, filter, listener_filter,
+};
+use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+use mizzen_xds::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy as PbTcpProxy;
+use prost::Message;
+
+use super::chain::{self, ChainMatch, ConnectionInfo};
+use super::{ConfigError, HttpManager, TcpProxy, socket_address};
+
+const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_connection_manager";
+const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
+const ORIGINAL_DST: &str = "envoy.filters.listener.original_dst";
+const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
+const HTTP_INSPECTOR: &str = "envoy.filters.listener.http_inspector";
+
+/// One listener, compiled.
+#[derive(Debug)]
+pub struct Listener {
+    /// Its name (`virtualOutbound`, `0.0.0.0_9080`).
+    pub name: String,
+    /// Where it listens (or, when not bound, which original destinations it serves).
+    pub address: SocketAddr,
+    /// Whether it owns a socket; Istio's per-port listeners do not, and receive
+    /// connections `virtualOutbound` hands over by original destination.
+    pub bind_to_port: bool,
+    /// Whether connections are handed to the listener of their original destination.
+    pub use_original_dst: bool,
+    /// Whether the TLS inspector reads SNI and ALPN from a ClientHello.
+    pub inspect_tls: bool,
+    /// Whether the HTTP inspector tells HTTP/1.1 and h2c from other bytes.
+    pub inspect_http: bool,
+    /// The filter chains, in order.
+    pub chains: Vec<FilterChain>,
+    /// The chain for connections no chain matches.
+    pub default_chain: Option<FilterChain>,
+    /// The resource as received, for `/config_dump`.
+    pub raw: Arc<PbListener>,
+}
+
+/// One filter chain: when it applies and what serves its connections.
+#[derive(Debug)]
+pub struct FilterChain {
+    /// Its name, if it has one.
+    pub name: String,
+    /// When it applies.
+    pub criteria: ChainMatch,
+    /// What serves its connections.
+    pub filter: NetworkFilter,
+}
+
+/// The terminal network filter of a chain.
+#[derive(Debug, Clone)]
+pub enum NetworkFilter {
+    /// Served as HTTP.
+    Http(Arc<HttpManager>),
+    /// Relayed as TCP.
+    Tcp(Arc<TcpProxy>),
+}
+
+impl Listener {
+    /// Compiles a listener, refusing what the proxy cannot honour.
+    pub fn compile(raw: PbListener) -> Result<Listener, ConfigError> {
+        let name = raw.name.clone();
+        let err = |field: &str, reason: String| ConfigError::new("listener", &name, field, reason);
+        let address = raw
+            .address
+            .as_ref()
+            .ok_or_else(|| err("address", "is missing".into()))
+            .and_then(|a| socket_address(a).map_err(|r| err("address", r)))?;
+
+        let mut use_original_dst = raw.use_original_dst.is_some_and(|b| b.value);
+        let mut inspect_tls = false;
+        let mut inspect_http = false;
+        for (i, f) in raw.listener_filters.iter().enumerate() {
+            if let Some(listener_filter::ConfigType::ConfigDiscovery(_)) = f.config_type {
+                return Err(err(
+                    &format!("listener_filters[{i}]"),
+                    "config discovery is not supported".into(),
+                ));
+            }
+            match f.name.as_str() {
+                ORIGINAL_DST => use_original_dst = true,
+                TLS_INSPECTOR => inspect_tls = true,
+                HTTP_INSPECTOR => inspect_http = true,
+                other => {
+                    return Err(err(
+                        &format!("listener_filters[{i}]"),
+                        format!("listener filter {other:?} is not supported"),
+                    ));
+                }
+            }
+        }
+
+        let chains = raw
+            .filter_chains
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                FilterChain::compile(c).map_err(|(f, r)| err(&format!("filter_chains[{i}].{f}"), r))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let default_chain = raw
+            .default_filter_chain
+            .as_ref()
+            .map(|c| {
+                FilterChain::compile(c)
+                    .map_err(|(f, r)| err(&format!("default_filter_chain.{f}"), r))
+            })
+            .transpose()?;
+        if chains.is_empty() && default_chain.is_none() {
+            return Err(err(
+                "filter_chains",
+                "a listener needs at least one filter chain".into(),
+            ));
+        }
+        Ok(Listener {
+            name,
+            address,
+            bind_to_port: raw.bind_to_port.is_none_or(|b| b.value),
+            use_original_dst,
+            inspect_tls,
+            inspect_http,
+            chains,
+            default_chain,
+            raw: Arc::new(raw),
+        })
+    }
+
+    /// Whether any chain needs a TLS ClientHello read to be chosen.
+    pub fn wants_client_hello(&self) -> bool {
+        self.inspect_tls
+            && self
+                .chains
+                .iter()
+                .any(|c| c.criteria.needs_tls_inspection())
+    }
+
+    /// The chain that serves `conn`: the most specific match, else the default chain.
+    pub fn select(&self, conn: &ConnectionInfo<'_>) -> Option<&FilterChain> {
+        let criteria: Vec<&ChainMatch> = self.chains.iter().map(|c| &c.criteria).collect();
+        match chain::select(&criteria, conn) {
+            Some(i) => Some(&self.chains[i]),
+            None => self.default_chain.as_ref(),
+        }
+    }
+}
+
+impl FilterChain {
+    fn compile(raw: &PbFilterChain) -> Result<FilterChain, (String, String)> {
+        let criteria = match &raw.filter_chain_match {
+            Some(m) => ChainMatch::compile(m)?,
+            None => ChainMatch::default(),
+        };
+        if raw.transport_socket.is_some() {
+            return Err((
+                "transport_socket".into(),
+                "TLS termination is not supported yet".into(),
+            ));
+        }
+        let Some((last, _)) = raw.filters.split_last() else {
+            return Err(("filters".into(), "a chain needs a network filter".into()));
+        };
+        let i = raw.filters.len() - 1;
+        let filter = terminal_filter(last).map_err(|(f, r)| (format!("filters[{i}].{f}"), r))?;
+        if i > 0 {
+            return Err((
+                "filters[0]".into(),
+                format!("network filter {:?} is not supported", raw.filters[0].name),
+            ));
+        }
+        Ok(FilterChain {
+            name: raw.name.clone(),
+            criteria,
+            filter,
+        })
+    }
+}
+
+/// Decodes and compiles a chain's terminal filter.
+fn terminal_filter(f: &Filter) -> Result<NetworkFilter, (String, String)> {
+    let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else {
+        return Err((
+            "typed_config".into(),
+            format!("filter {:?} has no typed_config", f.name),
+        ));
+    };
+    let decode_err = |e: prost::DecodeError| ("typed_config".to_owned(), e.to_string());
+    match any.type_url.rsplit('/').next() {
+        Some(
+            "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        ) => {
+            let hcm = HttpConnectionManager::decode(any.value.as_slice()).map_err(decode_err)?;
+            let manager = HttpManager::compile(&hcm)
+                .map_err(|(field, r)| (format!("typed_config.{field}"), r))?;
+            Ok(NetworkFilter::Http(Arc::new(manager)))
+        }
+        Some("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy") => {
+            let tcp = PbTcpProxy::decode(any.value.as_slice()).map_err(decode_err)?;
+            let proxy = TcpProxy::compile(&tcp)
+                .map_err(|(field, r)| (format!("typed_config.{field}"), r))?;
+            Ok(NetworkFilter::Tcp(Arc::new(proxy)))
+        }
+        _ => Err((
+            "typed_config".into(),
+            format!(
+                "network filter {:?} ({}) is not supported; expected {HTTP_CONNECTION_MANAGER} or {TCP_PROXY}",
+                f.name, any.type_url
+            ),
+        )),
+    }
+}

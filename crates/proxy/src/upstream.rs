@@ -1,0 +1,303 @@
+//! Connections to upstream endpoints, pooled per endpoint: HTTP/1.1 connections carry
+//! one request at a time and go back to the pool when their response ends; one HTTP/2
+//! connection per endpoint carries every request concurrently.
+//!
+//! Pools are found by a lock-free lookup; a pool's own lock guards only a push or a pop.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// What a pool is for: one endpoint, one HTTP version, one source address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    /// The endpoint.
+    pub endpoint: SocketAddr,
+    /// HTTP/2 when true, HTTP/1.1 otherwise.
+    pub http2: bool,
+    /// The source address to connect from, if set.
+    pub bind: Option<SocketAddr>,
+}
+
+/// How connections of one pool behave.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    /// How long a connection attempt may take.
+    pub connect_timeout: Duration,
+    /// How long a connection may stay idle before it is dropped.
+    pub idle_timeout: Duration,
+    /// How many requests one connection may carry.
+    pub max_requests: Option<u32>,
+}
+
+/// Why an upstream request failed before a response arrived.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// The connection could not be made.
+    #[error("connection failure, transport failure reason: {0}")]
+    Connect(#[source] io::Error),
+    /// The connection attempt took longer than the cluster's `connect_timeout`.
+    #[error("connection timeout")]
+    ConnectTimeout,
+    /// The connection failed or was reset before response headers.
+    #[error("{0}")]
+    Http(#[from] hyper::Error),
+}
+
+/// Every pool of the proxy.
+#[derive(Default)]
+pub struct Upstreams {
+    pools: ArcSwap<HashMap<PoolKey, Arc<Pool>>>,
+    /// Serialises the (rare) creation of a pool.
+    adding: Mutex<()>,
+}
+
+impl Upstreams {
+    /// Sends `request` to the endpoint of `key` and returns its response head; the
+    /// response body hands the connection back to the pool when it ends.
+    pub async fn send(
+        &self,
+        key: PoolKey,
+        settings: PoolSettings,
+        request: http::Request<Incoming>,
+    ) -> Result<http::Response<PooledBody>, UpstreamError> {
+        let pool = self.pool(key);
+        if key.http2 {
+            let mut sender = pool.http2(settings).await?;
+            let response = sender.send_request(request).await?;
+            Ok(response.map(|body| PooledBody { body, back: None }))
+        } else {
+            let (mut sender, uses) = pool.http1(settings).await?;
+            let response = sender.send_request(request).await?;
+            let back = Some(GiveBack {
+                pool,
+                sender,
+                uses: uses + 1,
+                max: settings.max_requests,
+            });
+            Ok(response.map(|body| PooledBody { body, back }))
+        }
+    }
+
+    fn pool(&self, key: PoolKey) -> Arc<Pool> {
+        if let Some(pool) = self.pools.load().get(&key) {
+            return pool.clone();
+        }
+        let _adding = self.adding.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.pools.load_full();
+        if let Some(pool) = current.get(&key) {
+            return pool.clone();
+        }
+        let pool = Arc::new(Pool::new(key));
+        let mut next = (*current).clone();
+        next.insert(key, pool.clone());
+        self.pools.store(Arc::new(next));
+        pool
+    }
+
+    /// Drops the pools of endpoints no longer in `keep` (their connections close once
+    /// their requests end).
+    pub fn retain(&self, keep: impl Fn(&PoolKey) -> bool) {
+        let _adding = self.adding.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = (*self.pools.load_full()).clone();
+        next.retain(|k, _| keep(k));
+        self.pools.store(Arc::new(next));
+    }
+}
+
+/// The connections to one endpoint.
+struct Pool {
+    key: PoolKey,
+    idle: Mutex<Vec<Idle>>,
+    shared: Mutex<Option<http2::SendRequest<Incoming>>>,
+}
+
+/// An HTTP/1.1 connection waiting for its next request.
+struct Idle {
+    sender: http1::SendRequest<Incoming>,
+    since: Instant,
+    uses: u32,
+}
+
+impl Pool {
+    fn new(key: PoolKey) -> Self {
+        Self {
+            key,
+            idle: Mutex::new(Vec::new()),
+            shared: Mutex::new(None),
+        }
+    }
+
+    /// An HTTP/1.1 connection ready for a request, and how many it carried.
+    async fn http1(
+        &self,
+        settings: PoolSettings,
+    ) -> Result<(http1::SendRequest<Incoming>, u32), UpstreamError> {
+        loop {
+            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let Some(mut idle) = idle else { break };
+            if idle.since.elapsed() >= settings.idle_timeout || idle.sender.is_closed() {
+                continue;
+            }
+            if idle.sender.ready().await.is_ok() {
+                return Ok((idle.sender, idle.uses));
+            }
+        }
+        let io = TokioIo::new(self.connect(settings).await?);
+        let (sender, connection) = http1::Builder::new().handshake(io).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
+            }
+        });
+        Ok((sender, 0))
+    }
+
+    /// The endpoint's HTTP/2 connection, made if there is none alive.
+    async fn http2(
+        &self,
+        settings: PoolSettings,
+    ) -> Result<http2::SendRequest<Incoming>, UpstreamError> {
+        if let Some(sender) = self
+            .shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            && sender.is_ready()
+        {
+            return Ok(sender.clone());
+        }
+        let io = TokioIo::new(self.connect(settings).await?);
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .keep_alive_interval(None)
+            .handshake(io)
+            .await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
+            }
+        });
+        *self.shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(sender.clone());
+        Ok(sender)
+    }
+
+    async fn connect(&self, settings: PoolSettings) -> Result<TcpStream, UpstreamError> {
+        connect(self.key.endpoint, self.key.bind, settings.connect_timeout).await
+    }
+
+    fn give_back(&self, sender: http1::SendRequest<Incoming>, uses: u32) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Idle {
+                sender,
+                since: Instant::now(),
+                uses,
+            });
+    }
+}
+
+/// Opens a TCP connection to `endpoint`, from `bind` if set, within `timeout`.
+pub async fn connect(
+    endpoint: SocketAddr,
+    bind: Option<SocketAddr>,
+    timeout: Duration,
+) -> Result<TcpStream, UpstreamError> {
+    let attempt = async {
+        let socket = if endpoint.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        if let Some(bind) = bind {
+            socket.bind(bind)?;
+        }
+        let stream = socket.connect(endpoint).await?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result.map_err(UpstreamError::Connect),
+        Err(_) => Err(UpstreamError::ConnectTimeout),
+    }
+}
+
+/// A response body from a pooled connection; when it ends, an HTTP/1.1 connection goes
+/// back to its pool (unless it carried its maximum of requests).
+pub struct PooledBody {
+    body: Incoming,
+    back: Option<GiveBack>,
+}
+
+struct GiveBack {
+    pool: Arc<Pool>,
+    sender: http1::SendRequest<Incoming>,
+    uses: u32,
+    max: Option<u32>,
+}
+
+impl GiveBack {
+    fn done(self) {
+        if self.max.is_none_or(|max| self.uses < max) && !self.sender.is_closed() {
+            self.pool.give_back(self.sender, self.uses);
+        }
+    }
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
+        match &frame {
+            None => {
+                if let Some(back) = self.back.take() {
+                    back.done();
+                }
+            }
+            Some(Err(_)) => self.back = None,
+            Some(Ok(_)) if self.body.is_end_stream() => {
+                if let Some(back) = self.back.take() {
+                    back.done();
+                }
+            }
+            Some(Ok(_)) => {}
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        // A body dropped before its end leaves the connection mid-response: not reusable.
+        if let Some(back) = self.back.take()
+            && self.body.is_end_stream()
+        {
+            back.done();
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! Taking config over ADS: every response is compiled into the store (an error is the
+//! NACK's message), and the EDS and RDS names the new clusters and listeners refer to
+//! become the client's subscriptions.
+
+use std::sync::Arc;
+
+use mizzen_xds::{AdsClient, ClientOptions, ResourceType, Subscription};
+
+use crate::bootstrap::Ads;
+use crate::config::ConfigStore;
+use mizzen_xds::pb::envoy::config::core::v3::Node;
+
+/// Starts the ADS client for `store`; it runs until the returned client is dropped.
+pub fn start(ads: &Ads, node: Node, store: Arc<ConfigStore>) -> Arc<AdsClient> {
+    let mut options = ClientOptions::new(ads.endpoint.clone(), node);
+    options.protocol = ads.protocol;
+    let applying = store.clone();
+    let client = Arc::new(AdsClient::start(options, move |ty, resources| {
+        applying.apply(ty, resources).inspect_err(|reason| {
+            tracing::warn!(%ty, %reason, "config rejected");
+        })
+    }));
+    let subscriber = Arc::downgrade(&client);
+    let mut wanted = store.wanted();
+    tokio::spawn(async move {
+        // Nothing is asked of a type until something refers to it: an empty EDS
+        // request reads as "everything" to some servers.
+        let (mut endpoints_asked, mut routes_asked) = (false, false);
+        loop {
+            let names = wanted.borrow_and_update().clone();
+            let Some(client) = subscriber.upgrade() else {
+                return;
+            };
+            if endpoints_asked || !names.endpoints.is_empty() {
+                endpoints_asked = true;
+                client.subscribe(ResourceType::Endpoint, Subscription::names(names.endpoints));
+            }
+            if routes_asked || !names.routes.is_empty() {
+                routes_asked = true;
+                client.subscribe(ResourceType::Route, Subscription::names(names.routes));
+            }
+            drop(client);
+            if wanted.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    client
+}

@@ -1,0 +1,165 @@
+//! HTTP through the proxy on loopback: routes by path and header, weighted clusters,
+//! direct responses, redirects, rewrites and header mutations, HTTP/1.1 and HTTP/2.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::Full;
+use hyper::Request;
+
+#[tokio::test]
+async fn forwards_to_the_routed_cluster_with_envoys_headers() {
+    let v1 = backend("v1").await;
+    let v2 = backend("v2").await;
+    let yaml = http_bootstrap(
+        r#"- name: reviews
+  domains: ["reviews", "reviews:9080"]
+  routes:
+  - match: {prefix: "/", headers: [{name: end-user, string_match: {exact: jason}}]}
+    route: {cluster: v2}
+  - match: {prefix: "/"}
+    route: {cluster: v1}
+    request_headers_to_add: [{header: {key: x-added, value: yes}}]
+    response_headers_to_add: [{header: {key: x-route, value: default}}]
+"#,
+        &(cluster("v1", &[v1]) + &cluster("v2", &[v2])),
+    );
+    let proxy = proxy(&yaml).await;
+    let addr = proxy.listener_addr("http").await;
+
+    let got = send(addr, get("reviews:9080", "/reviews/0")).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    let seen = got.seen();
+    assert_eq!(seen.backend, "v1");
+    assert_eq!(seen.path, "/reviews/0");
+    assert_eq!(seen.headers["x-added"], "yes");
+    assert_eq!(seen.headers["x-forwarded-proto"], "http");
+    assert_eq!(seen.headers["x-request-id"].len(), 36);
+    assert_eq!(seen.headers["host"], "reviews:9080");
+    assert_eq!(got.headers["x-route"], "default");
+    assert!(got.headers.contains_key("x-envoy-upstream-service-time"));
+
+    let jason = Request::get("/reviews/0")
+        .header("host", "reviews")
+        .header("end-user", "jason")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(send(addr, jason).await.seen().backend, "v2");
+
+    let unknown = send(addr, get("ratings", "/")).await;
+    assert_eq!(unknown.status, 404, "no virtual host for the authority");
+}
+
+#[tokio::test]
+async fn http2_downstream_reaches_an_http1_upstream() {
+    let v1 = backend("v1").await;
+    let yaml = http_bootstrap(
+        r#"- name: all
+  domains: ["*"]
+  routes: [{match: {prefix: "/"}, route: {cluster: v1}}]
+"#,
+        &cluster("v1", &[v1]),
+    );
+    let proxy = proxy(&yaml).await;
+    let addr = proxy.listener_addr("http").await;
+    let request = Request::get("http://productpage:9080/index")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let got = send_h2(addr, request).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    let seen = got.seen();
+    assert_eq!(seen.version, "HTTP/1.1");
+    assert_eq!(seen.headers["host"], "productpage:9080");
+    assert_eq!(seen.path, "/index");
+}
+
+#[tokio::test]
+async fn direct_responses_redirects_and_rewrites() {
+    let v1 = backend("v1").await;
+    let yaml = http_bootstrap(
+        r#"- name: all
+  domains: ["*"]
+  routes:
+  - match: {path: "/health"}
+    direct_response: {status: 418, body: {inline_string: "teapot"}}
+  - match: {prefix: "/old"}
+    redirect: {path_redirect: "/new", response_code: FOUND}
+  - match: {prefix: "/api/"}
+    route: {cluster: v1, prefix_rewrite: "/v2/"}
+  - match: {safe_regex: {regex: "/items/([0-9]+)"}}
+    route: {cluster: v1, regex_rewrite: {pattern: {regex: "^/items/([0-9]+)$"}, substitution: "/item?id=\\1"}}
+"#,
+        &cluster("v1", &[v1]),
+    );
+    let proxy = proxy(&yaml).await;
+    let addr = proxy.listener_addr("http").await;
+
+    let teapot = send(addr, get("x", "/health")).await;
+    assert_eq!((teapot.status, teapot.body.as_str()), (418, "teapot"));
+
+    let moved = send(addr, get("x", "/old/page")).await;
+    assert_eq!(moved.status, 302);
+    assert_eq!(moved.headers["location"], "http://x/new");
+
+    let rewritten = send(addr, get("x", "/api/users?limit=1")).await.seen();
+    assert_eq!(rewritten.path, "/v2/users?limit=1");
+    assert_eq!(
+        rewritten.headers["x-envoy-original-path"],
+        "/api/users?limit=1"
+    );
+
+    let regex = send(addr, get("x", "/items/42")).await.seen();
+    assert_eq!(regex.path, "/item?id=42");
+}
+
+#[tokio::test]
+async fn weighted_clusters_split_traffic_by_weight() {
+    let v1 = backend("v1").await;
+    let v2 = backend("v2").await;
+    let yaml = http_bootstrap(
+        r#"- name: all
+  domains: ["*"]
+  routes:
+  - match: {prefix: "/"}
+    route:
+      weighted_clusters:
+        clusters: [{name: v1, weight: 80}, {name: v2, weight: 20}]
+"#,
+        &(cluster("v1", &[v1]) + &cluster("v2", &[v2])),
+    );
+    let proxy = proxy(&yaml).await;
+    let addr = proxy.listener_addr("http").await;
+    let n = 1000;
+    let mut v2_count = 0;
+    for _ in 0..n {
+        if send(addr, get("x", "/")).await.seen().backend == "v2" {
+            v2_count += 1;
+        }
+    }
+    // Binomial(n=1000, p=0.2): mean 200, sd 12.6; 5 sd either side.
+    let (mean, sd) = (200.0, (1000.0f64 * 0.2 * 0.8).sqrt());
+    assert!(
+        (f64::from(v2_count) - mean).abs() < 5.0 * sd,
+        "v2 got {v2_count} of {n}, expected {mean} ± {:.0}",
+        5.0 * sd
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_without_endpoints_answers_503() {
+    let yaml = http_bootstrap(
+        r#"- name: all
+  domains: ["*"]
+  routes: [{match: {prefix: "/"}, route: {cluster: empty}}, {match: {prefix: "/"}, route: {cluster: missing}}]
+"#,
+        "- name: empty\n  type: STATIC\n  load_assignment: {cluster_name: empty}\n",
+    );
+    let proxy = proxy(&yaml).await;
+    let addr = proxy.listener_addr("http").await;
+    let got = send(addr, get("x", "/")).await;
+    assert_eq!(
+        (got.status, got.body.as_str()),
+        (503, "no healthy upstream")
+    );
+}

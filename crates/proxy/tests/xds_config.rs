@@ -1,0 +1,186 @@
+//! The proxy taking its config over ADS: it serves once listeners, clusters, endpoints
+//! and routes arrived; follows endpoint changes; NACKs a bad route table and keeps
+//! routing on the last good one; and keeps serving when the server is gone.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use mizzen_proxy::{Bootstrap, Proxy, ProxyOptions};
+use mizzen_xds::pb::envoy::config::cluster::v3::Cluster;
+use mizzen_xds::pb::envoy::config::core::v3::Node;
+use mizzen_xds::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use mizzen_xds::pb::envoy::config::listener::v3::Listener;
+use mizzen_xds::pb::envoy::config::route::v3::RouteConfiguration;
+use mizzen_xds::{
+    AdsServer, Generated, NamedResource, PushRequest, ResourceSource, ResourceType, Subscription,
+    TypeSet, json,
+};
+use tokio::net::TcpListener;
+
+/// An xDS server's resources, by type, with one version for all.
+#[derive(Default)]
+struct Resources {
+    version: u64,
+    by_type: std::collections::BTreeMap<ResourceType, Vec<NamedResource>>,
+}
+
+#[derive(Clone, Default)]
+struct Source(Arc<Mutex<Resources>>);
+
+impl ResourceSource for Source {
+    type Proxy = ();
+    fn connect(&self, _: &Node) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        Ok(())
+    }
+    fn generate(&self, _: &(), ty: ResourceType, _: &Subscription) -> Generated {
+        let r = self.0.lock().unwrap();
+        Generated {
+            version: r.version.to_string(),
+            resources: r.by_type.get(&ty).cloned().unwrap_or_default(),
+        }
+    }
+}
+
+impl Source {
+    fn set(&self, ty: ResourceType, resources: Vec<NamedResource>) {
+        let mut r = self.0.lock().unwrap();
+        r.version += 1;
+        r.by_type.insert(ty, resources);
+    }
+}
+
+fn listener() -> NamedResource {
+    let l: Listener = json::from_yaml(
+        r#"
+name: http
+address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+filter_chains:
+- filters:
+  - name: envoy.filters.network.http_connection_manager
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+      stat_prefix: outbound
+      rds: {route_config_name: "9080", config_source: {ads: {}}}
+      http_filters:
+      - name: envoy.filters.http.router
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+"#,
+    )
+    .unwrap();
+    NamedResource::new("http", &l)
+}
+
+fn cluster() -> NamedResource {
+    let c: Cluster = json::from_yaml(
+        "{name: svc, type: EDS, eds_cluster_config: {eds_config: {ads: {}}}, connect_timeout: 1s}",
+    )
+    .unwrap();
+    NamedResource::new("svc", &c)
+}
+
+fn endpoints(addr: std::net::SocketAddr) -> NamedResource {
+    let a: ClusterLoadAssignment = json::from_yaml(&format!(
+        "{{cluster_name: svc, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: {}, port_value: {}}}}}}}}}]}}]}}",
+        addr.ip(),
+        addr.port()
+    ))
+    .unwrap();
+    NamedResource::new("svc", &a)
+}
+
+fn routes(path_regex: &str) -> NamedResource {
+    let r: RouteConfiguration = json::from_yaml(&format!(
+        r#"
+name: "9080"
+virtual_hosts:
+- name: svc
+  domains: ["*"]
+  routes: [{{match: {{safe_regex: {{regex: "{path_regex}"}}}}, route: {{cluster: svc}}}}]
+"#
+    ))
+    .unwrap();
+    NamedResource::new("9080", &r)
+}
+
+#[tokio::test]
+async fn config_over_ads_follows_changes_and_survives_nacks_and_server_loss() {
+    let v1 = backend("v1").await;
+    let v2 = backend("v2").await;
+    let source = Source::default();
+    source.set(ResourceType::Listener, vec![listener()]);
+    source.set(ResourceType::Cluster, vec![cluster()]);
+    source.set(ResourceType::Endpoint, vec![endpoints(v1)]);
+    source.set(ResourceType::Route, vec![routes("/.*")]);
+    let server = AdsServer::new(source.clone());
+    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let xds = socket.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            server
+                .serve(socket, async {
+                    let _ = stopped.await;
+                })
+                .await
+        })
+    };
+
+    let node = Node {
+        id: "sidecar~127.0.0.1~client.default~default.svc.cluster.local".into(),
+        ..Node::default()
+    };
+    let proxy = Proxy::start(ProxyOptions::new(Bootstrap::for_pilot(
+        &xds.to_string(),
+        node,
+        None,
+    )))
+    .await
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), proxy.ready())
+        .await
+        .expect("the proxy gets its whole config");
+    let addr = proxy.listener_addr("http").await;
+    assert_eq!(send(addr, get("svc", "/a")).await.seen().backend, "v1");
+
+    // Endpoints move: the proxy follows once it acked them.
+    source.set(ResourceType::Endpoint, vec![endpoints(v2)]);
+    let version = source.0.lock().unwrap().version.to_string();
+    server
+        .pusher()
+        .push(&PushRequest::all(TypeSet::of([ResourceType::Endpoint])));
+    proxy
+        .wait_xds(|s| s.version(ResourceType::Endpoint) == Some(&version))
+        .await;
+    assert_eq!(send(addr, get("svc", "/a")).await.seen().backend, "v2");
+
+    // A route table with an invalid regex is NACKed; the old table keeps routing.
+    source.set(ResourceType::Route, vec![routes("(")]);
+    server
+        .pusher()
+        .push(&PushRequest::all(TypeSet::of([ResourceType::Route])));
+    proxy
+        .wait_xds(|s| {
+            s.types
+                .get(&ResourceType::Route)
+                .is_some_and(|t| t.nacks > 0)
+        })
+        .await;
+    let state = proxy.xds_state().unwrap();
+    let nack = state.types[&ResourceType::Route].last_nack.clone().unwrap();
+    assert!(
+        nack.contains("\"9080\""),
+        "the NACK names the route config: {nack}"
+    );
+    assert_eq!(send(addr, get("svc", "/b")).await.seen().backend, "v2");
+
+    // The control plane goes away; traffic keeps flowing on the last config.
+    let _ = stop.send(());
+    server.close_streams();
+    let _ = serving.await;
+    proxy.wait_xds(|s| !s.connected).await;
+    assert_eq!(send(addr, get("svc", "/c")).await.seen().backend, "v2");
+}
