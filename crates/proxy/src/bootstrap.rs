@@ -78,13 +78,13 @@ impl Bootstrap {
             path: shown.clone(),
             source,
         })?;
-        let raw = mizzen_xds::json::bootstrap_from_yaml(&text).map_err(|source| {
-            BootstrapError::Parse {
-                path: shown,
-                source,
-            }
-        })?;
-        Bootstrap::from_pb(raw)
+        let raw = mizzen_xds::json::bootstrap_from_yaml(&text);
+        // The bootstrap is read once; the type descriptors it took are not needed after.
+        crate::release_memory();
+        Bootstrap::from_pb(raw.map_err(|source| BootstrapError::Parse {
+            path: shown,
+            source,
+        })?)
     }
 
     /// Reads the parts of an Envoy bootstrap the proxy uses.

@@ -34,6 +34,17 @@ pub use bootstrap::Bootstrap;
 use config::{ConfigError, ConfigStore};
 use drain::{DrainTrigger, DrainWatch};
 
+/// Frees what rare work (JSON conversion of Envoy types) took, and gives the freed heap
+/// back to the system: a sidecar's memory is what it holds while serving.
+pub fn release_memory() {
+    mizzen_xds::json::release_descriptors();
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// What every connection of the proxy shares.
 pub struct Shared {
     /// The current config.

@@ -13,6 +13,8 @@ mod decode;
 mod encode;
 mod path;
 mod pool;
+
+pub use pool::release as release_descriptors;
 mod wkt;
 
 #[cfg(test)]
