@@ -66,13 +66,15 @@ pub struct Upstreams {
 
 impl Upstreams {
     /// Sends `request` to the endpoint of `key` and returns its response head; the
-    /// response body hands the connection back to the pool when it ends.
+    /// response body hands the connection back to the pool when it ends, unless the
+    /// request is an upgrade (the connection then belongs to the tunnel).
     pub async fn send(
         &self,
         key: PoolKey,
         settings: PoolSettings,
         request: http::Request<Incoming>,
     ) -> Result<http::Response<PooledBody>, UpstreamError> {
+        let upgrade = request.headers().contains_key(http::header::UPGRADE);
         let pool = self.pool(key);
         if key.http2 {
             let mut sender = pool.http2(settings).await?;
@@ -81,7 +83,7 @@ impl Upstreams {
         } else {
             let (mut sender, uses) = pool.http1(settings).await?;
             let response = sender.send_request(request).await?;
-            let back = Some(GiveBack {
+            let back = (!upgrade).then_some(GiveBack {
                 pool,
                 sender,
                 uses: uses + 1,
@@ -158,7 +160,8 @@ impl Pool {
         let io = TokioIo::new(self.connect(settings).await?);
         let (sender, connection) = http1::Builder::new().handshake(io).await?;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            // With upgrades, a 101 response hands the connection to the tunnel.
+            if let Err(e) = connection.with_upgrades().await {
                 tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
             }
         });

@@ -42,6 +42,8 @@ pub struct HttpManager {
     pub stream_idle_timeout: Option<Duration>,
     /// The `server` header set on responses, if any.
     pub server_name: Option<String>,
+    /// Whether WebSocket upgrades are proxied (`upgrade_configs`).
+    pub websocket: bool,
 }
 
 /// Where an HTTP connection manager's route table comes from.
@@ -134,6 +136,9 @@ impl HttpManager {
             generate_request_id: hcm.generate_request_id.is_none_or(|b| b.value),
             stream_idle_timeout,
             server_name: Some(hcm.server_name.clone()).filter(|s| !s.is_empty()),
+            websocket: hcm.upgrade_configs.iter().any(|u| {
+                u.upgrade_type.eq_ignore_ascii_case("websocket") && u.enabled.is_none_or(|e| e.value)
+            }),
         })
     }
 }

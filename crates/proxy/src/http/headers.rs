@@ -32,6 +32,28 @@ const HOP_BY_HOP: [HeaderName; 6] = [
     header::TE,
 ];
 
+/// Whether a request asks to become a WebSocket (`upgrade: websocket` with
+/// `connection: upgrade`).
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    let upgrade = headers
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let connection = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    upgrade && connection
+}
+
+/// Sets the headers that carry an upgrade across the proxy (hop-by-hop, so stripped
+/// with the others).
+pub fn keep_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, protocol);
+}
+
 /// Removes hop-by-hop headers, including those the `connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers

@@ -11,6 +11,7 @@ use http::header::{self, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 
 use super::body::ProxyBody;
 use super::headers::{
@@ -128,8 +129,20 @@ async fn route(
         })
         .unwrap_or_default();
 
+    // A WebSocket upgrade: the client's half of the tunnel, taken before the request
+    // moves upstream; upgrades are HTTP/1.1 end to end.
+    let upgrade = (manager.websocket
+        && request.version() == Version::HTTP_11
+        && headers::is_websocket_upgrade(request.headers()))
+    .then(|| {
+        let protocol = request.headers()[header::UPGRADE].clone();
+        (hyper::upgrade::on(&mut request), protocol)
+    });
     let headers = request.headers_mut();
     headers::strip_hop_by_hop(headers);
+    if let Some((_, protocol)) = &upgrade {
+        headers::keep_upgrade(headers, protocol.clone());
+    }
     if manager.use_remote_address {
         headers::append_forwarded_for(headers, downstream.peer.ip());
     }
@@ -160,6 +173,12 @@ async fn route(
         Err(failure) => return failure.response(),
     };
     headers::strip_hop_by_hop(response.headers_mut());
+    if let Some((client, protocol)) = upgrade
+        && response.status() == StatusCode::SWITCHING_PROTOCOLS
+    {
+        headers::keep_upgrade(response.headers_mut(), protocol);
+        tokio::spawn(tunnel(client, hyper::upgrade::on(&mut response)));
+    }
     response.headers_mut().insert(
         X_ENVOY_UPSTREAM_SERVICE_TIME,
         headers::millis(started.elapsed()),
@@ -172,6 +191,22 @@ async fn route(
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
+}
+
+/// Relays an upgraded connection (a WebSocket) between the client and the upstream
+/// until either side closes.
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (client, upstream) = tokio::join!(client, upstream);
+    match (client, upstream) {
+        (Ok(client), Ok(upstream)) => {
+            let mut client = TokioIo::new(client);
+            let mut upstream = TokioIo::new(upstream);
+            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                tracing::debug!(error = %e, "upgraded connection ended");
+            }
+        }
+        (Err(e), _) | (_, Err(e)) => tracing::debug!(error = %e, "upgrade failed"),
+    }
 }
 
 /// Where a forwarded request goes, beyond its cluster.
@@ -241,6 +276,7 @@ async fn forward_to(
         }
     };
     let http2 = match cluster.protocol {
+        _ if request.headers().contains_key(header::UPGRADE) => false,
         UpstreamProtocol::Http1 => false,
         UpstreamProtocol::Http2 => true,
         UpstreamProtocol::Downstream => request.version() == Version::HTTP_2,
