@@ -21,7 +21,9 @@ async fn websocket_echo() -> std::net::SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let service = service_fn(|mut req: Request<Incoming>| async move {
                     let upgrade = hyper::upgrade::on(&mut req);

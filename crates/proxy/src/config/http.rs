@@ -137,7 +137,8 @@ impl HttpManager {
             stream_idle_timeout,
             server_name: Some(hcm.server_name.clone()).filter(|s| !s.is_empty()),
             websocket: hcm.upgrade_configs.iter().any(|u| {
-                u.upgrade_type.eq_ignore_ascii_case("websocket") && u.enabled.is_none_or(|e| e.value)
+                u.upgrade_type.eq_ignore_ascii_case("websocket")
+                    && u.enabled.is_none_or(|e| e.value)
             }),
         })
     }
