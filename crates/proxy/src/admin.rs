@@ -44,6 +44,8 @@ pub async fn serve(socket: TcpListener, admin: Admin, stopped: DrainWatch) {
         .route("/config_dump", get(config_dump))
         .route("/clusters", get(clusters))
         .route("/listeners", get(listeners))
+        .route("/stats", get(stats))
+        .route("/stats/prometheus", get(prometheus))
         .route("/quitquitquit", post(quit))
         .with_state(admin);
     let served = axum::serve(socket, app).with_graceful_shutdown(stopped.signaled());
@@ -238,6 +240,18 @@ fn health_flags(health: Health) -> &'static str {
         Health::Draining => "/eds_status_draining",
         Health::Degraded => "/degraded_eds_health",
     }
+}
+
+/// `/stats`: every counter and gauge, `name: value` per line.
+async fn stats(State(admin): State<Admin>) -> Response {
+    let text = admin.shared.store.stats().text();
+    ([(header::CONTENT_TYPE, "text/plain")], text).into_response()
+}
+
+/// `/stats/prometheus`: the same in Prometheus' text format, named as Envoy names them.
+async fn prometheus(State(admin): State<Admin>) -> Response {
+    let text = admin.shared.store.stats().prometheus();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// `/listeners`: `name::address` per listener, as Envoy prints them.

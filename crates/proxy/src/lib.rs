@@ -18,6 +18,7 @@ pub mod inspect;
 pub mod listeners;
 mod original_dst;
 pub mod route;
+pub mod stats;
 pub mod tcp;
 pub mod upstream;
 mod xds;

@@ -20,6 +20,8 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::stats::ClusterStats;
+
 /// What a pool is for: one endpoint, one HTTP version, one source address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PoolKey {
@@ -72,16 +74,17 @@ impl Upstreams {
         &self,
         key: PoolKey,
         settings: PoolSettings,
+        stats: &Arc<ClusterStats>,
         request: http::Request<Incoming>,
     ) -> Result<http::Response<PooledBody>, UpstreamError> {
         let upgrade = request.headers().contains_key(http::header::UPGRADE);
         let pool = self.pool(key);
         if key.http2 {
-            let mut sender = pool.http2(settings).await?;
+            let mut sender = pool.http2(settings, stats).await?;
             let response = sender.send_request(request).await?;
             Ok(response.map(|body| PooledBody { body, back: None }))
         } else {
-            let (mut sender, uses) = pool.http1(settings).await?;
+            let (mut sender, uses) = pool.http1(settings, stats).await?;
             let response = sender.send_request(request).await?;
             let back = (!upgrade).then_some(GiveBack {
                 pool,
@@ -146,6 +149,7 @@ impl Pool {
     async fn http1(
         &self,
         settings: PoolSettings,
+        stats: &Arc<ClusterStats>,
     ) -> Result<(http1::SendRequest<Incoming>, u32), UpstreamError> {
         loop {
             let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
@@ -157,9 +161,11 @@ impl Pool {
                 return Ok((idle.sender, idle.uses));
             }
         }
-        let io = TokioIo::new(self.connect(settings).await?);
+        let io = TokioIo::new(self.connect(settings, stats).await?);
         let (sender, connection) = http1::Builder::new().handshake(io).await?;
+        let open = stats.upstream_cx_active.track();
         tokio::spawn(async move {
+            let _open = open;
             // With upgrades, a 101 response hands the connection to the tunnel.
             if let Err(e) = connection.with_upgrades().await {
                 tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
@@ -172,6 +178,7 @@ impl Pool {
     async fn http2(
         &self,
         settings: PoolSettings,
+        stats: &Arc<ClusterStats>,
     ) -> Result<http2::SendRequest<Incoming>, UpstreamError> {
         if let Some(sender) = self
             .shared
@@ -182,12 +189,14 @@ impl Pool {
         {
             return Ok(sender.clone());
         }
-        let io = TokioIo::new(self.connect(settings).await?);
+        let io = TokioIo::new(self.connect(settings, stats).await?);
+        let open = stats.upstream_cx_active.track();
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .keep_alive_interval(None)
             .handshake(io)
             .await?;
         tokio::spawn(async move {
+            let _open = open;
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
             }
@@ -196,8 +205,17 @@ impl Pool {
         Ok(sender)
     }
 
-    async fn connect(&self, settings: PoolSettings) -> Result<TcpStream, UpstreamError> {
-        connect(self.key.endpoint, self.key.bind, settings.connect_timeout).await
+    async fn connect(
+        &self,
+        settings: PoolSettings,
+        stats: &ClusterStats,
+    ) -> Result<TcpStream, UpstreamError> {
+        let connected = connect(self.key.endpoint, self.key.bind, settings.connect_timeout).await;
+        match &connected {
+            Ok(_) => stats.upstream_cx_total.inc(),
+            Err(_) => stats.upstream_cx_connect_fail.inc(),
+        }
+        connected
     }
 
     fn give_back(&self, sender: http1::SendRequest<Incoming>, uses: u32) {

@@ -11,6 +11,7 @@ use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager
 
 use super::duration;
 use crate::route::RouteTable;
+use crate::stats::{HttpStats, Stats};
 
 /// The router filter, which every filter list must end with.
 const ROUTER: &str = "envoy.filters.http.router";
@@ -44,6 +45,8 @@ pub struct HttpManager {
     pub server_name: Option<String>,
     /// Whether WebSocket upgrades are proxied (`upgrade_configs`).
     pub websocket: bool,
+    /// Its statistics (shared by every manager with the same `stat_prefix`).
+    pub stats: Arc<HttpStats>,
 }
 
 /// Where an HTTP connection manager's route table comes from.
@@ -69,7 +72,10 @@ pub enum Codec {
 impl HttpManager {
     /// Compiles a connection manager; errors are `(field, reason)` for the caller to
     /// place in its listener.
-    pub fn compile(hcm: &HttpConnectionManager) -> Result<HttpManager, (String, String)> {
+    pub fn compile(
+        hcm: &HttpConnectionManager,
+        stats: &Stats,
+    ) -> Result<HttpManager, (String, String)> {
         let field = |f: &str, r: String| (f.to_owned(), r);
         let routes = match &hcm.route_specifier {
             Some(RouteSpecifier::Rds(rds)) if !rds.route_config_name.is_empty() => {
@@ -136,6 +142,7 @@ impl HttpManager {
             generate_request_id: hcm.generate_request_id.is_none_or(|b| b.value),
             stream_idle_timeout,
             server_name: Some(hcm.server_name.clone()).filter(|s| !s.is_empty()),
+            stats: stats.http(&hcm.stat_prefix),
             websocket: hcm.upgrade_configs.iter().any(|u| {
                 u.upgrade_type.eq_ignore_ascii_case("websocket")
                     && u.enabled.is_none_or(|e| e.value)

@@ -13,6 +13,7 @@ use prost::Message;
 
 use super::chain::{self, ChainMatch, ConnectionInfo};
 use super::{ConfigError, HttpManager, TcpProxy, socket_address};
+use crate::stats::Stats;
 
 const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_connection_manager";
 const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
@@ -66,7 +67,7 @@ pub enum NetworkFilter {
 
 impl Listener {
     /// Compiles a listener, refusing what the proxy cannot honour.
-    pub fn compile(raw: PbListener) -> Result<Listener, ConfigError> {
+    pub fn compile(raw: PbListener, stats: &Stats) -> Result<Listener, ConfigError> {
         let name = raw.name.clone();
         let err = |field: &str, reason: String| ConfigError::new("listener", &name, field, reason);
         let address = raw
@@ -103,14 +104,15 @@ impl Listener {
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                FilterChain::compile(c).map_err(|(f, r)| err(&format!("filter_chains[{i}].{f}"), r))
+                FilterChain::compile(c, stats)
+                    .map_err(|(f, r)| err(&format!("filter_chains[{i}].{f}"), r))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let default_chain = raw
             .default_filter_chain
             .as_ref()
             .map(|c| {
-                FilterChain::compile(c)
+                FilterChain::compile(c, stats)
                     .map_err(|(f, r)| err(&format!("default_filter_chain.{f}"), r))
             })
             .transpose()?;
@@ -153,7 +155,7 @@ impl Listener {
 }
 
 impl FilterChain {
-    fn compile(raw: &PbFilterChain) -> Result<FilterChain, (String, String)> {
+    fn compile(raw: &PbFilterChain, stats: &Stats) -> Result<FilterChain, (String, String)> {
         let criteria = match &raw.filter_chain_match {
             Some(m) => ChainMatch::compile(m)?,
             None => ChainMatch::default(),
@@ -168,7 +170,8 @@ impl FilterChain {
             return Err(("filters".into(), "a chain needs a network filter".into()));
         };
         let i = raw.filters.len() - 1;
-        let filter = terminal_filter(last).map_err(|(f, r)| (format!("filters[{i}].{f}"), r))?;
+        let filter =
+            terminal_filter(last, stats).map_err(|(f, r)| (format!("filters[{i}].{f}"), r))?;
         if i > 0 {
             return Err((
                 "filters[0]".into(),
@@ -184,7 +187,7 @@ impl FilterChain {
 }
 
 /// Decodes and compiles a chain's terminal filter.
-fn terminal_filter(f: &Filter) -> Result<NetworkFilter, (String, String)> {
+fn terminal_filter(f: &Filter, stats: &Stats) -> Result<NetworkFilter, (String, String)> {
     let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else {
         return Err((
             "typed_config".into(),
@@ -197,7 +200,7 @@ fn terminal_filter(f: &Filter) -> Result<NetworkFilter, (String, String)> {
             "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         ) => {
             let hcm = HttpConnectionManager::decode(any.value.as_slice()).map_err(decode_err)?;
-            let manager = HttpManager::compile(&hcm)
+            let manager = HttpManager::compile(&hcm, stats)
                 .map_err(|(field, r)| (format!("typed_config.{field}"), r))?;
             Ok(NetworkFilter::Http(Arc::new(manager)))
         }

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use super::{Cluster, ConfigError, Discovery, HttpManager, Listener, NetworkFilter, RouteSource};
 use crate::balance::Balancer;
 use crate::route::RouteTable;
+use crate::stats::{ClusterStats, Stats};
 
 /// Everything the proxy serves with, at one moment.
 #[derive(Default)]
@@ -43,6 +44,8 @@ pub struct ClusterState {
     /// None while an EDS cluster waits for its endpoints (warming), and for clusters
     /// without endpoint lists (original destination, DNS).
     pub balancer: Option<Arc<Balancer>>,
+    /// Its statistics (the same across updates of the cluster).
+    pub stats: Arc<ClusterStats>,
 }
 
 impl Snapshot {
@@ -115,6 +118,7 @@ pub struct ConfigStore {
     wanted: watch::Sender<Wanted>,
     /// True when config comes from xDS too, not only from the bootstrap.
     dynamic: bool,
+    stats: Arc<Stats>,
 }
 
 impl ConfigStore {
@@ -125,17 +129,18 @@ impl ConfigStore {
         clusters: Vec<PbCluster>,
         dynamic: bool,
     ) -> Result<ConfigStore, ConfigError> {
+        let stats = Arc::new(Stats::default());
         let mut snapshot = Snapshot::default();
         for raw in clusters {
             let cluster = Cluster::compile(raw)?;
             snapshot.static_names.insert(cluster.name.clone());
-            let state = cluster_state(cluster, &snapshot.assignments)?;
+            let state = cluster_state(cluster, &snapshot.assignments, &stats)?;
             snapshot
                 .clusters
                 .insert(state.cluster.name.clone(), Arc::new(state));
         }
         for raw in listeners {
-            let listener = Listener::compile(raw)?;
+            let listener = Listener::compile(raw, &stats)?;
             snapshot.static_names.insert(listener.name.clone());
             snapshot
                 .listeners
@@ -147,7 +152,13 @@ impl ConfigStore {
             generation: watch::channel(0).0,
             wanted: watch::channel(wanted).0,
             dynamic,
+            stats,
         })
+    }
+
+    /// The proxy's statistics.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
     }
 
     /// The config now.
@@ -197,8 +208,8 @@ impl ConfigStore {
                         continue;
                     }
                     let cluster = Cluster::compile(raw).map_err(|e| e.to_string())?;
-                    let state =
-                        cluster_state(cluster, &next.assignments).map_err(|e| e.to_string())?;
+                    let state = cluster_state(cluster, &next.assignments, &self.stats)
+                        .map_err(|e| e.to_string())?;
                     next.clusters
                         .insert(state.cluster.name.clone(), Arc::new(state));
                 }
@@ -213,8 +224,9 @@ impl ConfigStore {
                     .collect();
                 for state in next.clusters.values_mut() {
                     if matches!(state.cluster.discovery, Discovery::Eds(_)) {
-                        let rebuilt = cluster_state(state.cluster.clone(), &next.assignments)
-                            .map_err(|e| e.to_string())?;
+                        let rebuilt =
+                            cluster_state(state.cluster.clone(), &next.assignments, &self.stats)
+                                .map_err(|e| e.to_string())?;
                         *state = Arc::new(rebuilt);
                     }
                 }
@@ -227,7 +239,8 @@ impl ConfigStore {
                     if next.static_names.contains(&raw.name) {
                         continue;
                     }
-                    let listener = Listener::compile(raw).map_err(|e| e.to_string())?;
+                    let listener =
+                        Listener::compile(raw, &self.stats).map_err(|e| e.to_string())?;
                     next.listeners
                         .insert(listener.name.clone(), Arc::new(listener));
                 }
@@ -265,6 +278,7 @@ impl ConfigStore {
 fn cluster_state(
     cluster: impl Into<Arc<Cluster>>,
     assignments: &HashMap<String, Arc<ClusterLoadAssignment>>,
+    stats: &Stats,
 ) -> Result<ClusterState, ConfigError> {
     let cluster = cluster.into();
     let assignment = match &cluster.discovery {
@@ -279,7 +293,11 @@ fn cluster_state(
             })
         })
         .transpose()?;
-    Ok(ClusterState { cluster, balancer })
+    Ok(ClusterState {
+        stats: stats.cluster(&cluster.name),
+        cluster,
+        balancer,
+    })
 }
 
 /// Decodes every resource of a set, naming the one that fails.

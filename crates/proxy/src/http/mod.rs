@@ -30,6 +30,8 @@ pub async fn serve<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    manager.stats.downstream_cx_total.inc();
+    let _open = manager.stats.downstream_cx_active.track();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     match manager.codec {
         Codec::Auto => {}

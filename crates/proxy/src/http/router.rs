@@ -42,7 +42,11 @@ pub async fn serve(
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let snapshot = shared.store.snapshot();
+    let stats = &manager.stats;
+    stats.downstream_rq_total.inc();
+    let _active = stats.downstream_rq_active.track();
     let mut response = route(&shared, &snapshot, &manager, downstream, request).await;
+    stats.downstream_rq.record(response.status().as_u16());
     if let Some(server) = &manager.server_name
         && let Ok(value) = HeaderValue::from_str(server)
     {
@@ -292,14 +296,19 @@ async fn forward_to(
         idle_timeout: cluster.idle_timeout,
         max_requests: cluster.max_requests_per_connection,
     };
-    let send = shared.upstreams.send(key, settings, request);
+    let stats = &state.stats;
+    stats.upstream_rq_total.inc();
+    let _active = stats.upstream_rq_active.track();
+    let send = shared.upstreams.send(key, settings, stats, request);
     let response = match target.timeout {
-        Some(t) => tokio::time::timeout(t, send)
-            .await
-            .map_err(|_| Failure::Timeout)?,
+        Some(t) => tokio::time::timeout(t, send).await.map_err(|_| {
+            stats.upstream_rq_timeout.inc();
+            Failure::Timeout
+        })?,
         None => send.await,
     }
     .map_err(Failure::Upstream)?;
+    stats.upstream_rq.record(response.status().as_u16());
     Ok(response.map(ProxyBody::Upstream))
 }
 
