@@ -93,13 +93,8 @@ fn main() -> ExitCode {
         Command::Proxy(args) => args.log_level.as_str(),
         _ => "error",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    match run(cli.command) {
+    let levels = proxy::LogControl::install(default_level);
+    match run(cli.command, levels) {
         Ok(code) => code,
         // Output piped into `head` and closed early: not an error worth a message.
         Err(e)
@@ -115,7 +110,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> anyhow::Result<ExitCode> {
+fn run(command: Command, levels: proxy::LogControl) -> anyhow::Result<ExitCode> {
     match command {
         Command::Validate { files } => {
             let summary = mizzen_ctl::validate::run(&files, &mut std::io::stdout().lock())?;
@@ -154,7 +149,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             if args.concurrency > 1 {
                 builder.worker_threads(args.concurrency);
             }
-            builder.enable_all().build()?.block_on(proxy::run(args))?;
+            builder
+                .enable_all()
+                .build()?
+                .block_on(proxy::run(args, levels))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::ProxyStatus {

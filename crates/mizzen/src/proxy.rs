@@ -1,14 +1,20 @@
 //! `mizzen proxy`: the data plane, started from an Envoy bootstrap file (`-c`, as
 //! `envoy -c`) or from flags naming a pilot and the node to be.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use mizzen_proxy::admin::LogLevels;
 use mizzen_proxy::{Bootstrap, Proxy, ProxyOptions};
 use mizzen_xds::pb::envoy::config::core::v3::Node;
 use mizzen_xds::pb::google::protobuf::{Struct, Value, value::Kind};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, reload};
 
 /// The proxy's command line, shaped after Envoy's where they overlap.
 #[derive(clap::Args)]
@@ -30,6 +36,9 @@ pub struct Args {
     /// Where to serve the admin API (Envoy's 15000), with `--pilot`.
     #[arg(long, default_value = "127.0.0.1:15000")]
     admin_addr: SocketAddr,
+    /// Where to answer `/healthz/ready` (Istio's 15021), if anywhere.
+    #[arg(long)]
+    health_addr: Option<SocketAddr>,
     /// Worker threads (Envoy's `--concurrency`); 0 means one per core.
     #[arg(long, default_value_t = 0)]
     pub concurrency: usize,
@@ -42,7 +51,7 @@ pub struct Args {
 }
 
 /// Runs the proxy until `/quitquitquit` or Ctrl-C.
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub async fn run(args: Args, levels: LogControl) -> anyhow::Result<()> {
     let bootstrap = match (&args.config, &args.pilot) {
         (Some(path), _) => Bootstrap::from_file(path)?,
         (None, Some(pilot)) => {
@@ -55,6 +64,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let mut options = ProxyOptions::new(bootstrap);
     options.drain_time = Duration::from_secs(args.drain_time_s);
+    options.health_addr = args.health_addr;
+    options.logging = Some(Arc::new(levels));
     let proxy = Proxy::start(options).await?;
     if let Some(admin) = proxy.admin_addr() {
         eprintln!("mizzen proxy: admin on http://{admin}");
@@ -103,4 +114,101 @@ fn node(id: &str, metadata: &[String]) -> anyhow::Result<Node> {
         }),
         ..Node::default()
     })
+}
+
+/// The proxy's components, as `/logging` names them, and the modules they cover.
+const COMPONENTS: [(&str, &str); 8] = [
+    ("admin", "mizzen_proxy::admin"),
+    ("config", "mizzen_proxy::config"),
+    ("connection", "mizzen_proxy::conn"),
+    ("http", "mizzen_proxy::http"),
+    ("listener", "mizzen_proxy::listeners"),
+    ("tcp", "mizzen_proxy::tcp"),
+    ("upstream", "mizzen_proxy::upstream"),
+    ("xds", "mizzen_xds"),
+];
+
+/// The process's log filter, changeable at run time (the admin `/logging` endpoint).
+pub struct LogControl {
+    handle: reload::Handle<EnvFilter, tracing_subscriber::Registry>,
+    /// `RUST_LOG`, when set: it stays in force under the levels set at run time.
+    base: String,
+    levels: Mutex<BTreeMap<&'static str, String>>,
+}
+
+impl LogControl {
+    /// Installs the global logger on stderr at `default` (or `RUST_LOG`), reloadable.
+    pub fn install(default: &str) -> LogControl {
+        let base = std::env::var("RUST_LOG").unwrap_or_else(|_| default.to_owned());
+        let filter = EnvFilter::try_new(&base).unwrap_or_else(|_| EnvFilter::new(default));
+        let (layer, handle) = reload::Layer::new(filter);
+        tracing_subscriber::registry()
+            .with(layer)
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .init();
+        let level = tracing::level_filters::LevelFilter::current()
+            .to_string()
+            .to_lowercase();
+        let levels = COMPONENTS
+            .iter()
+            .map(|(name, _)| (*name, level.clone()))
+            .collect();
+        LogControl {
+            handle,
+            base,
+            levels: Mutex::new(levels),
+        }
+    }
+}
+
+impl LogLevels for LogControl {
+    fn levels(&self) -> Vec<(String, String)> {
+        let levels = self.levels.lock().unwrap_or_else(|e| e.into_inner());
+        levels
+            .iter()
+            .map(|(c, l)| (c.to_string(), l.clone()))
+            .collect()
+    }
+
+    fn set(&self, component: Option<&str>, level: &str) -> Result<(), String> {
+        let level = level.to_ascii_lowercase();
+        if ![
+            "trace", "debug", "info", "warn", "warning", "error", "critical", "off",
+        ]
+        .contains(&level.as_str())
+        {
+            return Err(format!(
+                "unknown log level {level:?} (trace, debug, info, warn, error, critical, off)"
+            ));
+        }
+        // Envoy's names for what tracing calls warn and error.
+        let level = match level.as_str() {
+            "warning" => "warn".to_owned(),
+            "critical" => "error".to_owned(),
+            _ => level,
+        };
+        let mut levels = self.levels.lock().unwrap_or_else(|e| e.into_inner());
+        match component {
+            None => levels.values_mut().for_each(|l| l.clone_from(&level)),
+            Some(name) => match levels.get_mut(name) {
+                Some(l) => *l = level,
+                None => {
+                    let known: Vec<&str> = COMPONENTS.iter().map(|(n, _)| *n).collect();
+                    return Err(format!(
+                        "unknown component {name:?} (one of {})",
+                        known.join(", ")
+                    ));
+                }
+            },
+        }
+        let directives: Vec<String> = std::iter::once(self.base.clone())
+            .chain(
+                COMPONENTS
+                    .iter()
+                    .map(|(name, target)| format!("{target}={}", levels[name])),
+            )
+            .collect();
+        let filter = EnvFilter::try_new(directives.join(",")).map_err(|e| e.to_string())?;
+        self.handle.reload(filter).map_err(|e| e.to_string())
+    }
 }

@@ -154,3 +154,96 @@ fn up_refuses_a_missing_directory() {
             .contains("config directory /nonexistent/mesh does not exist")
     );
 }
+
+/// One HTTP/1.0 exchange with `addr`; the response's status line and body.
+fn http(addr: &str, method: &str, path: &str) -> (String, String) {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: admin\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
+}
+
+#[test]
+fn proxy_runs_an_envoy_bootstrap_and_changes_log_levels_at_run_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = dir.path().join("bootstrap.yaml");
+    write(
+        &bootstrap,
+        r#"
+admin: {address: {socket_address: {address: 127.0.0.1, port_value: 0}}}
+static_resources:
+  listeners:
+  - name: hello
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: hello
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes: [{match: {prefix: "/"}, direct_response: {status: 200, body: {inline_string: "hello\n"}}}]
+"#,
+    );
+    let mut child = Command::new(MIZZEN)
+        .args(["proxy", "-c"])
+        .arg(&bootstrap)
+        .args(["--concurrency", "1", "-l", "warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            if tx.send(line.unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let seen = wait_for(&lines, "admin on http://");
+    let admin = seen
+        .last()
+        .unwrap()
+        .rsplit("http://")
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let (status, levels) = http(&admin, "GET", "/logging");
+    assert!(status.contains("200"), "{status}");
+    assert!(levels.contains("  upstream: warn\n"), "{levels}");
+    let (status, levels) = http(&admin, "POST", "/logging?upstream=debug");
+    assert!(status.contains("200"), "{status}");
+    assert!(
+        levels.contains("  upstream: debug\n") && levels.contains("  http: warn\n"),
+        "{levels}"
+    );
+    let (status, body) = http(&admin, "POST", "/logging?upstream=loud");
+    assert!(
+        status.contains("400") && body.contains("unknown log level \"loud\""),
+        "{status} {body}"
+    );
+
+    let (status, _) = http(&admin, "POST", "/quitquitquit");
+    assert!(status.contains("200"), "{status}");
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{exit}");
+}

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -34,6 +34,37 @@ pub struct Admin {
     pub bootstrap: Arc<Bootstrap>,
     /// Stops the proxy (`/quitquitquit`).
     pub shutdown: Arc<DrainTrigger>,
+    /// Run-time log levels, when the process offers them.
+    pub logging: Option<Arc<dyn LogLevels>>,
+}
+
+/// Log levels that can change while the proxy runs (the process owns its logger).
+pub trait LogLevels: Send + Sync {
+    /// Each component and its level, sorted.
+    fn levels(&self) -> Vec<(String, String)>;
+    /// Sets `level` for `component`, or for every component when `None`.
+    fn set(&self, component: Option<&str>, level: &str) -> Result<(), String>;
+}
+
+/// Serves Istio's agent health endpoint (`/healthz/ready` on 15021): 200 once the
+/// proxy's config is complete, 503 before.
+pub async fn serve_health(socket: TcpListener, shared: Arc<Shared>, stopped: DrainWatch) {
+    let app = Router::new()
+        .route(
+            "/healthz/ready",
+            get(|State(shared): State<Arc<Shared>>| async move {
+                if shared.store.is_ready() {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            }),
+        )
+        .with_state(shared);
+    let served = axum::serve(socket, app).with_graceful_shutdown(stopped.signaled());
+    if let Err(e) = served.await {
+        tracing::warn!(error = %e, "health server stopped");
+    }
 }
 
 /// Serves the admin API on `socket` until the proxy stops.
@@ -47,6 +78,7 @@ pub async fn serve(socket: TcpListener, admin: Admin, stopped: DrainWatch) {
         .route("/stats", get(stats))
         .route("/stats/prometheus", get(prometheus))
         .route("/quitquitquit", post(quit))
+        .route("/logging", get(logging).post(set_logging))
         .with_state(admin);
     let served = axum::serve(socket, app).with_graceful_shutdown(stopped.signaled());
     if let Err(e) = served.await {
@@ -81,6 +113,50 @@ async fn server_info(State(admin): State<Admin>) -> Response {
         "node": node,
     }))
     .into_response()
+}
+
+/// `GET /logging`: every component's level, as Envoy lists its loggers.
+async fn logging(State(admin): State<Admin>) -> Response {
+    let Some(logging) = &admin.logging else {
+        return (
+            StatusCode::NOT_FOUND,
+            "run-time log levels are not available\n",
+        )
+            .into_response();
+    };
+    let mut out = String::from("active loggers:\n");
+    for (component, level) in logging.levels() {
+        let _ = writeln!(out, "  {component}: {level}");
+    }
+    out.into_response()
+}
+
+/// `POST /logging?level=debug` (every component) or `?upstream=debug` (one).
+async fn set_logging(
+    State(admin): State<Admin>,
+    Query(query): Query<std::collections::BTreeMap<String, String>>,
+) -> Response {
+    let Some(levels) = &admin.logging else {
+        return (
+            StatusCode::NOT_FOUND,
+            "run-time log levels are not available\n",
+        )
+            .into_response();
+    };
+    if query.is_empty() {
+        return (
+            StatusCode::BAD_REQUEST,
+            "usage: /logging?level=LEVEL or /logging?COMPONENT=LEVEL\n",
+        )
+            .into_response();
+    }
+    for (key, level) in &query {
+        let component = (key != "level").then_some(key.as_str());
+        if let Err(e) = levels.set(component, level) {
+            return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
+        }
+    }
+    logging(State(admin)).await
 }
 
 async fn quit(State(admin): State<Admin>) -> Response {

@@ -57,12 +57,16 @@ pub struct Shared {
 }
 
 /// How to run a proxy.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ProxyOptions {
     /// Node, static resources, ADS server, admin address.
     pub bootstrap: Bootstrap,
     /// How long a removed listener's connections may finish (Envoy's `--drain-time-s`).
     pub drain_time: Duration,
+    /// Where to answer `/healthz/ready` (Istio's agent port 15021), if anywhere.
+    pub health_addr: Option<SocketAddr>,
+    /// Run-time log levels for the admin `/logging` endpoint, when the process has them.
+    pub logging: Option<Arc<dyn admin::LogLevels>>,
 }
 
 impl ProxyOptions {
@@ -71,6 +75,8 @@ impl ProxyOptions {
         Self {
             bootstrap,
             drain_time: Duration::from_secs(600),
+            health_addr: None,
+            logging: None,
         }
     }
 }
@@ -81,8 +87,8 @@ pub enum StartError {
     /// A static resource is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The admin address cannot be bound.
-    #[error("cannot bind the admin server on {address}: {source}")]
+    /// The admin or health address cannot be bound.
+    #[error("cannot bind {address}: {source}")]
     Admin {
         /// The address.
         address: SocketAddr,
@@ -139,12 +145,23 @@ impl Proxy {
                     client: client.clone(),
                     bootstrap: Arc::new(bootstrap.clone()),
                     shutdown: shutdown.clone(),
+                    logging: options.logging.clone(),
                 };
                 tasks.push(tokio::spawn(admin::serve(socket, state, stopped.clone())));
                 Some(local)
             }
             None => None,
         };
+        if let Some(address) = options.health_addr {
+            let socket = TcpListener::bind(address)
+                .await
+                .map_err(|source| StartError::Admin { address, source })?;
+            tasks.push(tokio::spawn(admin::serve_health(
+                socket,
+                shared.clone(),
+                stopped.clone(),
+            )));
+        }
         Ok(Proxy {
             shared,
             client,
