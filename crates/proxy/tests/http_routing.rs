@@ -163,3 +163,39 @@ async fn a_cluster_without_endpoints_answers_503() {
         (503, "no healthy upstream")
     );
 }
+
+#[tokio::test]
+async fn the_client_hears_its_own_http_version() {
+    // A backend that answers in HTTP/1.0 (as Python's http.server does).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let old = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await;
+        }
+    });
+    let yaml = http_bootstrap(
+        r#"- name: all
+  domains: ["*"]
+  routes: [{match: {prefix: "/"}, route: {cluster: old}}]
+"#,
+        &cluster("old", &[old]),
+    );
+    let proxy = proxy(&yaml).await;
+    let addr = proxy.listener_addr("http").await;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = stream.read(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+}

@@ -72,6 +72,7 @@ async fn route(
         .map_or("/", PathAndQuery::as_str)
         .to_owned();
     let scheme = if downstream.tls { "https" } else { "http" };
+    let version = request.version();
     let head = RequestHead {
         authority: &authority,
         method: request.method(),
@@ -177,6 +178,8 @@ async fn route(
         Err(failure) => return failure.response(),
     };
     headers::strip_hop_by_hop(response.headers_mut());
+    // The client hears its own HTTP version, whatever the upstream spoke.
+    *response.version_mut() = version;
     if let Some((client, protocol)) = upgrade
         && response.status() == StatusCode::SWITCHING_PROTOCOLS
     {
