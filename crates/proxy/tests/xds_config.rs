@@ -184,3 +184,91 @@ async fn config_over_ads_follows_changes_and_survives_nacks_and_server_loss() {
     proxy.wait_xds(|s| !s.connected).await;
     assert_eq!(send(addr, get("svc", "/c")).await.seen().backend, "v2");
 }
+
+#[tokio::test]
+async fn config_updates_under_load_fail_no_request() {
+    let v1 = backend("v1").await;
+    let v2 = backend("v2").await;
+    let source = Source::default();
+    source.set(ResourceType::Listener, vec![listener()]);
+    source.set(ResourceType::Cluster, vec![cluster()]);
+    source.set(ResourceType::Endpoint, vec![endpoints(v1)]);
+    source.set(ResourceType::Route, vec![routes("/.*")]);
+    let server = AdsServer::new(source.clone());
+    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let xds = socket.local_addr().unwrap();
+    {
+        let server = server.clone();
+        tokio::spawn(async move { server.serve(socket, std::future::pending()).await });
+    }
+    let node = Node {
+        id: "sidecar~127.0.0.1~client.default~default.svc.cluster.local".into(),
+        ..Node::default()
+    };
+    let proxy = Proxy::start(ProxyOptions::new(Bootstrap::for_pilot(
+        &xds.to_string(),
+        node,
+        None,
+    )))
+    .await
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), proxy.ready())
+        .await
+        .expect("the proxy gets its whole config");
+    let addr = proxy.listener_addr("http").await;
+
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let load: Vec<_> = (0..4)
+        .map(|_| {
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0u32, Vec::new());
+                while !*stopped.borrow_and_update() {
+                    let got = send(addr, get("svc", "/load")).await;
+                    if got.status == 200 {
+                        ok += 1;
+                    } else {
+                        failed.push((got.status, got.body));
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+
+    // Endpoints, routes and the listener itself change ten times while load runs.
+    for round in 0..10 {
+        let backend = if round % 2 == 0 { v2 } else { v1 };
+        source.set(ResourceType::Endpoint, vec![endpoints(backend)]);
+        source.set(
+            ResourceType::Route,
+            vec![routes(if round % 2 == 0 { "/l.*" } else { "/.*" })],
+        );
+        source.set(ResourceType::Listener, vec![listener()]);
+        let version = source.0.lock().unwrap().version.to_string();
+        server.pusher().push(&PushRequest::all(TypeSet::of([
+            ResourceType::Listener,
+            ResourceType::Endpoint,
+            ResourceType::Route,
+        ])));
+        proxy
+            .wait_xds(|s| {
+                [ResourceType::Endpoint, ResourceType::Route]
+                    .iter()
+                    .all(|t| s.version(*t) == Some(&version))
+            })
+            .await;
+    }
+    stop.send(true).unwrap();
+    let _ = stopped.changed().await;
+    let mut total = 0;
+    for task in load {
+        let (ok, failed) = task.await.unwrap();
+        assert!(
+            failed.is_empty(),
+            "failed requests during updates: {failed:?}"
+        );
+        total += ok;
+    }
+    assert!(total > 0, "the load ran");
+}
