@@ -1,5 +1,5 @@
-//! A minimal HTTP/1.0 GET for reading the mesh's local debug endpoints (pilot's 15014,
-//! a proxy's 15000), which need nothing more.
+//! A minimal HTTP/1.0 client for the mesh's local debug endpoints (pilot's 15014, a
+//! proxy's 15000), which need nothing more.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -9,12 +9,25 @@ use anyhow::{Context, bail};
 
 /// Fetches `path` from `addr` and returns the body of a 200 response.
 pub fn get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+    request(addr, "GET", path)
+}
+
+/// POSTs an empty body to `path` (Envoy's admin takes changes such as `/logging?level=`
+/// only by POST) and returns the body of a 200 response.
+pub fn post(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+    request(addr, "POST", path)
+}
+
+fn request(addr: SocketAddr, method: &str, path: &str) -> anyhow::Result<String> {
     let timeout = Some(Duration::from_secs(10));
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .with_context(|| format!("connecting to {addr} (is it running?)"))?;
     stream.set_read_timeout(timeout)?;
     stream.set_write_timeout(timeout)?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n"
+    )?;
     let mut response = Vec::new();
     stream
         .read_to_end(&mut response)
@@ -25,7 +38,7 @@ pub fn get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
         .with_context(|| format!("malformed response from http://{addr}{path}"))?;
     let status = head.lines().next().unwrap_or_default();
     if status.split_whitespace().nth(1) != Some("200") {
-        bail!("http://{addr}{path}: {status}: {}", body.trim());
+        bail!("{method} http://{addr}{path}: {status}: {}", body.trim());
     }
     Ok(body.to_owned())
 }

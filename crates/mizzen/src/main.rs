@@ -1,11 +1,13 @@
 //! `mizzen`: one binary for the control plane, the proxy, the local mesh and the CLI.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod proxy;
+mod proxy_config;
 mod up;
 
 use std::net::SocketAddr;
@@ -83,6 +85,14 @@ enum Command {
         #[arg(long, requires = "proxy")]
         proxy_admin: Option<SocketAddr>,
     },
+    /// Show what a proxy holds, like `istioctl proxy-config`.
+    ///
+    /// Reads a running proxy's admin (127.0.0.1:15000 unless told) or a saved
+    /// `/config_dump` (`--file`, from Mizzen's proxy or any Envoy), and prints its
+    /// clusters, listeners, routes, endpoints, secrets or bootstrap as istioctl's
+    /// tables, or as JSON or YAML (`-o`).
+    #[command(visible_alias = "pc")]
+    ProxyConfig(proxy_config::Args),
 }
 
 fn main() -> ExitCode {
@@ -162,6 +172,11 @@ fn run(command: Command, levels: proxy::LogControl) -> anyhow::Result<ExitCode> 
         } => {
             let out = mizzen_ctl::proxy_status::run(pilot, proxy.as_deref(), proxy_admin)?;
             print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ProxyConfig(args) => {
+            // Not `print!`, which panics when `| head` closes the pipe.
+            std::io::stdout().write_all(proxy_config::run(args)?.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -74,10 +74,14 @@ fn validate_refuses_a_missing_file_with_a_clear_message() {
 
 /// Reads the child's stdout lines on a thread so the test can wait with a timeout.
 fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {
+    lines(child.stdout.take().unwrap())
+}
+
+/// Reads `output`'s lines on a thread so the test can wait with a timeout.
+fn lines(output: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
+        for line in BufReader::new(output).lines() {
             if tx.send(line.unwrap()).is_err() {
                 break;
             }
@@ -152,6 +156,236 @@ fn up_refuses_a_missing_directory() {
     assert!(
         String::from_utf8_lossy(&out.stderr)
             .contains("config directory /nonexistent/mesh does not exist")
+    );
+}
+
+/// Runs `mizzen ARGS` and returns its stdout, asserting it succeeded.
+fn mizzen_ok(args: &[&str]) -> String {
+    let out = Command::new(MIZZEN).args(args).output().unwrap();
+    assert!(out.status.success(), "mizzen {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A sidecar's config dump, as Envoy's `/config_dump?include_eds` prints it.
+const SIDECAR_DUMP: &str = r#"{"configs": [
+  {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump",
+   "dynamic_active_clusters": [
+     {"cluster": {"@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+       "name": "outbound|9080|v2|reviews.default.svc.cluster.local", "type": "EDS",
+       "metadata": {"filter_metadata": {"istio": {"config": "/apis/networking.istio.io/v1/namespaces/default/destination-rule/reviews"}}}}},
+     {"cluster": {"@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+       "name": "outbound|9080||details.default.svc.cluster.local", "type": "EDS"}}]},
+  {"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
+   "dynamic_listeners": [{"name": "0.0.0.0_9080", "active_state": {"listener": {
+     "@type": "type.googleapis.com/envoy.config.listener.v3.Listener",
+     "name": "0.0.0.0_9080",
+     "address": {"socket_address": {"address": "0.0.0.0", "port_value": 9080}},
+     "filter_chains": [{"filter_chain_match": {"application_protocols": ["http/1.0", "http/1.1", "h2c"]},
+       "filters": [{"name": "envoy.filters.network.http_connection_manager",
+         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+           "rds": {"route_config_name": "9080"}}}]}]}}}]},
+  {"@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump",
+   "dynamic_route_configs": [{"route_config": {"@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+     "name": "9080", "virtual_hosts": [{"name": "reviews.default.svc.cluster.local:9080",
+       "domains": ["reviews.default.svc.cluster.local", "reviews", "reviews.default"],
+       "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "outbound|9080|v2|reviews.default.svc.cluster.local"},
+         "metadata": {"filter_metadata": {"istio": {"config": "/apis/networking.istio.io/v1/namespaces/default/virtual-service/reviews"}}}}]}]}}]},
+  {"@type": "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump",
+   "dynamic_endpoint_configs": [{"endpoint_config": {"@type": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+     "cluster_name": "outbound|9080|v2|reviews.default.svc.cluster.local",
+     "endpoints": [{"locality": {"region": "us-east1"}, "lb_endpoints": [
+       {"endpoint": {"address": {"socket_address": {"address": "10.0.0.7", "port_value": 9080}}}, "health_status": "HEALTHY"}]}]}}]}
+]}"#;
+
+#[test]
+fn proxy_config_prints_istioctl_tables_from_a_saved_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = dir.path().join("dump.json");
+    write(&dump, SIDECAR_DUMP);
+    let dump = dump.to_str().unwrap();
+    assert_eq!(
+        mizzen_ok(&["proxy-config", "cluster", "--file", dump]),
+        "\
+SERVICE FQDN                          PORT     SUBSET     DIRECTION     TYPE     DESTINATION RULE
+details.default.svc.cluster.local     9080     -          outbound      EDS      
+reviews.default.svc.cluster.local     9080     v2         outbound      EDS      reviews.default
+"
+    );
+    assert_eq!(
+        mizzen_ok(&[
+            "pc",
+            "listeners",
+            "-f",
+            dump,
+            "--port",
+            "9080",
+            "--type",
+            "http"
+        ]),
+        "ADDRESSES PORT MATCH     DESTINATION\n0.0.0.0   9080 App: HTTP Route: 9080\n"
+    );
+    assert_eq!(
+        mizzen_ok(&["pc", "routes", "-f", dump, "--name", "9080"]),
+        "\
+NAME     VHOST NAME                                 DOMAINS                      MATCH     VIRTUAL SERVICE
+9080     reviews.default.svc.cluster.local:9080     reviews, reviews.default     /*        reviews.default
+"
+    );
+    assert_eq!(
+        mizzen_ok(&["pc", "endpoints", "-f", dump, "--status", "healthy"]),
+        "\
+NAME              STATUS      LOCALITY     CLUSTER
+10.0.0.7:9080     HEALTHY     us-east1     outbound|9080|v2|reviews.default.svc.cluster.local
+"
+    );
+    assert_eq!(
+        mizzen_ok(&[
+            "pc", "clusters", "-f", dump, "--fqdn", "details", "-o", "yaml"
+        ]),
+        "- name: outbound|9080||details.default.svc.cluster.local\n  type: EDS\n"
+    );
+}
+
+#[test]
+fn proxy_config_matches_istioctl_on_its_own_golden() {
+    let Some(data) = mizzen_api::testdata::istio_data() else {
+        return;
+    };
+    let case = data
+        .join("istioctl/writer/envoy/configdump/testdata/routes/istio-gateway-http-route-prefix");
+    let got = mizzen_ok(&[
+        "proxy-config",
+        "route",
+        "-f",
+        case.join("configdump.json").to_str().unwrap(),
+    ]);
+    assert_eq!(
+        got,
+        std::fs::read_to_string(case.join("output.txt")).unwrap()
+    );
+}
+
+#[test]
+fn proxy_config_reads_a_running_mizzen_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = dir.path().join("bootstrap.yaml");
+    write(
+        &bootstrap,
+        r#"
+node: {id: sidecar~127.0.0.1~reviews-v1.default~default.svc.cluster.local, metadata: {ISTIO_VERSION: "1.24.0"}}
+admin: {address: {socket_address: {address: 127.0.0.1, port_value: 0}}}
+static_resources:
+  clusters:
+  - name: outbound|9080||reviews.default.svc.cluster.local
+    type: STATIC
+    load_assignment:
+      cluster_name: outbound|9080||reviews.default.svc.cluster.local
+      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 9}}}}]}]
+  listeners:
+  - name: web
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: web
+          cluster: outbound|9080||reviews.default.svc.cluster.local
+"#,
+    );
+    let mut proxy = Command::new(MIZZEN)
+        .arg("proxy")
+        .arg("-c")
+        .arg(&bootstrap)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = lines(proxy.stderr.take().unwrap());
+    let started = wait_for(&stderr, "admin on http://");
+    let admin = started
+        .last()
+        .unwrap()
+        .rsplit("http://")
+        .next()
+        .unwrap()
+        .to_owned();
+
+    let clusters = mizzen_ok(&["proxy-config", "cluster", &admin]);
+    let listeners = mizzen_ok(&["proxy-config", "listener", "--admin", &admin]);
+    // The proxy's text `/clusters`, read as istioctl reads Envoy's JSON one.
+    let endpoints = mizzen_ok(&["proxy-config", "endpoint", &admin]);
+    let versions = mizzen_ok(&["proxy-config", "bootstrap", &admin, "-o", "short"]);
+    proxy.kill().unwrap();
+    proxy.wait().unwrap();
+
+    assert_eq!(
+        clusters,
+        "\
+SERVICE FQDN                          PORT     SUBSET     DIRECTION     TYPE       DESTINATION RULE
+reviews.default.svc.cluster.local     9080     -          outbound      STATIC     
+"
+    );
+    assert_eq!(
+        listeners,
+        "\
+ADDRESSES PORT MATCH DESTINATION
+127.0.0.1 0    ALL   Cluster: outbound|9080||reviews.default.svc.cluster.local
+"
+    );
+    assert_eq!(
+        endpoints,
+        "\
+ENDPOINT        STATUS      OUTLIER CHECK     CLUSTER
+127.0.0.1:9     HEALTHY     OK                outbound|9080||reviews.default.svc.cluster.local
+"
+    );
+    assert_eq!(versions, "Istio Version: 1.24.0\nEnvoy Version: 0.0.0\n");
+}
+
+#[test]
+fn proxy_config_names_a_missing_file_or_an_unreachable_admin() {
+    let out = Command::new(MIZZEN)
+        .args(["proxy-config", "cluster", "-f", "/nonexistent/dump.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "Error: reading config dump /nonexistent/dump.json: No such file or directory (os error 2)\n"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    write(&bad, "{\"configs\": [");
+    let out = Command::new(MIZZEN)
+        .args(["proxy-config", "listener", "-f"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.json: not a JSON config dump: EOF while parsing"),
+        "{stderr}"
+    );
+
+    // A port just released is refused: nothing listens there.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let out = Command::new(MIZZEN)
+        .args(["proxy-config", "route", "--admin", &addr])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "Error: reading the proxy's admin at {addr}: connecting to {addr} (is it running?): "
+        )),
+        "{stderr}"
     );
 }
 

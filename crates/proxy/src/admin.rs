@@ -10,8 +10,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use mizzen_xds::pb::envoy::admin::v3::{
-    BootstrapConfigDump, ClustersConfigDump, ConfigDump, ListenersConfigDump, RoutesConfigDump,
-    clusters_config_dump, listeners_config_dump, routes_config_dump,
+    BootstrapConfigDump, ClustersConfigDump, ConfigDump, EndpointsConfigDump, ListenersConfigDump,
+    RoutesConfigDump, clusters_config_dump, endpoints_config_dump, listeners_config_dump,
+    routes_config_dump,
 };
 use mizzen_xds::pb::google::protobuf::Any;
 use mizzen_xds::{AdsClient, ResourceType, json};
@@ -173,7 +174,10 @@ fn pack<M: Message + Name>(message: &M) -> Any {
 
 /// `/config_dump`: bootstrap, clusters, listeners and routes, static and dynamic,
 /// each dynamic resource with the version it was accepted at.
-async fn config_dump(State(admin): State<Admin>) -> Response {
+async fn config_dump(
+    State(admin): State<Admin>,
+    Query(query): Query<std::collections::BTreeMap<String, String>>,
+) -> Response {
     let snapshot = admin.shared.store.snapshot();
     let xds = admin.client.as_ref().map(|c| c.state());
     let version = |ty: ResourceType| {
@@ -256,7 +260,7 @@ async fn config_dump(State(admin): State<Admin>) -> Response {
         ..Default::default()
     };
 
-    let dump = ConfigDump {
+    let mut dump = ConfigDump {
         configs: vec![
             pack(&BootstrapConfigDump {
                 bootstrap: Some(admin.bootstrap.raw.clone()),
@@ -267,6 +271,32 @@ async fn config_dump(State(admin): State<Admin>) -> Response {
             pack(&route_dump),
         ],
     };
+    // Envoy leaves endpoints out unless asked (`?include_eds`).
+    if query.contains_key("include_eds") {
+        let mut assignments: Vec<_> = snapshot.assignments.iter().collect();
+        assignments.sort_by(|a, b| a.0.cmp(b.0));
+        let mut endpoints = EndpointsConfigDump::default();
+        for state in snapshot.clusters.values() {
+            if let Some(a) = state.cluster.static_assignment() {
+                endpoints.static_endpoint_configs.push(
+                    endpoints_config_dump::StaticEndpointConfig {
+                        endpoint_config: Some(pack(a)),
+                        ..Default::default()
+                    },
+                );
+            }
+        }
+        for (_, a) in assignments {
+            endpoints
+                .dynamic_endpoint_configs
+                .push(endpoints_config_dump::DynamicEndpointConfig {
+                    version_info: version(ResourceType::Endpoint),
+                    endpoint_config: Some(pack(&**a)),
+                    ..Default::default()
+                });
+        }
+        dump.configs.push(pack(&endpoints));
+    }
     let response = match json::to_json(&dump) {
         Ok(value) => axum::Json(value).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),

@@ -83,6 +83,18 @@ async fn admin_reports_config_and_counts_requests() {
         "v1"
     );
 
+    let with_eds: serde_json::Value =
+        serde_json::from_str(&admin_get(&proxy, "/config_dump?include_eds").await.body).unwrap();
+    let eds = &with_eds["configs"][4];
+    assert_eq!(
+        eds["@type"],
+        "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump"
+    );
+    assert_eq!(
+        eds["static_endpoint_configs"][0]["endpoint_config"]["cluster_name"],
+        "v1"
+    );
+
     let clusters = admin_get(&proxy, "/clusters").await.body;
     assert!(
         clusters.contains(&format!("v1::{v1}::health_flags::healthy\n")),
