@@ -47,9 +47,14 @@ pub struct PoolSettings {
 /// Why an upstream request failed before a response arrived.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    /// The connection could not be made.
-    #[error("connection failure, transport failure reason: {0}")]
+    /// The endpoint could not be reached or refused the connection; worded as Envoy
+    /// words it in its 503 body (the cause is the error's source).
+    #[error("remote connection failure")]
     Connect(#[source] io::Error),
+    /// No connection could even be attempted: no socket, an unusable source address or
+    /// an unresolved name; worded as Envoy words it.
+    #[error("local connection failure")]
+    LocalConnect(#[source] io::Error),
     /// The connection attempt took longer than the cluster's `connect_timeout`.
     #[error("connection timeout")]
     ConnectTimeout,
@@ -238,21 +243,24 @@ pub async fn connect(
 ) -> Result<TcpStream, UpstreamError> {
     let attempt = async {
         let socket = if endpoint.is_ipv4() {
-            TcpSocket::new_v4()?
+            TcpSocket::new_v4()
         } else {
-            TcpSocket::new_v6()?
-        };
-        if let Some(bind) = bind {
-            socket.bind(bind)?;
+            TcpSocket::new_v6()
         }
-        let stream = socket.connect(endpoint).await?;
-        stream.set_nodelay(true)?;
+        .map_err(UpstreamError::LocalConnect)?;
+        if let Some(bind) = bind {
+            socket.bind(bind).map_err(UpstreamError::LocalConnect)?;
+        }
+        let stream = socket
+            .connect(endpoint)
+            .await
+            .map_err(UpstreamError::Connect)?;
+        stream.set_nodelay(true).map_err(UpstreamError::Connect)?;
         Ok(stream)
     };
-    match tokio::time::timeout(timeout, attempt).await {
-        Ok(result) => result.map_err(UpstreamError::Connect),
-        Err(_) => Err(UpstreamError::ConnectTimeout),
-    }
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .map_err(|_| UpstreamError::ConnectTimeout)?
 }
 
 /// A response body from a pooled connection; when it ends, an HTTP/1.1 connection goes
@@ -320,5 +328,43 @@ impl Drop for PooledBody {
         {
             back.done();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_remote_connection_failure() {
+        // Nothing listens on port 1; Envoy says "remote connection failure" in its 503.
+        let refused = connect(
+            SocketAddr::from(([127, 0, 0, 1], 1)),
+            None,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(refused, UpstreamError::Connect(_)), "{refused:?}");
+        assert_eq!(refused.to_string(), "remote connection failure");
+    }
+
+    #[tokio::test]
+    async fn an_unusable_source_address_is_a_local_connection_failure() {
+        // 203.0.113.254 (TEST-NET-3, for documentation) is no address of this host, so it
+        // cannot be bound.
+        let bind = Some(SocketAddr::from(([203, 0, 113, 254], 0)));
+        let failed = connect(
+            SocketAddr::from(([127, 0, 0, 1], 1)),
+            bind,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(failed, UpstreamError::LocalConnect(_)),
+            "{failed:?}"
+        );
+        assert_eq!(failed.to_string(), "local connection failure");
     }
 }

@@ -1,5 +1,6 @@
 //! HTTP through the proxy on loopback: routes by path and header, weighted clusters,
-//! direct responses, redirects, rewrites and header mutations, HTTP/1.1 and HTTP/2.
+//! direct responses, redirects, rewrites and header mutations, HTTP/1.1 and HTTP/2, and
+//! the headers the proxy itself sets as Envoy does.
 
 mod common;
 
@@ -198,4 +199,131 @@ async fn the_client_hears_its_own_http_version() {
     let n = stream.read(&mut buf).await.unwrap();
     let text = String::from_utf8_lossy(&buf[..n]);
     assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+}
+
+#[tokio::test]
+async fn the_proxys_own_answers_carry_the_routes_response_headers() {
+    let v1 = backend("v1").await;
+    let yaml = http_bootstrap(
+        r#"- name: all
+  domains: ["*"]
+  response_headers_to_add: [{header: {key: x-vhost, value: all}}]
+  routes:
+  - match: {prefix: /by-header}
+    route: {cluster_header: x-cluster}
+  - match: {prefix: /empty}
+    route: {cluster: empty}
+  - match: {prefix: /created}
+    direct_response: {status: 201}
+"#,
+        &(cluster("v1", &[v1])
+            + "- name: empty\n  type: STATIC\n  load_assignment: {cluster_name: empty}\n"),
+    );
+    let proxy = proxy(&yaml).await;
+    let addr = proxy.listener_addr("http").await;
+
+    let missing = send(addr, get("x", "/by-header")).await;
+    assert_eq!(missing.status, 503);
+    assert_eq!(missing.headers["x-vhost"], "all");
+    let empty = send(addr, get("x", "/empty")).await;
+    assert_eq!(
+        (empty.status, empty.body.as_str()),
+        (503, "no healthy upstream")
+    );
+    assert_eq!(empty.headers["x-vhost"], "all");
+    // Envoy gives a direct 201 or 3xx the request's own URL as its Location.
+    let created = send(addr, get("x:8080", "/created?id=7")).await;
+    assert_eq!(created.status, 201);
+    assert_eq!(created.headers["location"], "http://x:8080/created?id=7");
+    assert_eq!(created.headers["x-vhost"], "all");
+}
+
+#[tokio::test]
+async fn host_rewrites_keep_the_original_host_as_envoy_does() {
+    let v1 = backend("v1").await;
+    let named = format!(
+        "- name: named\n  type: STATIC\n  load_assignment:\n    cluster_name: named\n    endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: {}, port_value: {}}}}}, hostname: v1.internal}}}}]}}]\n",
+        v1.ip(),
+        v1.port()
+    );
+    let yaml = http_bootstrap(
+        r#"- name: all
+  domains: ["*"]
+  routes:
+  - match: {prefix: /literal}
+    route: {cluster: v1, host_rewrite_literal: new.test, append_x_forwarded_host: true}
+  - match: {prefix: /auto}
+    route: {cluster: named, auto_host_rewrite: true}
+"#,
+        &(cluster("v1", &[v1]) + &named),
+    );
+    let proxy = proxy(&yaml).await;
+    let addr = proxy.listener_addr("http").await;
+
+    let literal = Request::get("/literal")
+        .header("host", "old.test")
+        .header("x-forwarded-host", "edge.test")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let seen = send(addr, literal).await.seen();
+    assert_eq!(seen.headers["host"], "new.test");
+    assert_eq!(seen.headers["x-envoy-original-host"], "old.test");
+    assert_eq!(seen.headers["x-forwarded-host"], "edge.test,old.test");
+
+    let auto = send(addr, get("old.test", "/auto")).await.seen();
+    assert_eq!(auto.headers["host"], "v1.internal");
+    assert_eq!(auto.headers["x-envoy-original-host"], "old.test");
+}
+
+#[tokio::test]
+async fn routes_see_the_headers_the_connection_manager_sets() {
+    let v1 = backend("v1").await;
+    let yaml = http_bootstrap(
+        r#"- name: all
+  domains: ["*"]
+  routes:
+  - match: {prefix: /id, headers: [{name: x-request-id, present_match: true}]}
+    direct_response: {status: 200, body: {inline_string: "has an id"}}
+  - match: {prefix: /secure, headers: [{name: ":scheme", string_match: {exact: https}}]}
+    redirect: {path_redirect: /moved}
+  - match: {prefix: /}
+    route: {cluster: v1}
+"#,
+        &cluster("v1", &[v1]),
+    );
+    let proxy = proxy(&yaml).await;
+    let addr = proxy.listener_addr("http").await;
+
+    let id = send(addr, get("x", "/id")).await;
+    assert_eq!((id.status, id.body.as_str()), (200, "has an id"));
+    // A client's x-forwarded-proto is trusted when the proxy is not at the edge, and it is
+    // the request's scheme: route conditions and redirects go by it.
+    let forwarded = Request::get("/secure")
+        .header("host", "x")
+        .header("x-forwarded-proto", "https")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let moved = send(addr, forwarded).await;
+    assert_eq!(moved.status, 301);
+    assert_eq!(moved.headers["location"], "https://x/moved");
+    let plain = send(addr, get("x", "/secure")).await.seen();
+    assert_eq!(plain.backend, "v1");
+    // Proxy-steering headers from a client outside the mesh are not passed on.
+    let steering = Request::get("/")
+        .header("host", "x")
+        .header("x-envoy-retry-on", "5xx")
+        .header("x-envoy-internal", "true")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let seen = send(addr, steering).await.seen();
+    assert!(
+        !seen.headers.contains_key("x-envoy-retry-on"),
+        "{:?}",
+        seen.headers
+    );
+    assert!(
+        !seen.headers.contains_key("x-envoy-internal"),
+        "{:?}",
+        seen.headers
+    );
 }

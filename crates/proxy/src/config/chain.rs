@@ -9,6 +9,8 @@ use std::net::{IpAddr, SocketAddr};
 use mizzen_xds::pb::envoy::config::core::v3::CidrRange;
 use mizzen_xds::pb::envoy::config::listener::v3::{FilterChainMatch, filter_chain_match};
 
+use super::cidr::Cidr;
+
 /// What is known of a connection when its chain is chosen.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionInfo<'a> {
@@ -43,44 +45,6 @@ enum SourceType {
     Any,
     Local,
     External,
-}
-
-/// An IP prefix.
-#[derive(Debug, Clone, Copy)]
-struct Cidr {
-    ip: IpAddr,
-    len: u8,
-}
-
-impl Cidr {
-    fn parse(range: &CidrRange) -> Result<Cidr, String> {
-        let ip: IpAddr = range
-            .address_prefix
-            .parse()
-            .map_err(|_| format!("{:?} is not an IP address", range.address_prefix))?;
-        let max = if ip.is_ipv4() { 32 } else { 128 };
-        let len = range.prefix_len.map_or(max, |l| l.value);
-        if len > max {
-            return Err(format!("prefix length {len} is longer than {max}"));
-        }
-        Ok(Cidr { ip, len: len as u8 })
-    }
-
-    fn contains(&self, ip: IpAddr) -> bool {
-        match (self.ip, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.len))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
 }
 
 impl ChainMatch {
@@ -219,7 +183,7 @@ fn longest_prefix(ranges: &[Cidr], ip: IpAddr) -> Option<u32> {
     ranges
         .iter()
         .filter(|c| c.contains(ip))
-        .map(|c| 1 + u32::from(c.len))
+        .map(|c| 1 + u32::from(c.len()))
         .max()
 }
 

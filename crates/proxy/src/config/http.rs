@@ -1,6 +1,7 @@
 //! The HTTP connection manager (`envoy.filters.network.http_connection_manager`): how a
 //! chain's connections are served as HTTP, and which route table they use.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager
     http_connection_manager::RouteSpecifier, http_filter,
 };
 
+use super::cidr::Cidr;
 use super::duration;
 use crate::route::RouteTable;
 use crate::stats::{HttpStats, Stats};
@@ -34,9 +36,8 @@ pub struct HttpManager {
     pub routes: RouteSource,
     /// Which HTTP versions it serves.
     pub codec: Codec,
-    /// Whether the client's address is the real source (edge) or taken from
-    /// `x-forwarded-for` (`use_remote_address`).
-    pub use_remote_address: bool,
+    /// How the forwarding headers of requests are treated.
+    pub forwarding: Forwarding,
     /// Whether requests without an `x-request-id` get one.
     pub generate_request_id: bool,
     /// A stream with no activity for this long is reset (none: never).
@@ -47,6 +48,35 @@ pub struct HttpManager {
     pub websocket: bool,
     /// Its statistics (shared by every manager with the same `stat_prefix`).
     pub stats: Arc<HttpStats>,
+}
+
+/// How a connection manager treats the forwarding headers of requests
+/// (`x-forwarded-*`, `x-envoy-*`, `x-request-id`).
+#[derive(Debug, Clone, Default)]
+pub struct Forwarding {
+    /// `use_remote_address`: the connection's peer is the client, as at the edge of the
+    /// mesh. Its address goes into `x-forwarded-for`, `x-forwarded-proto` comes from the
+    /// connection, and what the client says in `x-envoy-*` headers is not trusted.
+    pub use_remote_address: bool,
+    /// `xff_num_trusted_hops`: how many proxies in front of this one set
+    /// `x-forwarded-for` and `x-forwarded-proto` truthfully.
+    pub xff_num_trusted_hops: u32,
+    /// `skip_xff_append`: leave `x-forwarded-for` as the client sent it.
+    pub skip_xff_append: bool,
+    /// `preserve_external_request_id`: keep an edge client's `x-request-id`.
+    pub preserve_external_request_id: bool,
+    /// `internal_address_config.cidr_ranges`: the client addresses trusted as inside the
+    /// mesh (none by default, as in Envoy since 1.33).
+    internal: Vec<Cidr>,
+}
+
+impl Forwarding {
+    /// Whether a request from `client` comes from inside the mesh, so that its `x-envoy-*`
+    /// headers are trusted.
+    pub fn is_internal(&self, client: IpAddr) -> bool {
+        let client = client.to_canonical();
+        self.internal.iter().any(|range| range.contains(client))
+    }
 }
 
 /// Where an HTTP connection manager's route table comes from.
@@ -129,6 +159,15 @@ impl HttpManager {
                 ));
             }
         }
+        let internal = hcm
+            .internal_address_config
+            .iter()
+            .flat_map(|c| c.cidr_ranges.iter().enumerate())
+            .map(|(i, range)| {
+                Cidr::parse(range)
+                    .map_err(|r| field(&format!("internal_address_config.cidr_ranges[{i}]"), r))
+            })
+            .collect::<Result<_, _>>()?;
         let stream_idle_timeout = match &hcm.stream_idle_timeout {
             Some(d) => Some(duration(d).map_err(|r| field("stream_idle_timeout", r))?)
                 .filter(|d| !d.is_zero()),
@@ -138,7 +177,13 @@ impl HttpManager {
             stat_prefix: hcm.stat_prefix.clone(),
             routes,
             codec,
-            use_remote_address: hcm.use_remote_address.is_some_and(|b| b.value),
+            forwarding: Forwarding {
+                use_remote_address: hcm.use_remote_address.is_some_and(|b| b.value),
+                xff_num_trusted_hops: hcm.xff_num_trusted_hops,
+                skip_xff_append: hcm.skip_xff_append,
+                preserve_external_request_id: hcm.preserve_external_request_id,
+                internal,
+            },
             generate_request_id: hcm.generate_request_id.is_none_or(|b| b.value),
             stream_idle_timeout,
             server_name: Some(hcm.server_name.clone()).filter(|s| !s.is_empty()),
@@ -148,5 +193,64 @@ impl HttpManager {
                     && u.enabled.is_none_or(|e| e.value)
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mizzen_xds::pb::envoy::config::core::v3::CidrRange;
+    use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+        HttpFilter, Rds, http_connection_manager::InternalAddressConfig,
+    };
+    use mizzen_xds::pb::google::protobuf::UInt32Value;
+
+    use super::*;
+
+    fn with_internal(ranges: &[(&str, u32)]) -> Result<HttpManager, (String, String)> {
+        HttpManager::compile(
+            &HttpConnectionManager {
+                route_specifier: Some(RouteSpecifier::Rds(Rds {
+                    route_config_name: "r".to_owned(),
+                    ..Rds::default()
+                })),
+                http_filters: vec![HttpFilter {
+                    name: ROUTER.to_owned(),
+                    ..HttpFilter::default()
+                }],
+                internal_address_config: Some(InternalAddressConfig {
+                    cidr_ranges: ranges
+                        .iter()
+                        .map(|(prefix, len)| CidrRange {
+                            address_prefix: (*prefix).to_owned(),
+                            prefix_len: Some(UInt32Value { value: *len }),
+                        })
+                        .collect(),
+                    ..InternalAddressConfig::default()
+                }),
+                ..HttpConnectionManager::default()
+            },
+            &crate::stats::Stats::default(),
+        )
+    }
+
+    #[test]
+    fn only_the_configured_ranges_are_internal() {
+        let m = with_internal(&[("10.0.0.0", 8), ("fd00::", 8)]).unwrap();
+        let internal = |ip: &str| m.forwarding.is_internal(ip.parse().unwrap());
+        assert!(internal("10.1.2.3"));
+        assert!(internal("::ffff:10.1.2.3"));
+        assert!(internal("fd00::1"));
+        assert!(!internal("192.168.0.1"));
+        assert!(!internal("127.0.0.1"));
+        // Envoy trusts no address unless told to (since 1.33).
+        let none = with_internal(&[]).unwrap();
+        assert!(!none.forwarding.is_internal("10.1.2.3".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_bad_range_is_refused_by_position() {
+        let (field, reason) = with_internal(&[("10.0.0.0", 8), ("10.0.0.0", 33)]).unwrap_err();
+        assert_eq!(field, "internal_address_config.cidr_ranges[1]");
+        assert!(reason.contains("33"), "{reason}");
     }
 }

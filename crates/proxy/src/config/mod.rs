@@ -3,6 +3,7 @@
 //! without locks and finishes on the config it started with.
 
 mod chain;
+mod cidr;
 mod cluster;
 mod http;
 mod listener;
@@ -17,7 +18,7 @@ use mizzen_xds::pb::google::protobuf::Duration as PbDuration;
 
 pub use chain::{ChainMatch, ConnectionInfo};
 pub use cluster::{Cluster, Discovery, UpstreamProtocol};
-pub use http::{Codec, HttpManager, RouteSource};
+pub use http::{Codec, Forwarding, HttpManager, RouteSource};
 pub use listener::{FilterChain, Listener, NetworkFilter};
 pub use store::{ClusterState, ConfigStore, Snapshot, Wanted};
 pub use tcp::{TcpProxy, TcpTarget};

@@ -3,6 +3,7 @@
 
 mod body;
 pub mod headers;
+mod host_address;
 mod router;
 
 use std::sync::Arc;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -16,11 +16,12 @@ use hyper_util::rt::TokioIo;
 use super::body::ProxyBody;
 use super::headers::{
     self, X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, X_ENVOY_ORIGINAL_PATH, X_ENVOY_UPSTREAM_SERVICE_TIME,
+    X_FORWARDED_PROTO,
 };
 use crate::Shared;
 use crate::balance::HashInput;
 use crate::config::{ClusterState, Discovery, HttpManager, Snapshot, UpstreamProtocol};
-use crate::route::{Action, RequestHead, Timeout};
+use crate::route::{Action, NewHost, RequestHead, Timeout};
 use crate::upstream::{PoolKey, PoolSettings, UpstreamError};
 
 /// What the router knows of the downstream connection.
@@ -65,38 +66,58 @@ async fn route(
     let Some(table) = snapshot.route_table(manager) else {
         return local(StatusCode::NOT_FOUND, "");
     };
+    // A WebSocket upgrade: the client's half of the tunnel, taken before the request
+    // moves upstream (and before hop-by-hop headers go); upgrades are HTTP/1.1 end to end.
+    let upgrade = (manager.websocket
+        && request.version() == Version::HTTP_11
+        && headers::is_websocket_upgrade(request.headers()))
+    .then(|| {
+        let protocol = request.headers()[header::UPGRADE].clone();
+        (hyper::upgrade::on(&mut request), protocol)
+    });
+    // Envoy's connection manager changes these before routing, so routes see its result
+    // (a route may match on `x-forwarded-proto`, say).
+    headers::sanitize_request(
+        request.headers_mut(),
+        manager,
+        table.internal_only_headers(),
+        downstream.peer,
+        downstream.tls,
+    );
     let authority = authority(&request);
     let path = request
         .uri()
         .path_and_query()
         .map_or("/", PathAndQuery::as_str)
         .to_owned();
-    let scheme = if downstream.tls { "https" } else { "http" };
     let version = request.version();
     let head = RequestHead {
         authority: &authority,
         method: request.method(),
         path: &path,
-        scheme,
+        scheme: scheme(request.uri(), request.headers(), downstream.tls),
         headers: request.headers(),
     };
     let Some(selected) = table.select(&head) else {
         return local(StatusCode::NOT_FOUND, "");
     };
+    // Every answer to a routed request carries the route's response headers, the proxy's
+    // own answers (direct responses, redirects, errors) included, as in Envoy.
+    let finish = |mut response: Response<ProxyBody>| {
+        selected.apply_response_headers(response.headers_mut());
+        response
+    };
     let forward = match &selected.route.action {
         Action::DirectResponse(direct) => {
             let mut response = local(direct.status, direct.body.clone());
-            selected.apply_response_headers(response.headers_mut());
-            return response;
+            set_location(&mut response, direct.location(&head).as_deref());
+            return finish(response);
         }
         Action::Redirect(redirect) => {
             let (status, location) = redirect.location(&head);
             let mut response = local(status, "");
-            if let Ok(value) = HeaderValue::from_str(&location) {
-                response.headers_mut().insert(header::LOCATION, value);
-            }
-            selected.apply_response_headers(response.headers_mut());
-            return response;
+            set_location(&mut response, Some(&location));
+            return finish(response);
         }
         Action::Forward(forward) => forward,
     };
@@ -107,13 +128,11 @@ async fn route(
         .name(&head)
         .and_then(|name| snapshot.clusters.get(name))
     else {
-        return local(forward.cluster_not_found_response_code, "");
+        return finish(local(forward.cluster_not_found_response_code, ""));
     };
     let rewritten = forward.rewrite_path(&path);
-    let host = forward
-        .rewrite_host(target, &head)
-        .map(|h| h.into_owned())
-        .unwrap_or_else(|| authority.clone());
+    // Owned, for the request's headers are about to change.
+    let new_host = forward.rewrite_host(target, &head).map(NewHost::into_owned);
     let timeout = match forward.timeout {
         Timeout::Disabled => None,
         Timeout::After(t) => Some(t),
@@ -134,31 +153,17 @@ async fn route(
         })
         .unwrap_or_default();
 
-    // A WebSocket upgrade: the client's half of the tunnel, taken before the request
-    // moves upstream; upgrades are HTTP/1.1 end to end.
-    let upgrade = (manager.websocket
-        && request.version() == Version::HTTP_11
-        && headers::is_websocket_upgrade(request.headers()))
-    .then(|| {
-        let protocol = request.headers()[header::UPGRADE].clone();
-        (hyper::upgrade::on(&mut request), protocol)
-    });
     let headers = request.headers_mut();
-    headers::strip_hop_by_hop(headers);
     if let Some((_, protocol)) = &upgrade {
         headers::keep_upgrade(headers, protocol.clone());
-    }
-    if manager.use_remote_address {
-        headers::append_forwarded_for(headers, downstream.peer.ip());
-    }
-    headers::set_forwarded_proto(headers, downstream.tls);
-    if manager.generate_request_id {
-        headers::ensure_request_id(headers);
     }
     if let Some(t) = timeout {
         headers.insert(X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, headers::millis(t));
     }
     selected.apply_request_headers(headers);
+    if let Some(NewHost::Route(_)) = &new_host {
+        headers::record_original_host(headers, &authority, forward.append_x_forwarded_host);
+    }
     if rewritten.is_some()
         && let Ok(original) = HeaderValue::from_str(&path)
     {
@@ -167,15 +172,17 @@ async fn route(
 
     let started = Instant::now();
     let target = Target {
-        authority: &host,
+        authority: new_host.as_ref().map_or(&authority, NewHost::as_str),
         path: rewritten.as_deref().unwrap_or(&path),
         hash: hashed.hash,
         timeout,
+        auto_host_rewrite: forward.auto_host_rewrite(),
+        append_x_forwarded_host: forward.append_x_forwarded_host,
     };
     let result = forward_to(shared, cluster, downstream, request, target).await;
     let mut response = match result {
         Ok(response) => response,
-        Err(failure) => return failure.response(),
+        Err(failure) => return finish(failure.response()),
     };
     headers::strip_hop_by_hop(response.headers_mut());
     // The client hears its own HTTP version, whatever the upstream spoke.
@@ -190,7 +197,7 @@ async fn route(
         X_ENVOY_UPSTREAM_SERVICE_TIME,
         headers::millis(started.elapsed()),
     );
-    selected.apply_response_headers(response.headers_mut());
+    let mut response = finish(response);
     if let Some(cookie) = hashed
         .set_cookie
         .and_then(|c| HeaderValue::from_str(&c).ok())
@@ -216,6 +223,27 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnU
     }
 }
 
+/// The request's scheme, as Envoy sets `:scheme`: the one the client sent (HTTP/2, or an
+/// HTTP/1.1 absolute URL), else `x-forwarded-proto` when it is `http` or `https` (the
+/// connection manager has already decided whether to trust it), else the connection's.
+fn scheme<'r>(uri: &'r Uri, headers: &'r HeaderMap, tls: bool) -> &'r str {
+    if let Some(scheme) = uri.scheme_str() {
+        return scheme;
+    }
+    match headers.get(X_FORWARDED_PROTO).and_then(|v| v.to_str().ok()) {
+        Some(proto @ ("http" | "https")) => proto,
+        _ if tls => "https",
+        _ => "http",
+    }
+}
+
+/// Sets the response's `Location`, when there is one.
+fn set_location(response: &mut Response<ProxyBody>, location: Option<&str>) {
+    if let Some(value) = location.and_then(|l| HeaderValue::from_str(l).ok()) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+}
+
 /// Where a forwarded request goes, beyond its cluster.
 struct Target<'a> {
     /// The authority to send (after any host rewrite).
@@ -226,6 +254,10 @@ struct Target<'a> {
     hash: Option<u64>,
     /// The route's timeout.
     timeout: Option<Duration>,
+    /// Whether the authority becomes the picked endpoint's hostname, when it has one.
+    auto_host_rewrite: bool,
+    /// Whether a rewritten authority is appended to `x-forwarded-host`.
+    append_x_forwarded_host: bool,
 }
 
 /// Why a forwarded request got no upstream response, and what Envoy answers then.
@@ -244,12 +276,17 @@ impl Failure {
             Failure::NoHealthyUpstream => {
                 local(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream")
             }
-            Failure::Upstream(e) => local(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "upstream connect error or disconnect/reset before headers. reset reason: {e}"
-                ),
-            ),
+            Failure::Upstream(e) => {
+                // The body names the failure as Envoy does; the cause goes to the log.
+                let cause = std::error::Error::source(&e).map(ToString::to_string);
+                tracing::debug!(error = %e, cause, "upstream request failed");
+                local(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "upstream connect error or disconnect/reset before headers. reset reason: {e}"
+                    ),
+                )
+            }
             Failure::Timeout => local(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
         }
     }
@@ -266,21 +303,34 @@ async fn forward_to(
     let cluster = &state.cluster;
     // Held until the response head arrives: LEAST_REQUEST counts requests in flight.
     let mut _picked = None;
-    let endpoint = match &cluster.discovery {
-        Discovery::OriginalDst => downstream.destination,
+    // The endpoint, and its hostname (empty when it has none).
+    let (endpoint, hostname) = match &cluster.discovery {
+        Discovery::OriginalDst => (downstream.destination, ""),
         Discovery::Dns(targets) => {
             let (host, port) = &targets[fastrand::usize(..targets.len())];
-            resolve(host, *port)
+            let address = resolve(host, *port)
                 .await
-                .map_err(|e| Failure::Upstream(UpstreamError::Connect(e)))?
+                .map_err(|e| Failure::Upstream(UpstreamError::LocalConnect(e)))?;
+            (address, host.as_str())
         }
         Discovery::Static | Discovery::Eds(_) => {
             let balancer = state.balancer.as_ref().ok_or(Failure::NoHealthyUpstream)?;
             let picked = balancer
                 .pick(target.hash)
                 .ok_or(Failure::NoHealthyUpstream)?;
-            _picked.insert(picked).endpoint().address
+            let endpoint = _picked.insert(picked).endpoint();
+            (endpoint.address, endpoint.hostname.as_str())
         }
+    };
+    let authority = if target.auto_host_rewrite && !hostname.is_empty() {
+        headers::record_original_host(
+            request.headers_mut(),
+            target.authority,
+            target.append_x_forwarded_host,
+        );
+        hostname
+    } else {
+        target.authority
     };
     let http2 = match cluster.protocol {
         _ if request.headers().contains_key(header::UPGRADE) => false,
@@ -288,7 +338,7 @@ async fn forward_to(
         UpstreamProtocol::Http2 => true,
         UpstreamProtocol::Downstream => request.version() == Version::HTTP_2,
     };
-    set_upstream_target(&mut request, target.authority, target.path, http2);
+    set_upstream_target(&mut request, authority, target.path, http2);
     let key = PoolKey {
         endpoint,
         http2,
@@ -376,4 +426,28 @@ pub fn local(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<Prox
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scheme_is_the_clients_then_x_forwarded_proto_then_the_connections() {
+        let absolute: Uri = "https://shop/cart".parse().unwrap();
+        let origin: Uri = "/cart".parse().unwrap();
+        let forwarded = |proto: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+            h
+        };
+        let none = HeaderMap::new();
+        assert_eq!(scheme(&absolute, &forwarded("http"), false), "https");
+        assert_eq!(scheme(&origin, &forwarded("https"), false), "https");
+        assert_eq!(scheme(&origin, &forwarded("http"), true), "http");
+        // Envoy takes only `http` and `https` from x-forwarded-proto.
+        assert_eq!(scheme(&origin, &forwarded("wss"), false), "http");
+        assert_eq!(scheme(&origin, &none, true), "https");
+        assert_eq!(scheme(&origin, &none, false), "http");
+    }
 }

@@ -241,7 +241,7 @@ impl Forward {
         &'r self,
         cluster: &'r WeightedCluster,
         req: &RequestHead<'r>,
-    ) -> Option<Cow<'r, str>> {
+    ) -> Option<NewHost<'r>> {
         let route = match &self.host_rewrite {
             Some(HostRewrite::Literal(host)) => Some(Cow::Borrowed(host.as_str())),
             Some(HostRewrite::Header(header)) => header.first_text(req).map(Cow::Borrowed),
@@ -251,13 +251,46 @@ impl Forward {
             }
             Some(HostRewrite::UpstreamHostname) | None => None,
         };
-        route.or_else(|| cluster.host_rewrite.as_deref().map(Cow::Borrowed))
+        route.map(NewHost::Route).or_else(|| {
+            cluster
+                .host_rewrite
+                .as_deref()
+                .map(|host| NewHost::Cluster(Cow::Borrowed(host)))
+        })
     }
 
     /// Whether the authority becomes the hostname of the upstream host picked by load
     /// balancing (`auto_host_rewrite`).
     pub fn auto_host_rewrite(&self) -> bool {
         matches!(self.host_rewrite, Some(HostRewrite::UpstreamHostname))
+    }
+}
+
+/// The authority a forwarded request is sent with, when config rewrites it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NewHost<'r> {
+    /// The route's rewrite: Envoy keeps the original authority in `x-envoy-original-host`
+    /// (and appends it to `x-forwarded-host` when the route asks).
+    Route(Cow<'r, str>),
+    /// The picked weighted cluster's `host_rewrite_literal`, which Envoy applies without
+    /// recording the original.
+    Cluster(Cow<'r, str>),
+}
+
+impl NewHost<'_> {
+    /// The new authority.
+    pub fn as_str(&self) -> &str {
+        match self {
+            NewHost::Route(host) | NewHost::Cluster(host) => host,
+        }
+    }
+
+    /// The same, owning its text (a rewrite may borrow from the request).
+    pub fn into_owned(self) -> NewHost<'static> {
+        match self {
+            NewHost::Route(host) => NewHost::Route(Cow::Owned(host.into_owned())),
+            NewHost::Cluster(host) => NewHost::Cluster(Cow::Owned(host.into_owned())),
+        }
     }
 }
 
@@ -560,6 +593,18 @@ impl Redirect {
         })
     }
 
+    /// A redirect that changes nothing: its `Location` is the request's own URL.
+    fn to_same_url(status: StatusCode) -> Redirect {
+        Redirect {
+            status,
+            scheme: None,
+            host: None,
+            port: None,
+            path: RedirectPath::Keep,
+            strip_query: false,
+        }
+    }
+
     /// The redirect's status and `Location` for `req`, as Envoy builds them.
     pub fn location(&self, req: &RequestHead<'_>) -> (StatusCode, String) {
         let scheme = self.scheme.as_deref().unwrap_or(req.scheme);
@@ -670,6 +715,13 @@ impl DirectResponse {
             .at("body"));
         }
         Ok(DirectResponse { status, body })
+    }
+
+    /// The `Location` Envoy gives a direct response whose status is 201 or 3xx (RFC 7231,
+    /// 7.1.2): the request's own URL.
+    pub fn location(&self, req: &RequestHead<'_>) -> Option<String> {
+        (self.status == StatusCode::CREATED || self.status.is_redirection())
+            .then(|| Redirect::to_same_url(self.status).location(req).1)
     }
 }
 

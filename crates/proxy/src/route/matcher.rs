@@ -1,8 +1,6 @@
 //! Route matches: a `RouteMatch`'s path, header, query parameter, runtime fraction and gRPC
 //! conditions, compiled; a route matches when all of them do.
 
-use std::borrow::Cow;
-
 use http::Method;
 use http::header::CONTENT_TYPE;
 use mizzen_xds::pb::envoy::config::route::v3::{
@@ -248,23 +246,32 @@ impl HeaderMatch {
         })
     }
 
-    /// Envoy's `HeaderUtility::matchHeaders` for one matcher.
+    /// Envoy's `HeaderUtility::matchHeaders` for one matcher: a repeated header matches
+    /// when any one of its values does (the values are not joined), and `invert_match`
+    /// inverts that.
     fn matches(&self, req: &RequestHead<'_>) -> bool {
-        let value = match self.source.joined(req) {
-            Some(value) => value,
-            None if self.missing_as_empty => Cow::Borrowed(&b""[..]),
+        let mut values = self.source.values(req).peekable();
+        let matched = if values.peek().is_some() {
+            values.any(|value| self.test(value))
+        } else if self.missing_as_empty {
+            self.test(b"")
+        } else {
             // An absent header fails every test, inverted or not, except presence tests.
-            None => return matches!(self.test, HeaderTest::Present(p) if p == self.invert),
-        };
-        let matched = match &self.test {
-            HeaderTest::Value(m) => m.matches(&value),
-            HeaderTest::AnyValue => true,
-            HeaderTest::Range { start, end } => {
-                integer(&value).is_some_and(|n| *start <= n && n < *end)
-            }
-            HeaderTest::Present(present) => *present,
+            return matches!(self.test, HeaderTest::Present(p) if p == self.invert);
         };
         matched != self.invert
+    }
+
+    /// Whether one value passes the test, before any inversion.
+    fn test(&self, value: &[u8]) -> bool {
+        match &self.test {
+            HeaderTest::Value(m) => m.matches(value),
+            HeaderTest::AnyValue => true,
+            HeaderTest::Range { start, end } => {
+                integer(value).is_some_and(|n| *start <= n && n < *end)
+            }
+            HeaderTest::Present(present) => *present,
+        }
     }
 }
 

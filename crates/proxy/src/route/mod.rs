@@ -27,13 +27,13 @@ mod tests;
 
 use std::collections::HashMap;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 use mizzen_xds::pb::envoy::config::core::v3::Metadata;
 use mizzen_xds::pb::envoy::config::route::v3 as pb;
 use mizzen_xds::pb::google::protobuf::Any;
 
 pub use action::{
-    Action, DEFAULT_TIMEOUT, DirectResponse, Forward, Redirect, Timeout, WeightedCluster,
+    Action, DEFAULT_TIMEOUT, DirectResponse, Forward, NewHost, Redirect, Timeout, WeightedCluster,
 };
 pub use error::{Problem, RouteError};
 pub use request::RequestHead;
@@ -59,6 +59,7 @@ pub struct RouteTable {
     ignore_port_in_host_matching: bool,
     ignore_path_parameters_in_path_matching: bool,
     vhost_header: Option<HeaderSource>,
+    internal_only_headers: Vec<HeaderName>,
     typed_per_filter_config: HashMap<String, Any>,
     raw: pb::RouteConfiguration,
 }
@@ -127,6 +128,18 @@ impl RouteTable {
                     .map_err(|e| e.placed(&place))?,
             ),
         };
+        let internal_only_headers = config
+            .internal_only_headers
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                    Problem::InvalidHeaderName(name.clone())
+                        .at(format!("internal_only_headers[{i}]"))
+                        .placed(&place)
+                })
+            })
+            .collect::<Result<_, _>>()?;
         let domains = DomainIndex::build(
             config
                 .virtual_hosts
@@ -157,6 +170,7 @@ impl RouteTable {
             ignore_port_in_host_matching: config.ignore_port_in_host_matching,
             ignore_path_parameters_in_path_matching: config.ignore_path_parameters_in_path_matching,
             vhost_header,
+            internal_only_headers,
             typed_per_filter_config: config.typed_per_filter_config.clone(),
             raw: config.clone(),
         })
@@ -175,6 +189,12 @@ impl RouteTable {
     /// The virtual hosts, in config order.
     pub fn virtual_hosts(&self) -> &[VirtualHost] {
         &self.virtual_hosts
+    }
+
+    /// Headers only requests from inside the mesh may carry: the connection manager
+    /// removes them from every other request before routing.
+    pub fn internal_only_headers(&self) -> &[HeaderName] {
+        &self.internal_only_headers
     }
 
     /// Per-filter config for the whole route configuration, by filter name, as configured.

@@ -1,8 +1,6 @@
 //! What routing reads of a request, and how config names a part of it.
 
-use std::borrow::Cow;
-
-use http::{HeaderMap, HeaderName, Method};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use super::error::{Invalid, Problem};
 
@@ -63,23 +61,16 @@ impl HeaderSource {
         })
     }
 
-    /// All values of the header joined by `,`, as Envoy matches a repeated header; `None`
-    /// when absent.
-    pub(crate) fn joined<'r>(&self, req: &RequestHead<'r>) -> Option<Cow<'r, [u8]>> {
-        let HeaderSource::Header(name) = self else {
-            return self.pseudo(req).map(Cow::Borrowed);
+    /// Every value of the header, in order (none when absent): Envoy matches a repeated
+    /// header value by value, not joined.
+    pub(crate) fn values<'r>(&self, req: &RequestHead<'r>) -> impl Iterator<Item = &'r [u8]> {
+        let (pseudo, all) = match self {
+            HeaderSource::Header(name) => (None, Some(req.headers.get_all(name))),
+            _ => (self.pseudo(req), None),
         };
-        let mut values = req.headers.get_all(name).iter();
-        let first = values.next()?;
-        let Some(second) = values.next() else {
-            return Some(Cow::Borrowed(first.as_bytes()));
-        };
-        let mut joined = first.as_bytes().to_vec();
-        for v in std::iter::once(second).chain(values) {
-            joined.push(b',');
-            joined.extend_from_slice(v.as_bytes());
-        }
-        Some(Cow::Owned(joined))
+        pseudo
+            .into_iter()
+            .chain(all.into_iter().flatten().map(HeaderValue::as_bytes))
     }
 
     /// The first value of the header, as Envoy reads `cluster_header` and its kin.
@@ -122,8 +113,6 @@ impl HeaderSource {
 
 #[cfg(test)]
 mod tests {
-    use http::HeaderValue;
-
     use super::*;
 
     fn head<'a>(headers: &'a HeaderMap) -> RequestHead<'a> {
@@ -148,34 +137,27 @@ mod tests {
             (":path", "/a?b=c"),
             (":scheme", "http"),
         ] {
-            let got = HeaderSource::parse(name).unwrap().joined(&req).unwrap();
-            assert_eq!(&*got, want.as_bytes(), "{name}");
+            let got: Vec<_> = HeaderSource::parse(name).unwrap().values(&req).collect();
+            assert_eq!(got, [want.as_bytes()], "{name}");
         }
-        assert!(
-            HeaderSource::parse(":protocol")
-                .unwrap()
-                .joined(&req)
-                .is_none()
-        );
+        let protocol = HeaderSource::parse(":protocol").unwrap();
+        assert_eq!(protocol.values(&req).count(), 0);
     }
 
     #[test]
-    fn repeated_headers_join_with_commas_or_give_their_first_value() {
+    fn repeated_headers_give_every_value_or_their_first() {
         let mut headers = HeaderMap::new();
-        for v in ["a", "b", "c"] {
+        for v in ["a", "b,c"] {
             headers.append("x-tag", HeaderValue::from_static(v));
         }
         let req = head(&headers);
         let tag = HeaderSource::parse("x-tag").unwrap();
-        assert_eq!(&*tag.joined(&req).unwrap(), b"a,b,c");
+        let values: Vec<_> = tag.values(&req).collect();
+        assert_eq!(values, [&b"a"[..], b"b,c"]);
         assert_eq!(tag.first(&req).unwrap(), b"a");
         assert!(tag.single(&req).is_none());
-        assert!(
-            HeaderSource::parse("x-none")
-                .unwrap()
-                .joined(&req)
-                .is_none()
-        );
+        let none = HeaderSource::parse("x-none").unwrap();
+        assert_eq!(none.values(&req).count(), 0);
     }
 
     #[test]

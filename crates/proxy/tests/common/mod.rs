@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod envoy;
+
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 
@@ -22,10 +25,15 @@ pub struct Seen {
     pub method: String,
     pub path: String,
     pub version: String,
-    pub headers: std::collections::BTreeMap<String, String>,
+    /// The last value of each header.
+    pub headers: BTreeMap<String, String>,
+    /// Every value of each header, in the order received.
+    pub header_values: BTreeMap<String, Vec<String>>,
 }
 
-/// An HTTP/1.1 + h2c backend on 127.0.0.1 that answers every request with what it saw.
+/// An HTTP/1.1 + h2c backend on 127.0.0.1 that answers every request with what it saw,
+/// naming itself in `x-backend` and sending back every `x-echo-*` request header (so a
+/// test can have it send any response header).
 pub async fn backend(name: &'static str) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -40,15 +48,22 @@ pub async fn backend(name: &'static str) -> SocketAddr {
                         .headers()
                         .iter()
                         .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-                        .collect::<std::collections::BTreeMap<_, _>>();
+                        .collect::<BTreeMap<_, _>>();
+                    let header_values = values_by_name(req.headers());
                     let body = serde_json::json!({
                         "backend": name,
                         "method": req.method().as_str(),
                         "path": req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"),
                         "version": format!("{:?}", req.version()),
                         "headers": headers,
+                        "header_values": header_values,
                     });
                     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+                    for (header, value) in req.headers() {
+                        if header.as_str().starts_with("x-echo-") {
+                            response.headers_mut().append(header, value.clone());
+                        }
+                    }
                     response
                         .headers_mut()
                         .insert("x-backend", name.parse().unwrap());
@@ -106,15 +121,33 @@ impl Got {
     }
 }
 
+/// Every value of each header, in the order received.
+pub fn values_by_name(headers: &http::HeaderMap) -> BTreeMap<String, Vec<String>> {
+    let mut by_name = BTreeMap::<String, Vec<String>>::new();
+    for (name, value) in headers {
+        by_name
+            .entry(name.to_string())
+            .or_default()
+            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+    by_name
+}
+
 /// Sends one HTTP/1.1 request on a fresh connection.
 pub async fn send(addr: SocketAddr, request: Request<Full<Bytes>>) -> Got {
+    send_from(addr, request).await.0
+}
+
+/// [`send`], also giving the local address the connection came from.
+pub async fn send_from(addr: SocketAddr, request: Request<Full<Bytes>>) -> (Got, SocketAddr) {
     let stream = TcpStream::connect(addr).await.unwrap();
+    let local = stream.local_addr().unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
     tokio::spawn(conn);
     let response = sender.send_request(request).await.unwrap();
-    collect(response).await
+    (collect(response).await, local)
 }
 
 /// Sends one HTTP/2 (prior knowledge) request on a fresh connection.
@@ -203,7 +236,8 @@ static_resources:
     )
 }
 
-fn indent(text: &str, n: usize) -> String {
+/// `text` with every non-empty line indented by `n` spaces, to nest YAML.
+pub fn indent(text: &str, n: usize) -> String {
     let pad = " ".repeat(n);
     text.lines()
         .map(|l| {

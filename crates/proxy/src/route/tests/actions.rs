@@ -10,7 +10,7 @@ use mizzen_xds::pb::envoy::r#type::matcher::v3::RegexMatchAndSubstitute;
 use mizzen_xds::pb::google::protobuf::{BoolValue, Duration as PbDuration, UInt32Value};
 
 use super::*;
-use crate::route::{Action, DEFAULT_TIMEOUT, Forward, Problem, Redirect, Timeout};
+use crate::route::{Action, DEFAULT_TIMEOUT, Forward, NewHost, Problem, Redirect, Timeout};
 
 /// A table whose only virtual host (`*`) has the single route `r`.
 fn one(r: pb::Route) -> RouteTable {
@@ -317,7 +317,7 @@ fn host_rewritten(
     let selected = t.select_with(&req.head(), 0).unwrap();
     forward_of(&t)
         .rewrite_host(selected.cluster.unwrap(), &req.head())
-        .map(|h| h.into_owned())
+        .map(|h| h.as_str().to_owned())
 }
 
 #[test]
@@ -363,6 +363,35 @@ fn the_routes_host_rewrite_wins_over_the_clusters_unless_it_yields_nothing() {
         host_rewritten(None, Some("cluster"), &req).as_deref(),
         Some("cluster")
     );
+}
+
+#[test]
+fn only_the_routes_own_host_rewrite_counts_as_the_routes() {
+    // Envoy records the original host for a route's rewrite, not for a weighted cluster's.
+    use pb::route_action::HostRewriteSpecifier as H;
+    let req = Request::get("old", "/");
+    let rewrite = |spec: Option<H>, cluster_host: Option<&str>| {
+        let mut c = cluster_weight("c", 1);
+        c.host_rewrite_specifier = cluster_host.map(|h| {
+            pb::weighted_cluster::cluster_weight::HostRewriteSpecifier::HostRewriteLiteral(
+                h.to_owned(),
+            )
+        });
+        let mut action = weighted(vec![c]);
+        if let pb::route::Action::Route(a) = &mut action {
+            a.host_rewrite_specifier = spec;
+        }
+        let t = one(routed("r", prefix("/"), action));
+        let selected = t.select_with(&req.head(), 0).unwrap();
+        let rewritten = forward_of(&t).rewrite_host(selected.cluster.unwrap(), &req.head());
+        rewritten.map(|h| match h {
+            NewHost::Route(host) => format!("route {host}"),
+            NewHost::Cluster(host) => format!("cluster {host}"),
+        })
+    };
+    let literal = Some(H::HostRewriteLiteral("new".into()));
+    assert_eq!(rewrite(literal, Some("c")).as_deref(), Some("route new"));
+    assert_eq!(rewrite(None, Some("c")).as_deref(), Some("cluster c"));
 }
 
 #[test]
@@ -644,6 +673,29 @@ fn direct_responses_carry_status_and_body() {
     assert_eq!(d.body, Bytes::from_static(b"down"));
     let selected = t.select(&Request::get("h", "/").head()).unwrap();
     assert!(selected.cluster.is_none());
+}
+
+#[test]
+fn direct_responses_of_201_and_3xx_locate_the_request_itself() {
+    // Envoy adds `Location: <the request's URL>` to these (RFC 7231, 7.1.2).
+    let located = |status: u32, req: &Request| {
+        let t = one(routed("r", prefix("/"), direct(status, None)));
+        let Action::DirectResponse(d) = &t.virtual_hosts()[0].routes()[0].action else {
+            panic!("not a direct response");
+        };
+        d.location(&req.head())
+    };
+    let req = Request::get("shop:8080", "/cart?item=1");
+    for status in [201, 301, 302, 307] {
+        assert_eq!(
+            located(status, &req).as_deref(),
+            Some("http://shop:8080/cart?item=1"),
+            "{status}"
+        );
+    }
+    for status in [200, 204, 404, 503] {
+        assert_eq!(located(status, &req), None, "{status}");
+    }
 }
 
 #[test]

@@ -320,10 +320,31 @@ fn treat_missing_header_as_empty_matches_an_absent_header_as_empty() {
 }
 
 #[test]
-fn a_repeated_header_is_matched_as_its_values_joined_by_commas() {
+fn a_repeated_header_matches_when_any_one_of_its_values_does() {
+    // As Envoy 1.40 does (checked against it in tests/envoy_parity.rs): value by value,
+    // never joined, with `invert_match` inverting the whole.
     let req = get("/").header("x-tag", "a").header("x-tag", "b");
-    assert!(matches(with_header(exact_header("x-tag", "a,b")), &req));
-    assert!(!matches(with_header(exact_header("x-tag", "a")), &req));
+    assert!(matches(with_header(exact_header("x-tag", "a")), &req));
+    assert!(matches(with_header(exact_header("x-tag", "b")), &req));
+    assert!(!matches(with_header(exact_header("x-tag", "a,b")), &req));
+    let mut not_a = exact_header("x-tag", "a");
+    not_a.invert_match = true;
+    assert!(!matches(with_header(not_a), &req));
+    let in_range = || {
+        with_header(header(
+            "x-n",
+            pb::header_matcher::HeaderMatchSpecifier::RangeMatch(Int64Range { start: 5, end: 10 }),
+        ))
+    };
+    assert!(matches(
+        in_range(),
+        &get("/").header("x-n", "1").header("x-n", "7")
+    ));
+    // One value holding a comma is one value.
+    assert!(!matches(
+        with_header(exact_header("x-tag", "b")),
+        &get("/").header("x-tag", "a,b")
+    ));
 }
 
 #[test]
