@@ -46,7 +46,9 @@ pub async fn serve(
     let stats = &manager.stats;
     stats.downstream_rq_total.inc();
     let _active = stats.downstream_rq_active.track();
-    let mut response = route(&shared, &snapshot, &manager, downstream, request).await;
+    // Boxed: the routing future is large, and hyper moves the service's future into each
+    // stream's task; a pointer moves cheaper than kilobytes of state.
+    let mut response = Box::pin(route(&shared, &snapshot, &manager, downstream, request)).await;
     stats.downstream_rq.record(response.status().as_u16());
     if let Some(server) = &manager.server_name
         && let Ok(value) = HeaderValue::from_str(server)
@@ -368,22 +370,29 @@ async fn forward_to(
 /// Shapes the request line for the upstream's HTTP version: origin-form with a `host`
 /// header for HTTP/1.1, scheme and authority in the URI for HTTP/2.
 fn set_upstream_target(request: &mut Request<Incoming>, authority: &str, path: &str, http2: bool) {
-    let uri = if http2 {
-        format!("http://{authority}{path}")
-    } else {
-        path.to_owned()
-    };
-    if let Ok(uri) = uri.parse::<Uri>() {
-        *request.uri_mut() = uri;
-    }
     if http2 {
+        if let Ok(uri) = format!("http://{authority}{path}").parse::<Uri>() {
+            *request.uri_mut() = uri;
+        }
         *request.version_mut() = Version::HTTP_2;
         request.headers_mut().remove(header::HOST);
-    } else {
-        *request.version_mut() = Version::HTTP_11;
-        if let Ok(host) = HeaderValue::from_str(authority) {
-            request.headers_mut().insert(header::HOST, host);
-        }
+        return;
+    }
+    // The common case, an origin-form request forwarded unchanged, keeps its URI and host.
+    let uri = request.uri();
+    let unchanged =
+        uri.authority().is_none() && uri.path_and_query().map_or("/", PathAndQuery::as_str) == path;
+    if !unchanged && let Ok(uri) = path.parse::<Uri>() {
+        *request.uri_mut() = uri;
+    }
+    *request.version_mut() = Version::HTTP_11;
+    let headers = request.headers_mut();
+    if headers
+        .get(header::HOST)
+        .is_none_or(|h| h.as_bytes() != authority.as_bytes())
+        && let Ok(host) = HeaderValue::from_str(authority)
+    {
+        headers.insert(header::HOST, host);
     }
 }
 
