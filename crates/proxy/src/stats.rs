@@ -131,160 +131,155 @@ impl Stats {
             .clone()
     }
 
+    /// Every statistic: its owner's scope and name, and the statistic.
+    fn all(&self) -> Vec<(Scope, String, Sample)> {
+        let clusters = lock(&self.clusters);
+        let http = lock(&self.http);
+        let clusters = clusters
+            .iter()
+            .flat_map(|(name, c)| c.samples().map(move |s| (Scope::Cluster, name.clone(), s)));
+        let http = http
+            .iter()
+            .flat_map(|(prefix, h)| h.samples().map(move |s| (Scope::Http, prefix.clone(), s)));
+        clusters.chain(http).collect()
+    }
+
     /// Envoy's `/stats` text: `name: value` per line, sorted.
     pub fn text(&self) -> String {
-        let mut lines = Vec::new();
-        for (name, c) in lock(&self.clusters).iter() {
-            let p = format!("cluster.{name}");
-            lines.push(format!(
-                "{p}.upstream_cx_active: {}",
-                c.upstream_cx_active.get()
-            ));
-            lines.push(format!(
-                "{p}.upstream_cx_connect_fail: {}",
-                c.upstream_cx_connect_fail.get()
-            ));
-            lines.push(format!(
-                "{p}.upstream_cx_total: {}",
-                c.upstream_cx_total.get()
-            ));
-            for (class, n) in c.upstream_rq.classes() {
-                lines.push(format!("{p}.upstream_rq_{class}xx: {n}"));
-            }
-            lines.push(format!(
-                "{p}.upstream_rq_active: {}",
-                c.upstream_rq_active.get()
-            ));
-            lines.push(format!(
-                "{p}.upstream_rq_timeout: {}",
-                c.upstream_rq_timeout.get()
-            ));
-            lines.push(format!(
-                "{p}.upstream_rq_total: {}",
-                c.upstream_rq_total.get()
-            ));
-        }
-        for (prefix, h) in lock(&self.http).iter() {
-            let p = format!("http.{prefix}");
-            lines.push(format!(
-                "{p}.downstream_cx_active: {}",
-                h.downstream_cx_active.get()
-            ));
-            lines.push(format!(
-                "{p}.downstream_cx_total: {}",
-                h.downstream_cx_total.get()
-            ));
-            for (class, n) in h.downstream_rq.classes() {
-                lines.push(format!("{p}.downstream_rq_{class}xx: {n}"));
-            }
-            lines.push(format!(
-                "{p}.downstream_rq_active: {}",
-                h.downstream_rq_active.get()
-            ));
-            lines.push(format!(
-                "{p}.downstream_rq_total: {}",
-                h.downstream_rq_total.get()
-            ));
-        }
+        let mut lines: Vec<String> = self
+            .all()
+            .into_iter()
+            .map(|(scope, owner, s)| {
+                let scope = scope.text();
+                match s.class {
+                    Some(class) => format!("{scope}.{owner}.{}_{class}xx: {}\n", s.name, s.value),
+                    None => format!("{scope}.{owner}.{}: {}\n", s.name, s.value),
+                }
+            })
+            .collect();
         lines.sort();
-        lines.into_iter().map(|l| l + "\n").collect()
+        lines.concat()
     }
 
     /// Envoy's `/stats/prometheus`: tags extracted into labels as Envoy names them.
     pub fn prometheus(&self) -> String {
         let mut out = Families::default();
-        for (name, c) in lock(&self.clusters).iter() {
-            let l = format!("envoy_cluster_name=\"{}\"", escape(name));
-            out.add(
-                "envoy_cluster_upstream_cx_active",
-                "gauge",
-                &l,
-                c.upstream_cx_active.get(),
-            );
-            out.add(
-                "envoy_cluster_upstream_cx_connect_fail",
-                "counter",
-                &l,
-                c.upstream_cx_connect_fail.get(),
-            );
-            out.add(
-                "envoy_cluster_upstream_cx_total",
-                "counter",
-                &l,
-                c.upstream_cx_total.get(),
-            );
-            for (class, n) in c.upstream_rq.classes() {
-                let lc = format!("envoy_response_code_class=\"{class}\",{l}");
-                out.add("envoy_cluster_upstream_rq_xx", "counter", &lc, n);
-            }
-            out.add(
-                "envoy_cluster_upstream_rq_active",
-                "gauge",
-                &l,
-                c.upstream_rq_active.get(),
-            );
-            out.add(
-                "envoy_cluster_upstream_rq_timeout",
-                "counter",
-                &l,
-                c.upstream_rq_timeout.get(),
-            );
-            out.add(
-                "envoy_cluster_upstream_rq_total",
-                "counter",
-                &l,
-                c.upstream_rq_total.get(),
-            );
-        }
-        for (prefix, h) in lock(&self.http).iter() {
-            let l = format!("envoy_http_conn_manager_prefix=\"{}\"", escape(prefix));
-            out.add(
-                "envoy_http_downstream_cx_active",
-                "gauge",
-                &l,
-                h.downstream_cx_active.get(),
-            );
-            out.add(
-                "envoy_http_downstream_cx_total",
-                "counter",
-                &l,
-                h.downstream_cx_total.get(),
-            );
-            for (class, n) in h.downstream_rq.classes() {
-                let lc = format!("envoy_response_code_class=\"{class}\",{l}");
-                out.add("envoy_http_downstream_rq_xx", "counter", &lc, n);
-            }
-            out.add(
-                "envoy_http_downstream_rq_active",
-                "gauge",
-                &l,
-                h.downstream_rq_active.get(),
-            );
-            out.add(
-                "envoy_http_downstream_rq_total",
-                "counter",
-                &l,
-                h.downstream_rq_total.get(),
-            );
+        for (scope, owner, s) in self.all() {
+            let owner = format!("{}=\"{}\"", scope.label(), escape(&owner));
+            let kind = if s.gauge { "gauge" } else { "counter" };
+            let (name, labels) = match s.class {
+                Some(class) => (
+                    format!("envoy_{}_{}_xx", scope.text(), s.name),
+                    format!("envoy_response_code_class=\"{class}\",{owner}"),
+                ),
+                None => (format!("envoy_{}_{}", scope.text(), s.name), owner),
+            };
+            out.add(name, kind, &labels, s.value);
         }
         out.render()
     }
 }
 
+/// Who a statistic belongs to.
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    Cluster,
+    Http,
+}
+
+impl Scope {
+    /// The prefix in `/stats` and in Prometheus names.
+    fn text(self) -> &'static str {
+        match self {
+            Scope::Cluster => "cluster",
+            Scope::Http => "http",
+        }
+    }
+
+    /// The Prometheus label Envoy extracts the owner's name into.
+    fn label(self) -> &'static str {
+        match self {
+            Scope::Cluster => "envoy_cluster_name",
+            Scope::Http => "envoy_http_conn_manager_prefix",
+        }
+    }
+}
+
+/// One statistic's value, by name (`upstream_rq` with a class is `upstream_rq_2xx`).
+struct Sample {
+    name: &'static str,
+    gauge: bool,
+    class: Option<usize>,
+    value: i64,
+}
+
+fn counter(name: &'static str, c: &Counter) -> Sample {
+    Sample {
+        name,
+        gauge: false,
+        class: None,
+        value: c.get() as i64,
+    }
+}
+
+fn gauge(name: &'static str, g: &Gauge) -> Sample {
+    Sample {
+        name,
+        gauge: true,
+        class: None,
+        value: g.get(),
+    }
+}
+
+fn by_class<'a>(name: &'static str, b: &'a ByClass) -> impl Iterator<Item = Sample> + 'a {
+    b.classes().map(move |(class, n)| Sample {
+        name,
+        gauge: false,
+        class: Some(class),
+        value: n as i64,
+    })
+}
+
+impl ClusterStats {
+    fn samples(&self) -> impl Iterator<Item = Sample> + '_ {
+        [
+            gauge("upstream_cx_active", &self.upstream_cx_active),
+            counter("upstream_cx_connect_fail", &self.upstream_cx_connect_fail),
+            counter("upstream_cx_total", &self.upstream_cx_total),
+            gauge("upstream_rq_active", &self.upstream_rq_active),
+            counter("upstream_rq_timeout", &self.upstream_rq_timeout),
+            counter("upstream_rq_total", &self.upstream_rq_total),
+        ]
+        .into_iter()
+        .chain(by_class("upstream_rq", &self.upstream_rq))
+    }
+}
+
+impl HttpStats {
+    fn samples(&self) -> impl Iterator<Item = Sample> + '_ {
+        [
+            gauge("downstream_cx_active", &self.downstream_cx_active),
+            counter("downstream_cx_total", &self.downstream_cx_total),
+            gauge("downstream_rq_active", &self.downstream_rq_active),
+            counter("downstream_rq_total", &self.downstream_rq_total),
+        ]
+        .into_iter()
+        .chain(by_class("downstream_rq", &self.downstream_rq))
+    }
+}
+
 /// Prometheus families: one `# TYPE` line, then every sample of the family.
 #[derive(Default)]
-struct Families(BTreeMap<&'static str, (&'static str, Vec<String>)>);
+struct Families(BTreeMap<String, (&'static str, Vec<String>)>);
 
 impl Families {
-    fn add(
-        &mut self,
-        name: &'static str,
-        kind: &'static str,
-        labels: &str,
-        value: impl std::fmt::Display,
-    ) {
-        let family = self.0.entry(name).or_insert((kind, Vec::new()));
-        family.1.push(format!("{name}{{{labels}}} {value}"));
+    fn add(&mut self, name: String, kind: &'static str, labels: &str, value: i64) {
+        let sample = format!("{name}{{{labels}}} {value}");
+        self.0
+            .entry(name)
+            .or_insert((kind, Vec::new()))
+            .1
+            .push(sample);
     }
 
     fn render(self) -> String {
