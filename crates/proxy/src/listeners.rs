@@ -15,6 +15,9 @@ use crate::config::Listener;
 use crate::drain::{self, DrainTrigger, DrainWatch};
 use crate::{Shared, conn};
 
+/// How long an accept loop pauses after a failed accept (out of file descriptors, say).
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
 /// The addresses listeners are bound to, by name (port 0 resolved).
 #[derive(Debug, Default)]
 pub struct Bound {
@@ -163,7 +166,7 @@ async fn accept(
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     // Out of file descriptors and the like: give the system a moment.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    tokio::time::sleep(ACCEPT_RETRY).await;
                 }
             },
             () = drain.clone().signaled() => return,
