@@ -5,6 +5,7 @@ mod body;
 pub mod headers;
 mod host_address;
 mod router;
+mod timeout;
 
 use std::sync::Arc;
 

@@ -21,7 +21,7 @@ use super::headers::{
 use crate::Shared;
 use crate::balance::HashInput;
 use crate::config::{ClusterState, Discovery, HttpManager, Snapshot, UpstreamProtocol};
-use crate::route::{Action, NewHost, RequestHead, Timeout};
+use crate::route::{Action, NewHost, RequestHead};
 use crate::upstream::{PoolKey, PoolSettings, UpstreamError};
 
 /// What the router knows of the downstream connection.
@@ -135,10 +135,11 @@ async fn route(
     let rewritten = forward.rewrite_path(&path);
     // Owned, for the request's headers are about to change.
     let new_host = forward.rewrite_host(target, &head).map(NewHost::into_owned);
-    let timeout = match forward.timeout {
-        Timeout::Disabled => None,
-        Timeout::After(t) => Some(t),
-    };
+    let timeout = super::timeout::for_request(
+        forward.timeout,
+        forward.max_stream_duration.as_ref(),
+        request.headers(),
+    );
     // Envoy hashes requests only for clusters whose balancer uses the hash.
     let hashed = cluster
         .balancer

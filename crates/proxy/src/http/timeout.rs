@@ -1,0 +1,165 @@
+//! The timeout a forwarded request gets: the route's, or for gRPC requests on routes
+//! with `max_stream_duration.grpc_timeout_header_max`, the client's `grpc-timeout`
+//! (capped, offset), as Envoy's router computes it.
+
+use std::time::Duration;
+
+use http::HeaderMap;
+use http::header::CONTENT_TYPE;
+use mizzen_xds::pb::envoy::config::route::v3::route_action::MaxStreamDuration;
+
+use crate::route::Timeout;
+
+/// The request's timeout; `None` waits as long as the upstream takes.
+pub fn for_request(
+    route: Timeout,
+    max_stream: Option<&MaxStreamDuration>,
+    headers: &HeaderMap,
+) -> Option<Duration> {
+    let route = match route {
+        Timeout::Disabled => None,
+        Timeout::After(t) => Some(t),
+    };
+    let Some(max) = max_stream.and_then(|m| m.grpc_timeout_header_max.as_ref()) else {
+        return route;
+    };
+    if !is_grpc(headers) {
+        return route;
+    }
+    let max = to_duration(max);
+    let mut timeout = headers
+        .get("grpc-timeout")
+        .and_then(|v| parse_grpc_timeout(v.as_bytes()))
+        .unwrap_or(Duration::ZERO);
+    if let Some(offset) = max_stream.and_then(|m| m.grpc_timeout_header_offset.as_ref()) {
+        let offset = to_duration(offset);
+        if offset < timeout {
+            timeout -= offset;
+        }
+    }
+    // A zero maximum means no cap; a missing header means no limit but the cap.
+    if !max.is_zero() && (timeout.is_zero() || timeout > max) {
+        timeout = max;
+    }
+    (!timeout.is_zero()).then_some(timeout)
+}
+
+/// gRPC over HTTP: `content-type: application/grpc` (with any suffix).
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// `grpc-timeout`: up to 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
+fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
+    let (unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+fn to_duration(d: &mizzen_xds::pb::google::protobuf::Duration) -> Duration {
+    Duration::new(d.seconds.max(0) as u64, d.nanos.max(0) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mizzen_xds::pb::google::protobuf::Duration as PbDuration;
+
+    fn grpc(timeout: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, "application/grpc+proto".parse().unwrap());
+        if let Some(t) = timeout {
+            h.insert("grpc-timeout", t.parse().unwrap());
+        }
+        h
+    }
+
+    fn max(secs: i64) -> MaxStreamDuration {
+        MaxStreamDuration {
+            grpc_timeout_header_max: Some(PbDuration {
+                seconds: secs,
+                nanos: 0,
+            }),
+            ..Default::default()
+        }
+    }
+
+    const ROUTE: Timeout = Timeout::After(Duration::from_secs(15));
+
+    #[test]
+    fn grpc_timeout_parses_every_unit() {
+        assert_eq!(parse_grpc_timeout(b"2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_grpc_timeout(b"3M"), Some(Duration::from_secs(180)));
+        assert_eq!(
+            parse_grpc_timeout(b"250m"),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(parse_grpc_timeout(b"7u"), Some(Duration::from_micros(7)));
+        assert_eq!(parse_grpc_timeout(b"9n"), Some(Duration::from_nanos(9)));
+        for bad in [&b"10"[..], b"S", b"123456789S", b"1.5S", b"10x"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_route_timeout_applies_unless_the_route_honours_grpc_timeout() {
+        let headers = grpc(Some("2S"));
+        assert_eq!(
+            for_request(ROUTE, None, &headers),
+            Some(Duration::from_secs(15))
+        );
+        assert_eq!(for_request(Timeout::Disabled, None, &headers), None);
+        // Not gRPC: the header means nothing.
+        let mut plain = headers.clone();
+        plain.remove(CONTENT_TYPE);
+        assert_eq!(
+            for_request(ROUTE, Some(&max(0)), &plain),
+            Some(Duration::from_secs(15))
+        );
+    }
+
+    #[test]
+    fn grpc_timeout_is_capped_offset_and_unlimited_when_absent() {
+        assert_eq!(
+            for_request(ROUTE, Some(&max(0)), &grpc(Some("2S"))),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            for_request(ROUTE, Some(&max(1)), &grpc(Some("2S"))),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            for_request(ROUTE, Some(&max(0)), &grpc(None)),
+            None,
+            "no header, no cap: no limit"
+        );
+        assert_eq!(
+            for_request(ROUTE, Some(&max(5)), &grpc(None)),
+            Some(Duration::from_secs(5))
+        );
+        let offset = MaxStreamDuration {
+            grpc_timeout_header_offset: Some(PbDuration {
+                seconds: 0,
+                nanos: 500_000_000,
+            }),
+            ..max(0)
+        };
+        assert_eq!(
+            for_request(ROUTE, Some(&offset), &grpc(Some("2S"))),
+            Some(Duration::from_millis(1500))
+        );
+    }
+}
