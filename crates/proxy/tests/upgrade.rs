@@ -97,3 +97,68 @@ async fn websocket_upgrade_tunnels_bytes_both_ways() {
         assert_eq!(echoed, message);
     }
 }
+
+/// Sends a CONNECT for `authority` and returns the response head.
+async fn connect(stream: &mut TcpStream, authority: &str) -> String {
+    let request = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        if stream.read(&mut byte).await.unwrap() == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+#[tokio::test]
+async fn connect_is_terminated_and_tunnelled_to_the_routes_cluster() {
+    let db = echo("db").await;
+    let yaml = http_bootstrap(
+        r#"- name: all
+  domains: ["*"]
+  routes:
+  - match: {connect_matcher: {}}
+    route: {cluster: db, upgrade_configs: [{upgrade_type: CONNECT, connect_config: {}}]}
+  - match: {prefix: "/"}
+    direct_response: {status: 200, body: {inline_string: "plain"}}
+"#,
+        &cluster("db", &[db]),
+    )
+    .replace(
+        "          stat_prefix: ingress\n",
+        "          stat_prefix: ingress\n          upgrade_configs: [{upgrade_type: CONNECT}]\n",
+    );
+    let proxy = proxy(&yaml).await;
+    let addr = proxy.listener_addr("http").await;
+
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = connect(&mut stream, "db.example:5432").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    stream.write_all(b"ping").await.unwrap();
+    let mut reply = [0u8; 7];
+    stream.read_exact(&mut reply).await.unwrap();
+    assert_eq!(&reply, b"db:ping");
+
+    // Plain requests on the same listener still route.
+    assert_eq!(send(addr, get("x", "/")).await.body, "plain");
+}
+
+#[tokio::test]
+async fn connect_is_refused_where_the_listener_does_not_enable_it() {
+    let db = echo("db").await;
+    let yaml = http_bootstrap(
+        r#"- name: all
+  domains: ["*"]
+  routes: [{match: {connect_matcher: {}}, route: {cluster: db}}]
+"#,
+        &cluster("db", &[db]),
+    );
+    let proxy = proxy(&yaml).await;
+    let addr = proxy.listener_addr("http").await;
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = connect(&mut stream, "db.example:5432").await;
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+}

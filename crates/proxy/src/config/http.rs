@@ -46,6 +46,8 @@ pub struct HttpManager {
     pub server_name: Option<String>,
     /// Whether WebSocket upgrades are proxied (`upgrade_configs`).
     pub websocket: bool,
+    /// Whether CONNECT requests are accepted (`upgrade_configs` CONNECT).
+    pub connect: bool,
     /// Its statistics (shared by every manager with the same `stat_prefix`).
     pub stats: Arc<HttpStats>,
 }
@@ -188,6 +190,9 @@ impl HttpManager {
             stream_idle_timeout,
             server_name: Some(hcm.server_name.clone()).filter(|s| !s.is_empty()),
             stats: stats.http(&hcm.stat_prefix),
+            connect: hcm.upgrade_configs.iter().any(|u| {
+                u.upgrade_type.eq_ignore_ascii_case("CONNECT") && u.enabled.is_none_or(|e| e.value)
+            }),
             websocket: hcm.upgrade_configs.iter().any(|u| {
                 u.upgrade_type.eq_ignore_ascii_case("websocket")
                     && u.enabled.is_none_or(|e| e.value)

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
@@ -87,10 +87,16 @@ async fn route(
         downstream.tls,
     );
     let authority = authority(&request);
+    let connect = request.method() == Method::CONNECT;
+    if connect && !manager.connect {
+        // Envoy answers CONNECT with 403 unless the connection manager enables it.
+        return local(StatusCode::FORBIDDEN, "");
+    }
+    // A CONNECT names only an authority; it has no path to match.
     let path = request
         .uri()
         .path_and_query()
-        .map_or("/", PathAndQuery::as_str)
+        .map_or(if connect { "" } else { "/" }, PathAndQuery::as_str)
         .to_owned();
     let version = request.version();
     let head = RequestHead {
@@ -132,6 +138,13 @@ async fn route(
     else {
         return finish(local(forward.cluster_not_found_response_code, ""));
     };
+    if connect {
+        if !forward.terminate_connect {
+            let message = "CONNECT is relayed only by routes that terminate it (upgrade_configs CONNECT with connect_config)";
+            return finish(local(StatusCode::NOT_IMPLEMENTED, message));
+        }
+        return finish(terminate_connect(cluster, downstream, request).await);
+    }
     let rewritten = forward.rewrite_path(&path);
     // Owned, for the request's headers are about to change.
     let new_host = forward.rewrite_host(target, &head).map(NewHost::into_owned);
@@ -305,26 +318,8 @@ async fn forward_to(
 ) -> Result<Response<ProxyBody>, Failure> {
     let cluster = &state.cluster;
     // Held until the response head arrives: LEAST_REQUEST counts requests in flight.
-    let mut _picked = None;
-    // The endpoint, and its hostname (empty when it has none).
-    let (endpoint, hostname) = match &cluster.discovery {
-        Discovery::OriginalDst => (downstream.destination, ""),
-        Discovery::Dns(targets) => {
-            let (host, port) = &targets[fastrand::usize(..targets.len())];
-            let address = resolve(host, *port)
-                .await
-                .map_err(|e| Failure::Upstream(UpstreamError::LocalConnect(e)))?;
-            (address, host.as_str())
-        }
-        Discovery::Static | Discovery::Eds(_) => {
-            let balancer = state.balancer.as_ref().ok_or(Failure::NoHealthyUpstream)?;
-            let picked = balancer
-                .pick(target.hash)
-                .ok_or(Failure::NoHealthyUpstream)?;
-            let endpoint = _picked.insert(picked).endpoint();
-            (endpoint.address, endpoint.hostname.as_str())
-        }
-    };
+    let picked = pick_endpoint(state, downstream.destination, target.hash).await?;
+    let (endpoint, hostname) = (picked.address, picked.hostname);
     let authority = if target.auto_host_rewrite && !hostname.is_empty() {
         headers::record_original_host(
             request.headers_mut(),
@@ -366,6 +361,94 @@ async fn forward_to(
     .map_err(Failure::Upstream)?;
     stats.upstream_rq.record(response.status().as_u16());
     Ok(response.map(ProxyBody::Upstream))
+}
+
+/// The endpoint a request goes to.
+struct PickedEndpoint<'s> {
+    address: SocketAddr,
+    /// Its hostname (empty when it has none), for `auto_host_rewrite`.
+    hostname: &'s str,
+    /// Counts the request in flight at the endpoint (LEAST_REQUEST reads it) while held.
+    _in_flight: Option<crate::balance::Picked<'s>>,
+}
+
+/// Picks the endpoint of `state`'s cluster: by its balancer, by DNS, or the
+/// connection's original `destination`.
+async fn pick_endpoint(
+    state: &ClusterState,
+    destination: SocketAddr,
+    hash: Option<u64>,
+) -> Result<PickedEndpoint<'_>, Failure> {
+    match &state.cluster.discovery {
+        Discovery::OriginalDst => Ok(PickedEndpoint {
+            address: destination,
+            hostname: "",
+            _in_flight: None,
+        }),
+        Discovery::Dns(targets) => {
+            let (host, port) = &targets[fastrand::usize(..targets.len())];
+            let address = resolve(host, *port)
+                .await
+                .map_err(|e| Failure::Upstream(UpstreamError::LocalConnect(e)))?;
+            Ok(PickedEndpoint {
+                address,
+                hostname: host,
+                _in_flight: None,
+            })
+        }
+        Discovery::Static | Discovery::Eds(_) => {
+            let balancer = state.balancer.as_ref().ok_or(Failure::NoHealthyUpstream)?;
+            let picked = balancer.pick(hash).ok_or(Failure::NoHealthyUpstream)?;
+            let endpoint = picked.endpoint();
+            Ok(PickedEndpoint {
+                address: endpoint.address,
+                hostname: &endpoint.hostname,
+                _in_flight: Some(picked),
+            })
+        }
+    }
+}
+
+/// A CONNECT the route terminates: a TCP connection to an endpoint of the cluster, then
+/// 200 to the client and the tunnel's bytes relayed both ways.
+async fn terminate_connect(
+    state: &ClusterState,
+    downstream: Downstream,
+    mut request: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let picked = match pick_endpoint(state, downstream.destination, None).await {
+        Ok(picked) => picked,
+        Err(failure) => return failure.response(),
+    };
+    let cluster = &state.cluster;
+    let connected =
+        crate::upstream::connect(picked.address, cluster.bind, cluster.connect_timeout).await;
+    let upstream = match connected {
+        Ok(stream) => {
+            state.stats.upstream_cx_total.inc();
+            stream
+        }
+        Err(e) => {
+            state.stats.upstream_cx_connect_fail.inc();
+            return Failure::Upstream(e).response();
+        }
+    };
+    let client = hyper::upgrade::on(&mut request);
+    let open = state.stats.upstream_cx_active.track();
+    tokio::spawn(async move {
+        let _open = open;
+        match client.await {
+            Ok(client) => {
+                let mut client = TokioIo::new(client);
+                let mut upstream = upstream;
+                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                    tracing::debug!(error = %e, "CONNECT tunnel ended");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+        }
+    });
+    local(StatusCode::OK, "")
 }
 
 /// Shapes the request line for the upstream's HTTP version: origin-form with a `host`

@@ -93,6 +93,9 @@ pub struct Forward {
     pub request_mirror_policies: Vec<route_action::RequestMirrorPolicy>,
     /// Stream duration limits and gRPC timeout handling, as configured.
     pub max_stream_duration: Option<route_action::MaxStreamDuration>,
+    /// Whether a CONNECT request is terminated here and its payload relayed as TCP to
+    /// the cluster (`upgrade_configs` CONNECT with a `connect_config`).
+    pub terminate_connect: bool,
 }
 
 #[derive(Debug)]
@@ -189,6 +192,11 @@ impl Forward {
             })?,
             request_mirror_policies: mirrors.to_vec(),
             max_stream_duration: a.max_stream_duration,
+            terminate_connect: a.upgrade_configs.iter().any(|u| {
+                u.upgrade_type.eq_ignore_ascii_case("CONNECT")
+                    && u.connect_config.is_some()
+                    && u.enabled.is_none_or(|e| e.value)
+            }),
         })
     }
 
