@@ -56,6 +56,25 @@ pub struct Shared {
     pub bound: listeners::Bound,
 }
 
+/// Drops the connection pools of endpoints that left every cluster, after each config
+/// change (pools of original-destination and DNS endpoints go too; the next request
+/// makes a new one).
+async fn prune_pools(shared: Arc<Shared>) {
+    let mut changes = shared.store.changes();
+    while changes.changed().await.is_ok() {
+        let snapshot = shared.store.snapshot();
+        let endpoints: std::collections::HashSet<SocketAddr> = snapshot
+            .clusters
+            .values()
+            .filter_map(|c| c.balancer.as_ref())
+            .flat_map(|b| b.endpoints().iter().map(|e| e.address))
+            .collect();
+        shared
+            .upstreams
+            .retain(|key| endpoints.contains(&key.endpoint));
+    }
+}
+
 /// How to run a proxy.
 #[derive(Clone)]
 pub struct ProxyOptions {
@@ -127,11 +146,14 @@ impl Proxy {
             .ads
             .as_ref()
             .map(|ads| xds::start(ads, bootstrap.node.clone(), store.clone()));
-        let mut tasks = vec![tokio::spawn(listeners::run(
-            shared.clone(),
-            options.drain_time,
-            stopped.clone(),
-        ))];
+        let mut tasks = vec![
+            tokio::spawn(listeners::run(
+                shared.clone(),
+                options.drain_time,
+                stopped.clone(),
+            )),
+            tokio::spawn(prune_pools(shared.clone())),
+        ];
         let admin = match bootstrap.admin {
             Some(address) => {
                 let socket = TcpListener::bind(address)
