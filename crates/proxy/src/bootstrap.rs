@@ -19,7 +19,7 @@ use crate::config::socket_address;
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
     /// The file could not be read.
-    #[error("cannot read bootstrap {path}: {source}")]
+    #[error("cannot read bootstrap {path}")]
     Read {
         /// The file.
         path: String,
@@ -27,7 +27,7 @@ pub enum BootstrapError {
         source: std::io::Error,
     },
     /// The file is not a valid Envoy bootstrap.
-    #[error("bootstrap {path}: {source}")]
+    #[error("bootstrap {path}")]
     Parse {
         /// The file.
         path: String,

@@ -107,7 +107,7 @@ pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The admin or health address cannot be bound.
-    #[error("cannot bind {address}: {source}")]
+    #[error("cannot bind {address}")]
     Admin {
         /// The address.
         address: SocketAddr,
