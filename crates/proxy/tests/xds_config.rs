@@ -15,8 +15,8 @@ use mizzen_xds::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use mizzen_xds::pb::envoy::config::listener::v3::Listener;
 use mizzen_xds::pb::envoy::config::route::v3::RouteConfiguration;
 use mizzen_xds::{
-    AdsServer, Generated, NamedResource, PushRequest, ResourceSource, ResourceType, Subscription,
-    TypeSet, json,
+    AdsServer, Generated, NamedResource, Protocol, PushRequest, ResourceSource, ResourceType,
+    Subscription, TypeSet, json,
 };
 use tokio::net::TcpListener;
 
@@ -107,6 +107,15 @@ virtual_hosts:
 
 #[tokio::test]
 async fn config_over_ads_follows_changes_and_survives_nacks_and_server_loss() {
+    follows_changes_and_survives_nacks_and_server_loss(Protocol::StateOfTheWorld).await;
+}
+
+#[tokio::test]
+async fn config_over_delta_ads_does_the_same() {
+    follows_changes_and_survives_nacks_and_server_loss(Protocol::Delta).await;
+}
+
+async fn follows_changes_and_survives_nacks_and_server_loss(protocol: Protocol) {
     let v1 = backend("v1").await;
     let v2 = backend("v2").await;
     let source = Source::default();
@@ -133,13 +142,9 @@ async fn config_over_ads_follows_changes_and_survives_nacks_and_server_loss() {
         id: "sidecar~127.0.0.1~client.default~default.svc.cluster.local".into(),
         ..Node::default()
     };
-    let proxy = Proxy::start(ProxyOptions::new(Bootstrap::for_pilot(
-        &xds.to_string(),
-        node,
-        None,
-    )))
-    .await
-    .unwrap();
+    let mut bootstrap = Bootstrap::for_pilot(&xds.to_string(), node, None);
+    bootstrap.ads.as_mut().unwrap().protocol = protocol;
+    let proxy = Proxy::start(ProxyOptions::new(bootstrap)).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), proxy.ready())
         .await
         .expect("the proxy gets its whole config");
