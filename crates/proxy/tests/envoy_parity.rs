@@ -28,13 +28,10 @@ use tokio::net::TcpStream;
 
 /// Response headers left out of every comparison, and why:
 /// - `date`: the moment of the answer.
-/// - `server`: Envoy names itself (`server: envoy`) when `server_name` is unset; Mizzen
-///   then sends none (it sets `server` only when configured).
 /// - `content-length`, `transfer-encoding`, `connection`, `keep-alive`: HTTP/1.1 framing,
 ///   which each codec chooses for itself.
-const IGNORED_RESPONSE_HEADERS: [&str; 6] = [
+const IGNORED_RESPONSE_HEADERS: [&str; 5] = [
     "date",
-    "server",
     "content-length",
     "transfer-encoding",
     "connection",

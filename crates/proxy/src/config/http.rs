@@ -5,9 +5,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
 use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, http_connection_manager::CodecType,
-    http_connection_manager::RouteSpecifier, http_filter,
+    http_connection_manager::RouteSpecifier, http_connection_manager::ServerHeaderTransformation,
+    http_filter,
 };
 
 use super::cidr::Cidr;
@@ -42,8 +44,8 @@ pub struct HttpManager {
     pub generate_request_id: bool,
     /// A stream with no activity for this long is reset (none: never).
     pub stream_idle_timeout: Option<Duration>,
-    /// The `server` header set on responses, if any.
-    pub server_name: Option<String>,
+    /// What becomes of the `server` header of responses.
+    pub server_header: ServerHeader,
     /// Whether WebSocket upgrades are proxied (`upgrade_configs`).
     pub websocket: bool,
     /// Whether CONNECT requests are accepted (`upgrade_configs` CONNECT).
@@ -78,6 +80,53 @@ impl Forwarding {
     pub fn is_internal(&self, client: IpAddr) -> bool {
         let client = client.to_canonical();
         self.internal.iter().any(|range| range.contains(client))
+    }
+}
+
+/// The `server` response header (`server_name`, `server_header_transformation`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerHeader {
+    /// Always this value (Envoy's default, `envoy` when `server_name` is unset).
+    Overwrite(HeaderValue),
+    /// This value when the upstream sent none.
+    AppendIfAbsent(HeaderValue),
+    /// Whatever the upstream sent.
+    PassThrough,
+}
+
+impl ServerHeader {
+    fn compile(hcm: &HttpConnectionManager) -> Result<ServerHeader, String> {
+        let name = if hcm.server_name.is_empty() {
+            "envoy"
+        } else {
+            &hcm.server_name
+        };
+        let value = HeaderValue::from_str(name)
+            .map_err(|_| format!("{name:?} is not a valid header value"))?;
+        Ok(
+            match ServerHeaderTransformation::try_from(hcm.server_header_transformation) {
+                Ok(ServerHeaderTransformation::AppendIfAbsent) => {
+                    ServerHeader::AppendIfAbsent(value)
+                }
+                Ok(ServerHeaderTransformation::PassThrough) => ServerHeader::PassThrough,
+                _ => ServerHeader::Overwrite(value),
+            },
+        )
+    }
+
+    /// Applies the rule to a response's headers.
+    pub fn apply(&self, headers: &mut http::HeaderMap) {
+        match self {
+            ServerHeader::Overwrite(v) => {
+                headers.insert(http::header::SERVER, v.clone());
+            }
+            ServerHeader::AppendIfAbsent(v) => {
+                headers
+                    .entry(http::header::SERVER)
+                    .or_insert_with(|| v.clone());
+            }
+            ServerHeader::PassThrough => {}
+        }
     }
 }
 
@@ -188,7 +237,7 @@ impl HttpManager {
             },
             generate_request_id: hcm.generate_request_id.is_none_or(|b| b.value),
             stream_idle_timeout,
-            server_name: Some(hcm.server_name.clone()).filter(|s| !s.is_empty()),
+            server_header: ServerHeader::compile(hcm).map_err(|r| field("server_name", r))?,
             stats: stats.http(&hcm.stat_prefix),
             connect: hcm.upgrade_configs.iter().any(|u| {
                 u.upgrade_type.eq_ignore_ascii_case("CONNECT") && u.enabled.is_none_or(|e| e.value)

@@ -18,7 +18,7 @@ use mizzen_xds::pb::google::protobuf::Duration as PbDuration;
 
 pub use chain::{ChainMatch, ConnectionInfo};
 pub use cluster::{Cluster, Discovery, UpstreamProtocol};
-pub use http::{Codec, Forwarding, HttpManager, RouteSource};
+pub use http::{Codec, Forwarding, HttpManager, RouteSource, ServerHeader};
 pub use listener::{FilterChain, Listener, NetworkFilter};
 pub use store::{ClusterState, ConfigStore, Snapshot, Wanted};
 pub use tcp::{TcpProxy, TcpTarget};

@@ -50,11 +50,7 @@ pub async fn serve(
     // stream's task; a pointer moves cheaper than kilobytes of state.
     let mut response = Box::pin(route(&shared, &snapshot, &manager, downstream, request)).await;
     stats.downstream_rq.record(response.status().as_u16());
-    if let Some(server) = &manager.server_name
-        && let Ok(value) = HeaderValue::from_str(server)
-    {
-        response.headers_mut().insert(header::SERVER, value);
-    }
+    manager.server_header.apply(response.headers_mut());
     Ok(response)
 }
 
