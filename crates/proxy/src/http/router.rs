@@ -82,23 +82,24 @@ async fn route(
         downstream.peer,
         downstream.tls,
     );
-    let authority = authority(&request);
+    // Cheap copies (shared bytes) that routing borrows from while the request changes.
+    let uri = request.uri().clone();
+    let host = request.headers().get(header::HOST).cloned();
+    let authority = authority(&uri, host.as_ref());
     let connect = request.method() == Method::CONNECT;
     if connect && !manager.connect {
         // Envoy answers CONNECT with 403 unless the connection manager enables it.
         return local(StatusCode::FORBIDDEN, "");
     }
     // A CONNECT names only an authority; it has no path to match.
-    let path = request
-        .uri()
+    let path = uri
         .path_and_query()
-        .map_or(if connect { "" } else { "/" }, PathAndQuery::as_str)
-        .to_owned();
+        .map_or(if connect { "" } else { "/" }, PathAndQuery::as_str);
     let version = request.version();
     let head = RequestHead {
-        authority: &authority,
+        authority,
         method: request.method(),
-        path: &path,
+        path,
         scheme: scheme(request.uri(), request.headers(), downstream.tls),
         headers: request.headers(),
     };
@@ -141,7 +142,7 @@ async fn route(
         }
         return finish(terminate_connect(cluster, downstream, request).await);
     }
-    let rewritten = forward.rewrite_path(&path);
+    let rewritten = forward.rewrite_path(path);
     // Owned, for the request's headers are about to change.
     let new_host = forward.rewrite_host(target, &head).map(NewHost::into_owned);
     let timeout = super::timeout::for_request(
@@ -157,8 +158,8 @@ async fn route(
         .map(|_| {
             forward.hasher.hash(&HashInput {
                 headers: head.headers,
-                authority: Some(&authority),
-                path: Some(&path),
+                authority: Some(authority),
+                path: Some(path),
                 remote: Some(downstream.peer),
                 local: Some(downstream.destination),
             })
@@ -174,18 +175,18 @@ async fn route(
     }
     selected.apply_request_headers(headers);
     if let Some(NewHost::Route(_)) = &new_host {
-        headers::record_original_host(headers, &authority, forward.append_x_forwarded_host);
+        headers::record_original_host(headers, authority, forward.append_x_forwarded_host);
     }
     if rewritten.is_some()
-        && let Ok(original) = HeaderValue::from_str(&path)
+        && let Ok(original) = HeaderValue::from_str(path)
     {
         headers.insert(X_ENVOY_ORIGINAL_PATH, original);
     }
 
     let started = Instant::now();
     let target = Target {
-        authority: new_host.as_ref().map_or(&authority, NewHost::as_str),
-        path: rewritten.as_deref().unwrap_or(&path),
+        authority: new_host.as_ref().map_or(authority, NewHost::as_str),
+        path: rewritten.as_deref().unwrap_or(path),
         hash: hashed.hash,
         timeout,
         auto_host_rewrite: forward.auto_host_rewrite(),
@@ -477,18 +478,10 @@ fn set_upstream_target(request: &mut Request<Incoming>, authority: &str, path: &
 }
 
 /// The request's authority: `:authority` (HTTP/2, absolute-form) or the `host` header.
-fn authority(request: &Request<Incoming>) -> String {
-    request
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            request
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        })
+fn authority<'r>(uri: &'r Uri, host: Option<&'r HeaderValue>) -> &'r str {
+    uri.authority()
+        .map(|a| a.as_str())
+        .or_else(|| host.and_then(|h| h.to_str().ok()))
         .unwrap_or_default()
 }
 
