@@ -13,6 +13,7 @@ pub mod bootstrap;
 pub mod config;
 mod conn;
 pub mod drain;
+pub mod endpoint;
 pub mod http;
 pub mod inspect;
 pub mod listeners;

@@ -11,8 +11,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, copy_bidirectional};
 
 use crate::Shared;
-use crate::config::{Discovery, TcpProxy};
-use crate::upstream;
+use crate::config::TcpProxy;
+use crate::{endpoint, upstream};
 
 /// Relays `downstream` to the proxy's target; `destination` is where the client meant
 /// to connect (used by original-destination clusters).
@@ -31,29 +31,18 @@ where
         return Err(io::Error::other(format!("cluster {name:?} not found")));
     };
     let cluster = &state.cluster;
-    let endpoint = match &cluster.discovery {
-        Discovery::OriginalDst => destination,
-        Discovery::Dns(targets) => {
-            let (host, port) = &targets[fastrand::usize(..targets.len())];
-            tokio::net::lookup_host((host.as_str(), *port))
-                .await?
-                .next()
-                .ok_or_else(|| io::Error::other(format!("{host} has no address")))?
-        }
-        Discovery::Static | Discovery::Eds(_) => {
-            let picked = state
-                .balancer
-                .as_ref()
-                .and_then(|b| b.pick(None))
-                .ok_or_else(|| {
-                    io::Error::other(format!("cluster {name:?} has no healthy endpoint"))
-                })?;
-            picked.endpoint().address
-        }
-    };
-    let mut upstream = upstream::connect(endpoint, cluster.bind, cluster.connect_timeout)
+    let chosen = endpoint::choose(state, destination, None)
         .await
-        .map_err(io::Error::other)?;
+        .map_err(|e| io::Error::other(format!("cluster {name:?}: {e}")))?;
+    let mut upstream = upstream::connect(
+        chosen.address,
+        cluster.bind,
+        cluster.connect_timeout,
+        &state.stats,
+    )
+    .await
+    .map_err(io::Error::other)?;
+    let _open = state.stats.upstream_cx_active.track();
     let Some(idle) = proxy.idle_timeout else {
         return copy_bidirectional(&mut downstream, &mut upstream)
             .await

@@ -215,12 +215,13 @@ impl Pool {
         settings: PoolSettings,
         stats: &ClusterStats,
     ) -> Result<TcpStream, UpstreamError> {
-        let connected = connect(self.key.endpoint, self.key.bind, settings.connect_timeout).await;
-        match &connected {
-            Ok(_) => stats.upstream_cx_total.inc(),
-            Err(_) => stats.upstream_cx_connect_fail.inc(),
-        }
-        connected
+        connect(
+            self.key.endpoint,
+            self.key.bind,
+            settings.connect_timeout,
+            stats,
+        )
+        .await
     }
 
     fn give_back(&self, sender: http1::SendRequest<Incoming>, uses: u32) {
@@ -235,8 +236,23 @@ impl Pool {
     }
 }
 
-/// Opens a TCP connection to `endpoint`, from `bind` if set, within `timeout`.
+/// Opens a TCP connection to `endpoint`, from `bind` if set, within `timeout`, counting
+/// it in the cluster's `stats`.
 pub async fn connect(
+    endpoint: SocketAddr,
+    bind: Option<SocketAddr>,
+    timeout: Duration,
+    stats: &ClusterStats,
+) -> Result<TcpStream, UpstreamError> {
+    let connected = open(endpoint, bind, timeout).await;
+    match &connected {
+        Ok(_) => stats.upstream_cx_total.inc(),
+        Err(_) => stats.upstream_cx_connect_fail.inc(),
+    }
+    connected
+}
+
+async fn open(
     endpoint: SocketAddr,
     bind: Option<SocketAddr>,
     timeout: Duration,
@@ -342,6 +358,7 @@ mod tests {
             SocketAddr::from(([127, 0, 0, 1], 1)),
             None,
             Duration::from_secs(5),
+            &ClusterStats::default(),
         )
         .await
         .unwrap_err();
@@ -358,6 +375,7 @@ mod tests {
             SocketAddr::from(([127, 0, 0, 1], 1)),
             bind,
             Duration::from_secs(5),
+            &ClusterStats::default(),
         )
         .await
         .unwrap_err();

@@ -20,7 +20,8 @@ use super::headers::{
 };
 use crate::Shared;
 use crate::balance::HashInput;
-use crate::config::{ClusterState, Discovery, HttpManager, Snapshot, UpstreamProtocol};
+use crate::config::{ClusterState, HttpManager, Snapshot, UpstreamProtocol};
+use crate::endpoint::{self, Unreachable};
 use crate::route::{Action, NewHost, RequestHead};
 use crate::upstream::{PoolKey, PoolSettings, UpstreamError};
 
@@ -283,6 +284,17 @@ enum Failure {
     Timeout,
 }
 
+impl From<Unreachable> for Failure {
+    fn from(unreachable: Unreachable) -> Self {
+        match unreachable {
+            Unreachable::NoHealthyEndpoint => Failure::NoHealthyUpstream,
+            Unreachable::Resolve { source, .. } => {
+                Failure::Upstream(UpstreamError::LocalConnect(source))
+            }
+        }
+    }
+}
+
 impl Failure {
     fn response(self) -> Response<ProxyBody> {
         match self {
@@ -315,7 +327,7 @@ async fn forward_to(
 ) -> Result<Response<ProxyBody>, Failure> {
     let cluster = &state.cluster;
     // Held until the response head arrives: LEAST_REQUEST counts requests in flight.
-    let picked = pick_endpoint(state, downstream.destination, target.hash).await?;
+    let picked = endpoint::choose(state, downstream.destination, target.hash).await?;
     let (endpoint, hostname) = (picked.address, picked.hostname);
     let authority = if target.auto_host_rewrite && !hostname.is_empty() {
         headers::record_original_host(
@@ -360,52 +372,6 @@ async fn forward_to(
     Ok(response.map(ProxyBody::Upstream))
 }
 
-/// The endpoint a request goes to.
-struct PickedEndpoint<'s> {
-    address: SocketAddr,
-    /// Its hostname (empty when it has none), for `auto_host_rewrite`.
-    hostname: &'s str,
-    /// Counts the request in flight at the endpoint (LEAST_REQUEST reads it) while held.
-    _in_flight: Option<crate::balance::Picked<'s>>,
-}
-
-/// Picks the endpoint of `state`'s cluster: by its balancer, by DNS, or the
-/// connection's original `destination`.
-async fn pick_endpoint(
-    state: &ClusterState,
-    destination: SocketAddr,
-    hash: Option<u64>,
-) -> Result<PickedEndpoint<'_>, Failure> {
-    match &state.cluster.discovery {
-        Discovery::OriginalDst => Ok(PickedEndpoint {
-            address: destination,
-            hostname: "",
-            _in_flight: None,
-        }),
-        Discovery::Dns(targets) => {
-            let (host, port) = &targets[fastrand::usize(..targets.len())];
-            let address = resolve(host, *port)
-                .await
-                .map_err(|e| Failure::Upstream(UpstreamError::LocalConnect(e)))?;
-            Ok(PickedEndpoint {
-                address,
-                hostname: host,
-                _in_flight: None,
-            })
-        }
-        Discovery::Static | Discovery::Eds(_) => {
-            let balancer = state.balancer.as_ref().ok_or(Failure::NoHealthyUpstream)?;
-            let picked = balancer.pick(hash).ok_or(Failure::NoHealthyUpstream)?;
-            let endpoint = picked.endpoint();
-            Ok(PickedEndpoint {
-                address: endpoint.address,
-                hostname: &endpoint.hostname,
-                _in_flight: Some(picked),
-            })
-        }
-    }
-}
-
 /// A CONNECT the route terminates: a TCP connection to an endpoint of the cluster, then
 /// 200 to the client and the tunnel's bytes relayed both ways.
 async fn terminate_connect(
@@ -413,22 +379,21 @@ async fn terminate_connect(
     downstream: Downstream,
     mut request: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let picked = match pick_endpoint(state, downstream.destination, None).await {
+    let picked = match endpoint::choose(state, downstream.destination, None).await {
         Ok(picked) => picked,
-        Err(failure) => return failure.response(),
+        Err(unreachable) => return Failure::from(unreachable).response(),
     };
     let cluster = &state.cluster;
-    let connected =
-        crate::upstream::connect(picked.address, cluster.bind, cluster.connect_timeout).await;
+    let connected = crate::upstream::connect(
+        picked.address,
+        cluster.bind,
+        cluster.connect_timeout,
+        &state.stats,
+    )
+    .await;
     let upstream = match connected {
-        Ok(stream) => {
-            state.stats.upstream_cx_total.inc();
-            stream
-        }
-        Err(e) => {
-            state.stats.upstream_cx_connect_fail.inc();
-            return Failure::Upstream(e).response();
-        }
+        Ok(stream) => stream,
+        Err(e) => return Failure::Upstream(e).response(),
     };
     let client = hyper::upgrade::on(&mut request);
     let open = state.stats.upstream_cx_active.track();
@@ -483,18 +448,6 @@ fn authority<'r>(uri: &'r Uri, host: Option<&'r HeaderValue>) -> &'r str {
         .map(|a| a.as_str())
         .or_else(|| host.and_then(|h| h.to_str().ok()))
         .unwrap_or_default()
-}
-
-async fn resolve(host: &str, port: u16) -> std::io::Result<SocketAddr> {
-    tokio::net::lookup_host((host, port))
-        .await?
-        .next()
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("{host} has no address"),
-            )
-        })
 }
 
 /// A response the proxy makes itself.
