@@ -58,8 +58,8 @@ pub struct Shared {
 }
 
 /// Drops the connection pools of endpoints that left every cluster, after each config
-/// change (pools of original-destination and DNS endpoints go too; the next request
-/// makes a new one).
+/// change (pools of original-destination endpoints go too; the next request makes a
+/// new one).
 async fn prune_pools(shared: Arc<Shared>) {
     let mut changes = shared.store.changes();
     while changes.changed().await.is_ok() {
@@ -87,6 +87,8 @@ pub struct ProxyOptions {
     pub health_addr: Option<SocketAddr>,
     /// Run-time log levels for the admin `/logging` endpoint, when the process has them.
     pub logging: Option<Arc<dyn admin::LogLevels>>,
+    /// Resolves the host names of DNS clusters (the system's resolver by default).
+    pub resolver: Arc<dyn config::Resolve>,
 }
 
 impl ProxyOptions {
@@ -97,6 +99,7 @@ impl ProxyOptions {
             drain_time: Duration::from_secs(600),
             health_addr: None,
             logging: None,
+            resolver: Arc::new(config::SystemResolver),
         }
     }
 }
@@ -154,6 +157,7 @@ impl Proxy {
                 stopped.clone(),
             )),
             tokio::spawn(prune_pools(shared.clone())),
+            tokio::spawn(config::dns::run(store.clone(), options.resolver.clone())),
         ];
         let admin = match bootstrap.admin {
             Some(address) => {

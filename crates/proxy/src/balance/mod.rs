@@ -8,8 +8,8 @@
 //! [`Balancer::pick`] takes no lock and allocates nothing. A new assignment (say, a
 //! health change) means a new balancer.
 //!
-//! Endpoints must be IP addresses: hostnames (STRICT_DNS and LOGICAL_DNS clusters) are
-//! rejected for now, naming the endpoint.
+//! Endpoints must be IP addresses: DNS clusters are balanced over the addresses their
+//! names resolved to (see [`crate::config::dns`]).
 
 mod consistent;
 mod endpoints;
@@ -26,6 +26,7 @@ mod schedule;
 mod testing;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use mizzen_xds::pb::envoy::config::cluster::v3::Cluster;
 use mizzen_xds::pb::envoy::config::cluster::v3::cluster::{
@@ -128,6 +129,19 @@ impl Balancer {
         })
     }
 
+    /// [`Balancer::pick`], with a guard that owns the balancer, so that it may outlive
+    /// the borrow (in a response body, say).
+    pub fn pick_owned(self: &Arc<Self>, hash: Option<u64>) -> Option<InFlight> {
+        let picked = self.pick(hash)?;
+        let index = picked.index;
+        // The request's count moves to the owned guard, which ends it when dropped.
+        std::mem::forget(picked);
+        Some(InFlight {
+            balancer: self.clone(),
+            index,
+        })
+    }
+
     /// Whether picks use the request hash (RING_HASH, MAGLEV): only then should the
     /// route's hash policies be evaluated, and any generated cookie be set.
     pub fn hashes_requests(&self) -> bool {
@@ -163,6 +177,32 @@ impl<'a> Picked<'a> {
 impl Drop for Picked<'_> {
     fn drop(&mut self) {
         self.endpoint.end_request();
+    }
+}
+
+/// An owned [`Picked`]: counts as one of the endpoint's outstanding requests until
+/// dropped.
+#[derive(Debug)]
+pub struct InFlight {
+    balancer: Arc<Balancer>,
+    index: usize,
+}
+
+impl InFlight {
+    /// The endpoint.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.balancer.endpoints[self.index]
+    }
+
+    /// The endpoint's position in [`Balancer::endpoints`].
+    pub fn index(&self) -> usize {
+        self.index
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.endpoint().end_request();
     }
 }
 
@@ -343,10 +383,7 @@ pub enum Reason {
     #[error("not supported: {0}")]
     Unsupported(&'static str),
     /// A hostname where an IP address is needed.
-    #[error(
-        "{0:?} is not an IP address; endpoints that need DNS resolution (STRICT_DNS and \
-         LOGICAL_DNS clusters) are not supported yet"
-    )]
+    #[error("{0:?} is not an IP address (host names need a STRICT_DNS or LOGICAL_DNS cluster)")]
     NotAnIp(String),
     /// A named port, which only listeners' original destinations resolve.
     #[error("named port {0:?} is not supported")]

@@ -5,15 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mizzen_xds::pb::envoy::config::cluster::v3::{Cluster as PbCluster, cluster};
-use mizzen_xds::pb::envoy::config::core::v3::socket_address::PortSpecifier;
-use mizzen_xds::pb::envoy::config::core::v3::{HttpProtocolOptions as CommonOptions, address};
-use mizzen_xds::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
+use mizzen_xds::pb::envoy::config::core::v3::HttpProtocolOptions as CommonOptions;
 use mizzen_xds::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use mizzen_xds::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
     UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
 };
 use prost::Message;
 
+use super::dns::{Dns, DnsKind};
 use super::{ConfigError, duration, ip_port};
 
 /// The key of `typed_extension_protocol_options` that carries HTTP upstream options.
@@ -53,9 +52,9 @@ pub enum Discovery {
     Eds(String),
     /// The connection's original destination (`PassthroughCluster`).
     OriginalDst,
-    /// Host names from the cluster's `load_assignment`, resolved when connecting
+    /// Host names from the cluster's `load_assignment`, resolved in the background
     /// (`STRICT_DNS` and `LOGICAL_DNS`: Istio's DNS ServiceEntries).
-    Dns(Vec<(String, u16)>),
+    Dns(Dns),
 }
 
 /// The HTTP version spoken to a cluster's endpoints.
@@ -90,9 +89,12 @@ impl Cluster {
                             .unwrap_or_else(|| name.clone()),
                     ),
                     Ok(cluster::DiscoveryType::OriginalDst) => Discovery::OriginalDst,
-                    Ok(cluster::DiscoveryType::StrictDns | cluster::DiscoveryType::LogicalDns) => {
-                        Discovery::Dns(dns_targets(&raw).map_err(|r| err("load_assignment", r))?)
-                    }
+                    Ok(cluster::DiscoveryType::StrictDns) => Discovery::Dns(
+                        Dns::compile(&raw, DnsKind::Strict).map_err(|(f, r)| err(&f, r))?,
+                    ),
+                    Ok(cluster::DiscoveryType::LogicalDns) => Discovery::Dns(
+                        Dns::compile(&raw, DnsKind::Logical).map_err(|(f, r)| err(&f, r))?,
+                    ),
                     Err(_) => return Err(err("type", format!("unknown discovery type {t}"))),
                 }
             }
@@ -190,36 +192,6 @@ impl Cluster {
             .then_some(self.raw.load_assignment.as_ref())
             .flatten()
     }
-}
-
-/// The host names and ports a DNS cluster lists.
-fn dns_targets(raw: &PbCluster) -> Result<Vec<(String, u16)>, String> {
-    let endpoints = raw
-        .load_assignment
-        .iter()
-        .flat_map(|a| &a.endpoints)
-        .flat_map(|l| &l.lb_endpoints);
-    let mut out = Vec::new();
-    for ep in endpoints {
-        let Some(HostIdentifier::Endpoint(endpoint)) = &ep.host_identifier else {
-            continue;
-        };
-        match endpoint.address.as_ref().and_then(|a| a.address.as_ref()) {
-            Some(address::Address::SocketAddress(sa)) => match sa.port_specifier {
-                Some(PortSpecifier::PortValue(port)) => {
-                    let port =
-                        u16::try_from(port).map_err(|_| format!("port {port} is out of range"))?;
-                    out.push((sa.address.clone(), port));
-                }
-                _ => return Err(format!("endpoint {:?} has no port", sa.address)),
-            },
-            _ => return Err("a DNS cluster's endpoints must be socket addresses".into()),
-        }
-    }
-    if out.is_empty() {
-        return Err("a DNS cluster needs at least one endpoint".into());
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

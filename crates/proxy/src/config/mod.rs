@@ -5,6 +5,7 @@
 mod chain;
 mod cidr;
 mod cluster;
+pub mod dns;
 mod http;
 mod listener;
 mod store;
@@ -18,6 +19,7 @@ use mizzen_xds::pb::google::protobuf::Duration as PbDuration;
 
 pub use chain::{ChainMatch, ConnectionInfo};
 pub use cluster::{Cluster, Discovery, UpstreamProtocol};
+pub use dns::{Dns, DnsKind, LookupFamily, Resolve, SystemResolver};
 pub use http::{Codec, Forwarding, HttpManager, RouteSource, ServerHeader};
 pub use listener::{FilterChain, Listener, NetworkFilter};
 pub use store::{ClusterState, ConfigStore, Snapshot, Wanted};

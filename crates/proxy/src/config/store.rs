@@ -3,7 +3,8 @@
 //! rejected set (a NACK) leaves the last good config serving.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use mizzen_xds::ResourceType;
@@ -15,7 +16,9 @@ use mizzen_xds::pb::google::protobuf::Any;
 use prost::Message;
 use tokio::sync::watch;
 
-use super::{Cluster, ConfigError, Discovery, HttpManager, Listener, NetworkFilter, RouteSource};
+use super::{
+    Cluster, ConfigError, Discovery, HttpManager, Listener, NetworkFilter, RouteSource, dns,
+};
 use crate::balance::Balancer;
 use crate::route::RouteTable;
 use crate::stats::{ClusterStats, Stats};
@@ -41,9 +44,13 @@ pub struct Snapshot {
 pub struct ClusterState {
     /// The cluster.
     pub cluster: Arc<Cluster>,
-    /// None while an EDS cluster waits for its endpoints (warming), and for clusters
-    /// without endpoint lists (original destination, DNS).
+    /// None while an EDS cluster waits for its endpoints, for a DNS cluster whose names
+    /// resolved to nothing, and for original-destination clusters. A changed DNS cluster
+    /// keeps its previous balancer until its names are resolved again.
     pub balancer: Option<Arc<Balancer>>,
+    /// False while the cluster waits for its first endpoints (an EDS assignment, a DNS
+    /// resolution): Envoy's warming.
+    pub warm: bool,
     /// Its statistics (the same across updates of the cluster).
     pub stats: Arc<ClusterStats>,
 }
@@ -60,12 +67,12 @@ impl Snapshot {
     /// What the proxy still waits for before its config is complete.
     pub fn warming(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for state in self.clusters.values() {
-            if let Discovery::Eds(name) = &state.cluster.discovery
-                && !self.assignments.contains_key(name)
-            {
-                out.push(format!("endpoints of cluster {:?}", state.cluster.name));
-            }
+        for state in self.clusters.values().filter(|s| !s.warm) {
+            let what = match state.cluster.discovery {
+                Discovery::Dns(_) => "DNS resolution",
+                _ => "endpoints",
+            };
+            out.push(format!("{what} of cluster {:?}", state.cluster.name));
         }
         for name in self.wanted().routes {
             if !self.routes.contains_key(&name) {
@@ -119,6 +126,9 @@ pub struct ConfigStore {
     /// True when config comes from xDS too, not only from the bootstrap.
     dynamic: bool,
     stats: Arc<Stats>,
+    /// Held while a new snapshot is made from the current one, so that concurrent
+    /// updates (xDS, DNS resolutions) never lose each other's changes.
+    updating: Mutex<()>,
 }
 
 impl ConfigStore {
@@ -134,7 +144,7 @@ impl ConfigStore {
         for raw in clusters {
             let cluster = Cluster::compile(raw)?;
             snapshot.static_names.insert(cluster.name.clone());
-            let state = cluster_state(cluster, &snapshot.assignments, &stats)?;
+            let state = cluster_state(cluster, &snapshot.assignments, None, &stats)?;
             snapshot
                 .clusters
                 .insert(state.cluster.name.clone(), Arc::new(state));
@@ -153,6 +163,7 @@ impl ConfigStore {
             wanted: watch::channel(wanted).0,
             dynamic,
             stats,
+            updating: Mutex::new(()),
         })
     }
 
@@ -189,6 +200,19 @@ impl ConfigStore {
     /// Compiles and applies the complete new set of one type; on error nothing
     /// changes and the reason is what the NACK says.
     pub fn apply(&self, ty: ResourceType, resources: &BTreeMap<String, Any>) -> Result<(), String> {
+        self.apply_if(ty, resources, |_| Ok(()))
+    }
+
+    /// [`ConfigStore::apply`], with `accept` asked before anything changes: its error
+    /// rejects the set (binding a new listener's socket fails, say), its value is
+    /// returned once the new snapshot is in place.
+    pub fn apply_if<T>(
+        &self,
+        ty: ResourceType,
+        resources: &BTreeMap<String, Any>,
+        accept: impl FnOnce(&Snapshot) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let _updating = self.updating.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.current.load_full();
         let mut next = Snapshot {
             listeners: current.listeners.clone(),
@@ -207,9 +231,21 @@ impl ConfigStore {
                     if next.static_names.contains(&raw.name) {
                         continue;
                     }
+                    let previous = current.clusters.get(&raw.name);
+                    // An unchanged cluster keeps its state (balancer, resolved names),
+                    // as Envoy leaves a cluster whose config hash did not change.
+                    if let Some(previous) = previous.filter(|p| *p.cluster.raw == raw) {
+                        next.clusters.insert(raw.name.clone(), previous.clone());
+                        continue;
+                    }
                     let cluster = Cluster::compile(raw).map_err(|e| e.to_string())?;
-                    let state = cluster_state(cluster, &next.assignments, &self.stats)
-                        .map_err(|e| e.to_string())?;
+                    let state = cluster_state(
+                        cluster,
+                        &next.assignments,
+                        previous.map(|p| &**p),
+                        &self.stats,
+                    )
+                    .map_err(|e| e.to_string())?;
                     next.clusters
                         .insert(state.cluster.name.clone(), Arc::new(state));
                 }
@@ -224,9 +260,13 @@ impl ConfigStore {
                     .collect();
                 for state in next.clusters.values_mut() {
                     if matches!(state.cluster.discovery, Discovery::Eds(_)) {
-                        let rebuilt =
-                            cluster_state(state.cluster.clone(), &next.assignments, &self.stats)
-                                .map_err(|e| e.to_string())?;
+                        let rebuilt = cluster_state(
+                            state.cluster.clone(),
+                            &next.assignments,
+                            None,
+                            &self.stats,
+                        )
+                        .map_err(|e| e.to_string())?;
                         *state = Arc::new(rebuilt);
                     }
                 }
@@ -259,9 +299,59 @@ impl ConfigStore {
                     .collect::<Result<_, _>>()?;
             }
             // Secrets come with workload identity; nothing uses them yet.
-            ResourceType::Secret => return Ok(()),
+            ResourceType::Secret => return accept(&current),
         }
         next.received.insert(ty);
+        let accepted = accept(&next)?;
+        self.commit(next);
+        Ok(accepted)
+    }
+
+    /// Gives the DNS cluster `cluster` the endpoints its names resolved to, and counts
+    /// it as warm. Nothing changes when the cluster was changed or removed meanwhile
+    /// (its new resolver takes over).
+    pub fn apply_resolved(
+        &self,
+        cluster: &Arc<Cluster>,
+        addresses: &BTreeMap<String, Vec<IpAddr>>,
+    ) -> Result<(), ConfigError> {
+        let Discovery::Dns(settings) = &cluster.discovery else {
+            return Ok(());
+        };
+        let _updating = self.updating.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.current.load_full();
+        let Some(state) = current
+            .clusters
+            .get(&cluster.name)
+            .filter(|s| Arc::ptr_eq(&s.cluster, cluster))
+        else {
+            return Ok(());
+        };
+        let assignment = dns::assignment(&cluster.raw, settings.kind, addresses);
+        let balancer = Some(balancer(cluster, &assignment)?);
+        let mut clusters = current.clusters.clone();
+        clusters.insert(
+            cluster.name.clone(),
+            Arc::new(ClusterState {
+                cluster: cluster.clone(),
+                balancer,
+                warm: true,
+                stats: state.stats.clone(),
+            }),
+        );
+        self.commit(Snapshot {
+            listeners: current.listeners.clone(),
+            clusters,
+            routes: current.routes.clone(),
+            assignments: current.assignments.clone(),
+            static_names: current.static_names.clone(),
+            received: current.received.clone(),
+        });
+        Ok(())
+    }
+
+    /// Makes `next` the current snapshot and tells whoever watches.
+    fn commit(&self, next: Snapshot) {
         let wanted = next.wanted();
         self.current.store(Arc::new(next));
         self.wanted.send_if_modified(|w| {
@@ -270,34 +360,61 @@ impl ConfigStore {
             changed
         });
         self.generation.send_modify(|g| *g += 1);
-        Ok(())
     }
 }
 
-/// A cluster with the balancer over its endpoints, when it has a list of them.
+/// A cluster with the balancer over its endpoints, when it has a list of them. A DNS
+/// cluster's endpoints come later, from its resolver; until then it keeps the
+/// balancer of `previous`, the cluster it replaces.
 fn cluster_state(
     cluster: impl Into<Arc<Cluster>>,
     assignments: &HashMap<String, Arc<ClusterLoadAssignment>>,
+    previous: Option<&ClusterState>,
     stats: &Stats,
 ) -> Result<ClusterState, ConfigError> {
     let cluster = cluster.into();
-    let assignment = match &cluster.discovery {
-        Discovery::Static => cluster.static_assignment(),
-        Discovery::Eds(name) => assignments.get(name).map(|a| &**a),
-        Discovery::OriginalDst | Discovery::Dns(_) => None,
+    let (balancer, warm) = match &cluster.discovery {
+        Discovery::Static => match cluster.static_assignment() {
+            Some(a) => (Some(balancer(&cluster, a)?), true),
+            None => (None, true),
+        },
+        Discovery::Eds(name) => match assignments.get(name) {
+            Some(a) => (Some(balancer(&cluster, a)?), true),
+            None => (None, false),
+        },
+        Discovery::OriginalDst => (None, true),
+        Discovery::Dns(settings) => {
+            // Whatever the names resolve to, the balancer builds: checked now, on
+            // placeholder addresses, so that a bad cluster is refused when it arrives.
+            let placeholder = vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)];
+            let addresses = settings
+                .names
+                .iter()
+                .map(|n| (n.clone(), placeholder.clone()))
+                .collect();
+            balancer(
+                &cluster,
+                &dns::assignment(&cluster.raw, settings.kind, &addresses),
+            )?;
+            (previous.and_then(|p| p.balancer.clone()), false)
+        }
     };
-    let balancer = assignment
-        .map(|a| {
-            Balancer::new(&cluster.raw, a).map(Arc::new).map_err(|e| {
-                ConfigError::new("cluster", &cluster.name, "load_assignment", e.to_string())
-            })
-        })
-        .transpose()?;
     Ok(ClusterState {
         stats: stats.cluster(&cluster.name),
         cluster,
         balancer,
+        warm,
     })
+}
+
+/// The cluster's balancer over `assignment`.
+fn balancer(
+    cluster: &Cluster,
+    assignment: &ClusterLoadAssignment,
+) -> Result<Arc<Balancer>, ConfigError> {
+    Balancer::new(&cluster.raw, assignment)
+        .map(Arc::new)
+        .map_err(|e| ConfigError::new("cluster", &cluster.name, "load_assignment", e.to_string()))
 }
 
 /// Decodes every resource of a set, naming the one that fails.

@@ -288,9 +288,6 @@ impl From<Unreachable> for Failure {
     fn from(unreachable: Unreachable) -> Self {
         match unreachable {
             Unreachable::NoHealthyEndpoint => Failure::NoHealthyUpstream,
-            Unreachable::Resolve { source, .. } => {
-                Failure::Upstream(UpstreamError::LocalConnect(source))
-            }
         }
     }
 }

@@ -133,8 +133,8 @@ fn hostnames_are_rejected_naming_the_endpoint() {
             HealthStatus::Healthy
         )),
         "cluster \"c\": load_assignment.endpoints[0].lb_endpoints[1].endpoint.address\
-         .socket_address.address: \"reviews.default.svc\" is not an IP address; endpoints \
-         that need DNS resolution (STRICT_DNS and LOGICAL_DNS clusters) are not supported yet"
+         .socket_address.address: \"reviews.default.svc\" is not an IP address (host names \
+         need a STRICT_DNS or LOGICAL_DNS cluster)"
     );
 }
 
