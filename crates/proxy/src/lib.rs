@@ -55,6 +55,8 @@ pub struct Shared {
     pub upstreams: upstream::Upstreams,
     /// Where listeners are bound.
     pub bound: listeners::Bound,
+    /// The listeners' sockets.
+    pub listeners: listeners::Listeners,
 }
 
 /// Drops the connection pools of endpoints that left every cluster, after each config
@@ -110,6 +112,9 @@ pub enum StartError {
     /// A static resource is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A static listener cannot be bound.
+    #[error(transparent)]
+    Listener(#[from] listeners::BindError),
     /// The admin or health address cannot be bound.
     #[error("cannot bind {address}")]
     Admin {
@@ -143,19 +148,17 @@ impl Proxy {
             store: store.clone(),
             upstreams: upstream::Upstreams::default(),
             bound: listeners::Bound::default(),
+            listeners: listeners::Listeners::new(options.drain_time),
         });
+        listeners::start(&shared)?;
         let (shutdown, stopped) = drain::channel();
         let shutdown = Arc::new(shutdown);
         let client = bootstrap
             .ads
             .as_ref()
-            .map(|ads| xds::start(ads, bootstrap.node.clone(), store.clone()));
+            .map(|ads| xds::start(ads, bootstrap.node.clone(), shared.clone()));
         let mut tasks = vec![
-            tokio::spawn(listeners::run(
-                shared.clone(),
-                options.drain_time,
-                stopped.clone(),
-            )),
+            tokio::spawn(listeners::run(shared.clone(), stopped.clone())),
             tokio::spawn(prune_pools(shared.clone())),
             tokio::spawn(config::dns::run(store.clone(), options.resolver.clone())),
         ];

@@ -2,16 +2,18 @@
 //! changed one keeps its socket and serves its next connections with the new config,
 //! a removed one stops accepting and drains its connections.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use mizzen_xds::ResourceType;
+use mizzen_xds::pb::google::protobuf::Any;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::Listener;
+use crate::config::{Listener, Snapshot};
 use crate::drain::{self, DrainTrigger, DrainWatch};
 use crate::{Shared, conn};
 
@@ -69,26 +71,118 @@ struct Running {
     drain: DrainTrigger,
 }
 
-/// Keeps sockets in step with the config until the proxy drains; removed listeners
-/// drain for `drain_time` before their connections are cut.
-pub async fn run(shared: Arc<Shared>, drain_time: Duration, shutdown: DrainWatch) {
-    let mut running: HashMap<String, Running> = HashMap::new();
-    let mut changes = shared.store.changes();
-    loop {
-        reconcile(&shared, &mut running, drain_time);
-        tokio::select! {
-            changed = changes.changed() => if changed.is_err() { break },
-            () = shutdown.clone().signaled() => break,
+/// The listeners with sockets, kept in step with the config.
+pub struct Listeners {
+    /// By name; None once the proxy shut down (config may still change, nothing binds).
+    running: Mutex<Option<HashMap<String, Running>>>,
+    /// How long a removed listener's connections may finish.
+    drain_time: Duration,
+}
+
+/// A listener whose address cannot be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("listener {name:?}: cannot bind {address}: {source}")]
+pub struct BindError {
+    /// The listener's name.
+    pub name: String,
+    /// Its address.
+    pub address: SocketAddr,
+    /// Why.
+    pub source: std::io::Error,
+}
+
+/// Sockets bound for listeners about to be committed, by name.
+type NewSockets = HashMap<String, TcpListener>;
+
+impl Listeners {
+    /// No listeners yet; removed ones will drain for `drain_time`.
+    pub fn new(drain_time: Duration) -> Listeners {
+        Listeners {
+            running: Mutex::new(Some(HashMap::new())),
+            drain_time,
         }
     }
-    for (name, r) in running.drain() {
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<HashMap<String, Running>>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Binds the listeners of the config as it is (the bootstrap's static ones).
+pub fn start(shared: &Arc<Shared>) -> Result<(), BindError> {
+    let mut running = shared.listeners.lock();
+    let snapshot = shared.store.snapshot();
+    let sockets = match running.as_ref() {
+        Some(running) => bind_new(running, &snapshot)?,
+        None => return Ok(()),
+    };
+    if let Some(running) = running.as_mut() {
+        reconcile(shared, running, sockets);
+    }
+    Ok(())
+}
+
+/// Applies an LDS update: the new listeners' sockets are bound before anything is
+/// committed, so one that cannot bind rejects the update (the NACK's message names it)
+/// and the previous listeners keep serving, as in Envoy.
+pub fn apply(shared: &Arc<Shared>, resources: &BTreeMap<String, Any>) -> Result<(), String> {
+    let mut running = shared.listeners.lock();
+    let sockets = shared
+        .store
+        .apply_if(ResourceType::Listener, resources, |next| {
+            running
+                .as_ref()
+                .map(|r| bind_new(r, next))
+                .transpose()
+                .map_err(|e| e.to_string())
+        })?;
+    if let (Some(running), Some(sockets)) = (running.as_mut(), sockets) {
+        reconcile(shared, running, sockets);
+    }
+    Ok(())
+}
+
+/// Waits until the proxy shuts down, then drains every listener.
+pub async fn run(shared: Arc<Shared>, shutdown: DrainWatch) {
+    shutdown.signaled().await;
+    let running = shared.listeners.lock().take();
+    for (name, r) in running.into_iter().flatten() {
         r.drain.drain();
         shared.bound.set(&name, None);
     }
 }
 
-fn reconcile(shared: &Arc<Shared>, running: &mut HashMap<String, Running>, drain_time: Duration) {
+/// Binds the listeners of `snapshot` that have no socket at their address yet.
+fn bind_new(
+    running: &HashMap<String, Running>,
+    snapshot: &Snapshot,
+) -> Result<NewSockets, BindError> {
+    let mut sockets = NewSockets::new();
+    for (name, listener) in &snapshot.listeners {
+        let address = listener.address;
+        if !listener.bind_to_port || running.get(name).is_some_and(|r| r.address == address) {
+            continue;
+        }
+        let socket = bind(address).map_err(|source| BindError {
+            name: name.clone(),
+            address,
+            source,
+        })?;
+        sockets.insert(name.clone(), socket);
+    }
+    Ok(sockets)
+}
+
+/// Brings the running listeners in step with the committed config: removed ones (and
+/// ones that moved) drain, kept ones serve their next connections with their new
+/// config, new ones accept on the sockets bound for them.
+fn reconcile(
+    shared: &Arc<Shared>,
+    running: &mut HashMap<String, Running>,
+    mut sockets: NewSockets,
+) {
     let snapshot = shared.store.snapshot();
+    let drain_time = shared.listeners.drain_time;
     running.retain(|name, r| {
         let keep = snapshot
             .listeners
@@ -107,34 +201,27 @@ fn reconcile(shared: &Arc<Shared>, running: &mut HashMap<String, Running>, drain
         keep
     });
     for (name, listener) in &snapshot.listeners {
-        if !listener.bind_to_port {
-            continue;
-        }
         if let Some(r) = running.get(name) {
             r.config.store(listener.clone());
             continue;
         }
-        match bind(listener.address) {
-            Ok(socket) => {
-                let local = socket.local_addr().unwrap_or(listener.address);
-                tracing::info!(listener = %name, address = %local, "listening");
-                let (trigger, watch) = drain::channel();
-                let config = Arc::new(ArcSwap::new(listener.clone()));
-                tokio::spawn(accept(shared.clone(), socket, config.clone(), watch));
-                running.insert(
-                    name.clone(),
-                    Running {
-                        address: listener.address,
-                        config,
-                        drain: trigger,
-                    },
-                );
-                shared.bound.set(name, Some(local));
-            }
-            Err(e) => {
-                tracing::error!(listener = %name, address = %listener.address, error = %e, "cannot bind listener");
-            }
-        }
+        let Some(socket) = sockets.remove(name) else {
+            continue;
+        };
+        let local = socket.local_addr().unwrap_or(listener.address);
+        tracing::info!(listener = %name, address = %local, "listening");
+        let (trigger, watch) = drain::channel();
+        let config = Arc::new(ArcSwap::new(listener.clone()));
+        tokio::spawn(accept(shared.clone(), socket, config.clone(), watch));
+        running.insert(
+            name.clone(),
+            Running {
+                address: listener.address,
+                config,
+                drain: trigger,
+            },
+        );
+        shared.bound.set(name, Some(local));
     }
 }
 

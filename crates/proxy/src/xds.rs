@@ -1,22 +1,27 @@
 //! Taking config over ADS: every response is compiled into the store (an error is the
-//! NACK's message), and the EDS and RDS names the new clusters and listeners refer to
-//! become the client's subscriptions.
+//! NACK's message; for listeners, so is a socket that cannot be bound), and the EDS and
+//! RDS names the new clusters and listeners refer to become the client's subscriptions.
 
 use std::sync::Arc;
 
 use mizzen_xds::{AdsClient, ClientOptions, ResourceType, Subscription};
 
 use crate::bootstrap::Ads;
-use crate::config::ConfigStore;
+use crate::{Shared, listeners};
 use mizzen_xds::pb::envoy::config::core::v3::Node;
 
-/// Starts the ADS client for `store`; it runs until the returned client is dropped.
-pub fn start(ads: &Ads, node: Node, store: Arc<ConfigStore>) -> Arc<AdsClient> {
+/// Starts the ADS client for `shared`'s config and listeners; it runs until the
+/// returned client is dropped.
+pub fn start(ads: &Ads, node: Node, shared: Arc<Shared>) -> Arc<AdsClient> {
     let mut options = ClientOptions::new(ads.endpoint.clone(), node);
     options.protocol = ads.protocol;
-    let applying = store.clone();
+    let store = shared.store.clone();
     let client = Arc::new(AdsClient::start(options, move |ty, resources| {
-        applying.apply(ty, resources).inspect_err(|reason| {
+        match ty {
+            ResourceType::Listener => listeners::apply(&shared, resources),
+            _ => shared.store.apply(ty, resources),
+        }
+        .inspect_err(|reason| {
             tracing::warn!(%ty, %reason, "config rejected");
         })
     }));

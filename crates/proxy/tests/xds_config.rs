@@ -1,6 +1,7 @@
 //! The proxy taking its config over ADS: it serves once listeners, clusters, endpoints
-//! and routes arrived; follows endpoint changes; NACKs a bad route table and keeps
-//! routing on the last good one; and keeps serving when the server is gone.
+//! and routes arrived; follows endpoint changes; NACKs a bad route table, or a listener
+//! that cannot bind, and keeps serving on the last good config; and keeps serving when
+//! the server is gone.
 
 mod common;
 
@@ -53,24 +54,29 @@ impl Source {
 }
 
 fn listener() -> NamedResource {
-    let l: Listener = json::from_yaml(
+    listener_on("http", 0)
+}
+
+/// The listener `name` on 127.0.0.1:`port`, routing with RDS "9080".
+fn listener_on(name: &str, port: u16) -> NamedResource {
+    let l: Listener = json::from_yaml(&format!(
         r#"
-name: http
-address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+name: {name}
+address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}
 filter_chains:
 - filters:
   - name: envoy.filters.network.http_connection_manager
     typed_config:
       "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
       stat_prefix: outbound
-      rds: {route_config_name: "9080", config_source: {ads: {}}}
+      rds: {{route_config_name: "9080", config_source: {{ads: {{}}}}}}
       http_filters:
       - name: envoy.filters.http.router
-        typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
-"#,
-    )
+        typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+"#
+    ))
     .unwrap();
-    NamedResource::new("http", &l)
+    NamedResource::new(name, &l)
 }
 
 fn cluster() -> NamedResource {
@@ -276,4 +282,85 @@ async fn config_updates_under_load_fail_no_request() {
         total += ok;
     }
     assert!(total > 0, "the load ran");
+}
+
+#[tokio::test]
+async fn a_listener_that_cannot_bind_is_nacked_and_the_old_listeners_keep_serving() {
+    let v1 = backend("v1").await;
+    let source = Source::default();
+    source.set(ResourceType::Listener, vec![listener()]);
+    source.set(ResourceType::Cluster, vec![cluster()]);
+    source.set(ResourceType::Endpoint, vec![endpoints(v1)]);
+    source.set(ResourceType::Route, vec![routes("/.*")]);
+    let server = AdsServer::new(source.clone());
+    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let xds = socket.local_addr().unwrap();
+    {
+        let server = server.clone();
+        tokio::spawn(async move { server.serve(socket, std::future::pending()).await });
+    }
+    let node = Node {
+        id: "sidecar~127.0.0.1~client.default~default.svc.cluster.local".into(),
+        ..Node::default()
+    };
+    let proxy = Proxy::start(ProxyOptions::new(Bootstrap::for_pilot(
+        &xds.to_string(),
+        node,
+        None,
+    )))
+    .await
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), proxy.ready())
+        .await
+        .expect("the proxy gets its whole config");
+    let addr = proxy.listener_addr("http").await;
+
+    // Another process holds the port a new listener wants.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    source.set(
+        ResourceType::Listener,
+        vec![listener(), listener_on("taken", port)],
+    );
+    server
+        .pusher()
+        .push(&PushRequest::all(TypeSet::of([ResourceType::Listener])));
+    proxy
+        .wait_xds(|s| {
+            s.types
+                .get(&ResourceType::Listener)
+                .is_some_and(|t| t.nacks > 0)
+        })
+        .await;
+    let state = proxy.xds_state().unwrap();
+    let nack = state.types[&ResourceType::Listener]
+        .last_nack
+        .clone()
+        .unwrap();
+    let expected =
+        format!("listener \"taken\": cannot bind 127.0.0.1:{port}: Address already in use");
+    assert!(nack.starts_with(&expected), "{nack}");
+    assert!(
+        !proxy.store().snapshot().listeners.contains_key("taken"),
+        "nothing of the rejected update is applied"
+    );
+    assert_eq!(send(addr, get("svc", "/a")).await.seen().backend, "v1");
+
+    // Once the port is free, the same listener binds and serves.
+    drop(taken);
+    let version = {
+        let mut r = source.0.lock().unwrap();
+        r.version += 1;
+        r.version.to_string()
+    };
+    server
+        .pusher()
+        .push(&PushRequest::all(TypeSet::of([ResourceType::Listener])));
+    proxy
+        .wait_xds(|s| s.version(ResourceType::Listener) == Some(&version))
+        .await;
+    let taken = proxy.listener_addr("taken").await;
+    assert_eq!(taken.port(), port);
+    assert_eq!(send(taken, get("svc", "/b")).await.seen().backend, "v1");
+    assert_eq!(send(addr, get("svc", "/c")).await.seen().backend, "v1");
 }
