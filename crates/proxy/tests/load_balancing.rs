@@ -1,14 +1,24 @@
 //! Load balancing through the proxy: round robin spreads requests evenly, consistent
-//! hashing keeps a key on one endpoint, and a cookie hash policy hands out its cookie.
+//! hashing keeps a key on one endpoint, a cookie hash policy hands out its cookie, and
+//! least request counts a request until its response body ends.
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use common::*;
-use http_body_util::Full;
-use hyper::Request;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 
 fn with_header(name: &str, value: &str) -> Request<Full<Bytes>> {
     Request::get("/")
@@ -123,4 +133,96 @@ async fn cookie_hash_policy_sets_its_cookie_and_sticks_to_it() {
             "no new cookie when one is sent"
         );
     }
+}
+
+/// A backend naming itself in `x-backend` and its body; on `/hold` it sends one chunk
+/// and keeps the body open until the sender it leaves in `held` is dropped.
+async fn holding_backend(
+    name: &'static str,
+    held: Arc<Mutex<Option<mpsc::Sender<Result<Frame<Bytes>, Infallible>>>>>,
+) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let held = held.clone();
+            let service = service_fn(move |req: Request<Incoming>| {
+                let held = held.clone();
+                async move {
+                    let (tx, rx) = mpsc::channel(1);
+                    tx.send(Ok(Frame::data(Bytes::from(name)))).await.unwrap();
+                    if req.uri().path() == "/hold" {
+                        *held.lock().unwrap() = Some(tx);
+                    }
+                    let body = StreamBody::new(ReceiverStream::new(rx));
+                    let mut response = Response::new(body);
+                    response
+                        .headers_mut()
+                        .insert("x-backend", name.parse().unwrap());
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn least_request_counts_a_request_until_its_response_body_ends() {
+    let held = Arc::new(Mutex::new(None));
+    let backends = vec![
+        holding_backend("a", held.clone()).await,
+        holding_backend("b", held.clone()).await,
+    ];
+    let yaml = http_bootstrap(
+        r#"- name: all
+  domains: ["*"]
+  routes: [{match: {prefix: "/"}, route: {cluster: pool}}]
+"#,
+        &cluster("pool", &backends).replace(
+            "  type: STATIC\n",
+            "  type: STATIC\n  lb_policy: LEAST_REQUEST\n",
+        ),
+    );
+    let proxy = proxy(&yaml).await;
+    let addr = proxy.listener_addr("http").await;
+    let stats = proxy.store().stats().cluster("pool");
+
+    // A response whose body is still streaming: its request stays active.
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut slow = sender.send_request(get("x", "/hold")).await.unwrap();
+    let busy = slow.headers()["x-backend"].to_str().unwrap().to_owned();
+    let first = slow.body_mut().frame().await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), busy.as_bytes());
+    assert_eq!(stats.upstream_rq_active.get(), 1);
+
+    // Two choices over two endpoints: the busy one is picked only when both choices
+    // fall on it, p = 1/4 (it would be 1/2 if its request no longer counted).
+    let n = 400.0;
+    let mut to_busy = 0.0;
+    for _ in 0..400 {
+        if send(addr, get("x", "/")).await.body == busy {
+            to_busy += 1.0;
+        }
+    }
+    let (p, tolerance) = (0.25, 5.0 * f64::sqrt(n * 0.25 * 0.75));
+    assert!(
+        (to_busy - n * p).abs() <= tolerance,
+        "{to_busy} of {n} requests went to the busy endpoint; expected {} ± {tolerance}",
+        n * p
+    );
+
+    // The body ends: the request is no longer active.
+    drop(held.lock().unwrap().take());
+    let rest = slow.into_body().collect().await.unwrap().to_bytes();
+    assert!(rest.is_empty());
+    assert_eq!(stats.upstream_rq_active.get(), 0);
 }

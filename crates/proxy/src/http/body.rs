@@ -7,14 +7,30 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
+use crate::balance::InFlight;
+use crate::stats::GaugeGuard;
 use crate::upstream::PooledBody;
 
 /// A downstream response body.
 pub enum ProxyBody {
     /// Relayed from an upstream response.
-    Upstream(PooledBody),
+    Upstream(Relayed),
     /// Made by the proxy, whole.
     Local(Option<Bytes>),
+}
+
+/// An upstream response body, with what counts its request as active until it ends.
+pub struct Relayed {
+    body: PooledBody,
+    active: Option<Active>,
+}
+
+/// Counts a request as active, as Envoy does until its response completes.
+pub struct Active {
+    /// In flight at its endpoint (LEAST_REQUEST balances on it).
+    pub endpoint: Option<InFlight>,
+    /// In the cluster's `upstream_rq_active`.
+    pub request: GaugeGuard,
 }
 
 impl ProxyBody {
@@ -28,6 +44,14 @@ impl ProxyBody {
     pub fn empty() -> Self {
         ProxyBody::Local(None)
     }
+
+    /// An upstream body; `active` is released when it ends, fails or is dropped.
+    pub fn relayed(body: PooledBody, active: Active) -> Self {
+        ProxyBody::Upstream(Relayed {
+            body,
+            active: Some(active),
+        })
+    }
 }
 
 impl Body for ProxyBody {
@@ -39,21 +63,29 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
-            ProxyBody::Upstream(body) => Pin::new(body).poll_frame(cx),
+            ProxyBody::Upstream(relayed) => {
+                let polled = Pin::new(&mut relayed.body).poll_frame(cx);
+                if matches!(polled, Poll::Ready(None | Some(Err(_))))
+                    || relayed.body.is_end_stream()
+                {
+                    relayed.active = None;
+                }
+                polled
+            }
             ProxyBody::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ProxyBody::Upstream(body) => body.is_end_stream(),
+            ProxyBody::Upstream(relayed) => relayed.body.is_end_stream(),
             ProxyBody::Local(bytes) => bytes.is_none(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ProxyBody::Upstream(body) => body.size_hint(),
+            ProxyBody::Upstream(relayed) => relayed.body.size_hint(),
             ProxyBody::Local(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }

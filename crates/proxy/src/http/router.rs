@@ -13,7 +13,7 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use super::body::ProxyBody;
+use super::body::{Active, ProxyBody};
 use super::headers::{
     self, X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, X_ENVOY_ORIGINAL_PATH, X_ENVOY_UPSTREAM_SERVICE_TIME,
     X_FORWARDED_PROTO,
@@ -323,7 +323,6 @@ async fn forward_to(
     target: Target<'_>,
 ) -> Result<Response<ProxyBody>, Failure> {
     let cluster = &state.cluster;
-    // Held until the response head arrives: LEAST_REQUEST counts requests in flight.
     let picked = endpoint::choose(state, downstream.destination, target.hash).await?;
     let (endpoint, hostname) = (picked.address, picked.hostname);
     let authority = if target.auto_host_rewrite && !hostname.is_empty() {
@@ -355,7 +354,12 @@ async fn forward_to(
     };
     let stats = &state.stats;
     stats.upstream_rq_total.inc();
-    let _active = stats.upstream_rq_active.track();
+    // Until the response body ends: Envoy counts a request active till its response
+    // completes, and LEAST_REQUEST balances on that.
+    let active = Active {
+        endpoint: picked.into_in_flight(),
+        request: stats.upstream_rq_active.track(),
+    };
     let send = shared.upstreams.send(key, settings, stats, request);
     let response = match target.timeout {
         Some(t) => tokio::time::timeout(t, send).await.map_err(|_| {
@@ -366,7 +370,7 @@ async fn forward_to(
     }
     .map_err(Failure::Upstream)?;
     stats.upstream_rq.record(response.status().as_u16());
-    Ok(response.map(ProxyBody::Upstream))
+    Ok(response.map(|body| ProxyBody::relayed(body, active)))
 }
 
 /// A CONNECT the route terminates: a TCP connection to an endpoint of the cluster, then
