@@ -135,12 +135,12 @@ async fn cookie_hash_policy_sets_its_cookie_and_sticks_to_it() {
     }
 }
 
+/// Where a backend leaves the rest of a held response body.
+type Held = Arc<Mutex<Option<mpsc::Sender<Result<Frame<Bytes>, Infallible>>>>>;
+
 /// A backend naming itself in `x-backend` and its body; on `/hold` it sends one chunk
 /// and keeps the body open until the sender it leaves in `held` is dropped.
-async fn holding_backend(
-    name: &'static str,
-    held: Arc<Mutex<Option<mpsc::Sender<Result<Frame<Bytes>, Infallible>>>>>,
-) -> SocketAddr {
+async fn holding_backend(name: &'static str, held: Held) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
