@@ -42,8 +42,10 @@ pub struct HttpManager {
     pub forwarding: Forwarding,
     /// Whether requests without an `x-request-id` get one.
     pub generate_request_id: bool,
-    /// A stream with no activity for this long is reset (none: never).
+    /// A stream with no activity for this long is ended (none: never).
     pub stream_idle_timeout: Option<Duration>,
+    /// How long a client may take to send a request's headers (none: no limit).
+    pub request_headers_timeout: Option<Duration>,
     /// What becomes of the `server` header of responses.
     pub server_header: ServerHeader,
     /// Whether WebSocket upgrades are proxied (`upgrade_configs`).
@@ -224,6 +226,12 @@ impl HttpManager {
                 .filter(|d| !d.is_zero()),
             None => Some(DEFAULT_STREAM_IDLE_TIMEOUT),
         };
+        let request_headers_timeout = hcm
+            .request_headers_timeout
+            .as_ref()
+            .map(|d| duration(d).map_err(|r| field("request_headers_timeout", r)))
+            .transpose()?
+            .filter(|d| !d.is_zero());
         Ok(HttpManager {
             stat_prefix: hcm.stat_prefix.clone(),
             routes,
@@ -237,6 +245,7 @@ impl HttpManager {
             },
             generate_request_id: hcm.generate_request_id.is_none_or(|b| b.value),
             stream_idle_timeout,
+            request_headers_timeout,
             server_header: ServerHeader::compile(hcm).map_err(|r| field("server_name", r))?,
             stats: stats.http(&hcm.stat_prefix),
             connect: hcm.upgrade_configs.iter().any(|u| {

@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
+use super::timeout::IdleTimer;
 use crate::balance::InFlight;
 use crate::stats::GaugeGuard;
 use crate::upstream::PooledBody;
@@ -19,10 +20,23 @@ pub enum ProxyBody {
     Local(Option<Bytes>),
 }
 
-/// An upstream response body, with what counts its request as active until it ends.
+/// An upstream response body, with what counts its request as active until it ends,
+/// and the stream's idle timer.
 pub struct Relayed {
     body: PooledBody,
     active: Option<Active>,
+    idle: Option<IdleTimer>,
+}
+
+/// Why a relayed body ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The upstream failed.
+    #[error(transparent)]
+    Upstream(#[from] hyper::Error),
+    /// Nothing moved for the stream idle timeout: the stream is reset, as in Envoy.
+    #[error("stream idle timeout")]
+    Idle,
 }
 
 /// Counts a request as active, as Envoy does until its response completes.
@@ -45,32 +59,41 @@ impl ProxyBody {
         ProxyBody::Local(None)
     }
 
-    /// An upstream body; `active` is released when it ends, fails or is dropped.
-    pub fn relayed(body: PooledBody, active: Active) -> Self {
+    /// An upstream body; `active` is released when it ends, fails or is dropped; the
+    /// body fails if `idle` expires first.
+    pub fn relayed(body: PooledBody, active: Active, idle: Option<IdleTimer>) -> Self {
         ProxyBody::Upstream(Relayed {
             body,
             active: Some(active),
+            idle,
         })
     }
 }
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             ProxyBody::Upstream(relayed) => {
                 let polled = Pin::new(&mut relayed.body).poll_frame(cx);
+                if polled.is_pending()
+                    && let Some(idle) = &mut relayed.idle
+                    && idle.poll_expired(cx).is_ready()
+                {
+                    relayed.active = None;
+                    return Poll::Ready(Some(Err(BodyError::Idle)));
+                }
                 if matches!(polled, Poll::Ready(None | Some(Err(_))))
                     || relayed.body.is_end_stream()
                 {
                     relayed.active = None;
                 }
-                polled
+                polled.map(|frame| frame.map(|f| f.map_err(BodyError::from)))
             }
             ProxyBody::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
         }

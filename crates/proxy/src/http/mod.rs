@@ -44,11 +44,20 @@ pub async fn serve<I>(
         .http1()
         .keep_alive(true)
         .timer(hyper_util::rt::TokioTimer::new());
-    if let Some(idle) = manager.stream_idle_timeout {
-        builder.http1().header_read_timeout(idle);
-    }
+    // None turns off hyper's own default (30 s): Envoy has none.
+    builder
+        .http1()
+        .header_read_timeout(manager.request_headers_timeout);
+    let activity = timeout::Activity::new();
+    let io = timeout::Tracked::new(io, activity.clone());
     let service = service_fn(move |request| {
-        router::serve(shared.clone(), manager.clone(), downstream, request)
+        router::serve(
+            shared.clone(),
+            manager.clone(),
+            downstream,
+            activity.clone(),
+            request,
+        )
     });
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);

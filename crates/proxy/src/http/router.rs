@@ -18,6 +18,7 @@ use super::headers::{
     self, X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, X_ENVOY_ORIGINAL_PATH, X_ENVOY_UPSTREAM_SERVICE_TIME,
     X_FORWARDED_PROTO,
 };
+use super::timeout::{Activity, IdleTimer};
 use crate::Shared;
 use crate::balance::HashInput;
 use crate::config::{ClusterState, HttpManager, Snapshot, UpstreamProtocol};
@@ -41,6 +42,7 @@ pub async fn serve(
     shared: Arc<Shared>,
     manager: Arc<HttpManager>,
     downstream: Downstream,
+    activity: Arc<Activity>,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let snapshot = shared.store.snapshot();
@@ -49,7 +51,8 @@ pub async fn serve(
     let _active = stats.downstream_rq_active.track();
     // Boxed: the routing future is large, and hyper moves the service's future into each
     // stream's task; a pointer moves cheaper than kilobytes of state.
-    let mut response = Box::pin(route(&shared, &snapshot, &manager, downstream, request)).await;
+    let routing = route(&shared, &snapshot, &manager, downstream, activity, request);
+    let mut response = Box::pin(routing).await;
     stats.downstream_rq.record(response.status().as_u16());
     manager.server_header.apply(response.headers_mut());
     Ok(response)
@@ -60,6 +63,7 @@ async fn route(
     snapshot: &Snapshot,
     manager: &HttpManager,
     downstream: Downstream,
+    activity: Arc<Activity>,
     mut request: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let Some(table) = snapshot.route_table(manager) else {
@@ -190,6 +194,8 @@ async fn route(
         path: rewritten.as_deref().unwrap_or(path),
         hash: hashed.hash,
         timeout,
+        idle: super::timeout::idle(forward.idle_timeout, manager.stream_idle_timeout)
+            .map(|t| IdleTimer::new(t, activity)),
         auto_host_rewrite: forward.auto_host_rewrite(),
         append_x_forwarded_host: forward.append_x_forwarded_host,
     };
@@ -268,6 +274,8 @@ struct Target<'a> {
     hash: Option<u64>,
     /// The route's timeout.
     timeout: Option<Duration>,
+    /// The stream's idle timer, when a stream idle timeout is in force.
+    idle: Option<IdleTimer>,
     /// Whether the authority becomes the picked endpoint's hostname, when it has one.
     auto_host_rewrite: bool,
     /// Whether a rewritten authority is appended to `x-forwarded-host`.
@@ -282,6 +290,8 @@ enum Failure {
     Upstream(UpstreamError),
     /// The route's timeout passed (`UT`).
     Timeout,
+    /// Nothing moved for the stream idle timeout before the response began.
+    StreamIdle,
 }
 
 impl From<Unreachable> for Failure {
@@ -310,6 +320,7 @@ impl Failure {
                 )
             }
             Failure::Timeout => local(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
+            Failure::StreamIdle => local(StatusCode::REQUEST_TIMEOUT, "stream timeout"),
         }
     }
 }
@@ -361,16 +372,26 @@ async fn forward_to(
         request: stats.upstream_rq_active.track(),
     };
     let send = shared.upstreams.send(key, settings, stats, request);
-    let response = match target.timeout {
-        Some(t) => tokio::time::timeout(t, send).await.map_err(|_| {
-            stats.upstream_rq_timeout.inc();
-            Failure::Timeout
-        })?,
-        None => send.await,
-    }
+    let timed = async {
+        match target.timeout {
+            Some(t) => tokio::time::timeout(t, send).await.map_err(|_| {
+                stats.upstream_rq_timeout.inc();
+                Failure::Timeout
+            }),
+            None => Ok(send.await),
+        }
+    };
+    let mut idle = target.idle;
+    let response = match &mut idle {
+        Some(timer) => tokio::select! {
+            response = timed => response,
+            () = timer.expired() => Err(Failure::StreamIdle),
+        },
+        None => timed.await,
+    }?
     .map_err(Failure::Upstream)?;
     stats.upstream_rq.record(response.status().as_u16());
-    Ok(response.map(|body| ProxyBody::relayed(body, active)))
+    Ok(response.map(|body| ProxyBody::relayed(body, active, idle)))
 }
 
 /// A CONNECT the route terminates: a TCP connection to an endpoint of the cluster, then
