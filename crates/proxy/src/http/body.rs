@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
 
 use crate::upstream::PooledBody;
 
@@ -13,6 +14,9 @@ use crate::upstream::PooledBody;
 pub enum ProxyBody {
     /// Relayed from an upstream response.
     Upstream(PooledBody),
+    /// Relayed from an upstream connection of one request, never pooled (a forwarded
+    /// CONNECT's).
+    Unpooled(Incoming),
     /// Made by the proxy, whole.
     Local(Option<Bytes>),
 }
@@ -40,6 +44,7 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             ProxyBody::Upstream(body) => Pin::new(body).poll_frame(cx),
+            ProxyBody::Unpooled(body) => Pin::new(body).poll_frame(cx),
             ProxyBody::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
         }
     }
@@ -47,6 +52,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Upstream(body) => body.is_end_stream(),
+            ProxyBody::Unpooled(body) => body.is_end_stream(),
             ProxyBody::Local(bytes) => bytes.is_none(),
         }
     }
@@ -54,6 +60,7 @@ impl Body for ProxyBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ProxyBody::Upstream(body) => body.size_hint(),
+            ProxyBody::Unpooled(body) => body.size_hint(),
             ProxyBody::Local(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }

@@ -2,6 +2,7 @@
 //! `Upgrade: h2c`) through the router.
 
 mod body;
+mod connect;
 mod h2c;
 pub mod headers;
 mod host_address;
