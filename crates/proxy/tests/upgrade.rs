@@ -214,17 +214,24 @@ async fn connect_upstream(answer: &'static str) -> std::net::SocketAddr {
 /// A proxy whose connection manager enables CONNECT and whose one route forwards it,
 /// unterminated, to `upstream`.
 async fn forwarding_proxy(upstream: std::net::SocketAddr) -> mizzen_proxy::Proxy {
-    let yaml = http_bootstrap(
+    forwarding_proxy_with(upstream, "{cluster: corporate}").await
+}
+
+/// [`forwarding_proxy`] with the route's action given as YAML.
+async fn forwarding_proxy_with(
+    upstream: std::net::SocketAddr,
+    action: &str,
+) -> mizzen_proxy::Proxy {
+    let routes = format!(
         r#"- name: all
   domains: ["*"]
   routes:
-  - match: {connect_matcher: {}}
-    route: {cluster: corporate}
-    request_headers_to_add: [{header: {key: x-via-route, value: connect}}]
-"#,
-        &cluster("corporate", &[upstream]),
-    )
-    .replace(
+  - match: {{connect_matcher: {{}}}}
+    route: {action}
+    request_headers_to_add: [{{header: {{key: x-via-route, value: connect}}}}]
+"#
+    );
+    let yaml = http_bootstrap(&routes, &cluster("corporate", &[upstream])).replace(
         "          stat_prefix: ingress\n",
         "          stat_prefix: ingress\n          upgrade_configs: [{upgrade_type: CONNECT}]\n",
     );
@@ -279,4 +286,53 @@ async fn a_forwarded_connects_non_2xx_answer_is_the_clients_response() {
     let mut body = [0u8; 6];
     stream.read_exact(&mut body).await.unwrap();
     assert_eq!(&body, b"denied");
+}
+
+#[tokio::test]
+async fn an_http2_clients_connect_is_forwarded_as_http1_and_tunnelled_on_its_stream() {
+    let upstream = connect_upstream("HTTP/1.1 200 Connection Established\r\n\r\n").await;
+    let proxy = forwarding_proxy(upstream).await;
+    let addr = proxy.listener_addr("http").await;
+
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let request = Request::connect("db.example:5432")
+        .body(http_body_util::Empty::<Bytes>::new())
+        .unwrap();
+    let mut response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["x-seen-line"],
+        "CONNECT db.example:5432 HTTP/1.1"
+    );
+    let mut tunnel = TokioIo::new(hyper::upgrade::on(&mut response).await.unwrap());
+    tunnel.write_all(b"over h2").await.unwrap();
+    let mut echoed = [0u8; 10];
+    tunnel.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(&echoed, b"up:over h2");
+}
+
+#[tokio::test]
+async fn a_forwarded_connect_unanswered_within_the_route_timeout_gets_504() {
+    // An upstream that takes the connection and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    let proxy = forwarding_proxy_with(upstream, "{cluster: corporate, timeout: 0.2s}").await;
+    let addr = proxy.listener_addr("http").await;
+
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = connect(&mut stream, "db.example:5432").await;
+    assert!(head.starts_with("HTTP/1.1 504"), "{head}");
 }
