@@ -37,7 +37,7 @@ pub enum Unreachable {
 /// Chooses the endpoint of `state`'s cluster for a request with `hash` (consistent-hash
 /// balancers) whose connection was meant for `destination` (original-destination
 /// clusters). Nothing here waits: DNS names are resolved in the background.
-pub async fn choose(
+pub fn choose(
     state: &ClusterState,
     destination: SocketAddr,
     hash: Option<u64>,

@@ -32,7 +32,6 @@ where
     };
     let cluster = &state.cluster;
     let chosen = endpoint::choose(state, destination, None)
-        .await
         .map_err(|e| io::Error::other(format!("cluster {name:?}: {e}")))?;
     let mut upstream = upstream::connect(
         chosen.address,

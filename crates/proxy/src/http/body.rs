@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
 
 use super::timeout::IdleTimer;
 use crate::balance::InFlight;
@@ -16,6 +17,9 @@ use crate::upstream::PooledBody;
 pub enum ProxyBody {
     /// Relayed from an upstream response.
     Upstream(Relayed),
+    /// Relayed from an upstream connection of one request, never pooled (a forwarded
+    /// CONNECT's).
+    Unpooled(Incoming),
     /// Made by the proxy, whole.
     Local(Option<Bytes>),
 }
@@ -95,6 +99,9 @@ impl Body for ProxyBody {
                 }
                 polled.map(|frame| frame.map(|f| f.map_err(BodyError::from)))
             }
+            ProxyBody::Unpooled(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|f| f.map_err(BodyError::from))),
             ProxyBody::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
         }
     }
@@ -102,6 +109,7 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Upstream(relayed) => relayed.body.is_end_stream(),
+            ProxyBody::Unpooled(body) => body.is_end_stream(),
             ProxyBody::Local(bytes) => bytes.is_none(),
         }
     }
@@ -109,6 +117,7 @@ impl Body for ProxyBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ProxyBody::Upstream(relayed) => relayed.body.size_hint(),
+            ProxyBody::Unpooled(body) => body.size_hint(),
             ProxyBody::Local(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }

@@ -1,12 +1,18 @@
-//! HTTP served on a connection: HTTP/1.1 and HTTP/2 (h2c by prior knowledge) through
-//! the router.
+//! HTTP served on a connection: HTTP/1.1 and HTTP/2 (h2c by prior knowledge or by
+//! `Upgrade: h2c`) through the router.
 
 mod body;
+mod connect;
+mod h2c;
 pub mod headers;
 mod host_address;
 mod router;
 mod timeout;
 
+use std::fmt::Display;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use hyper::service::service_fn;
@@ -50,7 +56,10 @@ pub async fn serve<I>(
         .header_read_timeout(manager.request_headers_timeout);
     let activity = timeout::Activity::new();
     let io = timeout::Tracked::new(io, activity.clone());
-    let service = service_fn(move |request| {
+    // HTTP/1.1 may become HTTP/2 by `Upgrade: h2c` only where both are served, and
+    // only in cleartext (over TLS, ALPN chooses the protocol).
+    let h2c = (manager.codec == Codec::Auto && !downstream.tls).then(h2c::Slot::default);
+    let route = move |request| {
         router::serve(
             shared.clone(),
             manager.clone(),
@@ -58,19 +67,55 @@ pub async fn serve<I>(
             activity.clone(),
             request,
         )
-    });
+    };
+    let service = {
+        let (route, h2c) = (route.clone(), h2c.clone());
+        service_fn(move |mut request| {
+            let granted = h2c.as_ref().is_some_and(|slot| slot.grant(&mut request));
+            let routed = (!granted).then(|| route(request));
+            async move {
+                match routed {
+                    Some(routed) => routed.await,
+                    None => Ok(h2c::switching_protocols()),
+                }
+            }
+        })
+    };
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    until_drained(
+        connection,
+        drain.clone(),
+        |c| c.graceful_shutdown(),
+        downstream.peer,
+    )
+    .await;
+    if let Some(granted) = h2c.and_then(|slot| slot.take()) {
+        h2c::serve(granted, route, drain, downstream.peer).await;
+    }
+}
+
+/// Runs a connection until it ends, or until drained: then `graceful_shutdown` lets its
+/// in-flight requests finish before it closes.
+async fn until_drained<C, E>(
+    connection: C,
+    drain: DrainWatch,
+    graceful_shutdown: impl FnOnce(Pin<&mut C>),
+    peer: SocketAddr,
+) where
+    C: Future<Output = Result<(), E>>,
+    E: Display,
+{
     tokio::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => {
             if let Err(e) = result {
-                tracing::debug!(error = %e, peer = %downstream.peer, "downstream connection ended");
+                tracing::debug!(error = %e, %peer, "downstream connection ended");
             }
         }
         () = drain.signaled() => {
-            connection.as_mut().graceful_shutdown();
+            graceful_shutdown(connection.as_mut());
             if let Err(e) = connection.await {
-                tracing::debug!(error = %e, peer = %downstream.peer, "downstream connection ended while draining");
+                tracing::debug!(error = %e, %peer, "downstream connection ended while draining");
             }
         }
     }

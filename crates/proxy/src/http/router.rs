@@ -141,11 +141,20 @@ async fn route(
         return finish(local(forward.cluster_not_found_response_code, ""));
     };
     if connect {
-        if !forward.terminate_connect {
-            let message = "CONNECT is relayed only by routes that terminate it (upgrade_configs CONNECT with connect_config)";
-            return finish(local(StatusCode::NOT_IMPLEMENTED, message));
+        if forward.terminate_connect {
+            return finish(terminate_connect(cluster, downstream, request).await);
         }
-        return finish(terminate_connect(cluster, downstream, request).await);
+        // Not terminated: the CONNECT itself goes upstream, as Envoy proxies it, with
+        // the route's header mutations like any forwarded request.
+        selected.apply_request_headers(request.headers_mut());
+        let timeout = super::timeout::for_request(
+            forward.timeout,
+            forward.max_stream_duration.as_ref(),
+            request.headers(),
+        );
+        let mut response = forward_connect(cluster, downstream, request, authority, timeout).await;
+        *response.version_mut() = version;
+        return finish(response);
     }
     let rewritten = forward.rewrite_path(path);
     // Owned, for the request's headers are about to change.
@@ -334,7 +343,7 @@ async fn forward_to(
     target: Target<'_>,
 ) -> Result<Response<ProxyBody>, Failure> {
     let cluster = &state.cluster;
-    let picked = endpoint::choose(state, downstream.destination, target.hash).await?;
+    let picked = endpoint::choose(state, downstream.destination, target.hash)?;
     let (endpoint, hostname) = (picked.address, picked.hostname);
     let authority = if target.auto_host_rewrite && !hostname.is_empty() {
         headers::record_original_host(
@@ -394,6 +403,25 @@ async fn forward_to(
     Ok(response.map(|body| ProxyBody::relayed(body, active, idle)))
 }
 
+/// A TCP connection to an endpoint of `state`'s cluster, for a CONNECT's tunnel; else
+/// the answer the client gets.
+async fn connect_upstream(
+    state: &ClusterState,
+    downstream: Downstream,
+) -> Result<tokio::net::TcpStream, Response<ProxyBody>> {
+    let picked = endpoint::choose(state, downstream.destination, None)
+        .map_err(|unreachable| Failure::from(unreachable).response())?;
+    let cluster = &state.cluster;
+    crate::upstream::connect(
+        picked.address,
+        cluster.bind,
+        cluster.connect_timeout,
+        &state.stats,
+    )
+    .await
+    .map_err(|e| Failure::Upstream(e).response())
+}
+
 /// A CONNECT the route terminates: a TCP connection to an endpoint of the cluster, then
 /// 200 to the client and the tunnel's bytes relayed both ways.
 async fn terminate_connect(
@@ -401,21 +429,9 @@ async fn terminate_connect(
     downstream: Downstream,
     mut request: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let picked = match endpoint::choose(state, downstream.destination, None).await {
-        Ok(picked) => picked,
-        Err(unreachable) => return Failure::from(unreachable).response(),
-    };
-    let cluster = &state.cluster;
-    let connected = crate::upstream::connect(
-        picked.address,
-        cluster.bind,
-        cluster.connect_timeout,
-        &state.stats,
-    )
-    .await;
-    let upstream = match connected {
+    let upstream = match connect_upstream(state, downstream).await {
         Ok(stream) => stream,
-        Err(e) => return Failure::Upstream(e).response(),
+        Err(response) => return response,
     };
     let client = hyper::upgrade::on(&mut request);
     let open = state.stats.upstream_cx_active.track();
@@ -433,6 +449,56 @@ async fn terminate_connect(
         }
     });
     local(StatusCode::OK, "")
+}
+
+/// A CONNECT forwarded as a request to an endpoint of the cluster, on a connection of
+/// its own: a 2xx answer opens the tunnel between the client and that connection; any
+/// other answer is the client's response. `timeout` bounds the wait for the answer.
+async fn forward_connect(
+    state: &ClusterState,
+    downstream: Downstream,
+    mut request: Request<Incoming>,
+    authority: &str,
+    timeout: Option<Duration>,
+) -> Response<ProxyBody> {
+    let client = hyper::upgrade::on(&mut request);
+    // The headers were sanitized (hop-by-hop ones gone) before routing.
+    let Some(connect) = super::connect::request(authority, request.into_parts().0.headers) else {
+        return local(StatusCode::BAD_REQUEST, "");
+    };
+    let upstream = match connect_upstream(state, downstream).await {
+        Ok(stream) => stream,
+        Err(response) => return response,
+    };
+    let stats = &state.stats;
+    stats.upstream_rq_total.inc();
+    let active = stats.upstream_rq_active.track();
+    let send = super::connect::send(upstream, connect);
+    let sent = match timeout {
+        Some(t) => tokio::time::timeout(t, send).await.map_err(|_| {
+            stats.upstream_rq_timeout.inc();
+            Failure::Timeout
+        }),
+        None => Ok(send.await),
+    };
+    drop(active);
+    let mut response = match sent.and_then(|r| r.map_err(|e| Failure::Upstream(e.into()))) {
+        Ok(response) => response,
+        Err(failure) => return failure.response(),
+    };
+    stats.upstream_rq.record(response.status().as_u16());
+    headers::strip_hop_by_hop(response.headers_mut());
+    if response.status().is_success() {
+        let upstream = hyper::upgrade::on(&mut response);
+        let open = stats.upstream_cx_active.track();
+        tokio::spawn(async move {
+            let _open = open;
+            tunnel(client, upstream).await;
+        });
+        // The tunnel carries what follows; a 2xx answer to CONNECT has no body.
+        return response.map(|_| ProxyBody::empty());
+    }
+    response.map(ProxyBody::Unpooled)
 }
 
 /// Shapes the request line for the upstream's HTTP version: origin-form with a `host`
