@@ -14,6 +14,7 @@ pub mod config;
 mod conn;
 pub mod drain;
 pub mod endpoint;
+pub mod flags;
 pub mod http;
 pub mod inspect;
 pub mod listeners;

@@ -3,6 +3,7 @@
 
 mod body;
 mod connect;
+mod forward;
 mod h2c;
 pub mod headers;
 mod host_address;

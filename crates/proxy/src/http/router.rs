@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
@@ -13,18 +13,18 @@ use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
-use super::body::{Active, ProxyBody};
+use super::body::ProxyBody;
 use super::headers::{
     self, X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, X_ENVOY_ORIGINAL_PATH, X_ENVOY_UPSTREAM_SERVICE_TIME,
     X_FORWARDED_PROTO,
 };
 use super::timeout::{Activity, IdleTimer};
+use super::{connect, forward};
 use crate::Shared;
 use crate::balance::HashInput;
-use crate::config::{ClusterState, HttpManager, Snapshot, UpstreamProtocol};
-use crate::endpoint::{self, Unreachable};
+use crate::config::{HttpManager, Snapshot};
+use crate::flags::ResponseFlags;
 use crate::route::{Action, NewHost, RequestHead};
-use crate::upstream::{PoolKey, PoolSettings, UpstreamError};
 
 /// What the router knows of the downstream connection.
 #[derive(Debug, Clone, Copy)]
@@ -67,7 +67,7 @@ async fn route(
     mut request: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let Some(table) = snapshot.route_table(manager) else {
-        return local(StatusCode::NOT_FOUND, "");
+        return flagged(local(StatusCode::NOT_FOUND, ""), ResponseFlags::NR);
     };
     // A WebSocket upgrade: the client's half of the tunnel, taken before the request
     // moves upstream (and before hop-by-hop headers go); upgrades are HTTP/1.1 end to end.
@@ -109,7 +109,7 @@ async fn route(
         headers: request.headers(),
     };
     let Some(selected) = table.select(&head) else {
-        return local(StatusCode::NOT_FOUND, "");
+        return flagged(local(StatusCode::NOT_FOUND, ""), ResponseFlags::NR);
     };
     // Every answer to a routed request carries the route's response headers, the proxy's
     // own answers (direct responses, redirects, errors) included, as in Envoy.
@@ -138,11 +138,12 @@ async fn route(
         .name(&head)
         .and_then(|name| snapshot.clusters.get(name))
     else {
-        return finish(local(forward.cluster_not_found_response_code, ""));
+        let response = local(forward.cluster_not_found_response_code, "");
+        return finish(flagged(response, ResponseFlags::NC));
     };
     if connect {
         if forward.terminate_connect {
-            return finish(terminate_connect(cluster, downstream, request).await);
+            return finish(connect::terminate_connect(cluster, downstream, request).await);
         }
         // Not terminated: the CONNECT itself goes upstream, as Envoy proxies it, with
         // the route's header mutations like any forwarded request.
@@ -152,7 +153,8 @@ async fn route(
             forward.max_stream_duration.as_ref(),
             request.headers(),
         );
-        let mut response = forward_connect(cluster, downstream, request, authority, timeout).await;
+        let mut response =
+            connect::forward_connect(cluster, downstream, request, authority, timeout).await;
         *response.version_mut() = version;
         return finish(response);
     }
@@ -198,7 +200,7 @@ async fn route(
     }
 
     let started = Instant::now();
-    let target = Target {
+    let target = forward::Target {
         authority: new_host.as_ref().map_or(authority, NewHost::as_str),
         path: rewritten.as_deref().unwrap_or(path),
         hash: hashed.hash,
@@ -208,7 +210,7 @@ async fn route(
         auto_host_rewrite: forward.auto_host_rewrite(),
         append_x_forwarded_host: forward.append_x_forwarded_host,
     };
-    let result = forward_to(shared, cluster, downstream, request, target).await;
+    let result = forward::forward_to(shared, cluster, downstream, request, target).await;
     let mut response = match result {
         Ok(response) => response,
         Err(failure) => return finish(failure.response()),
@@ -238,7 +240,7 @@ async fn route(
 
 /// Relays an upgraded connection (a WebSocket) between the client and the upstream
 /// until either side closes.
-async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+pub(super) async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
     let (client, upstream) = tokio::join!(client, upstream);
     match (client, upstream) {
         (Ok(client), Ok(upstream)) => {
@@ -273,269 +275,21 @@ fn set_location(response: &mut Response<ProxyBody>, location: Option<&str>) {
     }
 }
 
-/// Where a forwarded request goes, beyond its cluster.
-struct Target<'a> {
-    /// The authority to send (after any host rewrite).
-    authority: &'a str,
-    /// The path to send (after any rewrite).
-    path: &'a str,
-    /// The request's hash, for consistent-hash balancers.
-    hash: Option<u64>,
-    /// The route's timeout.
-    timeout: Option<Duration>,
-    /// The stream's idle timer, when a stream idle timeout is in force.
-    idle: Option<IdleTimer>,
-    /// Whether the authority becomes the picked endpoint's hostname, when it has one.
-    auto_host_rewrite: bool,
-    /// Whether a rewritten authority is appended to `x-forwarded-host`.
-    append_x_forwarded_host: bool,
-}
-
-/// Why a forwarded request got no upstream response, and what Envoy answers then.
-enum Failure {
-    /// No endpoint could take it (`UH`).
-    NoHealthyUpstream,
-    /// Connecting or exchanging failed (`UF`, `URX`).
-    Upstream(UpstreamError),
-    /// The route's timeout passed (`UT`).
-    Timeout,
-    /// Nothing moved for the stream idle timeout before the response began.
-    StreamIdle,
-}
-
-impl From<Unreachable> for Failure {
-    fn from(unreachable: Unreachable) -> Self {
-        match unreachable {
-            Unreachable::NoHealthyEndpoint => Failure::NoHealthyUpstream,
-        }
-    }
-}
-
-impl Failure {
-    fn response(self) -> Response<ProxyBody> {
-        match self {
-            Failure::NoHealthyUpstream => {
-                local(StatusCode::SERVICE_UNAVAILABLE, "no healthy upstream")
-            }
-            Failure::Upstream(e) => {
-                // The body names the failure as Envoy does; the cause goes to the log.
-                let cause = std::error::Error::source(&e).map(ToString::to_string);
-                tracing::debug!(error = %e, cause, "upstream request failed");
-                local(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "upstream connect error or disconnect/reset before headers. reset reason: {e}"
-                    ),
-                )
-            }
-            Failure::Timeout => local(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
-            Failure::StreamIdle => local(StatusCode::REQUEST_TIMEOUT, "stream timeout"),
-        }
-    }
-}
-
-/// Sends the request to an endpoint of `cluster` and waits for the response head.
-async fn forward_to(
-    shared: &Shared,
-    state: &ClusterState,
-    downstream: Downstream,
-    mut request: Request<Incoming>,
-    target: Target<'_>,
-) -> Result<Response<ProxyBody>, Failure> {
-    let cluster = &state.cluster;
-    let picked = endpoint::choose(state, downstream.destination, target.hash)?;
-    let (endpoint, hostname) = (picked.address, picked.hostname);
-    let authority = if target.auto_host_rewrite && !hostname.is_empty() {
-        headers::record_original_host(
-            request.headers_mut(),
-            target.authority,
-            target.append_x_forwarded_host,
-        );
-        hostname
-    } else {
-        target.authority
-    };
-    let http2 = match cluster.protocol {
-        _ if request.headers().contains_key(header::UPGRADE) => false,
-        UpstreamProtocol::Http1 => false,
-        UpstreamProtocol::Http2 => true,
-        UpstreamProtocol::Downstream => request.version() == Version::HTTP_2,
-    };
-    set_upstream_target(&mut request, authority, target.path, http2);
-    let key = PoolKey {
-        endpoint,
-        http2,
-        bind: cluster.bind,
-    };
-    let settings = PoolSettings {
-        connect_timeout: cluster.connect_timeout,
-        idle_timeout: cluster.idle_timeout,
-        max_requests: cluster.max_requests_per_connection,
-    };
-    let stats = &state.stats;
-    stats.upstream_rq_total.inc();
-    // Until the response body ends: Envoy counts a request active till its response
-    // completes, and LEAST_REQUEST balances on that.
-    let active = Active {
-        endpoint: picked.into_in_flight(),
-        request: stats.upstream_rq_active.track(),
-    };
-    let send = shared.upstreams.send(key, settings, stats, request);
-    let timed = async {
-        match target.timeout {
-            Some(t) => tokio::time::timeout(t, send).await.map_err(|_| {
-                stats.upstream_rq_timeout.inc();
-                Failure::Timeout
-            }),
-            None => Ok(send.await),
-        }
-    };
-    let mut idle = target.idle;
-    let response = match &mut idle {
-        Some(timer) => tokio::select! {
-            response = timed => response,
-            () = timer.expired() => Err(Failure::StreamIdle),
-        },
-        None => timed.await,
-    }?
-    .map_err(Failure::Upstream)?;
-    stats.upstream_rq.record(response.status().as_u16());
-    Ok(response.map(|body| ProxyBody::relayed(body, active, idle)))
-}
-
-/// A TCP connection to an endpoint of `state`'s cluster, for a CONNECT's tunnel; else
-/// the answer the client gets.
-async fn connect_upstream(
-    state: &ClusterState,
-    downstream: Downstream,
-) -> Result<tokio::net::TcpStream, Response<ProxyBody>> {
-    let picked = endpoint::choose(state, downstream.destination, None)
-        .map_err(|unreachable| Failure::from(unreachable).response())?;
-    let cluster = &state.cluster;
-    crate::upstream::connect(
-        picked.address,
-        cluster.bind,
-        cluster.connect_timeout,
-        &state.stats,
-    )
-    .await
-    .map_err(|e| Failure::Upstream(e).response())
-}
-
-/// A CONNECT the route terminates: a TCP connection to an endpoint of the cluster, then
-/// 200 to the client and the tunnel's bytes relayed both ways.
-async fn terminate_connect(
-    state: &ClusterState,
-    downstream: Downstream,
-    mut request: Request<Incoming>,
-) -> Response<ProxyBody> {
-    let upstream = match connect_upstream(state, downstream).await {
-        Ok(stream) => stream,
-        Err(response) => return response,
-    };
-    let client = hyper::upgrade::on(&mut request);
-    let open = state.stats.upstream_cx_active.track();
-    tokio::spawn(async move {
-        let _open = open;
-        match client.await {
-            Ok(client) => {
-                let mut client = TokioIo::new(client);
-                let mut upstream = upstream;
-                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-                    tracing::debug!(error = %e, "CONNECT tunnel ended");
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
-        }
-    });
-    local(StatusCode::OK, "")
-}
-
-/// A CONNECT forwarded as a request to an endpoint of the cluster, on a connection of
-/// its own: a 2xx answer opens the tunnel between the client and that connection; any
-/// other answer is the client's response. `timeout` bounds the wait for the answer.
-async fn forward_connect(
-    state: &ClusterState,
-    downstream: Downstream,
-    mut request: Request<Incoming>,
-    authority: &str,
-    timeout: Option<Duration>,
-) -> Response<ProxyBody> {
-    let client = hyper::upgrade::on(&mut request);
-    // The headers were sanitized (hop-by-hop ones gone) before routing.
-    let Some(connect) = super::connect::request(authority, request.into_parts().0.headers) else {
-        return local(StatusCode::BAD_REQUEST, "");
-    };
-    let upstream = match connect_upstream(state, downstream).await {
-        Ok(stream) => stream,
-        Err(response) => return response,
-    };
-    let stats = &state.stats;
-    stats.upstream_rq_total.inc();
-    let active = stats.upstream_rq_active.track();
-    let send = super::connect::send(upstream, connect);
-    let sent = match timeout {
-        Some(t) => tokio::time::timeout(t, send).await.map_err(|_| {
-            stats.upstream_rq_timeout.inc();
-            Failure::Timeout
-        }),
-        None => Ok(send.await),
-    };
-    drop(active);
-    let mut response = match sent.and_then(|r| r.map_err(|e| Failure::Upstream(e.into()))) {
-        Ok(response) => response,
-        Err(failure) => return failure.response(),
-    };
-    stats.upstream_rq.record(response.status().as_u16());
-    headers::strip_hop_by_hop(response.headers_mut());
-    if response.status().is_success() {
-        let upstream = hyper::upgrade::on(&mut response);
-        let open = stats.upstream_cx_active.track();
-        tokio::spawn(async move {
-            let _open = open;
-            tunnel(client, upstream).await;
-        });
-        // The tunnel carries what follows; a 2xx answer to CONNECT has no body.
-        return response.map(|_| ProxyBody::empty());
-    }
-    response.map(ProxyBody::Unpooled)
-}
-
-/// Shapes the request line for the upstream's HTTP version: origin-form with a `host`
-/// header for HTTP/1.1, scheme and authority in the URI for HTTP/2.
-fn set_upstream_target(request: &mut Request<Incoming>, authority: &str, path: &str, http2: bool) {
-    if http2 {
-        if let Ok(uri) = format!("http://{authority}{path}").parse::<Uri>() {
-            *request.uri_mut() = uri;
-        }
-        *request.version_mut() = Version::HTTP_2;
-        request.headers_mut().remove(header::HOST);
-        return;
-    }
-    // The common case, an origin-form request forwarded unchanged, keeps its URI and host.
-    let uri = request.uri();
-    let unchanged =
-        uri.authority().is_none() && uri.path_and_query().map_or("/", PathAndQuery::as_str) == path;
-    if !unchanged && let Ok(uri) = path.parse::<Uri>() {
-        *request.uri_mut() = uri;
-    }
-    *request.version_mut() = Version::HTTP_11;
-    let headers = request.headers_mut();
-    if headers
-        .get(header::HOST)
-        .is_none_or(|h| h.as_bytes() != authority.as_bytes())
-        && let Ok(host) = HeaderValue::from_str(authority)
-    {
-        headers.insert(header::HOST, host);
-    }
-}
-
 /// The request's authority: `:authority` (HTTP/2, absolute-form) or the `host` header.
 fn authority<'r>(uri: &'r Uri, host: Option<&'r HeaderValue>) -> &'r str {
     uri.authority()
         .map(|a| a.as_str())
         .or_else(|| host.and_then(|h| h.to_str().ok()))
         .unwrap_or_default()
+}
+
+/// `response` with the response flags that say why the proxy answered it.
+pub(super) fn flagged(
+    mut response: Response<ProxyBody>,
+    flags: ResponseFlags,
+) -> Response<ProxyBody> {
+    response.extensions_mut().insert(flags);
+    response
 }
 
 /// A response the proxy makes itself.
