@@ -10,6 +10,7 @@
 
 mod delta;
 mod sotw;
+mod stream;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -252,8 +253,8 @@ impl Worker {
         let mut attempt = 0;
         loop {
             let end = match self.options.protocol {
-                Protocol::StateOfTheWorld => sotw::run(&mut self).await,
-                Protocol::Delta => delta::run(&mut self).await,
+                Protocol::StateOfTheWorld => stream::run(&mut self, sotw::Sotw).await,
+                Protocol::Delta => stream::run(&mut self, delta::Delta::default()).await,
             };
             self.set_connected(false);
             let Some(error) = end.error else {

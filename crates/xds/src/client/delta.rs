@@ -3,62 +3,67 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::Streaming;
 
-use super::{Command, StreamEnd, StreamError, Worker, rejection};
-use crate::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use super::stream::{Ads, Flavor};
+use super::{Worker, rejection};
+use crate::pb::envoy::config::core::v3::Node;
 use crate::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DeltaDiscoveryResponse};
 use crate::pb::google::protobuf::Any;
 use crate::source::Subscription;
 use crate::types::ResourceType;
 
-/// Runs one stream until it ends.
-pub(super) async fn run(worker: &mut Worker) -> StreamEnd {
-    let mut received = false;
-    let error = stream(worker, &mut received).await.err();
-    StreamEnd { received, error }
+/// The Delta protocol.
+#[derive(Default)]
+pub(super) struct Delta {
+    /// Types asked for on this stream: the first request of a type is different.
+    requested: BTreeSet<ResourceType>,
 }
 
-async fn stream(worker: &mut Worker, received: &mut bool) -> Result<(), StreamError> {
-    let endpoint = worker.options.endpoint.clone();
-    let channel = super::connect(&endpoint).await?;
-    let (tx, rx) = mpsc::unbounded_channel();
-    let mut node = Some(worker.options.node.clone());
-    let mut send = move |mut request: DeltaDiscoveryRequest| {
-        request.node = node.take();
-        // The receiver lives until the stream ends, and then this closure is gone too.
-        let _ = tx.send(request);
-    };
-    // Types asked for on this stream: the first request of a type is different.
-    let mut requested = BTreeSet::new();
-    for ty in worker.subscriptions.keys() {
-        send(first_request(worker, *ty));
-        requested.insert(*ty);
+impl Flavor for Delta {
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaDiscoveryResponse;
+
+    fn set_node(request: &mut DeltaDiscoveryRequest, node: Node) {
+        request.node = Some(node);
     }
-    let mut inbound = AggregatedDiscoveryServiceClient::new(channel)
-        .delta_aggregated_resources(UnboundedReceiverStream::new(rx))
-        .await?
-        .into_inner();
-    worker.stream_opened();
-    loop {
-        tokio::select! {
-            message = inbound.message() => {
-                let response = message?.ok_or(StreamError::Closed)?;
-                *received = true;
-                send(answer(worker, response));
-            }
-            command = worker.commands.recv() => match command {
-                Some(Command::Subscribe(ty, sub)) => {
-                    let old = worker.set_subscription(ty, sub.clone());
-                    if requested.insert(ty) {
-                        send(first_request(worker, ty));
-                    } else if old != sub {
-                        send(change(ty, &old, &sub));
-                    }
-                }
-                None => return Ok(()),
-            },
+
+    async fn open(
+        mut ads: Ads,
+        requests: UnboundedReceiverStream<DeltaDiscoveryRequest>,
+    ) -> Result<Streaming<DeltaDiscoveryResponse>, tonic::Status> {
+        Ok(ads.delta_aggregated_resources(requests).await?.into_inner())
+    }
+
+    fn opening(&mut self, worker: &Worker) -> Vec<DeltaDiscoveryRequest> {
+        self.requested.extend(worker.subscriptions.keys().copied());
+        worker
+            .subscriptions
+            .keys()
+            .map(|ty| first_request(worker, *ty))
+            .collect()
+    }
+
+    fn answer(
+        &mut self,
+        worker: &mut Worker,
+        response: DeltaDiscoveryResponse,
+    ) -> DeltaDiscoveryRequest {
+        answer(worker, response)
+    }
+
+    fn subscribe(
+        &mut self,
+        worker: &mut Worker,
+        ty: ResourceType,
+        sub: Subscription,
+    ) -> Option<DeltaDiscoveryRequest> {
+        let old = worker.set_subscription(ty, sub.clone());
+        if self.requested.insert(ty) {
+            Some(first_request(worker, ty))
+        } else {
+            (old != sub).then(|| change(ty, &old, &sub))
         }
     }
 }

@@ -3,57 +3,57 @@
 
 use std::collections::BTreeMap;
 
-use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::Streaming;
 
-use super::{Command, StreamEnd, StreamError, Worker, rejection};
-use crate::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
+use super::stream::{Ads, Flavor};
+use super::{Worker, rejection};
+use crate::pb::envoy::config::core::v3::Node;
 use crate::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use crate::pb::google::protobuf::Any;
+use crate::source::Subscription;
 use crate::types::ResourceType;
 
-/// Runs one stream until it ends.
-pub(super) async fn run(worker: &mut Worker) -> StreamEnd {
-    let mut received = false;
-    let error = stream(worker, &mut received).await.err();
-    StreamEnd { received, error }
-}
+/// The State-of-the-World protocol.
+pub(super) struct Sotw;
 
-async fn stream(worker: &mut Worker, received: &mut bool) -> Result<(), StreamError> {
-    let endpoint = worker.options.endpoint.clone();
-    let channel = super::connect(&endpoint).await?;
-    let (tx, rx) = mpsc::unbounded_channel();
-    let mut node = Some(worker.options.node.clone());
-    let mut send = move |mut request: DiscoveryRequest| {
-        // Envoy's default: the node goes in the stream's first request only.
-        request.node = node.take();
-        // The receiver lives until the stream ends, and then this closure is gone too.
-        let _ = tx.send(request);
-    };
-    for ty in worker.subscriptions.keys() {
-        send(request(worker, *ty));
+impl Flavor for Sotw {
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
+
+    fn set_node(request: &mut DiscoveryRequest, node: Node) {
+        request.node = Some(node);
     }
-    let mut inbound = AggregatedDiscoveryServiceClient::new(channel)
-        .stream_aggregated_resources(UnboundedReceiverStream::new(rx))
-        .await?
-        .into_inner();
-    worker.stream_opened();
-    loop {
-        tokio::select! {
-            message = inbound.message() => {
-                let response = message?.ok_or(StreamError::Closed)?;
-                *received = true;
-                send(answer(worker, response));
-            }
-            command = worker.commands.recv() => match command {
-                Some(Command::Subscribe(ty, sub)) => {
-                    if worker.set_subscription(ty, sub.clone()) != sub {
-                        send(request(worker, ty));
-                    }
-                }
-                None => return Ok(()),
-            },
-        }
+
+    async fn open(
+        mut ads: Ads,
+        requests: UnboundedReceiverStream<DiscoveryRequest>,
+    ) -> Result<Streaming<DiscoveryResponse>, tonic::Status> {
+        Ok(ads
+            .stream_aggregated_resources(requests)
+            .await?
+            .into_inner())
+    }
+
+    fn opening(&mut self, worker: &Worker) -> Vec<DiscoveryRequest> {
+        worker
+            .subscriptions
+            .keys()
+            .map(|ty| request(worker, *ty))
+            .collect()
+    }
+
+    fn answer(&mut self, worker: &mut Worker, response: DiscoveryResponse) -> DiscoveryRequest {
+        answer(worker, response)
+    }
+
+    fn subscribe(
+        &mut self,
+        worker: &mut Worker,
+        ty: ResourceType,
+        sub: Subscription,
+    ) -> Option<DiscoveryRequest> {
+        (worker.set_subscription(ty, sub.clone()) != sub).then(|| request(worker, ty))
     }
 }
 
