@@ -3,14 +3,11 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
-use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf, copy_bidirectional};
+use tokio::io::{AsyncRead, AsyncWrite, copy_bidirectional};
 
 use crate::Shared;
+use crate::activity::{Activity, IdleTimer, Tracked};
 use crate::config::TcpProxy;
 use crate::{endpoint, upstream};
 
@@ -47,89 +44,12 @@ where
             .await
             .map(|_| ());
     };
-    let activity = Activity::default();
-    let mut downstream = Tracked {
-        io: downstream,
-        activity: &activity,
-    };
-    let copy = copy_bidirectional(&mut downstream, &mut upstream);
-    tokio::pin!(copy);
-    loop {
-        let deadline = activity.last() + idle;
-        tokio::select! {
-            done = &mut copy => return done.map(|_| ()),
-            () = tokio::time::sleep_until(deadline) => {
-                if activity.last() + idle <= tokio::time::Instant::now() {
-                    return Ok(()); // idle: close both sides
-                }
-            }
-        }
-    }
-}
-
-/// When bytes last moved on a relayed connection.
-struct Activity {
-    start: tokio::time::Instant,
-    /// Milliseconds after `start`.
-    last: AtomicU64,
-}
-
-impl Default for Activity {
-    fn default() -> Self {
-        Self {
-            start: tokio::time::Instant::now(),
-            last: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Activity {
-    fn last(&self) -> tokio::time::Instant {
-        self.start + Duration::from_millis(self.last.load(Ordering::Relaxed))
-    }
-    fn touch(&self) {
-        let now = self.start.elapsed().as_millis() as u64;
-        self.last.store(now, Ordering::Relaxed);
-    }
-}
-
-/// The downstream side, noting activity: every byte either way passes through it.
-struct Tracked<'a, S> {
-    io: S,
-    activity: &'a Activity,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Tracked<'_, S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.touch();
-        }
-        polled
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<'_, S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.io).poll_write(cx, data);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        polled
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+    let activity = Activity::new();
+    let mut downstream = Tracked::new(downstream, activity.clone());
+    let mut idle = IdleTimer::new(idle, activity);
+    tokio::select! {
+        done = copy_bidirectional(&mut downstream, &mut upstream) => done.map(|_| ()),
+        // Idle: close both sides.
+        () = idle.expired() => Ok(()),
     }
 }

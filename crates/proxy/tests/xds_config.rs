@@ -111,6 +111,51 @@ virtual_hosts:
     NamedResource::new("9080", &r)
 }
 
+/// A source serving one listener, one cluster with `endpoint`, and routes matching
+/// every path.
+fn source_with(endpoint: std::net::SocketAddr) -> Source {
+    let source = Source::default();
+    source.set(ResourceType::Listener, vec![listener()]);
+    source.set(ResourceType::Cluster, vec![cluster()]);
+    source.set(ResourceType::Endpoint, vec![endpoints(endpoint)]);
+    source.set(ResourceType::Route, vec![routes("/.*")]);
+    source
+}
+
+/// Serves ADS for `server` on a port of its own until `stop` resolves.
+async fn serve_ads(
+    server: &AdsServer<Source>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let xds = socket.local_addr().unwrap();
+    let server = server.clone();
+    let serving = tokio::spawn(async move {
+        let _ = server.serve(socket, stop).await;
+    });
+    (xds, serving)
+}
+
+/// A proxy following the ADS server at `xds` over `protocol`, once it has its whole
+/// config, and the address of its `http` listener.
+async fn proxy_following(
+    xds: std::net::SocketAddr,
+    protocol: Protocol,
+) -> (Proxy, std::net::SocketAddr) {
+    let node = Node {
+        id: "sidecar~127.0.0.1~client.default~default.svc.cluster.local".into(),
+        ..Node::default()
+    };
+    let mut bootstrap = Bootstrap::for_pilot(&xds.to_string(), node, None);
+    bootstrap.ads.as_mut().unwrap().protocol = protocol;
+    let proxy = Proxy::start(ProxyOptions::new(bootstrap)).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), proxy.ready())
+        .await
+        .expect("the proxy gets its whole config");
+    let addr = proxy.listener_addr("http").await;
+    (proxy, addr)
+}
+
 #[tokio::test]
 async fn config_over_ads_follows_changes_and_survives_nacks_and_server_loss() {
     follows_changes_and_survives_nacks_and_server_loss(Protocol::StateOfTheWorld).await;
@@ -124,37 +169,14 @@ async fn config_over_delta_ads_does_the_same() {
 async fn follows_changes_and_survives_nacks_and_server_loss(protocol: Protocol) {
     let v1 = backend("v1").await;
     let v2 = backend("v2").await;
-    let source = Source::default();
-    source.set(ResourceType::Listener, vec![listener()]);
-    source.set(ResourceType::Cluster, vec![cluster()]);
-    source.set(ResourceType::Endpoint, vec![endpoints(v1)]);
-    source.set(ResourceType::Route, vec![routes("/.*")]);
+    let source = source_with(v1);
     let server = AdsServer::new(source.clone());
-    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let xds = socket.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = {
-        let server = server.clone();
-        tokio::spawn(async move {
-            server
-                .serve(socket, async {
-                    let _ = stopped.await;
-                })
-                .await
-        })
-    };
-
-    let node = Node {
-        id: "sidecar~127.0.0.1~client.default~default.svc.cluster.local".into(),
-        ..Node::default()
-    };
-    let mut bootstrap = Bootstrap::for_pilot(&xds.to_string(), node, None);
-    bootstrap.ads.as_mut().unwrap().protocol = protocol;
-    let proxy = Proxy::start(ProxyOptions::new(bootstrap)).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(10), proxy.ready())
-        .await
-        .expect("the proxy gets its whole config");
-    let addr = proxy.listener_addr("http").await;
+    let (xds, serving) = serve_ads(&server, async {
+        let _ = stopped.await;
+    })
+    .await;
+    let (proxy, addr) = proxy_following(xds, protocol).await;
     assert_eq!(send(addr, get("svc", "/a")).await.seen().backend, "v1");
 
     // Endpoints move: the proxy follows once it acked them.
@@ -200,33 +222,10 @@ async fn follows_changes_and_survives_nacks_and_server_loss(protocol: Protocol) 
 async fn config_updates_under_load_fail_no_request() {
     let v1 = backend("v1").await;
     let v2 = backend("v2").await;
-    let source = Source::default();
-    source.set(ResourceType::Listener, vec![listener()]);
-    source.set(ResourceType::Cluster, vec![cluster()]);
-    source.set(ResourceType::Endpoint, vec![endpoints(v1)]);
-    source.set(ResourceType::Route, vec![routes("/.*")]);
+    let source = source_with(v1);
     let server = AdsServer::new(source.clone());
-    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let xds = socket.local_addr().unwrap();
-    {
-        let server = server.clone();
-        tokio::spawn(async move { server.serve(socket, std::future::pending()).await });
-    }
-    let node = Node {
-        id: "sidecar~127.0.0.1~client.default~default.svc.cluster.local".into(),
-        ..Node::default()
-    };
-    let proxy = Proxy::start(ProxyOptions::new(Bootstrap::for_pilot(
-        &xds.to_string(),
-        node,
-        None,
-    )))
-    .await
-    .unwrap();
-    tokio::time::timeout(Duration::from_secs(10), proxy.ready())
-        .await
-        .expect("the proxy gets its whole config");
-    let addr = proxy.listener_addr("http").await;
+    let (xds, _serving) = serve_ads(&server, std::future::pending()).await;
+    let (proxy, addr) = proxy_following(xds, Protocol::StateOfTheWorld).await;
 
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let load: Vec<_> = (0..4)
@@ -287,33 +286,10 @@ async fn config_updates_under_load_fail_no_request() {
 #[tokio::test]
 async fn a_listener_that_cannot_bind_is_nacked_and_the_old_listeners_keep_serving() {
     let v1 = backend("v1").await;
-    let source = Source::default();
-    source.set(ResourceType::Listener, vec![listener()]);
-    source.set(ResourceType::Cluster, vec![cluster()]);
-    source.set(ResourceType::Endpoint, vec![endpoints(v1)]);
-    source.set(ResourceType::Route, vec![routes("/.*")]);
+    let source = source_with(v1);
     let server = AdsServer::new(source.clone());
-    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let xds = socket.local_addr().unwrap();
-    {
-        let server = server.clone();
-        tokio::spawn(async move { server.serve(socket, std::future::pending()).await });
-    }
-    let node = Node {
-        id: "sidecar~127.0.0.1~client.default~default.svc.cluster.local".into(),
-        ..Node::default()
-    };
-    let proxy = Proxy::start(ProxyOptions::new(Bootstrap::for_pilot(
-        &xds.to_string(),
-        node,
-        None,
-    )))
-    .await
-    .unwrap();
-    tokio::time::timeout(Duration::from_secs(10), proxy.ready())
-        .await
-        .expect("the proxy gets its whole config");
-    let addr = proxy.listener_addr("http").await;
+    let (xds, _serving) = serve_ads(&server, std::future::pending()).await;
+    let (proxy, addr) = proxy_following(xds, Protocol::StateOfTheWorld).await;
 
     // Another process holds the port a new listener wants.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

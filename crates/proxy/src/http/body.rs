@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::timeout::IdleTimer;
+use crate::activity::IdleTimer;
 use crate::balance::InFlight;
 use crate::stats::GaugeGuard;
 use crate::upstream::PooledBody;

@@ -55,8 +55,8 @@ pub async fn serve<I>(
     builder
         .http1()
         .header_read_timeout(manager.request_headers_timeout);
-    let activity = timeout::Activity::new();
-    let io = timeout::Tracked::new(io, activity.clone());
+    let activity = crate::activity::Activity::new();
+    let io = crate::activity::Tracked::new(io, activity.clone());
     // HTTP/1.1 may become HTTP/2 by `Upgrade: h2c` only where both are served, and
     // only in cleartext (over TLS, ALPN chooses the protocol).
     let h2c = (manager.codec == Codec::Auto && !downstream.tls).then(h2c::Slot::default);

@@ -18,9 +18,9 @@ use super::headers::{
     self, X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, X_ENVOY_ORIGINAL_PATH, X_ENVOY_UPSTREAM_SERVICE_TIME,
     X_FORWARDED_PROTO,
 };
-use super::timeout::{Activity, IdleTimer};
 use super::{connect, forward};
 use crate::Shared;
+use crate::activity::{Activity, IdleTimer};
 use crate::balance::HashInput;
 use crate::config::{HttpManager, Snapshot};
 use crate::flags::ResponseFlags;
