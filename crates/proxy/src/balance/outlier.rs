@@ -1,0 +1,311 @@
+//! Outlier detection (passive health checking), as Envoy's consecutive-error detectors
+//! do it: each request's outcome bumps a few atomics of its endpoint; a run of failures
+//! long enough ejects the endpoint (the balancer is rebuilt with it unhealthy, so the
+//! panic threshold still applies); a sweep every `interval` brings back the endpoints
+//! whose ejection time is over. Ejections and sweeps are rare and take a lock; reports
+//! never do.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
+
+use super::Endpoint;
+use crate::config::OutlierDetection;
+use crate::stats::OutlierStats;
+
+/// What became of a request sent to an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The endpoint answered with this status.
+    Response(u16),
+    /// Connecting failed or the connection was reset before the response (Envoy's
+    /// local-origin connect failure).
+    LocalFailure,
+    /// The route's timeout passed first (Envoy's local-origin timeout).
+    Timeout,
+}
+
+/// Which run of failures was detected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Run {
+    Consecutive5xx,
+    GatewayFailure,
+    LocalOrigin,
+}
+
+/// An endpoint's runs of failures.
+#[derive(Debug, Default)]
+pub(super) struct Monitor {
+    consecutive_5xx: AtomicU32,
+    gateway_failures: AtomicU32,
+    local_failures: AtomicU32,
+    ejected: AtomicBool,
+}
+
+impl Monitor {
+    /// Whether the endpoint is ejected.
+    pub(super) fn is_ejected(&self) -> bool {
+        self.ejected.load(Ordering::Relaxed)
+    }
+
+    /// Counts `outcome`; the runs it completes (each detected once, its count restarting).
+    fn record(&self, outcome: Outcome, od: &OutlierDetection) -> [Option<Run>; 2] {
+        // Without the split, local failures count as the 5xx Envoy would answer for
+        // them: 503 for a connect failure or reset, 504 for a timeout.
+        let status = match outcome {
+            Outcome::Response(status) => Some(status),
+            Outcome::LocalFailure if !od.split_external_local_origin_errors => Some(503),
+            Outcome::Timeout if !od.split_external_local_origin_errors => Some(504),
+            Outcome::LocalFailure | Outcome::Timeout => None,
+        };
+        let Some(status) = status else {
+            let run = bump(&self.local_failures, od.consecutive_local_origin_failure);
+            return [run.then_some(Run::LocalOrigin), None];
+        };
+        if od.split_external_local_origin_errors {
+            // The endpoint answered: its connection works.
+            self.local_failures.store(0, Ordering::Relaxed);
+        }
+        if !(500..600).contains(&status) {
+            self.consecutive_5xx.store(0, Ordering::Relaxed);
+            self.gateway_failures.store(0, Ordering::Relaxed);
+            return [None, None];
+        }
+        let five = bump(&self.consecutive_5xx, od.consecutive_5xx);
+        let gateway = if matches!(status, 502..=504) {
+            bump(&self.gateway_failures, od.consecutive_gateway_failure)
+        } else {
+            self.gateway_failures.store(0, Ordering::Relaxed);
+            false
+        };
+        [
+            five.then_some(Run::Consecutive5xx),
+            gateway.then_some(Run::GatewayFailure),
+        ]
+    }
+}
+
+/// Adds one to a run; true when it reaches `threshold` (and then starts over).
+fn bump(count: &AtomicU32, threshold: u32) -> bool {
+    let now = count.fetch_add(1, Ordering::Relaxed) + 1;
+    if threshold > 0 && now >= threshold {
+        count.store(0, Ordering::Relaxed);
+        return true;
+    }
+    false
+}
+
+/// One endpoint's ejection history.
+#[derive(Debug, Default, Clone, Copy)]
+struct History {
+    /// When the current ejection began, while ejected.
+    ejected_at: Option<Instant>,
+    /// Multiplies the base ejection time: up with each ejection, down with each
+    /// interval spent healthy.
+    backoff: u32,
+    /// When it last came back.
+    returned_at: Option<Instant>,
+}
+
+/// The cluster's ejections, changed under the detector's lock.
+#[derive(Debug, Default)]
+pub(super) struct Ejections {
+    /// Per endpoint, in the balancer's order.
+    hosts: Vec<History>,
+}
+
+/// What a report or sweep changed, for the balancer to act on.
+enum Change {
+    /// Nothing about ejections.
+    None,
+    /// Some endpoint was ejected or brought back: the balancer must be rebuilt.
+    Ejections,
+}
+
+impl Ejections {
+    /// Whether endpoint `index` is ejected.
+    pub(super) fn is_ejected(&self, index: usize) -> bool {
+        self.hosts
+            .get(index)
+            .is_some_and(|h| h.ejected_at.is_some())
+    }
+
+    fn active(&self) -> usize {
+        self.hosts.iter().filter(|h| h.ejected_at.is_some()).count()
+    }
+
+    /// Ejects endpoint `index` for the detected `run`, if enforced and allowed.
+    fn eject(
+        &mut self,
+        index: usize,
+        monitor: &Monitor,
+        run: Run,
+        od: &OutlierDetection,
+        stats: &OutlierStats,
+        now: Instant,
+    ) -> Change {
+        let (enforcing, detected, enforced) = match run {
+            Run::Consecutive5xx => (
+                od.enforcing_consecutive_5xx,
+                &stats.ejections_detected_consecutive_5xx,
+                &stats.ejections_enforced_consecutive_5xx,
+            ),
+            Run::GatewayFailure => (
+                od.enforcing_consecutive_gateway_failure,
+                &stats.ejections_detected_consecutive_gateway_failure,
+                &stats.ejections_enforced_consecutive_gateway_failure,
+            ),
+            Run::LocalOrigin => (
+                od.enforcing_consecutive_local_origin_failure,
+                &stats.ejections_detected_consecutive_local_origin_failure,
+                &stats.ejections_enforced_consecutive_local_origin_failure,
+            ),
+        };
+        detected.inc();
+        let Some(host) = self.hosts.get(index) else {
+            return Change::None;
+        };
+        if host.ejected_at.is_some() {
+            return Change::None;
+        }
+        // Envoy counts the endpoint about to go: (active + 1) of all, within the maximum.
+        let active = self.active();
+        let share = 100.0 * (active + 1) as f64 / self.hosts.len() as f64;
+        let allowed = share <= f64::from(od.max_ejection_percent)
+            || (od.always_eject_one_host && active == 0);
+        if !allowed {
+            stats.ejections_overflow.inc();
+            return Change::None;
+        }
+        if fastrand::u32(0..100) >= enforcing {
+            return Change::None;
+        }
+        let host = &mut self.hosts[index];
+        host.ejected_at = Some(now);
+        // Bounded, as Envoy bounds it: beyond max_ejection_time it changes nothing.
+        if u128::from(host.backoff) * od.base_ejection_time.as_nanos()
+            < od.max_ejection_time.as_nanos() + od.base_ejection_time.as_nanos()
+        {
+            host.backoff += 1;
+        }
+        monitor.ejected.store(true, Ordering::Relaxed);
+        enforced.inc();
+        stats.ejections_enforced_total.inc();
+        stats.ejections_active.set(self.active() as i64);
+        Change::Ejections
+    }
+
+    /// Brings back the endpoints whose ejection is over, and eases the backoff of those
+    /// healthy for a base ejection time since they came back.
+    fn sweep(
+        &mut self,
+        endpoints: &[Endpoint],
+        od: &OutlierDetection,
+        stats: &OutlierStats,
+        now: Instant,
+    ) -> Change {
+        let mut change = Change::None;
+        for (host, endpoint) in self.hosts.iter_mut().zip(endpoints) {
+            let Some(since) = host.ejected_at else {
+                if host.backoff > 0
+                    && host
+                        .returned_at
+                        .is_some_and(|t| now.duration_since(t) >= od.base_ejection_time)
+                {
+                    host.backoff -= 1;
+                }
+                continue;
+            };
+            let term = od
+                .base_ejection_time
+                .saturating_mul(host.backoff)
+                .min(od.max_ejection_time);
+            if now.duration_since(since) >= term {
+                host.ejected_at = None;
+                host.returned_at = Some(now);
+                endpoint.monitor().ejected.store(false, Ordering::Relaxed);
+                change = Change::Ejections;
+            }
+        }
+        stats.ejections_active.set(self.active() as i64);
+        change
+    }
+}
+
+/// A cluster's outlier detection over its balancer's endpoints.
+#[derive(Debug)]
+pub(super) struct Detector {
+    ejections: Mutex<Ejections>,
+    /// When the next sweep is due, in nanoseconds since `epoch` (read without the lock).
+    next_sweep: AtomicU64,
+    epoch: Instant,
+}
+
+impl Detector {
+    /// A detector with nothing ejected over `count` endpoints.
+    pub(super) fn new(count: usize) -> Detector {
+        Detector {
+            ejections: Mutex::new(Ejections {
+                hosts: vec![History::default(); count],
+            }),
+            next_sweep: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Counts `outcome` for endpoint `index`; true when it got ejected.
+    pub(super) fn report(
+        &self,
+        endpoints: &[Endpoint],
+        index: usize,
+        outcome: Outcome,
+        od: &OutlierDetection,
+        stats: &OutlierStats,
+    ) -> bool {
+        let Some(endpoint) = endpoints.get(index) else {
+            return false;
+        };
+        let monitor = endpoint.monitor();
+        let mut ejected = false;
+        for run in monitor.record(outcome, od).into_iter().flatten() {
+            let mut ejections = lock(&self.ejections);
+            let change = ejections.eject(index, monitor, run, od, stats, Instant::now());
+            ejected |= matches!(change, Change::Ejections);
+        }
+        ejected
+    }
+
+    /// Runs the sweep when its interval is over; true when an endpoint came back.
+    pub(super) fn sweep_if_due(
+        &self,
+        endpoints: &[Endpoint],
+        od: &OutlierDetection,
+        stats: &OutlierStats,
+        now: Instant,
+    ) -> bool {
+        let at = u64::try_from(now.duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
+        if at < self.next_sweep.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut ejections = lock(&self.ejections);
+        // Another caller may have swept meanwhile.
+        if at < self.next_sweep.load(Ordering::Relaxed) {
+            return false;
+        }
+        let next = at.saturating_add(u64::try_from(od.interval.as_nanos()).unwrap_or(u64::MAX));
+        self.next_sweep.store(next, Ordering::Relaxed);
+        matches!(
+            ejections.sweep(endpoints, od, stats, now),
+            Change::Ejections
+        )
+    }
+
+    /// Runs `f` on the ejection state (to rebuild the balancer consistently with it).
+    pub(super) fn with_ejections<T>(&self, f: impl FnOnce(&Ejections) -> T) -> T {
+        f(&lock(&self.ejections))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
