@@ -309,3 +309,144 @@ impl Detector {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use mizzen_xds::pb::envoy::config::cluster::v3::OutlierDetection as PbOutlierDetection;
+    use mizzen_xds::pb::envoy::config::cluster::v3::cluster::LbPolicy;
+    use mizzen_xds::pb::google::protobuf::UInt32Value;
+
+    use super::*;
+    use crate::balance::Balancer;
+    use crate::balance::testing::{cluster, flat, healthy, panic_threshold, pick_counts};
+
+    fn detection(consecutive_5xx: u32, max_ejection_percent: u32) -> OutlierDetection {
+        let mut od = OutlierDetection::compile(&PbOutlierDetection {
+            consecutive_5xx: Some(UInt32Value {
+                value: consecutive_5xx,
+            }),
+            max_ejection_percent: Some(UInt32Value {
+                value: max_ejection_percent,
+            }),
+            ..Default::default()
+        })
+        .unwrap();
+        // Every sweep call runs: the tests give their own times.
+        od.interval = Duration::from_nanos(1);
+        od.base_ejection_time = Duration::from_millis(100);
+        od
+    }
+
+    fn fail(b: &Balancer, index: usize, times: u32, od: &OutlierDetection, s: &OutlierStats) {
+        for _ in 0..times {
+            b.report(index, Outcome::Response(500), od, s);
+        }
+    }
+
+    #[test]
+    fn a_run_of_5xx_ejects_the_endpoint_until_its_time_is_over() {
+        let b = Balancer::new(
+            &cluster(LbPolicy::RoundRobin),
+            &flat(vec![healthy(1), healthy(2)]),
+        )
+        .unwrap();
+        let (od, stats) = (detection(3, 50), OutlierStats::default());
+        // A success in the middle of a run starts it over.
+        fail(&b, 0, 2, &od, &stats);
+        b.report(0, Outcome::Response(200), &od, &stats);
+        fail(&b, 0, 2, &od, &stats);
+        assert!(!b.endpoints()[0].failed_outlier_check());
+        fail(&b, 0, 1, &od, &stats);
+        assert!(b.endpoints()[0].failed_outlier_check());
+        assert_eq!(stats.ejections_enforced_consecutive_5xx.get(), 1);
+        assert_eq!(stats.ejections_active.get(), 1);
+        assert_eq!(pick_counts(&b, 100, || None), [0, 100]);
+
+        let ejected = Instant::now();
+        b.sweep(&od, &stats, ejected + Duration::from_millis(50));
+        assert!(b.endpoints()[0].failed_outlier_check(), "not yet");
+        b.sweep(&od, &stats, ejected + Duration::from_millis(150));
+        assert!(!b.endpoints()[0].failed_outlier_check());
+        assert_eq!(stats.ejections_active.get(), 0);
+        assert_eq!(pick_counts(&b, 100, || None), [50, 50]);
+    }
+
+    #[test]
+    fn a_second_ejection_lasts_twice_the_base_time() {
+        let b = Balancer::new(
+            &cluster(LbPolicy::RoundRobin),
+            &flat(vec![healthy(1), healthy(2)]),
+        )
+        .unwrap();
+        let (od, stats) = (detection(1, 50), OutlierStats::default());
+        fail(&b, 0, 1, &od, &stats);
+        let start = Instant::now();
+        b.sweep(&od, &stats, start + Duration::from_millis(150));
+        assert!(!b.endpoints()[0].failed_outlier_check());
+        fail(&b, 0, 1, &od, &stats);
+        let again = Instant::now();
+        b.sweep(&od, &stats, again + Duration::from_millis(150));
+        assert!(b.endpoints()[0].failed_outlier_check(), "200 ms this time");
+        b.sweep(&od, &stats, again + Duration::from_millis(250));
+        assert!(!b.endpoints()[0].failed_outlier_check());
+    }
+
+    #[test]
+    fn max_ejection_percent_keeps_endpoints_in() {
+        let b = Balancer::new(
+            &cluster(LbPolicy::RoundRobin),
+            &flat(vec![healthy(1), healthy(2)]),
+        )
+        .unwrap();
+        // Envoy's default of 10% ejects nothing of two endpoints.
+        let (od, stats) = (detection(1, 10), OutlierStats::default());
+        fail(&b, 0, 1, &od, &stats);
+        assert!(!b.endpoints()[0].failed_outlier_check());
+        assert_eq!(stats.ejections_overflow.get(), 1);
+        assert_eq!(stats.ejections_detected_consecutive_5xx.get(), 1);
+    }
+
+    #[test]
+    fn too_few_healthy_endpoints_left_balance_over_all_in_panic() {
+        let b = Balancer::new(
+            &panic_threshold(cluster(LbPolicy::RoundRobin), 50.0),
+            &flat(vec![healthy(1), healthy(2), healthy(3)]),
+        )
+        .unwrap();
+        let (od, stats) = (detection(1, 100), OutlierStats::default());
+        fail(&b, 0, 1, &od, &stats);
+        assert_eq!(pick_counts(&b, 100, || None), [0, 50, 50]);
+        // One of three healthy is under 50%: Envoy's panic mode uses every endpoint.
+        fail(&b, 1, 1, &od, &stats);
+        assert_eq!(stats.ejections_active.get(), 2);
+        let counts = pick_counts(&b, 300, || None);
+        assert_eq!(counts, [100, 100, 100]);
+    }
+
+    #[test]
+    fn local_failures_count_as_5xx_unless_split() {
+        let od = detection(2, 100);
+        let monitor = Monitor::default();
+        assert_eq!(monitor.record(Outcome::LocalFailure, &od), [None, None]);
+        assert_eq!(
+            monitor.record(Outcome::Timeout, &od),
+            [Some(Run::Consecutive5xx), None]
+        );
+        let split = OutlierDetection {
+            split_external_local_origin_errors: true,
+            consecutive_local_origin_failure: 2,
+            ..od
+        };
+        let monitor = Monitor::default();
+        monitor.record(Outcome::LocalFailure, &split);
+        // An answer, even a 5xx, shows the connection works: the local run restarts.
+        monitor.record(Outcome::Response(503), &split);
+        assert_eq!(monitor.record(Outcome::LocalFailure, &split), [None, None]);
+        assert_eq!(
+            monitor.record(Outcome::Timeout, &split),
+            [Some(Run::LocalOrigin), None]
+        );
+    }
+}
