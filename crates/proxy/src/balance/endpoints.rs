@@ -66,6 +66,15 @@ impl Endpoint {
         self.live.outstanding.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// Takes over `from`'s live state (the same endpoint in an earlier balancer); a
+    /// fresh outlier monitor unless `outlier` (its ejection carried over too).
+    pub(super) fn share_live(&mut self, from: &Endpoint, outlier: bool) {
+        if !outlier {
+            from.live.monitor.clear();
+        }
+        self.live = from.live.clone();
+    }
+
     /// Its outlier detection counts.
     pub(super) fn monitor(&self) -> &Monitor {
         &self.live.monitor

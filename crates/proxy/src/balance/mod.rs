@@ -130,6 +130,32 @@ impl Balancer {
         }
     }
 
+    /// This balancer with what the endpoints it shares with `previous` (by address)
+    /// had there: requests in flight and, when `ejections`, their ejections.
+    pub fn carry_over(mut self, previous: &Balancer, ejections: bool) -> Balancer {
+        let before: std::collections::HashMap<SocketAddr, usize> = previous
+            .endpoints()
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.address, i))
+            .collect();
+        let matches: Vec<Option<usize>> = self
+            .assignment
+            .endpoints
+            .iter_mut()
+            .map(|endpoint| {
+                let j = *before.get(&endpoint.address)?;
+                endpoint.share_live(&previous.endpoints()[j], ejections);
+                Some(j)
+            })
+            .collect();
+        if ejections {
+            self.detector = previous.detector.carried(&matches);
+            self.rebuild();
+        }
+        self
+    }
+
     /// The tables again, with the endpoints ejected now made unhealthy.
     fn rebuild(&self) {
         self.detector.with_ejections(|ejections| {

@@ -48,6 +48,18 @@ impl Monitor {
         self.ejected.load(Ordering::Relaxed)
     }
 
+    /// Forgets runs and ejection (outlier detection was turned off).
+    pub(super) fn clear(&self) {
+        for count in [
+            &self.consecutive_5xx,
+            &self.gateway_failures,
+            &self.local_failures,
+        ] {
+            count.store(0, Ordering::Relaxed);
+        }
+        self.ejected.store(false, Ordering::Relaxed);
+    }
+
     /// Counts `outcome`; the runs it completes (each detected once, its count restarting).
     fn record(&self, outcome: Outcome, od: &OutlierDetection) -> [Option<Run>; 2] {
         // Without the split, local failures count as the 5xx Envoy would answer for
@@ -253,6 +265,25 @@ impl Detector {
         }
     }
 
+    /// A detector for a new balancer whose endpoint `i` was `matches[i]` in this one:
+    /// their histories carry over, new endpoints start afresh; the next sweep is due
+    /// as it was.
+    pub(super) fn carried(&self, matches: &[Option<usize>]) -> Detector {
+        let ejections = lock(&self.ejections);
+        let hosts = matches
+            .iter()
+            .map(|j| {
+                j.and_then(|j| ejections.hosts.get(j).copied())
+                    .unwrap_or_default()
+            })
+            .collect();
+        Detector {
+            ejections: Mutex::new(Ejections { hosts }),
+            next_sweep: AtomicU64::new(self.next_sweep.load(Ordering::Relaxed)),
+            epoch: self.epoch,
+        }
+    }
+
     /// Counts `outcome` for endpoint `index`; true when it got ejected.
     pub(super) fn report(
         &self,
@@ -391,6 +422,20 @@ mod tests {
         assert!(b.endpoints()[0].failed_outlier_check(), "200 ms this time");
         b.sweep(&od, &stats, again + Duration::from_millis(250));
         assert!(!b.endpoints()[0].failed_outlier_check());
+    }
+
+    #[test]
+    fn an_ejection_outlives_a_new_endpoint_list() {
+        let c = cluster(LbPolicy::RoundRobin);
+        let b = Balancer::new(&c, &flat(vec![healthy(1), healthy(2)])).unwrap();
+        let (od, stats) = (detection(1, 50), OutlierStats::default());
+        fail(&b, 1, 1, &od, &stats);
+        // EDS adds an endpoint; the ejected one stays out, the others share the load.
+        let next = Balancer::new(&c, &flat(vec![healthy(3), healthy(2), healthy(1)]))
+            .unwrap()
+            .carry_over(&b, true);
+        assert!(next.endpoints()[1].failed_outlier_check());
+        assert_eq!(pick_counts(&next, 100, || None), [50, 0, 50]);
     }
 
     #[test]
