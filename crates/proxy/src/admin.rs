@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -320,13 +321,22 @@ async fn clusters(State(admin): State<Admin>) -> Response {
             !snapshot.static_names.contains(name)
         );
         if let Some(balancer) = &state.balancer {
+            if let Some(od) = &state.cluster.outlier_detection {
+                // Ejections whose time is over end here too, not only on traffic.
+                balancer.sweep(od, &state.stats.outlier_detection, Instant::now());
+            }
             for ep in balancer.endpoints() {
                 let host = ep.address;
                 let _ = writeln!(out, "{name}::{host}::weight::{}", ep.weight);
+                let outlier = if ep.failed_outlier_check() {
+                    "/failed_outlier_check"
+                } else {
+                    ""
+                };
                 let _ = writeln!(
                     out,
                     "{name}::{host}::health_flags::{}",
-                    health_flags(ep.health)
+                    health_flags(ep.health, outlier)
                 );
                 let _ = writeln!(out, "{name}::{host}::region::{}", ep.locality.region);
                 let _ = writeln!(out, "{name}::{host}::zone::{}", ep.locality.zone);
@@ -338,13 +348,18 @@ async fn clusters(State(admin): State<Admin>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain")], out).into_response()
 }
 
-/// Envoy's `health_flags` for an endpoint's EDS health status.
-fn health_flags(health: Health) -> &'static str {
-    match health {
-        Health::Unknown | Health::Healthy => "healthy",
+/// Envoy's `health_flags` for an endpoint's EDS health status and `outlier` flag
+/// (`/failed_outlier_check` or empty), in Envoy's order.
+fn health_flags(health: Health, outlier: &str) -> String {
+    let eds = match health {
+        Health::Unknown | Health::Healthy => "",
         Health::Unhealthy | Health::Timeout => "/failed_eds_health",
         Health::Draining => "/eds_status_draining",
         Health::Degraded => "/degraded_eds_health",
+    };
+    match (outlier, eds) {
+        ("", "") => "healthy".to_owned(),
+        _ => format!("{outlier}{eds}"),
     }
 }
 

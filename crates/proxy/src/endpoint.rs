@@ -3,8 +3,9 @@
 //! destination.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
-use crate::balance::InFlight;
+use crate::balance::{InFlight, Outcome};
 use crate::config::{ClusterState, Discovery};
 
 /// The endpoint chosen for one request or connection.
@@ -53,6 +54,10 @@ pub fn choose(
         .balancer
         .as_ref()
         .ok_or(Unreachable::NoHealthyEndpoint)?;
+    if let Some(od) = &state.cluster.outlier_detection {
+        // The interval's sweep runs on the traffic that would see its result.
+        balancer.sweep(od, &state.stats.outlier_detection, Instant::now());
+    }
     let in_flight = balancer
         .pick_owned(hash)
         .ok_or(Unreachable::NoHealthyEndpoint)?;
@@ -61,4 +66,17 @@ pub fn choose(
         hostname: &balancer.endpoints()[in_flight.index()].hostname,
         in_flight: Some(in_flight),
     })
+}
+
+/// Tells the cluster's outlier detection (when it has one) what became of a request to
+/// the endpoint `in_flight` counts it at.
+pub fn report(state: &ClusterState, in_flight: Option<&InFlight>, outcome: Outcome) {
+    if let (Some(od), Some(in_flight)) = (&state.cluster.outlier_detection, in_flight) {
+        in_flight.balancer().report(
+            in_flight.index(),
+            outcome,
+            od,
+            &state.stats.outlier_detection,
+        );
+    }
 }

@@ -34,7 +34,47 @@ impl Gauge {
     /// Up by one until the returned guard drops.
     pub fn track(self: &Arc<Self>) -> GaugeGuard {
         self.0.fetch_add(1, Ordering::Relaxed);
-        GaugeGuard(self.clone())
+        GaugeGuard {
+            gauge: self.clone(),
+            bound: None,
+        }
+    }
+
+    /// Up by one until the returned guard drops, unless the level is already `max`:
+    /// then None. `open` is 1 while the level is at `max` (Envoy's circuit breaker
+    /// `*_open` gauges).
+    pub fn track_within(self: &Arc<Self>, max: u32, open: &Arc<Gauge>) -> Option<GaugeGuard> {
+        let max = i64::from(max);
+        let before = self.0.fetch_add(1, Ordering::AcqRel);
+        if before >= max {
+            self.0.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        if before + 1 >= max {
+            open.set(1);
+        }
+        Some(GaugeGuard {
+            gauge: self.clone(),
+            bound: Some((max, open.clone())),
+        })
+    }
+
+    /// [`Gauge::track_within`] that counts even past `max`, for what Envoy lets through
+    /// regardless (a pool's first connection).
+    pub fn track_beyond(self: &Arc<Self>, max: u32, open: &Arc<Gauge>) -> GaugeGuard {
+        let max = i64::from(max);
+        if self.0.fetch_add(1, Ordering::AcqRel) + 1 >= max {
+            open.set(1);
+        }
+        GaugeGuard {
+            gauge: self.clone(),
+            bound: Some((max, open.clone())),
+        }
+    }
+
+    /// Sets the level.
+    pub fn set(&self, value: i64) {
+        self.0.store(value, Ordering::Relaxed);
     }
 
     /// The level.
@@ -43,13 +83,22 @@ impl Gauge {
     }
 }
 
-/// Holds a gauge up by one.
+/// Holds a gauge up by one (and, when bounded, clears its `open` gauge on the way
+/// back under the bound).
 #[derive(Debug)]
-pub struct GaugeGuard(Arc<Gauge>);
+pub struct GaugeGuard {
+    gauge: Arc<Gauge>,
+    bound: Option<(i64, Arc<Gauge>)>,
+}
 
 impl Drop for GaugeGuard {
     fn drop(&mut self) {
-        self.0.0.fetch_sub(1, Ordering::Relaxed);
+        let after = self.gauge.0.fetch_sub(1, Ordering::AcqRel) - 1;
+        if let Some((max, open)) = &self.bound
+            && after < *max
+        {
+            open.set(0);
+        }
     }
 }
 
@@ -90,6 +139,54 @@ pub struct ClusterStats {
     pub upstream_cx_active: Arc<Gauge>,
     /// Connection attempts that failed.
     pub upstream_cx_connect_fail: Counter,
+    /// Connections the cluster's `max_connections` kept from being opened.
+    pub upstream_cx_overflow: Counter,
+    /// Requests that waited for a connection.
+    pub upstream_rq_pending_total: Counter,
+    /// Requests waiting for a connection.
+    pub upstream_rq_pending_active: Arc<Gauge>,
+    /// Requests refused by `max_pending_requests` or `max_requests` (Envoy counts both
+    /// here).
+    pub upstream_rq_pending_overflow: Counter,
+    /// Whether each default-priority circuit breaker is at its limit.
+    pub circuit_breakers: BreakerStats,
+    /// Outlier detection's ejections.
+    pub outlier_detection: OutlierStats,
+}
+
+/// Envoy's `outlier_detection.*` statistics of a cluster.
+#[derive(Debug, Default)]
+pub struct OutlierStats {
+    /// Endpoints ejected now.
+    pub ejections_active: Gauge,
+    /// Ejections refused by `max_ejection_percent`.
+    pub ejections_overflow: Counter,
+    /// Ejections carried out, whatever the cause.
+    pub ejections_enforced_total: Counter,
+    /// Runs of consecutive 5xx detected.
+    pub ejections_detected_consecutive_5xx: Counter,
+    /// Ejections for consecutive 5xx.
+    pub ejections_enforced_consecutive_5xx: Counter,
+    /// Runs of consecutive gateway failures detected.
+    pub ejections_detected_consecutive_gateway_failure: Counter,
+    /// Ejections for consecutive gateway failures.
+    pub ejections_enforced_consecutive_gateway_failure: Counter,
+    /// Runs of consecutive local-origin failures detected.
+    pub ejections_detected_consecutive_local_origin_failure: Counter,
+    /// Ejections for consecutive local-origin failures.
+    pub ejections_enforced_consecutive_local_origin_failure: Counter,
+}
+
+/// Envoy's `circuit_breakers.default.*` gauges: 1 while the breaker is at its limit
+/// and turns more away.
+#[derive(Debug, Default)]
+pub struct BreakerStats {
+    /// `max_connections` reached.
+    pub cx_open: Arc<Gauge>,
+    /// `max_pending_requests` reached.
+    pub rq_pending_open: Arc<Gauge>,
+    /// `max_requests` reached.
+    pub rq_open: Arc<Gauge>,
 }
 
 /// One HTTP connection manager's statistics.
@@ -167,12 +264,15 @@ impl Stats {
         for (scope, owner, s) in self.all() {
             let owner = format!("{}=\"{}\"", scope.label(), escape(&owner));
             let kind = if s.gauge { "gauge" } else { "counter" };
+            // Prometheus names have no dots: `circuit_breakers.default.rq_open` becomes
+            // `circuit_breakers_default_rq_open`, as in Envoy.
+            let stat = s.name.replace('.', "_");
             let (name, labels) = match s.class {
                 Some(class) => (
-                    format!("envoy_{}_{}_xx", scope.text(), s.name),
+                    format!("envoy_{}_{stat}_xx", scope.text()),
                     format!("envoy_response_code_class=\"{class}\",{owner}"),
                 ),
-                None => (format!("envoy_{}_{}", scope.text(), s.name), owner),
+                None => (format!("envoy_{}_{stat}", scope.text()), owner),
             };
             out.add(name, kind, &labels, s.value);
         }
@@ -244,14 +344,78 @@ impl ClusterStats {
     fn samples(&self) -> impl Iterator<Item = Sample> + '_ {
         [
             gauge("upstream_cx_active", &self.upstream_cx_active),
+            gauge(
+                "circuit_breakers.default.cx_open",
+                &self.circuit_breakers.cx_open,
+            ),
+            gauge(
+                "circuit_breakers.default.rq_open",
+                &self.circuit_breakers.rq_open,
+            ),
+            gauge(
+                "circuit_breakers.default.rq_pending_open",
+                &self.circuit_breakers.rq_pending_open,
+            ),
             counter("upstream_cx_connect_fail", &self.upstream_cx_connect_fail),
+            counter("upstream_cx_overflow", &self.upstream_cx_overflow),
             counter("upstream_cx_total", &self.upstream_cx_total),
             gauge("upstream_rq_active", &self.upstream_rq_active),
+            gauge(
+                "upstream_rq_pending_active",
+                &self.upstream_rq_pending_active,
+            ),
+            counter(
+                "upstream_rq_pending_overflow",
+                &self.upstream_rq_pending_overflow,
+            ),
+            counter("upstream_rq_pending_total", &self.upstream_rq_pending_total),
             counter("upstream_rq_timeout", &self.upstream_rq_timeout),
             counter("upstream_rq_total", &self.upstream_rq_total),
         ]
         .into_iter()
+        .chain(self.outlier_detection.samples())
         .chain(by_class("upstream_rq", &self.upstream_rq))
+    }
+}
+
+impl OutlierStats {
+    fn samples(&self) -> impl Iterator<Item = Sample> + '_ {
+        [
+            gauge("outlier_detection.ejections_active", &self.ejections_active),
+            counter(
+                "outlier_detection.ejections_detected_consecutive_5xx",
+                &self.ejections_detected_consecutive_5xx,
+            ),
+            counter(
+                "outlier_detection.ejections_detected_consecutive_gateway_failure",
+                &self.ejections_detected_consecutive_gateway_failure,
+            ),
+            counter(
+                "outlier_detection.ejections_detected_consecutive_local_origin_failure",
+                &self.ejections_detected_consecutive_local_origin_failure,
+            ),
+            counter(
+                "outlier_detection.ejections_enforced_consecutive_5xx",
+                &self.ejections_enforced_consecutive_5xx,
+            ),
+            counter(
+                "outlier_detection.ejections_enforced_consecutive_gateway_failure",
+                &self.ejections_enforced_consecutive_gateway_failure,
+            ),
+            counter(
+                "outlier_detection.ejections_enforced_consecutive_local_origin_failure",
+                &self.ejections_enforced_consecutive_local_origin_failure,
+            ),
+            counter(
+                "outlier_detection.ejections_enforced_total",
+                &self.ejections_enforced_total,
+            ),
+            counter(
+                "outlier_detection.ejections_overflow",
+                &self.ejections_overflow,
+            ),
+        ]
+        .into_iter()
     }
 }
 

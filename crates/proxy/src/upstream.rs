@@ -3,6 +3,11 @@
 //! connection per endpoint carries every request concurrently.
 //!
 //! Pools are found by a lock-free lookup; a pool's own lock guards only a push or a pop.
+//!
+//! The cluster's circuit breakers bound connections and pending requests as Envoy's
+//! pools do: a request that finds no idle connection is pending (while one is opened, or
+//! until one comes back when `max_connections` is reached); beyond
+//! `max_pending_requests` it overflows.
 
 use std::collections::HashMap;
 use std::io;
@@ -19,8 +24,10 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::Notify;
 
-use crate::stats::ClusterStats;
+use crate::config::CircuitBreakers;
+use crate::stats::{ClusterStats, Gauge, GaugeGuard};
 
 /// What a pool is for: one endpoint, one HTTP version, one source address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,6 +49,8 @@ pub struct PoolSettings {
     pub idle_timeout: Duration,
     /// How many requests one connection may carry.
     pub max_requests: Option<u32>,
+    /// The cluster's connection and pending request limits.
+    pub limits: CircuitBreakers,
 }
 
 /// Why an upstream request failed before a response arrived.
@@ -61,6 +70,10 @@ pub enum UpstreamError {
     /// The connection failed or was reset before response headers.
     #[error("{0}")]
     Http(#[from] hyper::Error),
+    /// A circuit breaker turned the request away (`max_pending_requests`,
+    /// `max_requests`); worded as Envoy's reset reason.
+    #[error("overflow")]
+    Overflow,
 }
 
 /// Every pool of the proxy.
@@ -132,6 +145,11 @@ struct Pool {
     key: PoolKey,
     idle: Mutex<Vec<Idle>>,
     shared: Mutex<Option<http2::SendRequest<Incoming>>>,
+    /// Connections open to the endpoint: a pool with none may always open one, as in
+    /// Envoy, so that pending requests never wait on other endpoints' connections.
+    connections: Arc<Gauge>,
+    /// Wakes pending requests when a connection comes back idle or closes.
+    freed: Notify,
 }
 
 /// An HTTP/1.1 connection waiting for its next request.
@@ -147,30 +165,84 @@ impl Pool {
             key,
             idle: Mutex::new(Vec::new()),
             shared: Mutex::new(None),
+            connections: Arc::default(),
+            freed: Notify::new(),
         }
     }
 
-    /// An HTTP/1.1 connection ready for a request, and how many it carried.
+    /// Counts a new connection against the cluster's `max_connections`, or None when
+    /// the limit is reached and the pool has connections of its own to wait for.
+    fn open_slot(&self, settings: &PoolSettings, stats: &ClusterStats) -> Option<GaugeGuard> {
+        let (max, open) = (
+            settings.limits.max_connections,
+            &stats.circuit_breakers.cx_open,
+        );
+        if let Some(slot) = stats.upstream_cx_active.track_within(max, open) {
+            return Some(slot);
+        }
+        stats.upstream_cx_overflow.inc();
+        (self.connections.get() == 0).then(|| stats.upstream_cx_active.track_beyond(max, open))
+    }
+
+    /// Counts the request as pending (waiting for a connection), unless
+    /// `max_pending_requests` are already waiting.
+    fn pending(settings: &PoolSettings, stats: &ClusterStats) -> Result<GaugeGuard, UpstreamError> {
+        let pending = stats
+            .upstream_rq_pending_active
+            .track_within(
+                settings.limits.max_pending_requests,
+                &stats.circuit_breakers.rq_pending_open,
+            )
+            .ok_or_else(|| {
+                stats.upstream_rq_pending_overflow.inc();
+                UpstreamError::Overflow
+            })?;
+        stats.upstream_rq_pending_total.inc();
+        Ok(pending)
+    }
+
+    /// Keeps a connection's task counted until it ends, then wakes pending requests.
+    fn spawn_connection<F>(self: &Arc<Self>, slot: GaugeGuard, connection: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let pool = self.clone();
+        let mine = self.connections.track();
+        tokio::spawn(async move {
+            connection.await;
+            drop((slot, mine));
+            pool.freed.notify_waiters();
+        });
+    }
+
+    /// An HTTP/1.1 connection ready for a request, and how many it carried. Without an
+    /// idle one the request is pending until it opens one (within `max_connections`)
+    /// or one comes back.
     async fn http1(
-        &self,
+        self: &Arc<Self>,
         settings: PoolSettings,
         stats: &Arc<ClusterStats>,
     ) -> Result<(http1::SendRequest<Incoming>, u32), UpstreamError> {
-        loop {
-            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-            let Some(mut idle) = idle else { break };
-            if idle.since.elapsed() >= settings.idle_timeout || idle.sender.is_closed() {
-                continue;
+        let mut pending = None;
+        let slot = loop {
+            // Registered before looking, so that a connection freed meanwhile wakes it.
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(reused) = self.reuse(settings).await {
+                return Ok(reused);
             }
-            if idle.sender.ready().await.is_ok() {
-                return Ok((idle.sender, idle.uses));
+            if pending.is_none() {
+                pending = Some(Self::pending(&settings, stats)?);
             }
-        }
+            match self.open_slot(&settings, stats) {
+                Some(slot) => break slot,
+                None => freed.await,
+            }
+        };
         let io = TokioIo::new(self.connect(settings, stats).await?);
         let (sender, connection) = http1::Builder::new().handshake(io).await?;
-        let open = stats.upstream_cx_active.track();
-        tokio::spawn(async move {
-            let _open = open;
+        self.spawn_connection(slot, async move {
             // With upgrades, a 101 response hands the connection to the tunnel.
             if let Err(e) = connection.with_upgrades().await {
                 tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
@@ -179,9 +251,22 @@ impl Pool {
         Ok((sender, 0))
     }
 
+    /// An idle HTTP/1.1 connection still fit for a request, if any.
+    async fn reuse(&self, settings: PoolSettings) -> Option<(http1::SendRequest<Incoming>, u32)> {
+        loop {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+            if idle.since.elapsed() >= settings.idle_timeout || idle.sender.is_closed() {
+                continue;
+            }
+            if idle.sender.ready().await.is_ok() {
+                return Some((idle.sender, idle.uses));
+            }
+        }
+    }
+
     /// The endpoint's HTTP/2 connection, made if there is none alive.
     async fn http2(
-        &self,
+        self: &Arc<Self>,
         settings: PoolSettings,
         stats: &Arc<ClusterStats>,
     ) -> Result<http2::SendRequest<Incoming>, UpstreamError> {
@@ -194,14 +279,21 @@ impl Pool {
         {
             return Ok(sender.clone());
         }
+        // Pending while the connection opens; one connection per endpoint, so the pool
+        // never waits on `max_connections`.
+        let _pending = Self::pending(&settings, stats)?;
+        let slot = self.open_slot(&settings, stats).unwrap_or_else(|| {
+            let limits = &settings.limits;
+            stats
+                .upstream_cx_active
+                .track_beyond(limits.max_connections, &stats.circuit_breakers.cx_open)
+        });
         let io = TokioIo::new(self.connect(settings, stats).await?);
-        let open = stats.upstream_cx_active.track();
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .keep_alive_interval(None)
             .handshake(io)
             .await?;
-        tokio::spawn(async move {
-            let _open = open;
+        self.spawn_connection(slot, async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
             }
@@ -233,6 +325,7 @@ impl Pool {
                 since: Instant::now(),
                 uses,
             });
+        self.freed.notify_waiters();
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use mizzen_xds::pb::envoy::config::core::v3::{
@@ -12,10 +13,12 @@ use mizzen_xds::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, LbEndpoint, LocalityLbEndpoints, lb_endpoint::HostIdentifier,
 };
 
+use super::outlier::Monitor;
 use super::{BalanceError, Reason};
 
-/// An upstream endpoint of a cluster.
-#[derive(Debug)]
+/// An upstream endpoint of a cluster. Clones share its live state (requests in
+/// flight, outlier detection), so that a balancer rebuilt on an ejection keeps it.
+#[derive(Debug, Clone)]
 pub struct Endpoint {
     /// Where to connect.
     pub address: SocketAddr,
@@ -29,24 +32,52 @@ pub struct Endpoint {
     pub priority: u32,
     /// The endpoint's hostname from EDS, empty when none was given.
     pub hostname: String,
+    /// What requests did at the endpoint.
+    live: Arc<Live>,
+}
+
+/// An endpoint's state that changes with traffic.
+#[derive(Debug, Default)]
+struct Live {
     /// Requests sent to the endpoint and not yet finished.
     outstanding: AtomicU64,
+    /// Its runs of failures, and whether they got it ejected.
+    monitor: Monitor,
 }
 
 impl Endpoint {
     /// Requests picked for this endpoint whose [`super::Picked`] is still alive.
     pub fn outstanding(&self) -> u64 {
-        self.outstanding.load(Ordering::Relaxed)
+        self.live.outstanding.load(Ordering::Relaxed)
+    }
+
+    /// Whether outlier detection ejected it (Envoy's `/failed_outlier_check`).
+    pub fn failed_outlier_check(&self) -> bool {
+        self.live.monitor.is_ejected()
     }
 
     /// Counts one more request in flight.
     pub(super) fn begin_request(&self) {
-        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        self.live.outstanding.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a finished request.
     pub(super) fn end_request(&self) {
-        self.outstanding.fetch_sub(1, Ordering::Relaxed);
+        self.live.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Takes over `from`'s live state (the same endpoint in an earlier balancer); a
+    /// fresh outlier monitor unless `outlier` (its ejection carried over too).
+    pub(super) fn share_live(&mut self, from: &Endpoint, outlier: bool) {
+        if !outlier {
+            from.live.monitor.clear();
+        }
+        self.live = from.live.clone();
+    }
+
+    /// Its outlier detection counts.
+    pub(super) fn monitor(&self) -> &Monitor {
+        &self.live.monitor
     }
 }
 
@@ -133,7 +164,7 @@ impl fmt::Display for Locality {
 
 /// The endpoints of one locality within one priority, as indices into the cluster's
 /// endpoints.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct LocalityHosts {
     /// The locality.
     pub locality: Locality,
@@ -145,7 +176,7 @@ pub(super) struct LocalityHosts {
 }
 
 /// One group of endpoints split by usability, in EDS order.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct HostLists {
     /// Every endpoint, whatever its health.
     pub all: Vec<u32>,
@@ -172,10 +203,16 @@ impl HostLists {
     pub fn counted(&self) -> usize {
         self.all.len() - self.excluded.len()
     }
+
+    /// Makes the `ejected` endpoints unhealthy, as Envoy's failed outlier check does.
+    fn eject(&mut self, ejected: &impl Fn(u32) -> bool) {
+        self.healthy.retain(|&i| !ejected(i));
+        self.degraded.retain(|&i| !ejected(i));
+    }
 }
 
 /// The endpoints of one priority level.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct HostSet {
     /// All of the priority's endpoints.
     pub hosts: HostLists,
@@ -184,7 +221,7 @@ pub(super) struct HostSet {
 }
 
 /// A load assignment compiled for balancing.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Assignment {
     /// Every endpoint, in EDS order; the lists hold indices into it.
     pub endpoints: Box<[Endpoint]>,
@@ -195,6 +232,20 @@ pub(super) struct Assignment {
     pub overprovisioning_factor: u32,
     /// Whether priority health counts weights rather than endpoints.
     pub weighted_priority_health: bool,
+}
+
+impl Assignment {
+    /// The assignment with the `ejected` endpoints unhealthy (in every list they are in).
+    pub fn ejecting(&self, ejected: impl Fn(u32) -> bool) -> Assignment {
+        let mut out = self.clone();
+        for set in &mut out.priorities {
+            set.hosts.eject(&ejected);
+            for locality in &mut set.localities {
+                locality.hosts.eject(&ejected);
+            }
+        }
+        out
+    }
 }
 
 /// Envoy's default overprovisioning factor, in percent.
@@ -374,7 +425,7 @@ fn compile_endpoint(
         locality: locality.clone(),
         priority,
         hostname: endpoint.hostname.clone(),
-        outstanding: AtomicU64::new(0),
+        live: Arc::default(),
     })
 }
 

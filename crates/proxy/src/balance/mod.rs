@@ -6,7 +6,8 @@
 //! A [`Balancer`] is built once per cluster and load assignment and shared by every
 //! request: all tables and schedules are computed in [`Balancer::new`], and
 //! [`Balancer::pick`] takes no lock and allocates nothing. A new assignment (say, a
-//! health change) means a new balancer.
+//! health change) means a new balancer; an outlier ejection or return rebuilds its
+//! tables in place (see [`outlier`]).
 //!
 //! Endpoints must be IP addresses: DNS clusters are balanced over the addresses their
 //! names resolved to (see [`crate::config::dns`]).
@@ -17,6 +18,7 @@ mod hash;
 mod least_request;
 mod levels;
 mod maglev;
+mod outlier;
 mod priority;
 mod random;
 mod ring_hash;
@@ -27,6 +29,9 @@ mod testing;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
 
 use mizzen_xds::pb::envoy::config::cluster::v3::Cluster;
 use mizzen_xds::pb::envoy::config::cluster::v3::cluster::{
@@ -36,23 +41,35 @@ use mizzen_xds::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 
 pub use endpoints::{Endpoint, Health, Locality};
 pub use hash::{HashInput, HashPolicyError, HashPolicyReason, RequestHash, RequestHasher};
+pub use outlier::Outcome;
 
 use consistent::HashLevels;
 use endpoints::Assignment;
 use least_request::{LeastRequest, LeastRequestConfig};
 use levels::Levels;
 use maglev::{Maglev, MaglevConfig};
+use outlier::Detector;
 use priority::PriorityLoad;
 use random::Random;
 use ring_hash::{Ring, RingConfig};
 use round_robin::RoundRobin;
 
+use crate::config::OutlierDetection;
+use crate::stats::OutlierStats;
+
 /// A cluster's load balancer over one load assignment. Immutable; share it (it is
 /// `Send + Sync`) between all requests.
 #[derive(Debug)]
 pub struct Balancer {
-    endpoints: Box<[Endpoint]>,
-    policy: Policy,
+    /// The assignment as EDS gave it (health included); its endpoints are the ones
+    /// picked, whatever is ejected.
+    assignment: Assignment,
+    settings: Settings,
+    /// Each endpoint's key on rings and tables (consistent-hash policies only).
+    keys: Vec<String>,
+    /// The tables over the assignment, ejected endpoints made unhealthy.
+    policy: ArcSwap<Policy>,
+    detector: Detector,
 }
 
 #[derive(Debug)]
@@ -72,49 +89,90 @@ impl Balancer {
     ) -> Result<Balancer, BalanceError> {
         let settings = Settings::new(cluster)?;
         let assignment = Assignment::new(&cluster.name, assignment)?;
-        let load = PriorityLoad::new(&assignment, settings.panic_threshold);
-        let by_locality = settings.locality_weighted;
-        let policy = match &settings.kind {
-            Kind::RoundRobin => {
-                Policy::RoundRobin(Levels::new(&assignment, load, by_locality, &()))
+        let keys = match settings.kind {
+            Kind::RingHash(_) | Kind::Maglev(_) => {
+                hash_keys(&cluster.name, &assignment, settings.hash_by_hostname)?
             }
-            Kind::LeastRequest(config) => {
-                Policy::LeastRequest(Levels::new(&assignment, load, by_locality, config))
-            }
-            Kind::Random => Policy::Random(Levels::new(&assignment, load, by_locality, &())),
-            Kind::RingHash(config) => {
-                let keys = hash_keys(&cluster.name, &assignment, settings.hash_by_hostname)?;
-                Policy::RingHash(HashLevels::new(
-                    &assignment,
-                    load,
-                    by_locality,
-                    &keys,
-                    config,
-                ))
-            }
-            Kind::Maglev(config) => {
-                let keys = hash_keys(&cluster.name, &assignment, settings.hash_by_hostname)?;
-                Policy::Maglev(HashLevels::new(
-                    &assignment,
-                    load,
-                    by_locality,
-                    &keys,
-                    config,
-                ))
-            }
+            _ => Vec::new(),
         };
+        let policy = ArcSwap::from_pointee(build(&settings, &assignment, &keys));
         Ok(Balancer {
-            endpoints: assignment.endpoints,
+            detector: Detector::new(assignment.endpoints.len()),
+            assignment,
+            settings,
+            keys,
             policy,
         })
+    }
+
+    /// Counts the outcome of a request to endpoint `index` for outlier detection;
+    /// a run of failures long enough ejects the endpoint.
+    pub fn report(
+        &self,
+        index: usize,
+        outcome: Outcome,
+        od: &OutlierDetection,
+        stats: &OutlierStats,
+    ) {
+        if self
+            .detector
+            .report(self.endpoints(), index, outcome, od, stats)
+        {
+            self.rebuild();
+        }
+    }
+
+    /// Brings back the ejected endpoints whose time is over, when a sweep `interval`
+    /// has passed since the last one. Cheap when none is due.
+    pub fn sweep(&self, od: &OutlierDetection, stats: &OutlierStats, now: Instant) {
+        if self.detector.sweep_if_due(self.endpoints(), od, stats, now) {
+            self.rebuild();
+        }
+    }
+
+    /// This balancer with what the endpoints it shares with `previous` (by address)
+    /// had there: requests in flight and, when `ejections`, their ejections.
+    pub fn carry_over(mut self, previous: &Balancer, ejections: bool) -> Balancer {
+        let before: std::collections::HashMap<SocketAddr, usize> = previous
+            .endpoints()
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.address, i))
+            .collect();
+        let matches: Vec<Option<usize>> = self
+            .assignment
+            .endpoints
+            .iter_mut()
+            .map(|endpoint| {
+                let j = *before.get(&endpoint.address)?;
+                endpoint.share_live(&previous.endpoints()[j], ejections);
+                Some(j)
+            })
+            .collect();
+        if ejections {
+            self.detector = previous.detector.carried(&matches);
+            self.rebuild();
+        }
+        self
+    }
+
+    /// The tables again, with the endpoints ejected now made unhealthy.
+    fn rebuild(&self) {
+        self.detector.with_ejections(|ejections| {
+            let assignment = self
+                .assignment
+                .ejecting(|i| ejections.is_ejected(i as usize));
+            self.policy
+                .store(Arc::new(build(&self.settings, &assignment, &self.keys)));
+        });
     }
 
     /// Picks an endpoint. `hash` is the request hash for RING_HASH and MAGLEV (None
     /// picks at random, as Envoy does); other policies ignore it. None when no endpoint
     /// is usable.
     pub fn pick(&self, hash: Option<u64>) -> Option<Picked<'_>> {
-        let endpoints = &self.endpoints;
-        let index = match &self.policy {
+        let endpoints = self.endpoints();
+        let index = match &**self.policy.load() {
             Policy::RoundRobin(levels) => levels.pick(endpoints),
             Policy::LeastRequest(levels) => levels.pick(endpoints),
             Policy::Random(levels) => levels.pick(endpoints),
@@ -145,12 +203,31 @@ impl Balancer {
     /// Whether picks use the request hash (RING_HASH, MAGLEV): only then should the
     /// route's hash policies be evaluated, and any generated cookie be set.
     pub fn hashes_requests(&self) -> bool {
-        matches!(self.policy, Policy::RingHash(_) | Policy::Maglev(_))
+        matches!(self.settings.kind, Kind::RingHash(_) | Kind::Maglev(_))
     }
 
     /// All endpoints of the assignment, in EDS order, for admin `/clusters`.
     pub fn endpoints(&self) -> &[Endpoint] {
-        &self.endpoints
+        &self.assignment.endpoints
+    }
+}
+
+/// The tables of `settings`' policy over `assignment`.
+fn build(settings: &Settings, assignment: &Assignment, keys: &[String]) -> Policy {
+    let load = PriorityLoad::new(assignment, settings.panic_threshold);
+    let by_locality = settings.locality_weighted;
+    match &settings.kind {
+        Kind::RoundRobin => Policy::RoundRobin(Levels::new(assignment, load, by_locality, &())),
+        Kind::LeastRequest(config) => {
+            Policy::LeastRequest(Levels::new(assignment, load, by_locality, config))
+        }
+        Kind::Random => Policy::Random(Levels::new(assignment, load, by_locality, &())),
+        Kind::RingHash(config) => {
+            Policy::RingHash(HashLevels::new(assignment, load, by_locality, keys, config))
+        }
+        Kind::Maglev(config) => {
+            Policy::Maglev(HashLevels::new(assignment, load, by_locality, keys, config))
+        }
     }
 }
 
@@ -191,12 +268,17 @@ pub struct InFlight {
 impl InFlight {
     /// The endpoint.
     pub fn endpoint(&self) -> &Endpoint {
-        &self.balancer.endpoints[self.index]
+        &self.balancer.endpoints()[self.index]
     }
 
     /// The endpoint's position in [`Balancer::endpoints`].
     pub fn index(&self) -> usize {
         self.index
+    }
+
+    /// The balancer it was picked by.
+    pub fn balancer(&self) -> &Balancer {
+        &self.balancer
     }
 }
 
@@ -207,6 +289,7 @@ impl Drop for InFlight {
 }
 
 /// The cluster's balancing settings.
+#[derive(Debug)]
 struct Settings {
     kind: Kind,
     /// Whole percent; 0 turns panic mode off.
@@ -215,6 +298,7 @@ struct Settings {
     hash_by_hostname: bool,
 }
 
+#[derive(Debug)]
 enum Kind {
     RoundRobin,
     LeastRequest(LeastRequestConfig),

@@ -15,6 +15,12 @@ use prost::Message;
 use super::dns::{Dns, DnsKind};
 use super::{ConfigError, duration, ip_port};
 
+mod breakers;
+mod outlier;
+
+pub use breakers::CircuitBreakers;
+pub use outlier::OutlierDetection;
+
 /// The key of `typed_extension_protocol_options` that carries HTTP upstream options.
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 /// Envoy's default `connect_timeout`.
@@ -39,6 +45,10 @@ pub struct Cluster {
     pub idle_timeout: Duration,
     /// How many requests one upstream connection may carry (none: unlimited).
     pub max_requests_per_connection: Option<u32>,
+    /// How many connections and requests it may have at once.
+    pub circuit_breakers: CircuitBreakers,
+    /// When set, endpoints that fail in a row are ejected for a while.
+    pub outlier_detection: Option<OutlierDetection>,
     /// The resource as received, for `/config_dump` and the load balancer.
     pub raw: Arc<PbCluster>,
 }
@@ -172,6 +182,13 @@ impl Cluster {
             .map(|v| v.value)
             .filter(|v| *v > 0);
 
+        let outlier_detection = raw
+            .outlier_detection
+            .as_ref()
+            .map(OutlierDetection::compile)
+            .transpose()
+            .map_err(|(field, reason)| err(&format!("outlier_detection.{field}"), reason))?;
+
         Ok(Cluster {
             name,
             discovery,
@@ -180,6 +197,8 @@ impl Cluster {
             bind,
             idle_timeout,
             max_requests_per_connection,
+            circuit_breakers: CircuitBreakers::compile(raw.circuit_breakers.as_ref()),
+            outlier_detection,
             raw: Arc::new(raw),
         })
     }

@@ -263,7 +263,7 @@ impl ConfigStore {
                         let rebuilt = cluster_state(
                             state.cluster.clone(),
                             &next.assignments,
-                            None,
+                            Some(state),
                             &self.stats,
                         )
                         .map_err(|e| e.to_string())?;
@@ -328,7 +328,7 @@ impl ConfigStore {
             return Ok(());
         };
         let assignment = dns::assignment(&cluster.raw, settings.kind, addresses);
-        let balancer = Some(balancer(cluster, &assignment)?);
+        let balancer = Some(balancer(cluster, &assignment, Some(state))?);
         let mut clusters = current.clusters.clone();
         clusters.insert(
             cluster.name.clone(),
@@ -375,11 +375,11 @@ fn cluster_state(
     let cluster = cluster.into();
     let (balancer, warm) = match &cluster.discovery {
         Discovery::Static => match cluster.static_assignment() {
-            Some(a) => (Some(balancer(&cluster, a)?), true),
+            Some(a) => (Some(balancer(&cluster, a, previous)?), true),
             None => (None, true),
         },
         Discovery::Eds(name) => match assignments.get(name) {
-            Some(a) => (Some(balancer(&cluster, a)?), true),
+            Some(a) => (Some(balancer(&cluster, a, previous)?), true),
             None => (None, false),
         },
         Discovery::OriginalDst => (None, true),
@@ -395,6 +395,7 @@ fn cluster_state(
             balancer(
                 &cluster,
                 &dns::assignment(&cluster.raw, settings.kind, &addresses),
+                None,
             )?;
             (previous.and_then(|p| p.balancer.clone()), false)
         }
@@ -407,12 +408,18 @@ fn cluster_state(
     })
 }
 
-/// The cluster's balancer over `assignment`.
+/// The cluster's balancer over `assignment`, keeping what the endpoints that remain
+/// had in `previous`'s balancer (requests in flight, ejections), as Envoy keeps hosts.
 fn balancer(
     cluster: &Cluster,
     assignment: &ClusterLoadAssignment,
+    previous: Option<&ClusterState>,
 ) -> Result<Arc<Balancer>, ConfigError> {
     Balancer::new(&cluster.raw, assignment)
+        .map(|b| match previous.and_then(|p| p.balancer.as_deref()) {
+            Some(before) => b.carry_over(before, cluster.outlier_detection.is_some()),
+            None => b,
+        })
         .map(Arc::new)
         .map_err(|e| ConfigError::new("cluster", &cluster.name, "load_assignment", e.to_string()))
 }

@@ -14,10 +14,12 @@ use super::headers;
 use super::router::{Downstream, local};
 use crate::Shared;
 use crate::activity::IdleTimer;
+use crate::balance::Outcome;
 use crate::config::{ClusterState, UpstreamProtocol};
 use crate::endpoint::{self, Unreachable};
 use crate::flags::ResponseFlags;
-use crate::upstream::{PoolKey, PoolSettings, UpstreamError};
+use crate::stats::GaugeGuard;
+use crate::upstream::{PoolKey, PoolSettings, PooledBody, UpstreamError};
 
 /// Where a forwarded request goes, beyond its cluster.
 pub(super) struct Target<'a> {
@@ -62,6 +64,7 @@ impl Failure {
     pub(super) fn flags(&self) -> ResponseFlags {
         match self {
             Failure::NoHealthyUpstream => ResponseFlags::UH,
+            Failure::Upstream(UpstreamError::Overflow) => ResponseFlags::UO,
             Failure::Upstream(UpstreamError::Http(_)) => ResponseFlags::UC,
             Failure::Upstream(_) => ResponseFlags::UF,
             Failure::Timeout => ResponseFlags::UT,
@@ -90,6 +93,12 @@ impl Failure {
             Failure::Timeout => local(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
             Failure::StreamIdle => local(StatusCode::REQUEST_TIMEOUT, "stream timeout"),
         };
+        if flags.contains(ResponseFlags::UO) {
+            // Envoy tells the client a circuit breaker, not the upstream, refused it.
+            response
+                .headers_mut()
+                .insert("x-envoy-overloaded", HeaderValue::from_static("true"));
+        }
         response.extensions_mut().insert(flags);
         response
     }
@@ -132,14 +141,16 @@ pub(super) async fn forward_to(
         connect_timeout: cluster.connect_timeout,
         idle_timeout: cluster.idle_timeout,
         max_requests: cluster.max_requests_per_connection,
+        limits: cluster.circuit_breakers,
     };
     let stats = &state.stats;
-    stats.upstream_rq_total.inc();
     // Until the response body ends: Envoy counts a request active till its response
-    // completes, and LEAST_REQUEST balances on that.
+    // completes, bounds that by `max_requests`, and LEAST_REQUEST balances on it.
+    let admitted = admit(state)?;
+    stats.upstream_rq_total.inc();
     let active = Active {
         endpoint: picked.into_in_flight(),
-        request: stats.upstream_rq_active.track(),
+        request: admitted,
     };
     let send = shared.upstreams.send(key, settings, stats, request);
     let timed = async {
@@ -152,16 +163,48 @@ pub(super) async fn forward_to(
         }
     };
     let mut idle = target.idle;
-    let response = match &mut idle {
+    let result = match &mut idle {
         Some(timer) => tokio::select! {
             response = timed => response,
             () = timer.expired() => Err(Failure::StreamIdle),
         },
         None => timed.await,
-    }?
-    .map_err(Failure::Upstream)?;
+    };
+    if let Some(outcome) = outcome(&result) {
+        endpoint::report(state, active.endpoint.as_ref(), outcome);
+    }
+    let response = result?.map_err(Failure::Upstream)?;
     stats.upstream_rq.record(response.status().as_u16());
     Ok(response.map(|body| ProxyBody::relayed(body, active, idle)))
+}
+
+/// What outlier detection makes of an exchange: the upstream's status, or a failure
+/// that is the endpoint's (not an overflow, not the client's idleness).
+fn outcome(
+    result: &Result<Result<Response<PooledBody>, UpstreamError>, Failure>,
+) -> Option<Outcome> {
+    match result {
+        Ok(Ok(response)) => Some(Outcome::Response(response.status().as_u16())),
+        Ok(Err(UpstreamError::Overflow)) => None,
+        Ok(Err(_)) => Some(Outcome::LocalFailure),
+        Err(Failure::Timeout) => Some(Outcome::Timeout),
+        Err(_) => None,
+    }
+}
+
+/// Counts the request active in its cluster, unless `max_requests` are already.
+fn admit(state: &ClusterState) -> Result<GaugeGuard, Failure> {
+    let stats = &state.stats;
+    stats
+        .upstream_rq_active
+        .track_within(
+            state.cluster.circuit_breakers.max_requests,
+            &stats.circuit_breakers.rq_open,
+        )
+        .ok_or_else(|| {
+            stats.upstream_rq_pending_overflow.inc();
+            Failure::Upstream(UpstreamError::Overflow)
+        })
 }
 
 /// Shapes the request line for the upstream's HTTP version: origin-form with a `host`
