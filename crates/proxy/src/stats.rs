@@ -90,6 +90,18 @@ pub struct ClusterStats {
     pub upstream_cx_active: Arc<Gauge>,
     /// Connection attempts that failed.
     pub upstream_cx_connect_fail: Counter,
+    /// Attempts that passed their retry policy's `per_try_timeout`.
+    pub upstream_rq_per_try_timeout: Counter,
+    /// Retries made.
+    pub upstream_rq_retry: Counter,
+    /// Retries whose outcome needed no further retry.
+    pub upstream_rq_retry_success: Counter,
+    /// Retries not made because the cluster had too many running.
+    pub upstream_rq_retry_overflow: Counter,
+    /// Retries not made because the request had made all it may.
+    pub upstream_rq_retry_limit_exceeded: Counter,
+    /// Retries running now (the circuit breakers' retries resource).
+    pub retries_running: Arc<Gauge>,
 }
 
 /// One HTTP connection manager's statistics.
@@ -247,6 +259,20 @@ impl ClusterStats {
             counter("upstream_cx_connect_fail", &self.upstream_cx_connect_fail),
             counter("upstream_cx_total", &self.upstream_cx_total),
             gauge("upstream_rq_active", &self.upstream_rq_active),
+            counter(
+                "upstream_rq_per_try_timeout",
+                &self.upstream_rq_per_try_timeout,
+            ),
+            counter("upstream_rq_retry", &self.upstream_rq_retry),
+            counter(
+                "upstream_rq_retry_limit_exceeded",
+                &self.upstream_rq_retry_limit_exceeded,
+            ),
+            counter(
+                "upstream_rq_retry_overflow",
+                &self.upstream_rq_retry_overflow,
+            ),
+            counter("upstream_rq_retry_success", &self.upstream_rq_retry_success),
             counter("upstream_rq_timeout", &self.upstream_rq_timeout),
             counter("upstream_rq_total", &self.upstream_rq_total),
         ]

@@ -20,6 +20,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::http::RequestBody;
 use crate::stats::ClusterStats;
 
 /// What a pool is for: one endpoint, one HTTP version, one source address.
@@ -80,7 +81,7 @@ impl Upstreams {
         key: PoolKey,
         settings: PoolSettings,
         stats: &Arc<ClusterStats>,
-        request: http::Request<Incoming>,
+        request: http::Request<RequestBody>,
     ) -> Result<http::Response<PooledBody>, UpstreamError> {
         let upgrade = request.headers().contains_key(http::header::UPGRADE);
         let pool = self.pool(key);
@@ -131,12 +132,12 @@ impl Upstreams {
 struct Pool {
     key: PoolKey,
     idle: Mutex<Vec<Idle>>,
-    shared: Mutex<Option<http2::SendRequest<Incoming>>>,
+    shared: Mutex<Option<http2::SendRequest<RequestBody>>>,
 }
 
 /// An HTTP/1.1 connection waiting for its next request.
 struct Idle {
-    sender: http1::SendRequest<Incoming>,
+    sender: http1::SendRequest<RequestBody>,
     since: Instant,
     uses: u32,
 }
@@ -155,7 +156,7 @@ impl Pool {
         &self,
         settings: PoolSettings,
         stats: &Arc<ClusterStats>,
-    ) -> Result<(http1::SendRequest<Incoming>, u32), UpstreamError> {
+    ) -> Result<(http1::SendRequest<RequestBody>, u32), UpstreamError> {
         loop {
             let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             let Some(mut idle) = idle else { break };
@@ -184,7 +185,7 @@ impl Pool {
         &self,
         settings: PoolSettings,
         stats: &Arc<ClusterStats>,
-    ) -> Result<http2::SendRequest<Incoming>, UpstreamError> {
+    ) -> Result<http2::SendRequest<RequestBody>, UpstreamError> {
         if let Some(sender) = self
             .shared
             .lock()
@@ -224,7 +225,7 @@ impl Pool {
         .await
     }
 
-    fn give_back(&self, sender: http1::SendRequest<Incoming>, uses: u32) {
+    fn give_back(&self, sender: http1::SendRequest<RequestBody>, uses: u32) {
         self.idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -288,7 +289,7 @@ pub struct PooledBody {
 
 struct GiveBack {
     pool: Arc<Pool>,
-    sender: http1::SendRequest<Incoming>,
+    sender: http1::SendRequest<RequestBody>,
     uses: u32,
     max: Option<u32>,
 }
