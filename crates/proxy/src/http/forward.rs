@@ -503,3 +503,30 @@ pub(super) fn set_upstream_target(request: &mut Parts, authority: &str, path: &s
         headers.insert(header::HOST, host);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_after_retries_carries_its_own_flag_and_the_retries_flag() {
+        let failed = Failed {
+            failure: Failure::Upstream(UpstreamError::ConnectTimeout),
+            flags: ResponseFlags::URX,
+        };
+        let response = failed.response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let flags = response.extensions().get::<ResponseFlags>().copied();
+        assert_eq!(flags.map(|f| f.to_string()).as_deref(), Some("UF,URX"));
+        let timed_out = Failed {
+            failure: Failure::Timeout,
+            flags: ResponseFlags::UO,
+        };
+        let flags = timed_out
+            .response()
+            .extensions()
+            .get::<ResponseFlags>()
+            .copied();
+        assert_eq!(flags, Some(ResponseFlags::UT | ResponseFlags::UO));
+    }
+}

@@ -221,8 +221,10 @@ impl IdleTimer {
     /// Ready once the stream has been idle for the timeout, or once `deadline` passed:
     /// one timer watches both, re-armed for whichever comes first.
     pub fn poll_until(&mut self, cx: &mut Context<'_>, deadline: Option<Instant>) -> Poll<Expiry> {
-        if deadline.is_some_and(|d| d < self.sleep.deadline()) {
-            self.sleep.as_mut().reset(deadline.expect("checked"));
+        if let Some(d) = deadline
+            && d < self.sleep.deadline()
+        {
+            self.sleep.as_mut().reset(d);
         }
         loop {
             ready!(self.sleep.as_mut().poll(cx));
@@ -238,11 +240,6 @@ impl IdleTimer {
                 .as_mut()
                 .reset(deadline.map_or(idle, |d| d.min(idle)));
         }
-    }
-
-    /// Resolves once the stream has been idle for the timeout.
-    pub async fn expired(&mut self) {
-        std::future::poll_fn(|cx| self.poll_expired(cx)).await;
     }
 }
 
