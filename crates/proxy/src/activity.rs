@@ -105,6 +105,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     }
 }
 
+/// What a timer watching a deadline and the stream's idleness saw first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// The stream was idle for the timeout.
+    Idle,
+    /// The deadline passed.
+    Deadline,
+}
+
 /// A stream's idle timer. Activity never touches the timer: when it fires, it re-arms
 /// at the last activity plus the timeout, and expires only if that has passed.
 pub struct IdleTimer {
@@ -126,13 +135,30 @@ impl IdleTimer {
 
     /// Ready once the stream has been idle for the timeout.
     pub fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.poll_until(cx, None).map(drop)
+    }
+
+    /// Ready once the stream has been idle for the timeout, or once `deadline` passed:
+    /// one timer watches both, re-armed for whichever comes first.
+    pub fn poll_until(&mut self, cx: &mut Context<'_>, deadline: Option<Instant>) -> Poll<Expiry> {
+        if let Some(d) = deadline
+            && d < self.sleep.deadline()
+        {
+            self.sleep.as_mut().reset(d);
+        }
         loop {
             ready!(self.sleep.as_mut().poll(cx));
-            let deadline = self.activity.last() + self.timeout;
-            if deadline <= Instant::now() {
-                return Poll::Ready(());
+            let now = Instant::now();
+            if deadline.is_some_and(|d| d <= now) {
+                return Poll::Ready(Expiry::Deadline);
             }
-            self.sleep.as_mut().reset(deadline);
+            let idle = self.activity.last() + self.timeout;
+            if idle <= now {
+                return Poll::Ready(Expiry::Idle);
+            }
+            self.sleep
+                .as_mut()
+                .reset(deadline.map_or(idle, |d| d.min(idle)));
         }
     }
 

@@ -152,6 +152,18 @@ pub struct ClusterStats {
     pub circuit_breakers: BreakerStats,
     /// Outlier detection's ejections.
     pub outlier_detection: OutlierStats,
+    /// Attempts that passed their retry policy's `per_try_timeout`.
+    pub upstream_rq_per_try_timeout: Counter,
+    /// Retries made.
+    pub upstream_rq_retry: Counter,
+    /// Retries whose outcome needed no further retry.
+    pub upstream_rq_retry_success: Counter,
+    /// Retries not made because the cluster had too many running.
+    pub upstream_rq_retry_overflow: Counter,
+    /// Retries not made because the request had made all it may.
+    pub upstream_rq_retry_limit_exceeded: Counter,
+    /// Retries running now (the circuit breakers' retries resource).
+    pub retries_running: Arc<Gauge>,
 }
 
 /// Envoy's `outlier_detection.*` statistics of a cluster.
@@ -369,6 +381,20 @@ impl ClusterStats {
                 &self.upstream_rq_pending_overflow,
             ),
             counter("upstream_rq_pending_total", &self.upstream_rq_pending_total),
+            counter(
+                "upstream_rq_per_try_timeout",
+                &self.upstream_rq_per_try_timeout,
+            ),
+            counter("upstream_rq_retry", &self.upstream_rq_retry),
+            counter(
+                "upstream_rq_retry_limit_exceeded",
+                &self.upstream_rq_retry_limit_exceeded,
+            ),
+            counter(
+                "upstream_rq_retry_overflow",
+                &self.upstream_rq_retry_overflow,
+            ),
+            counter("upstream_rq_retry_success", &self.upstream_rq_retry_success),
             counter("upstream_rq_timeout", &self.upstream_rq_timeout),
             counter("upstream_rq_total", &self.upstream_rq_total),
         ]

@@ -26,7 +26,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Notify;
 
-use crate::config::CircuitBreakers;
+use crate::config::{CircuitBreakers, Cluster};
+use crate::http::RequestBody;
 use crate::stats::{ClusterStats, Gauge, GaugeGuard};
 
 /// What a pool is for: one endpoint, one HTTP version, one source address.
@@ -51,6 +52,18 @@ pub struct PoolSettings {
     pub max_requests: Option<u32>,
     /// The cluster's connection and pending request limits.
     pub limits: CircuitBreakers,
+}
+
+impl PoolSettings {
+    /// The settings `cluster` gives its pools.
+    pub fn of(cluster: &Cluster) -> PoolSettings {
+        PoolSettings {
+            connect_timeout: cluster.connect_timeout,
+            idle_timeout: cluster.idle_timeout,
+            max_requests: cluster.max_requests_per_connection,
+            limits: cluster.circuit_breakers,
+        }
+    }
 }
 
 /// Why an upstream request failed before a response arrived.
@@ -93,7 +106,7 @@ impl Upstreams {
         key: PoolKey,
         settings: PoolSettings,
         stats: &Arc<ClusterStats>,
-        request: http::Request<Incoming>,
+        request: http::Request<RequestBody>,
     ) -> Result<http::Response<PooledBody>, UpstreamError> {
         let upgrade = request.headers().contains_key(http::header::UPGRADE);
         let pool = self.pool(key);
@@ -144,7 +157,7 @@ impl Upstreams {
 struct Pool {
     key: PoolKey,
     idle: Mutex<Vec<Idle>>,
-    shared: Mutex<Option<http2::SendRequest<Incoming>>>,
+    shared: Mutex<Option<http2::SendRequest<RequestBody>>>,
     /// Connections open to the endpoint: a pool with none may always open one, as in
     /// Envoy, so that pending requests never wait on other endpoints' connections.
     connections: Arc<Gauge>,
@@ -154,7 +167,7 @@ struct Pool {
 
 /// An HTTP/1.1 connection waiting for its next request.
 struct Idle {
-    sender: http1::SendRequest<Incoming>,
+    sender: http1::SendRequest<RequestBody>,
     since: Instant,
     uses: u32,
 }
@@ -222,7 +235,7 @@ impl Pool {
         self: &Arc<Self>,
         settings: PoolSettings,
         stats: &Arc<ClusterStats>,
-    ) -> Result<(http1::SendRequest<Incoming>, u32), UpstreamError> {
+    ) -> Result<(http1::SendRequest<RequestBody>, u32), UpstreamError> {
         let mut pending = None;
         let slot = loop {
             // Registered before looking, so that a connection freed meanwhile wakes it.
@@ -252,7 +265,10 @@ impl Pool {
     }
 
     /// An idle HTTP/1.1 connection still fit for a request, if any.
-    async fn reuse(&self, settings: PoolSettings) -> Option<(http1::SendRequest<Incoming>, u32)> {
+    async fn reuse(
+        &self,
+        settings: PoolSettings,
+    ) -> Option<(http1::SendRequest<RequestBody>, u32)> {
         loop {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
             if idle.since.elapsed() >= settings.idle_timeout || idle.sender.is_closed() {
@@ -269,7 +285,7 @@ impl Pool {
         self: &Arc<Self>,
         settings: PoolSettings,
         stats: &Arc<ClusterStats>,
-    ) -> Result<http2::SendRequest<Incoming>, UpstreamError> {
+    ) -> Result<http2::SendRequest<RequestBody>, UpstreamError> {
         if let Some(sender) = self
             .shared
             .lock()
@@ -316,7 +332,7 @@ impl Pool {
         .await
     }
 
-    fn give_back(&self, sender: http1::SendRequest<Incoming>, uses: u32) {
+    fn give_back(&self, sender: http1::SendRequest<RequestBody>, uses: u32) {
         self.idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -381,7 +397,7 @@ pub struct PooledBody {
 
 struct GiveBack {
     pool: Arc<Pool>,
-    sender: http1::SendRequest<Incoming>,
+    sender: http1::SendRequest<RequestBody>,
     uses: u32,
     max: Option<u32>,
 }

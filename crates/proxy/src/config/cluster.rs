@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use mizzen_xds::pb::envoy::config::cluster::v3::{Cluster as PbCluster, cluster};
 use mizzen_xds::pb::envoy::config::core::v3::HttpProtocolOptions as CommonOptions;
+use mizzen_xds::pb::envoy::config::core::v3::RoutingPriority;
 use mizzen_xds::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions;
 use mizzen_xds::pb::envoy::extensions::upstreams::http::v3::http_protocol_options::{
     UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
@@ -25,6 +26,8 @@ pub use outlier::OutlierDetection;
 const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 /// Envoy's default `connect_timeout`.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Envoy's default circuit breaker `max_retries`.
+const DEFAULT_MAX_RETRIES: u32 = 3;
 /// Envoy's default idle timeout of upstream HTTP connections.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -49,6 +52,8 @@ pub struct Cluster {
     pub circuit_breakers: CircuitBreakers,
     /// When set, endpoints that fail in a row are ejected for a while.
     pub outlier_detection: Option<OutlierDetection>,
+    /// How many retries may run at once (the default-priority circuit breaker).
+    pub retry_limit: RetryLimit,
     /// The resource as received, for `/config_dump` and the load balancer.
     pub raw: Arc<PbCluster>,
 }
@@ -65,6 +70,50 @@ pub enum Discovery {
     /// Host names from the cluster's `load_assignment`, resolved in the background
     /// (`STRICT_DNS` and `LOGICAL_DNS`: Istio's DNS ServiceEntries).
     Dns(Dns),
+}
+
+/// How many retries may run at once across a cluster's requests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RetryLimit {
+    /// At most this many (`max_retries`; Envoy's default is 3).
+    Concurrent(u32),
+    /// A share of the requests in flight, but always at least `min_concurrency`
+    /// (`retry_budget`, which replaces `max_retries` when set).
+    Budget {
+        /// The share, in percent.
+        percent: f64,
+        /// Retries always allowed, however few requests are in flight.
+        min_concurrency: u32,
+    },
+}
+
+impl RetryLimit {
+    /// Reads the default-priority thresholds of `circuit_breakers`.
+    fn compile(raw: &PbCluster) -> Result<RetryLimit, (&'static str, String)> {
+        let Some(t) = raw.circuit_breakers.as_ref().and_then(|c| {
+            c.thresholds
+                .iter()
+                .find(|t| t.priority == RoutingPriority::Default as i32)
+        }) else {
+            return Ok(RetryLimit::Concurrent(DEFAULT_MAX_RETRIES));
+        };
+        let Some(budget) = &t.retry_budget else {
+            return Ok(RetryLimit::Concurrent(
+                t.max_retries.map_or(DEFAULT_MAX_RETRIES, |m| m.value),
+            ));
+        };
+        let percent = budget.budget_percent.as_ref().map_or(20.0, |p| p.value);
+        if !(0.0..=100.0).contains(&percent) {
+            return Err((
+                "circuit_breakers.thresholds.retry_budget.budget_percent",
+                format!("{percent} is not in 0..=100"),
+            ));
+        }
+        Ok(RetryLimit::Budget {
+            percent,
+            min_concurrency: budget.min_retry_concurrency.map_or(3, |m| m.value),
+        })
+    }
 }
 
 /// The HTTP version spoken to a cluster's endpoints.
@@ -189,7 +238,9 @@ impl Cluster {
             .transpose()
             .map_err(|(field, reason)| err(&format!("outlier_detection.{field}"), reason))?;
 
+        let retry_limit = RetryLimit::compile(&raw).map_err(|(f, r)| err(f, r))?;
         Ok(Cluster {
+            retry_limit,
             name,
             discovery,
             connect_timeout,
@@ -269,6 +320,53 @@ mod tests {
         assert_eq!(c.protocol, UpstreamProtocol::Downstream);
         assert_eq!(c.connect_timeout, Duration::from_secs(10));
         assert_eq!(c.max_requests_per_connection, Some(7));
+    }
+
+    #[test]
+    fn retries_are_limited_by_max_retries_or_a_budget() {
+        use mizzen_xds::pb::envoy::config::cluster::v3::CircuitBreakers;
+        use mizzen_xds::pb::envoy::config::cluster::v3::circuit_breakers::Thresholds;
+        use mizzen_xds::pb::envoy::config::cluster::v3::circuit_breakers::thresholds::RetryBudget;
+        use mizzen_xds::pb::envoy::r#type::v3::Percent;
+        use mizzen_xds::pb::google::protobuf::UInt32Value;
+        let with = |t: Thresholds| {
+            let mut raw = eds("c");
+            raw.circuit_breakers = Some(CircuitBreakers {
+                thresholds: vec![t],
+                ..Default::default()
+            });
+            Cluster::compile(raw)
+        };
+        assert_eq!(
+            Cluster::compile(eds("c")).unwrap().retry_limit,
+            RetryLimit::Concurrent(3)
+        );
+        let max = Thresholds {
+            max_retries: Some(UInt32Value { value: 7 }),
+            ..Default::default()
+        };
+        assert_eq!(with(max).unwrap().retry_limit, RetryLimit::Concurrent(7));
+        let budget = Thresholds {
+            max_retries: Some(UInt32Value { value: 7 }),
+            retry_budget: Some(RetryBudget::default()),
+            ..Default::default()
+        };
+        assert_eq!(
+            with(budget).unwrap().retry_limit,
+            RetryLimit::Budget {
+                percent: 20.0,
+                min_concurrency: 3
+            }
+        );
+        let over = Thresholds {
+            retry_budget: Some(RetryBudget {
+                budget_percent: Some(Percent { value: 120.0 }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let e = with(over).unwrap_err().to_string();
+        assert!(e.contains("budget_percent") && e.contains("120"), "{e}");
     }
 
     #[test]

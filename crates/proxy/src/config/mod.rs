@@ -18,7 +18,9 @@ use mizzen_xds::pb::envoy::config::core::v3::{Address, SocketAddress, address, s
 use mizzen_xds::pb::google::protobuf::Duration as PbDuration;
 
 pub use chain::{ChainMatch, ConnectionInfo};
-pub use cluster::{CircuitBreakers, Cluster, Discovery, OutlierDetection, UpstreamProtocol};
+pub use cluster::{
+    CircuitBreakers, Cluster, Discovery, OutlierDetection, RetryLimit, UpstreamProtocol,
+};
 pub use dns::{Dns, DnsKind, LookupFamily, Resolve, SystemResolver};
 pub use http::{Codec, Forwarding, HttpManager, RouteSource, ServerHeader};
 pub use listener::{FilterChain, Listener, NetworkFilter};

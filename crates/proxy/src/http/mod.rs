@@ -7,6 +7,9 @@ mod forward;
 mod h2c;
 pub mod headers;
 mod host_address;
+mod mirror;
+mod request_body;
+mod retry;
 mod router;
 mod timeout;
 
@@ -22,6 +25,9 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use body::ProxyBody;
+pub use mirror::{InvalidMirror, MirrorPolicy};
+pub use request_body::RequestBody;
+pub use retry::{InvalidPolicy, RetryPolicy};
 pub use router::{Downstream, local};
 
 use crate::Shared;

@@ -18,7 +18,7 @@ use super::headers::{
     self, X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, X_ENVOY_ORIGINAL_PATH, X_ENVOY_UPSTREAM_SERVICE_TIME,
     X_FORWARDED_PROTO,
 };
-use super::{connect, forward};
+use super::{connect, forward, mirror};
 use crate::Shared;
 use crate::activity::{Activity, IdleTimer};
 use crate::balance::HashInput;
@@ -59,7 +59,7 @@ pub async fn serve(
 }
 
 async fn route(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     snapshot: &Snapshot,
     manager: &HttpManager,
     downstream: Downstream,
@@ -181,6 +181,7 @@ async fn route(
             })
         })
         .unwrap_or_default();
+    let mirrors = mirror::select(&forward.request_mirror_policies, snapshot, &head);
 
     let headers = request.headers_mut();
     if let Some((_, protocol)) = &upgrade {
@@ -209,6 +210,10 @@ async fn route(
             .map(|t| IdleTimer::new(t, activity)),
         auto_host_rewrite: forward.auto_host_rewrite(),
         append_x_forwarded_host: forward.append_x_forwarded_host,
+        retry: forward.retry_policy.as_ref(),
+        attempt_count: forward.attempt_count,
+        buffer_limit: forward.buffer_limit,
+        mirrors,
     };
     let result = forward::forward_to(shared, cluster, downstream, request, target).await;
     let mut response = match result {

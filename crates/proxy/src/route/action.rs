@@ -14,7 +14,7 @@ use mizzen_xds::pb::envoy::config::route::v3::{
     DirectResponseAction, RedirectAction, RetryPolicy, RouteAction,
     WeightedCluster as PbWeightedCluster, redirect_action, route_action, weighted_cluster,
 };
-use mizzen_xds::pb::google::protobuf::{Any, Duration as PbDuration};
+use mizzen_xds::pb::google::protobuf::{Any, Duration as PbDuration, UInt32Value, UInt64Value};
 
 use super::error::{Invalid, Problem, Within, unsupported};
 use super::format;
@@ -22,6 +22,7 @@ use super::headers::HeaderMutations;
 use super::pattern::Substitution;
 use super::request::{HeaderSource, RequestHead};
 use super::rewrite::{Matched, PathRewrite};
+use crate::http::{InvalidPolicy, MirrorPolicy, RetryPolicy as CompiledRetryPolicy};
 
 /// What a route does with a request it matches.
 #[derive(Debug)]
@@ -68,7 +69,25 @@ pub(crate) struct Inherited<'a> {
     pub(crate) request_mirror_policies: &'a [route_action::RequestMirrorPolicy],
     /// The route configuration's `max_direct_response_body_size_bytes`.
     pub(crate) max_direct_response_body: u32,
+    /// Where the virtual host sends `x-envoy-attempt-count`.
+    pub(crate) attempt_count: AttemptCount,
+    /// The route's request buffer limit, else its virtual host's, if set.
+    pub(crate) buffer_limit: Option<u64>,
 }
+
+/// Where `x-envoy-attempt-count` goes (the virtual host's `include_request_attempt_count`
+/// and `include_attempt_count_in_response`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttemptCount {
+    /// In each upstream request.
+    pub request: bool,
+    /// In the response to the client.
+    pub response: bool,
+}
+
+/// How much of a request body Envoy keeps for retries and mirrors when no
+/// `per_request_buffer_limit_bytes` is set: its default connection buffer limit, 1 MiB.
+pub const DEFAULT_REQUEST_BUFFER_LIMIT: usize = 1 << 20;
 
 /// A forward: where to send the request and how to rewrite it on the way.
 #[derive(Debug)]
@@ -84,13 +103,17 @@ pub struct Forward {
     pub idle_timeout: Option<Timeout>,
     /// The status to answer when the picked cluster does not exist (503 by default).
     pub cluster_not_found_response_code: StatusCode,
-    /// The route's retry policy, or else its virtual host's, as configured.
-    pub retry_policy: Option<RetryPolicy>,
+    /// The route's retry policy, or else its virtual host's.
+    pub retry_policy: Option<CompiledRetryPolicy>,
     /// How to hash requests for consistent-hash load balancing (`hash_policy`).
     pub hasher: RequestHasher,
     /// The route's mirror policies, or else its virtual host's, or else its route
-    /// configuration's, as configured.
-    pub request_mirror_policies: Vec<route_action::RequestMirrorPolicy>,
+    /// configuration's.
+    pub request_mirror_policies: Vec<MirrorPolicy>,
+    /// Where `x-envoy-attempt-count` goes.
+    pub attempt_count: AttemptCount,
+    /// How many request body bytes may be kept for retries and mirrors.
+    pub buffer_limit: usize,
     /// Stream duration limits and gRPC timeout handling, as configured.
     pub max_stream_duration: Option<route_action::MaxStreamDuration>,
     /// Whether a CONNECT request is terminated here and its payload relayed as TCP to
@@ -160,14 +183,25 @@ impl Forward {
         } else {
             &a.request_mirror_policies
         };
-        for (i, m) in a.request_mirror_policies.iter().enumerate() {
-            if m.cluster.is_empty() == m.cluster_header.is_empty() {
-                return Err(Problem::invalid(
-                    "exactly one of cluster and cluster_header must be set",
-                )
-                .at(format!("request_mirror_policies[{i}]")));
-            }
-        }
+        let mirror_field = if a.request_mirror_policies.is_empty() {
+            "inherited request_mirror_policies"
+        } else {
+            "request_mirror_policies"
+        };
+        let request_mirror_policies = mirrors
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                MirrorPolicy::compile(m).map_err(|e| {
+                    Problem::invalid(e.reason).at(format!("{mirror_field}[{i}].{}", e.field))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let retry_policy = match (&a.retry_policy, inherited.retry_policy) {
+            (Some(p), _) => Some(retry_policy(p).within("retry_policy")?),
+            (None, Some(p)) => Some(retry_policy(p).within("virtual host retry_policy")?),
+            (None, None) => None,
+        };
         Ok(Forward {
             clusters,
             path_rewrite: path_rewrite(a, matched)?,
@@ -183,14 +217,17 @@ impl Forward {
                 .map(|d| Timeout::compile(d).within("idle_timeout"))
                 .transpose()?,
             cluster_not_found_response_code: not_found_code(a.cluster_not_found_response_code)?,
-            retry_policy: a
-                .retry_policy
-                .clone()
-                .or_else(|| inherited.retry_policy.cloned()),
+            retry_policy,
             hasher: RequestHasher::new(&a.hash_policy).map_err(|e| {
                 Problem::invalid(&e.reason).at(format!("hash_policy[{}].{}", e.index, e.field))
             })?,
-            request_mirror_policies: mirrors.to_vec(),
+            request_mirror_policies,
+            attempt_count: inherited.attempt_count,
+            buffer_limit: inherited
+                .buffer_limit
+                .map_or(DEFAULT_REQUEST_BUFFER_LIMIT, |l| {
+                    usize::try_from(l).unwrap_or(usize::MAX)
+                }),
             max_stream_duration: a.max_stream_duration,
             terminate_connect: a.upgrade_configs.iter().any(|u| {
                 u.upgrade_type.eq_ignore_ascii_case("CONNECT")
@@ -300,6 +337,25 @@ impl NewHost<'_> {
             NewHost::Cluster(host) => NewHost::Cluster(Cow::Owned(host.into_owned())),
         }
     }
+}
+
+/// A retry policy, compiled; errors name fields within it.
+fn retry_policy(p: &RetryPolicy) -> Result<CompiledRetryPolicy, Invalid> {
+    CompiledRetryPolicy::compile(p).map_err(|e| match e {
+        InvalidPolicy::Unsupported(field) => Problem::Unsupported.at(field),
+        InvalidPolicy::Invalid { field, reason } => Problem::invalid(reason).at(field),
+    })
+}
+
+/// A route's or virtual host's request buffer limit: `request_body_buffer_limit`, else
+/// the deprecated `per_request_buffer_limit_bytes`.
+pub(crate) fn buffer_limit(
+    request_body: Option<UInt64Value>,
+    per_request: Option<UInt32Value>,
+) -> Option<u64> {
+    request_body
+        .map(|v| v.value)
+        .or(per_request.map(|v| u64::from(v.value)))
 }
 
 /// Whether the deprecated `internal_redirect_action` asks Envoy to follow redirects.

@@ -33,7 +33,8 @@ use mizzen_xds::pb::envoy::config::route::v3 as pb;
 use mizzen_xds::pb::google::protobuf::Any;
 
 pub use action::{
-    Action, DEFAULT_TIMEOUT, DirectResponse, Forward, NewHost, Redirect, Timeout, WeightedCluster,
+    Action, AttemptCount, DEFAULT_REQUEST_BUFFER_LIMIT, DEFAULT_TIMEOUT, DirectResponse, Forward,
+    NewHost, Redirect, Timeout, WeightedCluster,
 };
 pub use error::{Problem, RouteError};
 pub use request::RequestHead;
@@ -154,6 +155,8 @@ impl RouteTable {
                 .max_direct_response_body_size_bytes
                 .as_ref()
                 .map_or(DEFAULT_MAX_DIRECT_RESPONSE_BODY, |v| v.value),
+            attempt_count: AttemptCount::default(),
+            buffer_limit: None,
         };
         let virtual_hosts = config
             .virtual_hosts
@@ -306,6 +309,15 @@ impl VirtualHost {
             } else {
                 &vh.request_mirror_policies
             },
+            attempt_count: AttemptCount {
+                request: vh.include_request_attempt_count,
+                response: vh.include_attempt_count_in_response,
+            },
+            #[allow(deprecated)]
+            buffer_limit: action::buffer_limit(
+                vh.request_body_buffer_limit,
+                vh.per_request_buffer_limit_bytes,
+            ),
             ..config
         };
         let routes = vh
@@ -343,9 +355,20 @@ impl Route {
         let matcher = RouteMatch::compile(m).within("match")?;
         let action = match &r.action {
             None => return Err(Problem::Missing.at("action")),
-            Some(A::Route(a)) => Action::Forward(Box::new(
-                Forward::compile(a, matcher.matched(), inherited).within("route")?,
-            )),
+            Some(A::Route(a)) => {
+                #[allow(deprecated)]
+                let route_limit = action::buffer_limit(
+                    r.request_body_buffer_limit,
+                    r.per_request_buffer_limit_bytes,
+                );
+                let inherited = Inherited {
+                    buffer_limit: route_limit.or(inherited.buffer_limit),
+                    ..inherited
+                };
+                Action::Forward(Box::new(
+                    Forward::compile(a, matcher.matched(), inherited).within("route")?,
+                ))
+            }
             Some(A::Redirect(redirect)) => {
                 Action::Redirect(Redirect::compile(redirect, matcher.matched()).within("redirect")?)
             }

@@ -165,8 +165,10 @@ fn istios_route_extras_are_kept_for_filters() {
     };
     assert_eq!(forward.timeout, Timeout::Disabled);
     let retry = forward.retry_policy.as_ref().unwrap();
-    assert_eq!(retry.num_retries.unwrap().value, 2);
-    assert_eq!(retry.retriable_status_codes, [503]);
+    assert_eq!(retry.num_retries, 2);
+    let none = http::HeaderMap::new();
+    assert!(retry.retries_response(http::StatusCode::SERVICE_UNAVAILABLE, &none));
+    assert!(!retry.retries_response(http::StatusCode::INTERNAL_SERVER_ERROR, &none));
     assert!(forward.max_stream_duration.is_some());
     let others = TABLE.select(&to("ratings:9080").head()).unwrap();
     assert!(others.route.typed_per_filter_config.is_empty());
