@@ -214,6 +214,21 @@ pub struct HttpStats {
     pub downstream_cx_total: Counter,
     /// Connections open.
     pub downstream_cx_active: Arc<Gauge>,
+    /// The fault filter's (`http.<stat_prefix>.fault.…`).
+    pub fault: FaultStats,
+}
+
+/// The fault injection filter's statistics, per connection manager stat prefix.
+#[derive(Debug, Default)]
+pub struct FaultStats {
+    /// Requests delayed.
+    pub delays_injected: Counter,
+    /// Requests aborted.
+    pub aborts_injected: Counter,
+    /// Requests under a fault now (what `max_active_faults` limits).
+    pub active_faults: Arc<Gauge>,
+    /// Faults not injected because `max_active_faults` were active.
+    pub faults_overflow: Counter,
 }
 
 /// Every statistic of the proxy, by owner name.
@@ -452,6 +467,10 @@ impl HttpStats {
             counter("downstream_cx_total", &self.downstream_cx_total),
             gauge("downstream_rq_active", &self.downstream_rq_active),
             counter("downstream_rq_total", &self.downstream_rq_total),
+            counter("fault.aborts_injected", &self.fault.aborts_injected),
+            gauge("fault.active_faults", &self.fault.active_faults),
+            counter("fault.delays_injected", &self.fault.delays_injected),
+            counter("fault.faults_overflow", &self.fault.faults_overflow),
         ]
         .into_iter()
         .chain(by_class("downstream_rq", &self.downstream_rq))

@@ -14,18 +14,13 @@ use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager
 
 use super::cidr::Cidr;
 use super::duration;
-use crate::route::RouteTable;
+use crate::route::{FAULT_FILTER, Fault, RouteTable};
 use crate::stats::{HttpStats, Stats};
 
 /// The router filter, which every filter list must end with.
 const ROUTER: &str = "envoy.filters.http.router";
-/// HTTP filters the proxy accepts. Fault injection and CORS take effect per route from
-/// their `typed_per_filter_config`.
-const KNOWN_FILTERS: [&str; 3] = [
-    ROUTER,
-    "envoy.filters.http.fault",
-    "envoy.filters.http.cors",
-];
+/// HTTP filters the proxy accepts. CORS is accepted and not acted on.
+const KNOWN_FILTERS: [&str; 3] = [ROUTER, FAULT_FILTER, "envoy.filters.http.cors"];
 /// Envoy's default `stream_idle_timeout`.
 const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -52,6 +47,9 @@ pub struct HttpManager {
     pub websocket: bool,
     /// Whether CONNECT requests are accepted (`upgrade_configs` CONNECT).
     pub connect: bool,
+    /// The fault filter's own settings, when the filter is in the chain (and enabled):
+    /// the defaults for requests whose route carries none of its own.
+    pub fault: Option<Fault>,
     /// Its statistics (shared by every manager with the same `stat_prefix`).
     pub stats: Arc<HttpStats>,
 }
@@ -203,6 +201,25 @@ impl HttpManager {
                 }
             }
         }
+        let fault = hcm
+            .http_filters
+            .iter()
+            .enumerate()
+            .find(|(_, f)| f.name == FAULT_FILTER && !f.disabled)
+            .map(|(i, f)| {
+                let compiled = match &f.config_type {
+                    Some(http_filter::ConfigType::TypedConfig(any)) => Fault::from_any(any),
+                    _ => Fault::compile(&Default::default()),
+                };
+                compiled.map_err(|e| {
+                    let at = format!("http_filters[{i}].typed_config");
+                    match e.field.as_str() {
+                        "" => field(&at, e.problem.to_string()),
+                        inner => field(&format!("{at}.{inner}"), e.problem.to_string()),
+                    }
+                })
+            })
+            .transpose()?;
         match hcm.http_filters.last() {
             Some(last) if last.name == ROUTER => {}
             _ => {
@@ -248,6 +265,7 @@ impl HttpManager {
             request_headers_timeout,
             server_header: ServerHeader::compile(hcm).map_err(|r| field("server_name", r))?,
             stats: stats.http(&hcm.stat_prefix),
+            fault,
             connect: hcm.upgrade_configs.iter().any(|u| {
                 u.upgrade_type.eq_ignore_ascii_case("CONNECT") && u.enabled.is_none_or(|e| e.value)
             }),

@@ -3,6 +3,7 @@
 
 mod body;
 mod connect;
+mod fault;
 mod forward;
 mod h2c;
 pub mod headers;

@@ -52,6 +52,8 @@ impl RetryOn {
     const GRPC_INTERNAL: RetryOn = RetryOn(1 << 9);
     const GRPC_RESOURCE_EXHAUSTED: RetryOn = RetryOn(1 << 10);
     const GRPC_UNAVAILABLE: RetryOn = RetryOn(1 << 11);
+    /// A failure before any of the request reached the upstream (Istio's inbound default).
+    const RESET_BEFORE_REQUEST: RetryOn = RetryOn(1 << 12);
 
     /// Parses Envoy's comma-separated `retry_on`; names it does not know are ignored,
     /// as Envoy ignores them in route config.
@@ -62,6 +64,7 @@ impl RetryOn {
                 "5xx" => Self::FIVE_XX,
                 "gateway-error" => Self::GATEWAY_ERROR,
                 "reset" => Self::RESET,
+                "reset-before-request" => Self::RESET_BEFORE_REQUEST,
                 "connect-failure" => Self::CONNECT_FAILURE,
                 "retriable-4xx" => Self::RETRIABLE_4XX,
                 "refused-stream" => Self::REFUSED_STREAM,
@@ -230,8 +233,18 @@ impl RetryPolicy {
         let on = self.on;
         let any_reset = on.has(RetryOn::FIVE_XX | RetryOn::GATEWAY_ERROR | RetryOn::RESET);
         match failure {
-            AttemptFailure::ConnectFailure => any_reset || on.has(RetryOn::CONNECT_FAILURE),
-            AttemptFailure::RefusedStream => any_reset || on.has(RetryOn::REFUSED_STREAM),
+            // Neither a connection never made nor a refused stream carried any of the
+            // request to the upstream.
+            AttemptFailure::ConnectFailure => {
+                any_reset
+                    || on.has(RetryOn::CONNECT_FAILURE)
+                    || on.has(RetryOn::RESET_BEFORE_REQUEST)
+            }
+            AttemptFailure::RefusedStream => {
+                any_reset
+                    || on.has(RetryOn::REFUSED_STREAM)
+                    || on.has(RetryOn::RESET_BEFORE_REQUEST)
+            }
             AttemptFailure::Reset | AttemptFailure::PerTryTimeout => any_reset,
             AttemptFailure::Overflow => false,
         }
@@ -498,6 +511,13 @@ mod tests {
         let refused = policy("refused-stream", &[]);
         assert!(refused.retries_failure(&RefusedStream) && !refused.retries_failure(&Reset));
         assert!(!policy("retriable-4xx", &[]).retries_failure(&ConnectFailure));
+        // Istio's inbound policy: only what never reached the workload, never an overflow.
+        let inbound = policy("reset-before-request", &[]);
+        assert!(
+            inbound.retries_failure(&ConnectFailure) && inbound.retries_failure(&RefusedStream)
+        );
+        assert!(!inbound.retries_failure(&Reset) && !inbound.retries_failure(&PerTryTimeout));
+        assert!(!policy("5xx", &[]).retries_failure(&Overflow));
     }
 
     #[test]

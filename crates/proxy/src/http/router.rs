@@ -18,7 +18,7 @@ use super::headers::{
     self, X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, X_ENVOY_ORIGINAL_PATH, X_ENVOY_UPSTREAM_SERVICE_TIME,
     X_FORWARDED_PROTO,
 };
-use super::{connect, forward, mirror};
+use super::{connect, fault, forward, mirror};
 use crate::Shared;
 use crate::activity::{Activity, IdleTimer};
 use crate::balance::HashInput;
@@ -111,12 +111,21 @@ async fn route(
     let Some(selected) = table.select(&head) else {
         return flagged(local(StatusCode::NOT_FOUND, ""), ResponseFlags::NR);
     };
+    // The fault filter runs before the router, on the route it picked.
+    let injected = match &manager.fault {
+        Some(defaults) => fault::inject(defaults, &selected, &head, &manager.stats.fault).await,
+        None => fault::Injected::default(),
+    };
     // Every answer to a routed request carries the route's response headers, the proxy's
     // own answers (direct responses, redirects, errors) included, as in Envoy.
     let finish = |mut response: Response<ProxyBody>| {
         selected.apply_response_headers(response.headers_mut());
+        fault::add_flags(&mut response, injected.flags);
         response
     };
+    if let Some(abort) = injected.abort {
+        return finish(abort);
+    }
     let forward = match &selected.route.action {
         Action::DirectResponse(direct) => {
             let mut response = local(direct.status, direct.body.clone());

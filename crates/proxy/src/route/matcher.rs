@@ -2,7 +2,6 @@
 //! conditions, compiled; a route matches when all of them do.
 
 use http::Method;
-use http::header::CONTENT_TYPE;
 use mizzen_xds::pb::envoy::config::route::v3::{
     HeaderMatcher, QueryParameterMatcher, RouteMatch as PbRouteMatch, header_matcher,
     query_parameter_matcher, route_match::PathSpecifier,
@@ -73,7 +72,9 @@ impl RouteMatch {
             None => None,
             // There is no runtime here: Envoy uses the default when the key has no value.
             Some(rf) => match &rf.default_value {
-                Some(percent) => Some(Fraction::compile(percent).within("runtime_fraction")?),
+                Some(percent) => {
+                    Some(Fraction::compile(percent).within("runtime_fraction.default_value")?)
+                }
                 None => return Err(Problem::Missing.at("runtime_fraction.default_value")),
             },
         };
@@ -114,7 +115,7 @@ impl RouteMatch {
         };
         path_matches
             && self.fraction.as_ref().is_none_or(|f| f.admits(random))
-            && (!self.grpc || is_grpc(req))
+            && (!self.grpc || req.is_grpc())
             && self.headers.iter().all(|h| h.matches(req))
             && (self.query_parameters.is_empty() || {
                 let query = query(req.path);
@@ -142,25 +143,17 @@ fn query(path: &str) -> &str {
     query.find('#').map_or(query, |end| &query[..end])
 }
 
-/// Envoy's gRPC test: a `content-type` of `application/grpc`, maybe with `+proto` or `;...`.
-fn is_grpc(req: &RequestHead<'_>) -> bool {
-    const GRPC: &[u8] = b"application/grpc";
-    req.headers.get(CONTENT_TYPE).is_some_and(|v| {
-        let v = v.as_bytes();
-        v.starts_with(GRPC) && matches!(v.get(GRPC.len()), None | Some(b'+' | b';'))
-    })
-}
-
-/// A runtime fraction's default: the route is considered for `numerator` out of every
-/// `denominator` requests.
-#[derive(Debug)]
-struct Fraction {
+/// A `FractionalPercent`: `numerator` out of every `denominator` requests (a runtime
+/// fraction's default, a fault's percentage).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fraction {
     numerator: u64,
     denominator: u64,
 }
 
 impl Fraction {
-    fn compile(p: &FractionalPercent) -> Result<Fraction, Invalid> {
+    /// Compiles `p`; errors name fields within it.
+    pub(crate) fn compile(p: &FractionalPercent) -> Result<Fraction, Invalid> {
         let denominator = match DenominatorType::try_from(p.denominator) {
             Ok(DenominatorType::Hundred) => 100,
             Ok(DenominatorType::TenThousand) => 10_000,
@@ -168,7 +161,7 @@ impl Fraction {
             Err(_) => {
                 return Err(
                     Problem::invalid(format!("unknown denominator {}", p.denominator))
-                        .at("default_value.denominator"),
+                        .at("denominator"),
                 );
             }
         };
@@ -178,15 +171,24 @@ impl Fraction {
         })
     }
 
+    /// This fraction with its numerator capped at `numerator` (Envoy's header-given
+    /// fault percentages cannot exceed the configured one).
+    pub(crate) fn at_most(self, numerator: u64) -> Fraction {
+        Fraction {
+            numerator: self.numerator.min(numerator),
+            ..self
+        }
+    }
+
     /// Envoy's test: `random % denominator < numerator`.
-    fn admits(&self, random: u64) -> bool {
+    pub(crate) fn admits(&self, random: u64) -> bool {
         random % self.denominator < self.numerator
     }
 }
 
 /// A condition on one header (`HeaderMatcher`).
 #[derive(Debug)]
-struct HeaderMatch {
+pub(crate) struct HeaderMatch {
     source: HeaderSource,
     test: HeaderTest,
     invert: bool,
@@ -208,8 +210,9 @@ enum HeaderTest {
 }
 
 impl HeaderMatch {
+    /// Compiles `h`; errors name fields within it.
     #[allow(deprecated)] // Envoy still honours the deprecated matchers.
-    fn compile(h: &HeaderMatcher) -> Result<HeaderMatch, Invalid> {
+    pub(crate) fn compile(h: &HeaderMatcher) -> Result<HeaderMatch, Invalid> {
         use header_matcher::HeaderMatchSpecifier as S;
         let test = match &h.header_match_specifier {
             None => HeaderTest::Present(true),
@@ -249,7 +252,7 @@ impl HeaderMatch {
     /// Envoy's `HeaderUtility::matchHeaders` for one matcher: a repeated header matches
     /// when any one of its values does (the values are not joined), and `invert_match`
     /// inverts that.
-    fn matches(&self, req: &RequestHead<'_>) -> bool {
+    pub(crate) fn matches(&self, req: &RequestHead<'_>) -> bool {
         let mut values = self.source.values(req).peekable();
         let matched = if values.peek().is_some() {
             values.any(|value| self.test(value))

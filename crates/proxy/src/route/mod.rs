@@ -15,6 +15,7 @@
 mod action;
 mod domain;
 mod error;
+mod fault;
 mod format;
 mod headers;
 mod matcher;
@@ -37,6 +38,7 @@ pub use action::{
     NewHost, Redirect, Timeout, WeightedCluster,
 };
 pub use error::{Problem, RouteError};
+pub use fault::{AbortStatus, Aborted, FAULT_FILTER, Fault};
 pub use request::RequestHead;
 
 use action::Inherited;
@@ -62,6 +64,7 @@ pub struct RouteTable {
     vhost_header: Option<HeaderSource>,
     internal_only_headers: Vec<HeaderName>,
     typed_per_filter_config: HashMap<String, Any>,
+    fault: Option<Fault>,
     raw: pb::RouteConfiguration,
 }
 
@@ -74,6 +77,7 @@ pub struct VirtualHost {
     headers: HeaderMutations,
     /// Per-filter config for the virtual host, by filter name, as configured.
     pub typed_per_filter_config: HashMap<String, Any>,
+    fault: Option<Fault>,
     /// The virtual host's metadata, as configured.
     pub metadata: Option<Metadata>,
 }
@@ -89,6 +93,7 @@ pub struct Route {
     headers: HeaderMutations,
     /// Per-filter config for the route, by filter name, as configured.
     pub typed_per_filter_config: HashMap<String, Any>,
+    fault: Option<Fault>,
     /// The route's tracing decorator, as configured.
     pub decorator: Option<pb::Decorator>,
     /// The route's metadata, as configured.
@@ -175,6 +180,8 @@ impl RouteTable {
             vhost_header,
             internal_only_headers,
             typed_per_filter_config: config.typed_per_filter_config.clone(),
+            fault: per_filter_fault(&config.typed_per_filter_config)
+                .map_err(|e| e.placed(&place))?,
             raw: config.clone(),
         })
     }
@@ -273,6 +280,16 @@ fn without_port(host: &str) -> &str {
     }
 }
 
+/// The fault injection settings among per-filter config, compiled.
+fn per_filter_fault(config: &HashMap<String, Any>) -> Result<Option<Fault>, error::Invalid> {
+    config
+        .get(FAULT_FILTER)
+        .map(|any| {
+            Fault::from_any(any).within(&format!("typed_per_filter_config[{FAULT_FILTER:?}]"))
+        })
+        .transpose()
+}
+
 fn vhost_place(config_place: &str, i: usize, vh: &pb::VirtualHost) -> String {
     if vh.name.is_empty() {
         format!("{config_place}: virtual host {i}")
@@ -333,6 +350,7 @@ impl VirtualHost {
             routes,
             headers: HeaderMutations::compile(vh).map_err(|e| e.placed(place))?,
             typed_per_filter_config: vh.typed_per_filter_config.clone(),
+            fault: per_filter_fault(&vh.typed_per_filter_config).map_err(|e| e.placed(place))?,
             metadata: vh.metadata.clone(),
         })
     }
@@ -387,13 +405,24 @@ impl Route {
             action,
             headers: HeaderMutations::compile(r)?,
             typed_per_filter_config: r.typed_per_filter_config.clone(),
+            fault: per_filter_fault(&r.typed_per_filter_config)?,
             decorator: r.decorator.clone(),
             metadata: r.metadata.clone(),
         })
     }
 }
 
-impl Selected<'_> {
+impl<'a> Selected<'a> {
+    /// The most specific fault injection settings for the request: the route's, else its
+    /// virtual host's, else the route configuration's (Envoy does not merge them).
+    pub fn fault(&self) -> Option<&'a Fault> {
+        self.route
+            .fault
+            .as_ref()
+            .or(self.virtual_host.fault.as_ref())
+            .or(self.table.fault.as_ref())
+    }
+
     /// Applies the request header mutations in Envoy's order: the picked weighted cluster's,
     /// then the route's, the virtual host's and the route configuration's, each level
     /// winning over the ones before (reversed to configuration, virtual host, route when

@@ -25,6 +25,18 @@ impl RequestHead<'_> {
     pub(crate) fn path_only(&self) -> &str {
         path_only(self.path)
     }
+
+    /// Envoy's gRPC test: a `content-type` of `application/grpc`, maybe with `+proto` or
+    /// `;...`.
+    pub fn is_grpc(&self) -> bool {
+        const GRPC: &[u8] = b"application/grpc";
+        self.headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| {
+                let v = v.as_bytes();
+                v.starts_with(GRPC) && matches!(v.get(GRPC.len()), None | Some(b'+' | b';'))
+            })
+    }
 }
 
 /// `path` up to its query or fragment.

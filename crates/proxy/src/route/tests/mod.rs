@@ -4,6 +4,7 @@ mod actions;
 mod bookinfo;
 mod domains;
 mod errors;
+mod faults;
 mod header_order;
 mod matches;
 
