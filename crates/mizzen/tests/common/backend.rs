@@ -193,7 +193,7 @@ async fn answer(state: &State, delay: Option<Duration>, status: Option<u16>) -> 
         (_, Some(status)) => Some(status),
         (Mode::Answer | Mode::Hold, None) => Some(200),
         (Mode::Fail(status), None) => Some(status),
-        (Mode::Flaky(status), None) => Some(if nth % 2 == 0 { status } else { 200 }),
+        (Mode::Flaky(status), None) => Some(if nth % 2 == 1 { 200 } else { status }),
     }
 }
 
