@@ -13,6 +13,7 @@ use mizzen_xds::pb::envoy::config::core::v3::{
     DataSource, HeaderValue, HeaderValueOption, Metadata, RuntimeFractionalPercent, data_source,
     header_value_option::HeaderAppendAction,
 };
+use mizzen_xds::pb::envoy::config::route::v3::route_action::HashPolicy;
 use mizzen_xds::pb::envoy::config::route::v3::{
     Decorator, DirectResponseAction, RedirectAction, RetryPolicy, Route, RouteAction,
     WeightedCluster, redirect_action, retry_policy, route, route_action, weighted_cluster,
@@ -30,7 +31,7 @@ use mizzen_xds::pb::google::protobuf::{self as pbuf, BoolValue, UInt32Value};
 
 use super::matches::{regex, route_match, string_matcher_of};
 use super::scope::{MeshVirtualService, source_matches};
-use super::to_any;
+use super::{Hashes, to_any};
 use crate::model::{Proxy, PushContext};
 use crate::translate::names::{ClusterName, outbound_cluster};
 
@@ -57,6 +58,7 @@ const HOST_SELECTION_RETRY_MAX_ATTEMPTS: i64 = 5;
 pub(crate) fn translate_route(
     push: &PushContext,
     proxy: &Proxy,
+    hashes: &Hashes<'_>,
     vs: &MeshVirtualService<'_>,
     http: &HttpRoute,
     m: Option<&HttpMatchRequest>,
@@ -90,7 +92,7 @@ pub(crate) fn translate_route(
     } else if let Some(direct) = &http.direct_response {
         out.action = Some(route::Action::DirectResponse(direct_response(direct)));
     } else {
-        let action = route_action(push, vs, http, &mut out, authority, port);
+        let action = route_action(push, hashes, vs, http, &mut out, authority, port);
         out.action = Some(route::Action::Route(action));
     }
     out.decorator = Some(Decorator {
@@ -109,15 +111,32 @@ pub(crate) fn translate_route(
 }
 
 /// The route of a service without VirtualService: everything to its cluster, with
-/// Istio's default retries and no timeout.
-pub(crate) fn default_outbound_route(cluster: String, operation: String) -> Route {
+/// Istio's default retries, no timeout, and the consistent hash of its DestinationRule.
+pub(crate) fn default_outbound_route(
+    cluster: String,
+    operation: String,
+    hash_policy: Vec<HashPolicy>,
+) -> Route {
     let mut action = RouteAction {
         cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster)),
         retry_policy: Some(default_retry_policy()),
         ..RouteAction::default()
     };
     set_timeout(&mut action, None);
+    set_hash_policy(&mut action, hash_policy);
     default_route(action, operation)
+}
+
+/// Hashes the route's requests by `hash_policy` (when there is one); retries then stop
+/// avoiding previous hosts, which would break the hashing (Istio's `ConvertPolicy`).
+fn set_hash_policy(action: &mut RouteAction, hash_policy: Vec<HashPolicy>) {
+    if hash_policy.is_empty() {
+        return;
+    }
+    if let Some(retry) = &mut action.retry_policy {
+        retry.retry_host_predicate.clear();
+    }
+    action.hash_policy = hash_policy;
 }
 
 /// The inbound route: everything to the local workload's cluster, no timeouts, and
@@ -160,6 +179,7 @@ fn default_route(action: RouteAction, operation: String) -> Route {
 /// mirrors, timeout and retries.
 fn route_action(
     push: &PushContext,
+    hashes: &Hashes<'_>,
     vs: &MeshVirtualService<'_>,
     http: &HttpRoute,
     out: &mut Route,
@@ -263,7 +283,36 @@ fn route_action(
         ));
     }
     action.retry_policy = retry_policy(http.retries.as_ref());
+    set_hash_policy(&mut action, route_hashes(push, hashes, vs, http, port));
     action
+}
+
+/// The hash policies of a route's destinations when they agree (one destination, or
+/// several whose DestinationRules hash alike); none otherwise.
+fn route_hashes(
+    push: &PushContext,
+    hashes: &Hashes<'_>,
+    vs: &MeshVirtualService<'_>,
+    http: &HttpRoute,
+    port: u16,
+) -> Vec<HashPolicy> {
+    let mut each = http
+        .route
+        .iter()
+        .filter(|d| d.weight != 0 || http.route.len() == 1)
+        .map(|d| {
+            let dest = &d.destination;
+            let host = vs.resolve(&dest.host, push);
+            hashes.of_host(push, &host, destination_port(dest, port), &dest.subset)
+        });
+    let Some(first) = each.next() else {
+        return Vec::new();
+    };
+    if each.all(|other| other == first) {
+        first
+    } else {
+        Vec::new()
+    }
 }
 
 /// The cluster of a destination: its host resolved in the VirtualService's namespace,
@@ -275,13 +324,16 @@ pub(crate) fn destination_cluster(
     port: u16,
 ) -> String {
     let host = vs.resolve(&dest.host, push);
-    let port = dest
-        .port
+    outbound_cluster(destination_port(dest, port), &dest.subset, host.as_str())
+}
+
+/// A destination's port: its own, else the listener's.
+fn destination_port(dest: &Destination, port: u16) -> u16 {
+    dest.port
         .as_ref()
         .and_then(|p| u16::try_from(p.number).ok())
         .filter(|p| *p != 0)
-        .unwrap_or(port);
-    outbound_cluster(port, &dest.subset, host.as_str())
+        .unwrap_or(port)
 }
 
 fn mirror_policy(

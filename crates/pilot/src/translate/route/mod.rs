@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use mizzen_api::types::Protocol;
 
+use mizzen_xds::pb::envoy::config::route::v3::route_action::HashPolicy;
 use mizzen_xds::pb::envoy::config::route::v3::{
     DirectResponseAction, Route, RouteAction, RouteConfiguration, VirtualHost, route, route_action,
 };
@@ -27,6 +28,7 @@ use matches::{is_catch_all, match_all};
 use scope::{MeshVirtualService, SidecarScope};
 
 use crate::model::{Hostname, Proxy, PushContext, Service};
+use crate::translate::cluster::{DestinationRules, hash_policies};
 use crate::translate::names::outbound_cluster;
 
 /// The route configuration an HTTP-proxy listener uses (Istio's `RDSHttpProxy`).
@@ -42,10 +44,45 @@ const MAX_DIRECT_RESPONSE_BODY_BYTES: u32 = 1024 * 1024;
 /// unknown name gets an empty configuration, as Istio sends.
 pub fn routes(push: &PushContext, proxy: &Proxy, names: &[String]) -> Vec<RouteConfiguration> {
     let scope = SidecarScope::new(push, proxy);
+    let hashes = Hashes {
+        proxy,
+        rules: DestinationRules::new(push),
+    };
     names
         .iter()
-        .map(|name| route_configuration(push, proxy, &scope, name))
+        .map(|name| route_configuration(push, proxy, &scope, &hashes, name))
         .collect()
+}
+
+/// What a route hashes for consistent-hash balancing: the key its destination's
+/// DestinationRule names (`consistentHash`), as Istio puts it on the route.
+pub(crate) struct Hashes<'a> {
+    proxy: &'a Proxy,
+    rules: DestinationRules<'a>,
+}
+
+impl Hashes<'_> {
+    /// The hash policies for traffic to `subset` (or `""`) of `service` on `port`.
+    pub(crate) fn of_service(&self, service: &Service, port: u16, subset: &str) -> Vec<HashPolicy> {
+        let rule = self.rules.for_service(self.proxy, service);
+        hash_policies(rule.map(|r| r.spec), port, subset)
+    }
+
+    /// The hash policies for traffic to `subset` of the service named `host` on `port`;
+    /// none for a host the registry does not know.
+    pub(crate) fn of_host(
+        &self,
+        push: &PushContext,
+        host: &Hostname,
+        port: u16,
+        subset: &str,
+    ) -> Vec<HashPolicy> {
+        push.registry
+            .services_named(host)
+            .first()
+            .map(|service| self.of_service(service, port, subset))
+            .unwrap_or_default()
+    }
 }
 
 /// What a route name asks for.
@@ -74,6 +111,7 @@ fn route_configuration(
     push: &PushContext,
     proxy: &Proxy,
     scope: &SidecarScope<'_>,
+    hashes: &Hashes<'_>,
     name: &str,
 ) -> RouteConfiguration {
     let empty = RouteConfiguration {
@@ -102,7 +140,7 @@ fn route_configuration(
     };
     let mut vhosts = match parsed {
         RouteName::Port(port) => {
-            let by_port = virtual_hosts(push, proxy, egress, &[port]);
+            let by_port = virtual_hosts(push, proxy, hashes, egress, &[port]);
             by_port.into_values().flatten().collect()
         }
         RouteName::HttpProxy => {
@@ -114,11 +152,11 @@ fn route_configuration(
                 .map(|p| p.port)
                 .collect();
             let ports: Vec<u16> = ports.into_iter().collect();
-            let by_port = virtual_hosts(push, proxy, egress, &ports);
+            let by_port = virtual_hosts(push, proxy, hashes, egress, &ports);
             merge_ports(by_port)
         }
         RouteName::Service(host, port) => {
-            let by_port = virtual_hosts(push, proxy, egress, &[port]);
+            let by_port = virtual_hosts(push, proxy, hashes, egress, &[port]);
             let mut matching: Vec<VirtualHost> = by_port
                 .into_values()
                 .flatten()
@@ -234,6 +272,7 @@ struct VhostGroup<'a> {
 fn virtual_hosts(
     push: &PushContext,
     proxy: &Proxy,
+    hashes: &Hashes<'_>,
     egress: &scope::EgressScope<'_>,
     ports: &[u16],
 ) -> BTreeMap<u16, Vec<VirtualHost>> {
@@ -269,7 +308,7 @@ fn virtual_hosts(
         assignments.sort_by_key(|(i, _)| *i);
         for (i, mut services) in assignments {
             let vs = &egress.virtual_services[i];
-            let routes = vs_routes(push, proxy, vs, port);
+            let routes = vs_routes(push, proxy, hashes, vs, port);
             if routes.is_empty() {
                 // Nothing applies here: the services keep their default routes.
                 for s in &services {
@@ -299,7 +338,11 @@ fn virtual_hosts(
                 port,
                 services: vec![service],
                 other_hosts: Vec::new(),
-                routes: vec![default_outbound_route(cluster, operation)],
+                routes: vec![default_outbound_route(
+                    cluster,
+                    operation,
+                    hashes.of_service(service, port, ""),
+                )],
             });
         }
     }
@@ -361,6 +404,7 @@ fn virtual_hosts(
 fn vs_routes(
     push: &PushContext,
     proxy: &Proxy,
+    hashes: &Hashes<'_>,
     vs: &MeshVirtualService<'_>,
     port: u16,
 ) -> Vec<Route> {
@@ -368,11 +412,11 @@ fn vs_routes(
     for http in &vs.spec.http {
         let mut catch_all = false;
         if http.r#match.is_empty() {
-            out.extend(translate_route(push, proxy, vs, http, None, port));
+            out.extend(translate_route(push, proxy, hashes, vs, http, None, port));
             catch_all = true;
         } else {
             for m in &http.r#match {
-                if let Some(r) = translate_route(push, proxy, vs, http, Some(m), port) {
+                if let Some(r) = translate_route(push, proxy, hashes, vs, http, Some(m), port) {
                     let all = r.r#match.as_ref().is_some_and(is_catch_all);
                     out.push(r);
                     if all {

@@ -883,3 +883,84 @@ spec:
         matches!(&block.routes[0].action, Some(route::Action::DirectResponse(d)) if d.status == 502)
     );
 }
+
+#[test]
+fn a_destination_rules_consistent_hash_goes_on_its_routes() {
+    use mizzen_xds::pb::envoy::config::route::v3::route_action::hash_policy::PolicySpecifier;
+    let push = push_of(
+        bookinfo_registry(),
+        r#"
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  trafficPolicy:
+    loadBalancer:
+      consistentHash: {httpCookie: {name: user, ttl: 3600s}}
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings, namespace: default}
+spec:
+  host: ratings
+  trafficPolicy:
+    loadBalancer:
+      consistentHash: {httpHeaderName: x-user}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - {destination: {host: reviews, subset: v1}, weight: 50}
+    - {destination: {host: reviews, subset: v2}, weight: 50}
+"#,
+    );
+    let rc = route_9080(&push);
+    // A VirtualService's route, its destinations hashing alike: the cookie, and retries
+    // no longer avoid previous hosts (they would break the hashing).
+    let reviews = &vhost(&rc, "reviews.default.svc.cluster.local:9080").routes[0];
+    let a = action(reviews);
+    let [hash] = a.hash_policy.as_slice() else {
+        panic!("one hash policy: {:?}", a.hash_policy);
+    };
+    match &hash.policy_specifier {
+        Some(PolicySpecifier::Cookie(c)) => {
+            assert_eq!(c.name, "user");
+            assert_eq!(c.ttl.as_ref().map(|t| t.seconds), Some(3600));
+        }
+        other => panic!("a cookie hash: {other:?}"),
+    }
+    assert!(
+        a.retry_policy
+            .as_ref()
+            .unwrap()
+            .retry_host_predicate
+            .is_empty()
+    );
+    // A service without VirtualService: its default route hashes the header.
+    let ratings = &vhost(&rc, "ratings.default.svc.cluster.local:9080").routes[0];
+    let a = action(ratings);
+    assert!(matches!(
+        a.hash_policy.as_slice(),
+        [h] if matches!(&h.policy_specifier, Some(PolicySpecifier::Header(h)) if h.header_name == "x-user")
+    ));
+    // No DestinationRule, no hash; retries keep avoiding previous hosts.
+    let details = &vhost(&rc, "details.default.svc.cluster.local:9080").routes[0];
+    assert!(action(details).hash_policy.is_empty());
+    assert_eq!(
+        action(details)
+            .retry_policy
+            .as_ref()
+            .unwrap()
+            .retry_host_predicate
+            .len(),
+        1
+    );
+}
