@@ -14,7 +14,6 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -61,21 +60,6 @@ async fn recording() -> (SocketAddr, mpsc::UnboundedReceiver<Copy>) {
         }
     });
     (addr, rx)
-}
-
-/// A backend that accepts connections, reads and never answers.
-async fn hanging() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 1024];
-                while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
-            });
-        }
-    });
-    addr
 }
 
 /// A proxy routing to cluster `v1` (`primary`) and mirroring to `v2` (`mirror`) by the
@@ -130,7 +114,7 @@ async fn the_host_is_kept_when_the_suffix_is_disabled() {
 
 #[tokio::test]
 async fn a_hanging_or_dead_mirror_never_reaches_the_client() {
-    let proxy = mirroring(backend("v1").await, hanging().await, TO_V2).await;
+    let proxy = mirroring(backend("v1").await, silent().await, TO_V2).await;
     let addr = proxy.listener_addr("http").await;
     // The copy is still waiting for its answer when the client has its own.
     let got = tokio::time::timeout(Duration::from_secs(5), send(addr, get("shop", "/")))

@@ -78,6 +78,22 @@ pub async fn backend(name: &'static str) -> SocketAddr {
     addr
 }
 
+/// A backend that accepts connections, reads what comes and never answers.
+pub async fn silent() -> SocketAddr {
+    use tokio::io::AsyncReadExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    addr
+}
+
 /// A TCP backend that writes back what it reads, prefixed with its name.
 pub async fn echo(name: &'static str) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
