@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
@@ -52,6 +53,8 @@ pub struct PoolSettings {
     pub max_requests: Option<u32>,
     /// The cluster's connection and pending request limits.
     pub limits: CircuitBreakers,
+    /// How many streams one HTTP/2 connection may carry at once.
+    pub max_streams: Option<u32>,
 }
 
 impl PoolSettings {
@@ -62,6 +65,7 @@ impl PoolSettings {
             idle_timeout: cluster.idle_timeout,
             max_requests: cluster.max_requests_per_connection,
             limits: cluster.circuit_breakers,
+            max_streams: cluster.max_concurrent_streams,
         }
     }
 }
@@ -111,9 +115,13 @@ impl Upstreams {
         let upgrade = request.headers().contains_key(http::header::UPGRADE);
         let pool = self.pool(key);
         if key.http2 {
-            let mut sender = pool.http2(settings, stats).await?;
+            let (mut sender, stream) = pool.http2(settings, stats).await?;
             let response = sender.send_request(request).await?;
-            Ok(response.map(|body| PooledBody { body, back: None }))
+            Ok(response.map(|body| PooledBody {
+                body,
+                back: None,
+                _stream: Some(stream),
+            }))
         } else {
             let (mut sender, uses) = pool.http1(settings, stats).await?;
             let response = sender.send_request(request).await?;
@@ -123,7 +131,11 @@ impl Upstreams {
                 uses: uses + 1,
                 max: settings.max_requests,
             });
-            Ok(response.map(|body| PooledBody { body, back }))
+            Ok(response.map(|body| PooledBody {
+                body,
+                back,
+                _stream: None,
+            }))
         }
     }
 
@@ -157,12 +169,43 @@ impl Upstreams {
 struct Pool {
     key: PoolKey,
     idle: Mutex<Vec<Idle>>,
-    shared: Mutex<Option<http2::SendRequest<RequestBody>>>,
+    /// HTTP/2 connections, shared by concurrent requests up to `max_streams` each.
+    shared: Mutex<Vec<Http2Connection>>,
     /// Connections open to the endpoint: a pool with none may always open one, as in
     /// Envoy, so that pending requests never wait on other endpoints' connections.
     connections: Arc<Gauge>,
     /// Wakes pending requests when a connection comes back idle or closes.
     freed: Notify,
+}
+
+/// An HTTP/2 connection of a pool, and how many streams it carries now.
+struct Http2Connection {
+    sender: http2::SendRequest<RequestBody>,
+    streams: Arc<AtomicU32>,
+}
+
+/// One stream on an HTTP/2 connection, counted until its response body ends; then a
+/// request waiting for a stream may take its place.
+struct Http2Stream {
+    streams: Arc<AtomicU32>,
+    pool: Arc<Pool>,
+}
+
+impl Http2Stream {
+    fn open(connection: &Http2Connection, pool: &Arc<Pool>) -> Self {
+        connection.streams.fetch_add(1, Ordering::Relaxed);
+        Http2Stream {
+            streams: connection.streams.clone(),
+            pool: pool.clone(),
+        }
+    }
+}
+
+impl Drop for Http2Stream {
+    fn drop(&mut self) {
+        self.streams.fetch_sub(1, Ordering::Relaxed);
+        self.pool.freed.notify_waiters();
+    }
 }
 
 /// An HTTP/1.1 connection waiting for its next request.
@@ -177,7 +220,7 @@ impl Pool {
         Self {
             key,
             idle: Mutex::new(Vec::new()),
-            shared: Mutex::new(None),
+            shared: Mutex::new(Vec::new()),
             connections: Arc::default(),
             freed: Notify::new(),
         }
@@ -280,30 +323,31 @@ impl Pool {
         }
     }
 
-    /// The endpoint's HTTP/2 connection, made if there is none alive.
+    /// An HTTP/2 connection with a stream free for the request: a live one under
+    /// `max_streams`, else a new one (within `max_connections`; beyond it the request is
+    /// pending until a stream frees up).
     async fn http2(
         self: &Arc<Self>,
         settings: PoolSettings,
         stats: &Arc<ClusterStats>,
-    ) -> Result<http2::SendRequest<RequestBody>, UpstreamError> {
-        if let Some(sender) = self
-            .shared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            && sender.is_ready()
-        {
-            return Ok(sender.clone());
-        }
-        // Pending while the connection opens; one connection per endpoint, so the pool
-        // never waits on `max_connections`.
-        let _pending = Self::pending(&settings, stats)?;
-        let slot = self.open_slot(&settings, stats).unwrap_or_else(|| {
-            let limits = &settings.limits;
-            stats
-                .upstream_cx_active
-                .track_beyond(limits.max_connections, &stats.circuit_breakers.cx_open)
-        });
+    ) -> Result<(http2::SendRequest<RequestBody>, Http2Stream), UpstreamError> {
+        let mut pending = None;
+        let slot = loop {
+            // Registered before looking, so that a stream freed meanwhile wakes it.
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(found) = self.free_stream(settings.max_streams) {
+                return Ok(found);
+            }
+            if pending.is_none() {
+                pending = Some(Self::pending(&settings, stats)?);
+            }
+            match self.open_slot(&settings, stats) {
+                Some(slot) => break slot,
+                None => freed.await,
+            }
+        };
         let io = TokioIo::new(self.connect(settings, stats).await?);
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .keep_alive_interval(None)
@@ -314,8 +358,31 @@ impl Pool {
                 tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
             }
         });
-        *self.shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(sender.clone());
-        Ok(sender)
+        let connection = Http2Connection {
+            sender: sender.clone(),
+            streams: Arc::default(),
+        };
+        let stream = Http2Stream::open(&connection, self);
+        self.shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(connection);
+        Ok((sender, stream))
+    }
+
+    /// A stream on a live HTTP/2 connection below `max_streams`, if any; closed
+    /// connections are forgotten on the way.
+    fn free_stream(
+        self: &Arc<Self>,
+        max_streams: Option<u32>,
+    ) -> Option<(http2::SendRequest<RequestBody>, Http2Stream)> {
+        let mut connections = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        connections.retain(|c| !c.sender.is_closed());
+        let free = connections.iter().find(|c| {
+            c.sender.is_ready()
+                && max_streams.is_none_or(|max| c.streams.load(Ordering::Relaxed) < max)
+        })?;
+        Some((free.sender.clone(), Http2Stream::open(free, self)))
     }
 
     async fn connect(
@@ -393,6 +460,8 @@ async fn open(
 pub struct PooledBody {
     body: Incoming,
     back: Option<GiveBack>,
+    /// The HTTP/2 stream it holds until it ends.
+    _stream: Option<Http2Stream>,
 }
 
 struct GiveBack {

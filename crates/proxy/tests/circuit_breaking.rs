@@ -65,8 +65,9 @@ async fn proxy_to(backend: SocketAddr, thresholds: &str) -> mizzen_proxy::Proxy 
 /// Waits until `level` reads `want` (the proxy got that far with a request).
 async fn until(stats: &ClusterStats, level: impl Fn(&ClusterStats) -> i64, want: i64) {
     tokio::time::timeout(Duration::from_secs(10), async {
+        // The proxy's tasks run on this test's runtime: yielding lets them progress.
         while level(stats) != want {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::task::yield_now().await;
         }
     })
     .await
@@ -158,4 +159,66 @@ async fn requests_beyond_max_requests_overflow_and_the_rest_go_through() {
         3,
         "the refused one was never sent"
     );
+}
+
+/// An HTTP/2 backend that reports each connection it accepts and each request it
+/// receives, and never answers.
+async fn hanging_h2() -> (
+    SocketAddr,
+    mpsc::UnboundedReceiver<()>,
+    mpsc::UnboundedReceiver<()>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (accepted_tx, accepted) = mpsc::unbounded_channel();
+    let (received_tx, received) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = accepted_tx.send(());
+            let received = received_tx.clone();
+            let service = service_fn(move |_: Request<Incoming>| {
+                let _ = received.send(());
+                async {
+                    std::future::pending::<()>().await;
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    (addr, accepted, received)
+}
+
+#[tokio::test]
+async fn an_http2_connection_carries_at_most_max_concurrent_streams() {
+    let (backend, mut accepted, mut received) = hanging_h2().await;
+    let vhosts = r#"- name: all
+  domains: ["*"]
+  routes: [{match: {prefix: "/"}, route: {cluster: b}}]
+"#;
+    let cluster = cluster("b", &[backend])
+        + "  typed_extension_protocol_options:\n    envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n      \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n      explicit_http_config: {http2_protocol_options: {max_concurrent_streams: 2}}\n";
+    let proxy = proxy(&http_bootstrap(vhosts, &cluster)).await;
+    let addr = proxy.listener_addr("http").await;
+
+    // Two streams share the first connection; the third opens a second one.
+    for _ in 0..2 {
+        hang(addr);
+        received.recv().await.unwrap();
+    }
+    accepted.recv().await.unwrap();
+    assert!(
+        accepted.try_recv().is_err(),
+        "one connection for two streams"
+    );
+    hang(addr);
+    tokio::time::timeout(Duration::from_secs(10), accepted.recv())
+        .await
+        .expect("a second connection opens for the third stream");
+    received.recv().await.unwrap();
+    let stats = proxy.store().stats().cluster("b");
+    assert_eq!(stats.upstream_cx_total.get(), 2);
 }

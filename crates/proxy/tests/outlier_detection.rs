@@ -37,6 +37,9 @@ async fn failing() -> SocketAddr {
     addr
 }
 
+/// The test cluster's `base_ejection_time`.
+const BASE_EJECTION_TIME: Duration = Duration::from_secs(1);
+
 /// The `health_flags` `/clusters` shows for `host` in cluster `b`.
 async fn health_flags(proxy: &mizzen_proxy::Proxy, host: SocketAddr) -> String {
     let clusters = send(proxy.admin_addr().unwrap(), get("admin", "/clusters"))
@@ -79,6 +82,7 @@ async fn a_failing_endpoint_is_ejected_then_comes_back() {
         }
     }
     assert_eq!(failures, 3);
+    let ejected = tokio::time::Instant::now();
     assert_eq!(health_flags(&proxy, bad).await, "/failed_outlier_check");
     assert_eq!(health_flags(&proxy, good).await, "healthy");
     let stats = proxy.store().stats().cluster("b");
@@ -94,10 +98,12 @@ async fn a_failing_endpoint_is_ejected_then_comes_back() {
         assert_eq!(got.headers["x-backend"], "good");
     }
 
-    // Back after the base ejection time (a sweep runs when /clusters is read).
+    // Back once the base ejection time (1 s) has passed: the sweep that runs when
+    // /clusters is read returns it (sweeps run at most every `interval`, 50 ms).
+    tokio::time::sleep_until(ejected + BASE_EJECTION_TIME).await;
     tokio::time::timeout(Duration::from_secs(10), async {
         while health_flags(&proxy, bad).await != "healthy" {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::task::yield_now().await;
         }
     })
     .await

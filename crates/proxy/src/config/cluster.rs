@@ -48,6 +48,9 @@ pub struct Cluster {
     pub idle_timeout: Duration,
     /// How many requests one upstream connection may carry (none: unlimited).
     pub max_requests_per_connection: Option<u32>,
+    /// How many streams one HTTP/2 connection may carry at once (`max_concurrent_streams`
+    /// of its HTTP/2 options); beyond it, another connection opens.
+    pub max_concurrent_streams: Option<u32>,
     /// How many connections and requests it may have at once.
     pub circuit_breakers: CircuitBreakers,
     /// When set, endpoints that fail in a row are ejected for a while.
@@ -189,10 +192,28 @@ impl Cluster {
             ),
             None => None,
         };
-        let protocol = match options
+        let upstream_options = options
             .as_ref()
-            .and_then(|o| o.upstream_protocol_options.as_ref())
-        {
+            .and_then(|o| o.upstream_protocol_options.as_ref());
+        #[allow(deprecated)]
+        let http2_options = match upstream_options {
+            Some(UpstreamProtocolOptions::ExplicitHttpConfig(explicit)) => {
+                match &explicit.protocol_config {
+                    Some(ProtocolConfig::Http2ProtocolOptions(h2)) => Some(h2),
+                    _ => None,
+                }
+            }
+            Some(UpstreamProtocolOptions::UseDownstreamProtocolConfig(d)) => {
+                d.http2_protocol_options.as_ref()
+            }
+            Some(UpstreamProtocolOptions::AutoConfig(a)) => a.http2_protocol_options.as_ref(),
+            None => raw.http2_protocol_options.as_ref(),
+        };
+        let max_concurrent_streams = http2_options
+            .and_then(|h2| h2.max_concurrent_streams)
+            .map(|v| v.value)
+            .filter(|v| *v > 0);
+        let protocol = match upstream_options {
             Some(UpstreamProtocolOptions::ExplicitHttpConfig(explicit)) => {
                 match explicit.protocol_config {
                     Some(ProtocolConfig::Http2ProtocolOptions(_)) => UpstreamProtocol::Http2,
@@ -248,6 +269,7 @@ impl Cluster {
             bind,
             idle_timeout,
             max_requests_per_connection,
+            max_concurrent_streams,
             circuit_breakers: CircuitBreakers::compile(raw.circuit_breakers.as_ref()),
             outlier_detection,
             raw: Arc::new(raw),
