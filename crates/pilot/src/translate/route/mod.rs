@@ -407,8 +407,9 @@ fn virtual_hosts(
     out
 }
 
-/// The routes of one VirtualService on `port`, in order, stopping after a route that
-/// matches everything (Istio's `BuildHTTPRoutesForVirtualService`).
+/// The routes of one VirtualService on `port` for `binding` (the mesh or a Gateway), in
+/// order, stopping after a route that matches everything (Istio's
+/// `BuildHTTPRoutesForVirtualService`).
 pub(crate) fn vs_routes(
     push: &PushContext,
     proxy: &Proxy,

@@ -13,7 +13,8 @@ use mizzen_api::{Kind, Object, Resource};
 use crate::model::{EgressImports, Hostname, Proxy, PushContext, Service, resolve_host};
 use crate::translate::gateway::resolve_gateway_name;
 
-/// A VirtualService bound to the mesh, with its hosts made fully qualified.
+/// A VirtualService with its hosts made fully qualified, as routes are built from it
+/// (sidecars use those bound to the mesh, gateways those bound to their Gateways).
 #[derive(Debug, Clone)]
 pub(crate) struct MeshVirtualService<'a> {
     /// Its namespace (short names resolve in it).
