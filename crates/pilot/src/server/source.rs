@@ -16,7 +16,7 @@ use prost::Name;
 
 use crate::model::{InterceptionMode, NodeType, Proxy, PushContext};
 use crate::translate::endpoint::proxy_locality;
-use crate::translate::{cluster, endpoint, listener, route};
+use crate::translate::{cluster, endpoint, gateway, listener, route};
 
 /// The current push context and its version; swapped atomically on each push.
 #[derive(Debug)]
@@ -147,6 +147,16 @@ impl Current {
                 let own = encode(cluster::inbound_side(push, proxy), |c| &c.name);
                 [&shared[..], &own].concat()
             }
+            ResourceType::Listener if proxy.node_type == NodeType::Router => {
+                let built = self.cache.listeners.get_or_build(scope, || {
+                    let listeners = gateway::listeners(push, proxy);
+                    (
+                        encode(listeners, |l| &l.name),
+                        !gateway::binds_own_address(proxy),
+                    )
+                });
+                built.to_vec()
+            }
             ResourceType::Listener => {
                 let shared = self.cache.listeners.get_or_build(scope, || {
                     let side = listener::outbound_side(push, proxy);
@@ -158,10 +168,11 @@ impl Current {
             ResourceType::Route => {
                 let routes = self.cache.routes.get_or_build((scope, names.clone()), || {
                     let names = requested();
-                    (
-                        encode(route::routes(push, proxy, &names), |r| &r.name),
-                        true,
-                    )
+                    let built = match proxy.node_type {
+                        NodeType::Router => gateway::routes(push, proxy, &names),
+                        NodeType::Sidecar => route::routes(push, proxy, &names),
+                    };
+                    (encode(built, |r| &r.name), true)
                 });
                 routes.to_vec()
             }

@@ -187,6 +187,8 @@ pub(crate) enum Side {
     Inbound,
     /// The HTTP proxy listener: absolute URLs allowed.
     HttpProxy,
+    /// A gateway's listener: the edge, where the peer is the client.
+    Gateway,
 }
 
 /// An `http_connection_manager` network filter in Istio's sidecar shape. Its filter
@@ -239,6 +241,21 @@ pub(crate) fn http_connection_manager(stat_prefix: &str, routes: Routes, side: S
                 allow_absolute_url: Some(BoolValue { value: true }),
                 ..Http1ProtocolOptions::default()
             });
+        }
+        Side::Gateway => {
+            // Istio's buildGatewayConnectionManager: clients are outside the mesh, and
+            // client certificate headers they send are replaced, never trusted.
+            hcm.use_remote_address = Some(BoolValue { value: true });
+            hcm.forward_client_cert_details =
+                http_connection_manager::ForwardClientCertDetails::SanitizeSet as i32;
+            hcm.set_current_client_cert_details =
+                Some(http_connection_manager::SetCurrentClientCertDetails {
+                    subject: Some(BoolValue { value: true }),
+                    cert: true,
+                    dns: true,
+                    uri: true,
+                    ..http_connection_manager::SetCurrentClientCertDetails::default()
+                });
         }
         Side::Outbound => {}
     }

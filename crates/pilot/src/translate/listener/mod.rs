@@ -13,7 +13,8 @@ use mizzen_xds::pb::envoy::config::core::v3::TrafficDirection;
 use mizzen_xds::pb::envoy::config::listener::v3::{FilterChain, FilterChainMatch, Listener};
 use mizzen_xds::pb::google::protobuf::{BoolValue, UInt32Value};
 
-use filters::{Routes, Side, TcpTarget, address, http_connection_manager, tcp_proxy};
+pub(crate) use filters::{Routes, Side, address, http_connection_manager};
+use filters::{TcpTarget, tcp_proxy};
 pub use inbound::VIRTUAL_INBOUND_PORT;
 
 use crate::model::{InterceptionMode, Proxy, PushContext};

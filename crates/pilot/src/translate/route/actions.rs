@@ -30,9 +30,9 @@ use mizzen_xds::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent};
 use mizzen_xds::pb::google::protobuf::{self as pbuf, BoolValue, UInt32Value};
 
 use super::matches::{regex, route_match, string_matcher_of};
-use super::scope::{MeshVirtualService, source_matches};
+use super::scope::{Binding, MeshVirtualService};
 use super::{Hashes, to_any};
-use crate::model::{Proxy, PushContext};
+use crate::model::{Hostname, Proxy, PushContext};
 use crate::translate::names::{ClusterName, outbound_cluster};
 
 /// The HTTP filter names Istio keys per-route config by.
@@ -53,11 +53,13 @@ const INBOUND_RETRY_ON: &str = "reset-before-request";
 /// Istio's default `host_selection_retry_max_attempts`.
 const HOST_SELECTION_RETRY_MAX_ATTEMPTS: i64 = 5;
 
-/// Translates `http` with its match `m` for a listener on `port`; `None` when the match
-/// does not apply to this proxy or port.
+/// Translates `http` with its match `m` for a listener on `port` of `binding`; `None`
+/// when the match does not apply to this proxy or port.
+#[allow(clippy::too_many_arguments)] // Istio's translateRoute reads all of these.
 pub(crate) fn translate_route(
     push: &PushContext,
     proxy: &Proxy,
+    binding: Binding<'_>,
     hashes: &Hashes<'_>,
     vs: &MeshVirtualService<'_>,
     http: &HttpRoute,
@@ -68,7 +70,7 @@ pub(crate) fn translate_route(
         if m.port != 0 && m.port != u32::from(port) {
             return None;
         }
-        if !source_matches(proxy, &m.gateways, &m.source_labels, &m.source_namespace) {
+        if !binding.matches(proxy, vs.namespace, m) {
             return None;
         }
     }
@@ -303,7 +305,12 @@ fn route_hashes(
         .map(|d| {
             let dest = &d.destination;
             let host = vs.resolve(&dest.host, push);
-            hashes.of_host(push, &host, destination_port(dest, port), &dest.subset)
+            hashes.of_host(
+                push,
+                &host,
+                destination_port(push, &host, dest, port),
+                &dest.subset,
+            )
         });
     let Some(first) = each.next() else {
         return Vec::new();
@@ -316,7 +323,8 @@ fn route_hashes(
 }
 
 /// The cluster of a destination: its host resolved in the VirtualService's namespace,
-/// its port or else the listener's (Istio's `GetDestinationCluster`).
+/// its port, else its service's only port, else the listener's (Istio's
+/// `GetDestinationCluster`).
 pub(crate) fn destination_cluster(
     push: &PushContext,
     vs: &MeshVirtualService<'_>,
@@ -324,16 +332,25 @@ pub(crate) fn destination_cluster(
     port: u16,
 ) -> String {
     let host = vs.resolve(&dest.host, push);
-    outbound_cluster(destination_port(dest, port), &dest.subset, host.as_str())
+    let port = destination_port(push, &host, dest, port);
+    outbound_cluster(port, &dest.subset, host.as_str())
 }
 
-/// A destination's port: its own, else the listener's.
-fn destination_port(dest: &Destination, port: u16) -> u16 {
-    dest.port
+/// A destination's port: its own, else the only port of its service `host` (what a
+/// gateway on another port relies on), else the listener's.
+fn destination_port(push: &PushContext, host: &Hostname, dest: &Destination, port: u16) -> u16 {
+    let own = dest
+        .port
         .as_ref()
         .and_then(|p| u16::try_from(p.number).ok())
-        .filter(|p| *p != 0)
-        .unwrap_or(port)
+        .filter(|p| *p != 0);
+    own.or_else(
+        || match push.registry.services_named(host).first()?.ports[..] {
+            [ref only] => Some(only.port),
+            _ => None,
+        },
+    )
+    .unwrap_or(port)
 }
 
 fn mirror_policy(

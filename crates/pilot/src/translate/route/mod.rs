@@ -24,8 +24,10 @@ use prost::Message;
 
 pub(crate) use actions::{CORS_FILTER, FAULT_FILTER, default_inbound_route, destination_cluster};
 use actions::{default_outbound_route, duration, translate_route};
-use matches::{is_catch_all, match_all};
-use scope::{MeshVirtualService, SidecarScope};
+pub(crate) use matches::is_catch_all;
+use matches::match_all;
+use scope::SidecarScope;
+pub(crate) use scope::{Binding, MeshVirtualService};
 
 use crate::model::{Hostname, Proxy, PushContext, Service};
 use crate::translate::cluster::{DestinationRules, hash_policies};
@@ -44,10 +46,7 @@ const MAX_DIRECT_RESPONSE_BODY_BYTES: u32 = 1024 * 1024;
 /// unknown name gets an empty configuration, as Istio sends.
 pub fn routes(push: &PushContext, proxy: &Proxy, names: &[String]) -> Vec<RouteConfiguration> {
     let scope = SidecarScope::new(push, proxy);
-    let hashes = Hashes {
-        proxy,
-        rules: DestinationRules::new(push),
-    };
+    let hashes = Hashes::new(push, proxy);
     names
         .iter()
         .map(|name| route_configuration(push, proxy, &scope, &hashes, name))
@@ -61,7 +60,15 @@ pub(crate) struct Hashes<'a> {
     rules: DestinationRules<'a>,
 }
 
-impl Hashes<'_> {
+impl<'a> Hashes<'a> {
+    /// The hash keys of `proxy`'s routes, from the DestinationRules of `push`.
+    pub(crate) fn new(push: &'a PushContext, proxy: &'a Proxy) -> Self {
+        Hashes {
+            proxy,
+            rules: DestinationRules::new(push),
+        }
+    }
+
     /// The hash policies for traffic to `subset` (or `""`) of `service` on `port`.
     pub(crate) fn of_service(&self, service: &Service, port: u16, subset: &str) -> Vec<HashPolicy> {
         let rule = self.rules.for_service(self.proxy, service);
@@ -179,7 +186,8 @@ fn route_configuration(
     }
 }
 
-fn route_config_base(name: &str) -> RouteConfiguration {
+/// An empty route configuration `name` with Istio's settings.
+pub(crate) fn route_config_base(name: &str) -> RouteConfiguration {
     RouteConfiguration {
         name: name.to_owned(),
         validate_clusters: Some(BoolValue { value: false }),
@@ -308,7 +316,7 @@ fn virtual_hosts(
         assignments.sort_by_key(|(i, _)| *i);
         for (i, mut services) in assignments {
             let vs = &egress.virtual_services[i];
-            let routes = vs_routes(push, proxy, hashes, vs, port);
+            let routes = vs_routes(push, proxy, Binding::Mesh, hashes, vs, port);
             if routes.is_empty() {
                 // Nothing applies here: the services keep their default routes.
                 for s in &services {
@@ -399,11 +407,13 @@ fn virtual_hosts(
     out
 }
 
-/// The routes of one VirtualService on `port`, in order, stopping after a route that
-/// matches everything (Istio's `BuildHTTPRoutesForVirtualService`).
-fn vs_routes(
+/// The routes of one VirtualService on `port` for `binding` (the mesh or a Gateway), in
+/// order, stopping after a route that matches everything (Istio's
+/// `BuildHTTPRoutesForVirtualService`).
+pub(crate) fn vs_routes(
     push: &PushContext,
     proxy: &Proxy,
+    binding: Binding<'_>,
     hashes: &Hashes<'_>,
     vs: &MeshVirtualService<'_>,
     port: u16,
@@ -412,11 +422,14 @@ fn vs_routes(
     for http in &vs.spec.http {
         let mut catch_all = false;
         if http.r#match.is_empty() {
-            out.extend(translate_route(push, proxy, hashes, vs, http, None, port));
+            out.extend(translate_route(
+                push, proxy, binding, hashes, vs, http, None, port,
+            ));
             catch_all = true;
         } else {
             for m in &http.r#match {
-                if let Some(r) = translate_route(push, proxy, hashes, vs, http, Some(m), port) {
+                let r = translate_route(push, proxy, binding, hashes, vs, http, Some(m), port);
+                if let Some(r) = r {
                     let all = r.r#match.as_ref().is_some_and(is_catch_all);
                     out.push(r);
                     if all {

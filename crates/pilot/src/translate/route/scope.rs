@@ -5,13 +5,16 @@
 use std::sync::Arc;
 
 use mizzen_api::networking::{
-    IstioEgressListener, MESH_GATEWAY, OutboundTrafficPolicyMode, Sidecar, VirtualService,
+    HttpMatchRequest, IstioEgressListener, MESH_GATEWAY, OutboundTrafficPolicyMode, Sidecar,
+    VirtualService,
 };
 use mizzen_api::{Kind, Object, Resource};
 
 use crate::model::{EgressImports, Hostname, Proxy, PushContext, Service, resolve_host};
+use crate::translate::gateway::resolve_gateway_name;
 
-/// A VirtualService bound to the mesh, with its hosts made fully qualified.
+/// A VirtualService with its hosts made fully qualified, as routes are built from it
+/// (sidecars use those bound to the mesh, gateways those bound to their Gateways).
 #[derive(Debug, Clone)]
 pub(crate) struct MeshVirtualService<'a> {
     /// Its namespace (short names resolve in it).
@@ -146,32 +149,54 @@ impl<'a> SidecarScope<'a> {
 /// `gateways`, or `mesh` among them), with hosts resolved; delegates (no hosts) are
 /// left out, as Istio only uses them through their root.
 fn mesh_virtual_services<'a>(push: &'a PushContext, proxy: &Proxy) -> Vec<MeshVirtualService<'a>> {
+    virtual_services_for(push, proxy)
+        .filter(|vs| {
+            let gateways = &vs.spec.gateways;
+            gateways.is_empty() || gateways.iter().any(|g| g == MESH_GATEWAY)
+        })
+        .map(|vs| MeshVirtualService::of(push, vs))
+        .collect()
+}
+
+/// The VirtualServices exported to `proxy`'s namespace, delegates (no hosts) left out.
+pub(crate) fn virtual_services_for<'a>(
+    push: &'a PushContext,
+    proxy: &Proxy,
+) -> impl Iterator<Item = &'a Resource<VirtualService>> {
+    let proxy_namespace = proxy.namespace.clone();
     push.config
         .of_kind(Kind::VirtualService)
         .filter_map(|o| match o.as_ref() {
             Object::VirtualService(vs) => Some(vs),
             _ => None,
         })
-        .filter_map(|vs| {
+        .filter(move |vs| {
             let namespace = vs.metadata.namespace.as_deref().unwrap_or("");
             let spec = &vs.spec;
-            let bound = spec.gateways.is_empty() || spec.gateways.iter().any(|g| g == MESH_GATEWAY);
             let exported = spec.export_to.is_empty()
                 || spec.export_to.iter().any(|e| {
-                    e == "*" || e == &proxy.namespace || (e == "." && namespace == proxy.namespace)
+                    e == "*" || e == &proxy_namespace || (e == "." && namespace == proxy_namespace)
                 });
-            (bound && exported && !spec.hosts.is_empty()).then(|| MeshVirtualService {
-                namespace,
-                name: vs.metadata.name.as_deref().unwrap_or(""),
-                spec,
-                hosts: spec
-                    .hosts
-                    .iter()
-                    .map(|h| resolve_host(h, namespace, &push.mesh))
-                    .collect(),
-            })
+            exported && !spec.hosts.is_empty()
         })
-        .collect()
+}
+
+impl<'a> MeshVirtualService<'a> {
+    /// `vs` with its hosts made fully qualified in its namespace.
+    pub fn of(push: &PushContext, vs: &'a Resource<VirtualService>) -> Self {
+        let namespace = vs.metadata.namespace.as_deref().unwrap_or("");
+        MeshVirtualService {
+            namespace,
+            name: vs.metadata.name.as_deref().unwrap_or(""),
+            spec: &vs.spec,
+            hosts: vs
+                .spec
+                .hosts
+                .iter()
+                .map(|h| resolve_host(h, namespace, &push.mesh))
+                .collect(),
+        }
+    }
 }
 
 /// Istio's source matching for route matches: `sourceLabels` are all on the proxy and
@@ -186,8 +211,47 @@ pub(crate) fn source_matches(
     if !gateways.is_empty() {
         return gateways.iter().any(|g| g == MESH_GATEWAY);
     }
+    source_labels_match(proxy, source_labels, source_namespace)
+}
+
+/// `sourceLabels` are all on the proxy and `sourceNamespace` (if set) is the proxy's.
+fn source_labels_match(
+    proxy: &Proxy,
+    source_labels: &mizzen_api::types::Labels,
+    source_namespace: &str,
+) -> bool {
     source_labels
         .iter()
         .all(|(k, v)| proxy.labels.get(k) == Some(v))
         && (source_namespace.is_empty() || source_namespace == proxy.namespace)
+}
+
+/// Whom HTTP routes are built for, which decides the matches that apply: sidecars (the
+/// `mesh` gateway) or one Gateway, named `namespace/name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Binding<'a> {
+    /// A sidecar.
+    Mesh,
+    /// A gateway proxy serving the Gateway `namespace/name`.
+    Gateway(&'a str),
+}
+
+impl Binding<'_> {
+    /// Istio's `sourceMatchHTTP`: a match naming `gateways` applies only to them (names
+    /// resolved in the VirtualService's namespace `vs_namespace`), else its source labels
+    /// and namespace must fit the proxy.
+    pub fn matches(&self, proxy: &Proxy, vs_namespace: &str, m: &HttpMatchRequest) -> bool {
+        match self {
+            Binding::Mesh => {
+                source_matches(proxy, &m.gateways, &m.source_labels, &m.source_namespace)
+            }
+            Binding::Gateway(name) if !m.gateways.is_empty() => m
+                .gateways
+                .iter()
+                .any(|g| resolve_gateway_name(g, vs_namespace) == *name),
+            Binding::Gateway(_) => {
+                source_labels_match(proxy, &m.source_labels, &m.source_namespace)
+            }
+        }
+    }
 }
