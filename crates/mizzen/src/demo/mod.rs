@@ -3,7 +3,9 @@
 //! containers. Each behaves as Istio's sample does, paths and JSON alike.
 
 mod details;
+mod form;
 mod outbound;
+mod productpage;
 mod ratings;
 mod reviews;
 mod server;
@@ -95,6 +97,8 @@ pub enum Service {
     Ratings,
     /// See [`App::Reviews`].
     Reviews(reviews::Reviews),
+    /// See [`App::Productpage`].
+    Productpage(productpage::Productpage),
 }
 
 impl Service {
@@ -118,7 +122,8 @@ impl Service {
                     upstream: Upstream::from_env("ratings", "RATINGS_HOSTNAME"),
                 }),
             }),
-            App::Productpage | App::Httpbin => anyhow::bail!("{app:?} is not built yet"),
+            App::Productpage => Service::Productpage(productpage::Productpage::from_env(outbound)),
+            App::Httpbin => anyhow::bail!("{app:?} is not built yet"),
         })
     }
 
@@ -127,6 +132,7 @@ impl Service {
             Service::Details => details::handle(&request),
             Service::Ratings => ratings::handle(&request),
             Service::Reviews(reviews) => reviews.handle(&request).await,
+            Service::Productpage(productpage) => productpage.handle(&request).await,
         }
     }
 }

@@ -31,7 +31,6 @@ pub const PROPAGATED: &[&str] = &[
     "x-b3-flags",
     "sw8",
     "user-agent",
-    "end-user",
 ];
 
 /// The port every Bookinfo service listens on.
@@ -178,11 +177,14 @@ impl Fetched {
     }
 }
 
-/// The headers of `incoming` named in `names`.
-pub fn propagated(incoming: &HeaderMap, names: &[&'static str]) -> HeaderMap {
+/// The headers of `incoming` named in `names` (lowercase).
+pub fn propagated(
+    incoming: &HeaderMap,
+    names: impl IntoIterator<Item = &'static str>,
+) -> HeaderMap {
     let mut out = HeaderMap::new();
     for name in names {
-        for value in incoming.get_all(*name) {
+        for value in incoming.get_all(name) {
             out.append(header::HeaderName::from_static(name), value.clone());
         }
     }

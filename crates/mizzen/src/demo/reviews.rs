@@ -133,7 +133,9 @@ impl Reviews {
         id: i64,
         request: &Request,
     ) -> (&'static str, Option<serde_json::Value>) {
-        let headers = propagated(&request.head.headers, PROPAGATED);
+        // The user too, so the mesh can route ratings by it as it routed reviews.
+        let names = PROPAGATED.iter().copied().chain(["end-user"]);
+        let headers = propagated(&request.head.headers, names);
         let path = format!("/ratings/{id}");
         let given = match ratings
             .outbound
