@@ -4,6 +4,7 @@
 
 mod details;
 mod form;
+mod httpbin;
 mod outbound;
 mod productpage;
 mod ratings;
@@ -99,6 +100,8 @@ pub enum Service {
     Reviews(reviews::Reviews),
     /// See [`App::Productpage`].
     Productpage(productpage::Productpage),
+    /// See [`App::Httpbin`].
+    Httpbin,
 }
 
 impl Service {
@@ -123,7 +126,7 @@ impl Service {
                 }),
             }),
             App::Productpage => Service::Productpage(productpage::Productpage::from_env(outbound)),
-            App::Httpbin => anyhow::bail!("{app:?} is not built yet"),
+            App::Httpbin => Service::Httpbin,
         })
     }
 
@@ -133,6 +136,7 @@ impl Service {
             Service::Ratings => ratings::handle(&request),
             Service::Reviews(reviews) => reviews.handle(&request).await,
             Service::Productpage(productpage) => productpage.handle(&request).await,
+            Service::Httpbin => httpbin::handle(&request).await,
         }
     }
 }
