@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod demo;
 mod proxy;
 mod proxy_config;
 mod up;
@@ -93,6 +94,11 @@ enum Command {
     /// tables, or as JSON or YAML (`-o`).
     #[command(visible_alias = "pc")]
     ProxyConfig(proxy_config::Args),
+    /// Run one of the demo apps: Istio's Bookinfo services, or an httpbin.
+    ///
+    /// Listens on `$POD_IP:$PORT` (127.0.0.1 and 9080 unless set); productpage and
+    /// reviews call the other services through `$HTTP_PROXY` when set.
+    DemoApp(demo::Args),
 }
 
 fn main() -> ExitCode {
@@ -101,6 +107,8 @@ fn main() -> ExitCode {
     // and the proxy's `--log-level` sets the default.
     let default_level = match &cli.command {
         Command::Proxy(args) => args.log_level.as_str(),
+        // Failed calls to other services are worth seeing in the replica's log.
+        Command::DemoApp(_) => "warn",
         _ => "error",
     };
     let levels = proxy::LogControl::install(default_level);
@@ -177,6 +185,14 @@ fn run(command: Command, levels: proxy::LogControl) -> anyhow::Result<ExitCode> 
         Command::ProxyConfig(args) => {
             // Not `print!`, which panics when `| head` closes the pipe.
             std::io::stdout().write_all(proxy_config::run(args)?.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DemoApp(args) => {
+            // Many replicas share the machine: one thread each is plenty.
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(demo::run(args))?;
             Ok(ExitCode::SUCCESS)
         }
     }
