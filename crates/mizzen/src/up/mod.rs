@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use mizzen_pilot::model::MeshConfig;
 use mizzen_pilot::server::{Pilot, PilotOptions};
-use mizzen_pilot::store::{ConfigStore, DirStore, UnionStore};
+use mizzen_pilot::store::{ChangeKind, ConfigStore, DirStore, Problem, Snapshot, UnionStore};
 use mizzen_proxy::Proxy;
 use tokio::sync::watch;
 
@@ -90,10 +90,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             .with_context(|| format!("opening config directory {}", args.dir.display()))?,
     );
     let mut out = std::io::stdout().lock();
-    for problem in config.problems().borrow().iter() {
-        writeln!(out, "refused (fix it; the rest runs): {problem}")?;
-    }
-    let snapshot = config.snapshot();
+    let mut changes = config.subscribe();
+    let mut problems = config.problems();
+    let snapshot = changes.initial.clone();
+    print_config(&mut out, &args.dir, &snapshot)?;
+    print_problems(&mut out, &problems.borrow_and_update())?;
     let objects: Vec<&mizzen_api::Object> = snapshot.iter().map(|(_, o)| &**o).collect();
     let workloads = Workload::all_in(&objects)?;
 
@@ -210,10 +211,38 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         proxies.len(),
         elapsed,
     )?;
+    writeln!(
+        out,
+        "Watching {} for changes (Ctrl-C to stop)",
+        args.dir.display()
+    )?;
     out.flush()?;
     drop(out);
 
-    wait_for_signal().await?;
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    loop {
+        let mut out = std::io::stdout().lock();
+        tokio::select! {
+            r = &mut signal => { r?; break }
+            batch = changes.next() => {
+                let Some(batch) = batch else { break };
+                for change in &batch.changes {
+                    let verb = match change.kind {
+                        ChangeKind::Added => "added",
+                        ChangeKind::Updated => "updated",
+                        ChangeKind::Removed => "removed",
+                    };
+                    writeln!(out, "revision {}: {verb} {}", batch.revision(), change.key)?;
+                }
+            }
+            changed = problems.changed() => {
+                if changed.is_err() { break }
+                print_problems(&mut out, &problems.borrow_and_update())?;
+            }
+        }
+        out.flush()?;
+    }
     println!("Stopping…");
     stop_tx.send_replace(true);
     for task in tasks {
@@ -226,6 +255,30 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let _ = pilot_task.await;
     let _ = std::fs::remove_dir_all(&workloads_dir);
     println!("Stopped.");
+    Ok(())
+}
+
+/// What the config holds, by kind.
+fn print_config(out: &mut impl Write, dir: &Path, snapshot: &Snapshot) -> std::io::Result<()> {
+    let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
+    for (key, _) in snapshot.iter() {
+        *by_kind.entry(key.kind.clone()).or_default() += 1;
+    }
+    let counts: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    writeln!(
+        out,
+        "Config from {} at revision {}: {} objects ({})",
+        dir.display(),
+        snapshot.revision,
+        snapshot.len(),
+        counts.join(", ")
+    )
+}
+
+fn print_problems(out: &mut impl Write, problems: &[Problem]) -> std::io::Result<()> {
+    for problem in problems {
+        writeln!(out, "refused (last good version stays in force): {problem}")?;
+    }
     Ok(())
 }
 
