@@ -6,9 +6,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod config;
 mod demo;
+mod logs;
 mod proxy;
 mod proxy_config;
+mod run;
 mod up;
 
 use std::net::SocketAddr;
@@ -29,16 +32,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start the local mesh on a directory of Istio and Kubernetes YAML.
+    /// Start the local mesh: pilot on DIR, every Deployment in it as local replicas
+    /// with their sidecars, and the ingress gateway; Ctrl-C stops it all.
     ///
-    /// Today this runs the config store: it loads and validates DIR, prints the objects
-    /// in force, and reports every change made to the files until Ctrl-C. An invalid edit
-    /// is reported and the last good version of that file stays in force.
-    Up {
-        /// The mesh's config directory.
-        #[arg(default_value = "examples/bookinfo")]
-        dir: PathBuf,
-    },
+    /// Each replica gets a loopback address of its own (its pod IP), `PORT`,
+    /// `HTTP_PROXY` pointing at its sidecar, and a log file (`mizzen logs NAME`).
+    Up(up::UpArgs),
+    /// Run a program in the running local mesh, with an address and a sidecar of its own.
+    ///
+    /// `mizzen run --name web --port 8000 -- python3 -m http.server $PORT` (the program
+    /// gets its port in `PORT` and its proxy in `HTTP_PROXY`); ends when it does.
+    Run(run::Args),
+    /// Print the output of a replica (`reviews-v2-1`) or a Deployment's replicas.
+    Logs(logs::Args),
+    /// Create or replace objects in the running mesh's config, like `kubectl apply`.
+    ///
+    /// Everything is validated first: if any object is invalid, nothing is written.
+    Apply(config::WriteArgs),
+    /// Remove objects from the running mesh's config, like `kubectl delete -f`.
+    Delete(config::WriteArgs),
+    /// List the objects in force (or the local replicas: `mizzen get pods`).
+    Get(config::GetArgs),
     /// Check Istio and Kubernetes config without applying it, like `istioctl validate`.
     ///
     /// Prints every problem (file, document, line, object, field and reason) and exits
@@ -138,8 +152,25 @@ fn run(command: Command, levels: proxy::LogControl) -> anyhow::Result<ExitCode> 
                 ExitCode::FAILURE
             })
         }
-        Command::Up { dir } => {
-            runtime()?.block_on(up::run(&dir))?;
+        Command::Up(args) => {
+            runtime()?.block_on(up::run(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run(args) => runtime()?.block_on(run::run(args)),
+        Command::Logs(args) => {
+            logs::run(&args, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Apply(args) => {
+            config::apply(&args, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Delete(args) => {
+            config::delete(&args, &mut std::io::stdout().lock())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Get(args) => {
+            config::get(&args, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Pilot {

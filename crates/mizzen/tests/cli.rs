@@ -110,9 +110,14 @@ fn wait_for(lines: &mpsc::Receiver<String>, want: &str) -> Vec<String> {
 fn up_reports_config_changes_and_refused_edits() {
     let dir = tempfile::tempdir().unwrap();
     write(&dir.path().join("svc.yaml"), SERVICE);
+    let state = tempfile::tempdir().unwrap();
     let mut child = Command::new(MIZZEN)
         .arg("up")
         .arg(dir.path())
+        .arg("--state-dir")
+        .arg(state.path())
+        .args(["--xds-addr", "127.0.0.1:0", "--debug-addr", "127.0.0.1:0"])
+        .args(["--ingress-addr", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

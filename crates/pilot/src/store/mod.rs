@@ -16,10 +16,12 @@ mod files;
 mod hub;
 mod pending;
 mod snapshot;
+mod union;
 mod write;
 
 pub use dir::{DirStore, DirStoreOptions};
 pub use snapshot::Snapshot;
+pub use union::UnionStore;
 
 use std::fmt;
 use std::future::Future;

@@ -1,0 +1,405 @@
+//! `mizzen up [DIR]`: the whole mesh on one machine. Pilot serves the config in DIR
+//! (watched), every Deployment in it runs as local replicas, each with a loopback
+//! address of its own and a sidecar, and an ingress gateway fronts them; Ctrl-C stops
+//! it all.
+//!
+//! Replicas are registered in `STATE/workloads/` (a WorkloadEntry and a Sidecar each),
+//! never in DIR: pilot serves the union of both directories, so `mizzen run` can add
+//! workloads the same way and the user's files stay theirs.
+
+mod addr;
+mod proxies;
+pub mod state;
+mod supervisor;
+pub mod workload;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use mizzen_pilot::model::MeshConfig;
+use mizzen_pilot::server::{Pilot, PilotOptions};
+use mizzen_pilot::store::{ChangeKind, ConfigStore, DirStore, Problem, Snapshot, UnionStore};
+use mizzen_proxy::Proxy;
+use tokio::sync::watch;
+
+pub use addr::{Addresses, free_port};
+pub use proxies::{ADMIN_PORT, Identity, start as start_proxy};
+use state::{MeshInfo, StateDir};
+use supervisor::{AppSpec, AppState, Status};
+pub use supervisor::{signal_group, supervise};
+use workload::{Replica, Workload};
+
+/// How long proxies have to get their config before `up` says which did not.
+const READY_WAIT: Duration = Duration::from_secs(30);
+
+/// `mizzen up`'s options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpArgs {
+    /// The mesh's config directory (Istio and Kubernetes YAML).
+    #[arg(default_value = "examples/bookinfo")]
+    pub dir: PathBuf,
+    /// The state directory (lock, mesh.json, logs); default $MIZZEN_HOME or ~/.mizzen.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Where the ingress gateway listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub ingress_addr: SocketAddr,
+    /// Where pilot serves xDS; a busy default falls back to a free port.
+    #[arg(long, default_value = "127.0.0.1:15010")]
+    pub xds_addr: SocketAddr,
+    /// Where pilot serves its debug endpoints; a busy default falls back to a free port.
+    #[arg(long, default_value = "127.0.0.1:15014")]
+    pub debug_addr: SocketAddr,
+}
+
+/// A running replica: its workload, address, app and sidecar.
+struct Running {
+    workload: Arc<Workload>,
+    replica: Replica,
+    status: watch::Receiver<Status>,
+}
+
+/// Runs the mesh until Ctrl-C or SIGTERM.
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    anyhow::ensure!(
+        args.dir.is_dir(),
+        "config directory {} does not exist (run `mizzen up DIR` with a directory of Istio/Kubernetes YAML)",
+        args.dir.display()
+    );
+    let state = StateDir::resolve(args.state_dir.clone())?;
+    let _lock = state.lock()?;
+    let workloads_dir = state.workloads_dir();
+    // What an earlier mesh registered is stale: its proxies and apps are gone.
+    match std::fs::remove_dir_all(&workloads_dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("clearing {}", workloads_dir.display()));
+        }
+        _ => {}
+    }
+    std::fs::create_dir_all(&workloads_dir)?;
+    std::fs::create_dir_all(state.logs_dir())?;
+
+    let config = Arc::new(
+        DirStore::open(&args.dir)
+            .with_context(|| format!("opening config directory {}", args.dir.display()))?,
+    );
+    let mut out = std::io::stdout().lock();
+    let mut changes = config.subscribe();
+    let mut problems = config.problems();
+    let snapshot = changes.initial.clone();
+    print_config(&mut out, &args.dir, &snapshot)?;
+    print_problems(&mut out, &problems.borrow_and_update())?;
+    let objects: Vec<&mizzen_api::Object> = snapshot.iter().map(|(_, o)| &**o).collect();
+    let workloads = Workload::all_in(&objects)?;
+
+    // Addresses and registrations first, so pilot starts with every workload known.
+    let mut addresses = Addresses::default();
+    let mut replicas = Vec::new();
+    for workload in workloads.into_iter().map(Arc::new) {
+        for i in 1..=workload.replicas {
+            let ip = addresses
+                .allocate()
+                .context("no free loopback address left in 127.0.1.0-127.0.9.255")?;
+            let app_ports = workload
+                .ports
+                .iter()
+                .map(|_| free_port(ip))
+                .collect::<std::io::Result<Vec<_>>>()?;
+            let replica = Replica {
+                pod: format!("{}-{i}", workload.name),
+                ip,
+                app_ports,
+            };
+            let file = workloads_dir.join(format!("{}.{}.yaml", workload.namespace, replica.pod));
+            state::write_atomic(&file, workload.registration(&replica).as_bytes())?;
+            replicas.push((workload.clone(), replica));
+        }
+    }
+    let registered = Arc::new(DirStore::open(&workloads_dir)?);
+    let store = Arc::new(UnionStore::new(config.clone(), vec![registered]));
+
+    let pilot = bind_pilot(store, &args).await?;
+    let (xds, debug) = (pilot.xds_addr(), pilot.http_addr());
+    let (stop_tx, stop) = watch::channel(false);
+    let mut pilot_stop = stop.clone();
+    let pilot_task = tokio::spawn(pilot.run(async move {
+        let _ = pilot_stop.wait_for(|s| *s).await;
+    }));
+    let config_dir = args.dir.canonicalize()?;
+    state.write_mesh(&MeshInfo {
+        config_dir: config_dir.clone(),
+        xds,
+        debug,
+        ingress: args.ingress_addr,
+        pid: std::process::id(),
+    })?;
+
+    let mut proxies: Vec<(String, Proxy)> = Vec::new();
+    let mut running = Vec::new();
+    let mut tasks = Vec::new();
+    for (workload, replica) in replicas {
+        let who = Identity {
+            node_id: workload.node_id(&replica),
+            labels: workload.labels_of(&replica),
+            namespace: workload.namespace.clone(),
+            service_account: workload.service_account.clone(),
+            ip: replica.ip,
+            uncaptured: true,
+        };
+        let admin = SocketAddr::from((replica.ip, ADMIN_PORT));
+        let proxy = proxies::start(&who, xds, Some(admin))
+            .await
+            .with_context(|| format!("starting the sidecar of {}", replica.pod))?;
+        proxies.push((replica.pod.clone(), proxy));
+        let (program, rest) = workload.program()?;
+        let spec = AppSpec {
+            name: replica.pod.clone(),
+            program,
+            args: rest.to_vec(),
+            env: workload.env_of(&replica),
+            log: state.log_file(&replica.pod),
+        };
+        let (status, task) = supervise(spec, stop.clone());
+        tasks.push(task);
+        running.push(Running {
+            workload,
+            replica,
+            status,
+        });
+    }
+    let ingress_ip = match args.ingress_addr.ip() {
+        std::net::IpAddr::V4(ip) => ip,
+        std::net::IpAddr::V6(_) => Ipv4Addr::LOCALHOST,
+    };
+    let gateway = proxies::start(&proxies::ingress_gateway(ingress_ip), xds, None)
+        .await
+        .context("starting the ingress gateway")?;
+    proxies.push(("istio-ingressgateway".to_owned(), gateway));
+    tasks.push(record_pods(&state, &running));
+
+    let waited = tokio::time::timeout(
+        READY_WAIT,
+        futures_all(proxies.iter().map(|(_, p)| p.ready())),
+    )
+    .await;
+    if waited.is_err() {
+        for (name, proxy) in &proxies {
+            let warming = proxy.store().snapshot().warming();
+            if !warming.is_empty() {
+                writeln!(
+                    out,
+                    "warning: proxy {name} still waits for config: {warming:?}"
+                )?;
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    print_ready(
+        &mut out,
+        &config_dir,
+        &state,
+        &args,
+        xds,
+        debug,
+        &running,
+        proxies.len(),
+        elapsed,
+    )?;
+    writeln!(
+        out,
+        "Watching {} for changes (Ctrl-C to stop)",
+        args.dir.display()
+    )?;
+    out.flush()?;
+    drop(out);
+
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    loop {
+        let mut out = std::io::stdout().lock();
+        tokio::select! {
+            r = &mut signal => { r?; break }
+            batch = changes.next() => {
+                let Some(batch) = batch else { break };
+                for change in &batch.changes {
+                    let verb = match change.kind {
+                        ChangeKind::Added => "added",
+                        ChangeKind::Updated => "updated",
+                        ChangeKind::Removed => "removed",
+                    };
+                    writeln!(out, "revision {}: {verb} {}", batch.revision(), change.key)?;
+                }
+            }
+            changed = problems.changed() => {
+                if changed.is_err() { break }
+                print_problems(&mut out, &problems.borrow_and_update())?;
+            }
+        }
+        out.flush()?;
+    }
+    println!("Stopping…");
+    stop_tx.send_replace(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    for (_, proxy) in &proxies {
+        proxy.shutdown();
+    }
+    drop(proxies);
+    let _ = pilot_task.await;
+    let _ = std::fs::remove_dir_all(&workloads_dir);
+    println!("Stopped.");
+    Ok(())
+}
+
+/// What the config holds, by kind.
+fn print_config(out: &mut impl Write, dir: &Path, snapshot: &Snapshot) -> std::io::Result<()> {
+    let mut by_kind: BTreeMap<String, usize> = BTreeMap::new();
+    for (key, _) in snapshot.iter() {
+        *by_kind.entry(key.kind.clone()).or_default() += 1;
+    }
+    let counts: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    writeln!(
+        out,
+        "Config from {} at revision {}: {} objects ({})",
+        dir.display(),
+        snapshot.revision,
+        snapshot.len(),
+        counts.join(", ")
+    )
+}
+
+fn print_problems(out: &mut impl Write, problems: &[Problem]) -> std::io::Result<()> {
+    for problem in problems {
+        writeln!(out, "refused (last good version stays in force): {problem}")?;
+    }
+    Ok(())
+}
+
+/// Binds pilot on the given addresses, or free ports where they are taken.
+async fn bind_pilot(store: Arc<dyn ConfigStore>, args: &UpArgs) -> anyhow::Result<Pilot> {
+    let mut options = PilotOptions {
+        xds_addr: args.xds_addr,
+        http_addr: args.debug_addr,
+        debounce: Duration::from_millis(20),
+        mesh: MeshConfig::default(),
+    };
+    for addr in [&mut options.xds_addr, &mut options.http_addr] {
+        if std::net::TcpListener::bind(*addr).is_err() {
+            addr.set_port(0);
+        }
+    }
+    Ok(Pilot::bind(store, options).await?)
+}
+
+/// Waits for every future.
+async fn futures_all<F: std::future::Future<Output = ()>>(futures: impl Iterator<Item = F>) {
+    for future in futures {
+        future.await;
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+/// Keeps `STATE/pods.json` up to date with the replicas' states, for `mizzen get pods`.
+fn record_pods(state: &StateDir, running: &[Running]) -> tokio::task::JoinHandle<()> {
+    let path = state.pods_file();
+    let rows: Arc<Mutex<BTreeMap<String, serde_json::Value>>> = Arc::default();
+    let mut updates = Vec::new();
+    for r in running {
+        let mut status = r.status.clone();
+        let rows = rows.clone();
+        let path = path.clone();
+        let base = serde_json::json!({
+            "name": r.replica.pod,
+            "namespace": r.workload.namespace,
+            "ip": r.replica.ip.to_string(),
+            "port": r.replica.app_ports.first(),
+        });
+        updates.push(async move {
+            loop {
+                let now = status.borrow_and_update().clone();
+                let mut row = base.clone();
+                row["restarts"] = now.restarts.into();
+                let (phase, detail) = match &now.state {
+                    AppState::Starting => ("Starting", String::new()),
+                    AppState::Running { pid } => ("Running", format!("pid {pid}")),
+                    AppState::BackOff { status } => ("BackOff", status.clone()),
+                    AppState::Stopped => ("Stopped", String::new()),
+                };
+                row["status"] = phase.into();
+                row["detail"] = detail.into();
+                let text = {
+                    let mut rows = rows.lock().unwrap_or_else(|e| e.into_inner());
+                    rows.insert(base["name"].as_str().unwrap_or_default().to_owned(), row);
+                    serde_json::to_vec_pretty(&rows.values().collect::<Vec<_>>())
+                };
+                if let Ok(text) = text {
+                    let _ = state::write_atomic(&path, &text);
+                }
+                if status.changed().await.is_err() || now.state == AppState::Stopped {
+                    return;
+                }
+            }
+        });
+    }
+    tokio::spawn(async move {
+        let tasks: Vec<_> = updates.into_iter().map(tokio::spawn).collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn print_ready(
+    out: &mut impl Write,
+    config_dir: &Path,
+    state: &StateDir,
+    args: &UpArgs,
+    xds: SocketAddr,
+    debug: SocketAddr,
+    running: &[Running],
+    proxies: usize,
+    elapsed: Duration,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "Mesh ready in {} ms: {} replicas, {proxies} proxies, config from {}",
+        elapsed.as_millis(),
+        running.len(),
+        config_dir.display()
+    )?;
+    for r in running {
+        writeln!(
+            out,
+            "  {:<28} {:<15} sidecar admin http://{}:{ADMIN_PORT}  log {}",
+            r.replica.pod,
+            r.replica.ip,
+            r.replica.ip,
+            state.log_file(&r.replica.pod).display()
+        )?;
+    }
+    writeln!(out, "Pilot: xDS {xds}, debug http://{debug}")?;
+    writeln!(out, "Ingress: http://{}/productpage", args.ingress_addr)?;
+    writeln!(
+        out,
+        "Apply a rule: mizzen apply -f ../shared/istio/samples/bookinfo/networking/virtual-service-all-v1.yaml"
+    )?;
+    writeln!(out, "Watch proxies: mizzen proxy-status --pilot {debug}")?;
+    writeln!(out, "Ctrl-C stops the mesh.")
+}

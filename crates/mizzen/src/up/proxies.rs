@@ -1,0 +1,102 @@
+//! The mesh's proxies, in `up`'s own process: a sidecar per replica and the ingress
+//! gateway, each an xDS client of the in-process pilot.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use mizzen_proxy::{Bootstrap, Proxy, ProxyOptions};
+use mizzen_xds::pb::envoy::config::core::v3::Node;
+use mizzen_xds::pb::google::protobuf::{Struct, Value, value::Kind};
+
+/// The admin port each sidecar serves on its pod's address (Envoy's 15000).
+pub const ADMIN_PORT: u16 = 15000;
+
+/// Who a proxy is, as Istio's agent presents it.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The node id.
+    pub node_id: String,
+    /// The workload's labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its service account.
+    pub service_account: String,
+    /// Its address.
+    pub ip: Ipv4Addr,
+    /// True for a sidecar in local mode (no traffic capture).
+    pub uncaptured: bool,
+}
+
+/// Starts a proxy for `who` taking its config from the pilot at `xds`; its admin API
+/// on `admin`, if given.
+pub async fn start(
+    who: &Identity,
+    xds: SocketAddr,
+    admin: Option<SocketAddr>,
+) -> anyhow::Result<Proxy> {
+    let bootstrap = Bootstrap::for_pilot(&xds.to_string(), node(who), admin);
+    let mut options = ProxyOptions::new(bootstrap);
+    // A stopping mesh does not wait for connections to drain.
+    options.drain_time = std::time::Duration::ZERO;
+    Ok(Proxy::start(options).await?)
+}
+
+fn text(s: &str) -> Value {
+    Value {
+        kind: Some(Kind::StringValue(s.into())),
+    }
+}
+
+fn node(who: &Identity) -> Node {
+    let labels = Struct {
+        fields: who
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), text(v)))
+            .collect(),
+    };
+    let ip = who.ip.to_string();
+    let mut fields: BTreeMap<String, Value> = [
+        ("NAMESPACE", who.namespace.as_str()),
+        ("SERVICE_ACCOUNT", who.service_account.as_str()),
+        ("INSTANCE_IPS", ip.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), text(v)))
+    .collect();
+    if who.uncaptured {
+        fields.insert("INTERCEPTION_MODE".into(), text("NONE"));
+    }
+    fields.insert(
+        "LABELS".into(),
+        Value {
+            kind: Some(Kind::StructValue(labels)),
+        },
+    );
+    Node {
+        id: who.node_id.clone(),
+        metadata: Some(Struct {
+            fields: fields.into_iter().collect(),
+        }),
+        ..Node::default()
+    }
+}
+
+/// The ingress gateway's identity (Istio's `istio-ingressgateway` in `istio-system`).
+pub fn ingress_gateway(ip: Ipv4Addr) -> Identity {
+    Identity {
+        node_id: format!(
+            "router~{ip}~istio-ingressgateway-1.istio-system~istio-system.svc.cluster.local"
+        ),
+        labels: [
+            ("istio".to_owned(), "ingressgateway".to_owned()),
+            ("app".to_owned(), "istio-ingressgateway".to_owned()),
+        ]
+        .into(),
+        namespace: "istio-system".into(),
+        service_account: "istio-ingressgateway-service-account".into(),
+        ip,
+        uncaptured: false,
+    }
+}

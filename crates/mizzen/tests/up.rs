@@ -1,0 +1,361 @@
+//! `mizzen up` end to end, driven as a user drives it: the built binary on a small
+//! mesh of Python apps (a `hello` service and a `client` that calls it through its
+//! sidecar), then `apply`, `get`, `logs`, a second `up`, and Ctrl-C.
+//!
+//! Tests wait on what the mesh prints and on answers; they never sleep.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Far longer than startup or a config push should take: only a lost event hits it.
+const WAIT: Duration = Duration::from_secs(60);
+
+const HELLO: &str = r#"
+import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("hello from " + os.environ["POD_NAME"]).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        print("hello served", self.path, flush=True)
+print("hello listening on", os.environ["POD_IP"], os.environ["PORT"], flush=True)
+http.server.HTTPServer((os.environ["POD_IP"], int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+/// Calls `http://hello:9080/` through `HTTP_PROXY` (urllib reads it) and says what
+/// it got.
+const CLIENT: &str = r#"
+import http.server, os, urllib.request, urllib.error
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        try:
+            with urllib.request.urlopen("http://hello:9080/", timeout=10) as r:
+                status, text = r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            status, text = e.code, e.read().decode()
+        body = ("client got %d: %s" % (status, text)).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.HTTPServer((os.environ["POD_IP"], int(os.environ["PORT"])), H).serve_forever()
+"#;
+
+fn mesh_yaml(dir: &Path) -> String {
+    let deployment = |name: &str, app: &str, script: &str| {
+        format!(
+            r#"---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: {app}}}}}
+  template:
+    metadata: {{labels: {{app: {app}, version: v1}}}}
+    spec:
+      serviceAccountName: {app}
+      containers:
+      - name: {app}
+        command: ["python3", "{}"]
+        ports: [{{containerPort: 9080}}]
+"#,
+            dir.join(script).display()
+        )
+    };
+    let service = |app: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {app}}}\nspec:\n  selector: {{app: {app}}}\n  ports: [{{name: http, port: 9080}}]\n"
+        )
+    };
+    [
+        service("hello"),
+        deployment("hello-v1", "hello", "hello.py"),
+        service("client"),
+        deployment("client-v1", "client", "client.py"),
+    ]
+    .concat()
+}
+
+/// A running `mizzen up` and what it printed.
+struct Up {
+    child: Child,
+    state: tempfile::TempDir,
+    config: tempfile::TempDir,
+    _apps: tempfile::TempDir,
+    lines: mpsc::Receiver<String>,
+    printed: Vec<String>,
+}
+
+fn mizzen() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mizzen"))
+}
+
+impl Up {
+    fn start() -> Up {
+        let apps = tempfile::tempdir().unwrap();
+        std::fs::write(apps.path().join("hello.py"), HELLO).unwrap();
+        std::fs::write(apps.path().join("client.py"), CLIENT).unwrap();
+        let config = tempfile::tempdir().unwrap();
+        std::fs::write(config.path().join("mesh.yaml"), mesh_yaml(apps.path())).unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let mut child = mizzen()
+            .arg("up")
+            .arg(config.path())
+            .arg("--state-dir")
+            .arg(state.path())
+            .args(["--xds-addr", "127.0.0.1:0", "--debug-addr", "127.0.0.1:0"])
+            .args(["--ingress-addr", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut up = Up {
+            child,
+            state,
+            config,
+            _apps: apps,
+            lines,
+            printed: Vec::new(),
+        };
+        up.wait_for_line("Mesh ready in");
+        up
+    }
+
+    /// Waits for a line of output starting with `prefix`.
+    fn wait_for_line(&mut self, prefix: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.printed.push(line.clone());
+                    if line.starts_with(prefix) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!("no line {prefix:?} ({e}); printed: {:#?}", self.printed),
+            }
+        }
+    }
+
+    /// `mizzen ARGS… --state-dir STATE`.
+    fn ctl(&self, args: &[&str]) -> Output {
+        mizzen()
+            .args(args)
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .output()
+            .unwrap()
+    }
+
+    /// The pod IP of replica `pod`, from `mizzen get pods -o json`.
+    fn pod_ip(&self, pod: &str) -> String {
+        let out = self.ctl(&["get", "pods", pod, "-o", "json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pods: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        pods[0]["ip"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        // A failed test still stops its mesh.
+        if self.child.try_wait().ok().flatten().is_none() {
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `GET http://ADDR/` over a new connection: the status and body.
+fn get(addr: SocketAddr) -> (u16, String) {
+    let mut stream = TcpStream::connect_timeout(&addr, WAIT).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nhost: client:9080\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+/// Calls the client app (through its sidecar's inbound port) until `done` holds for
+/// what it says, returning that answer.
+fn call_client_until(up: &Up, done: impl Fn(&str) -> bool) -> String {
+    let addr: SocketAddr = format!("{}:9080", up.pod_ip("client-v1-1"))
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, body) = get(addr);
+        if status == 200 && done(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "still {status} {body:?}");
+    }
+}
+
+/// The processes in process group `group`.
+fn in_group(group: u32) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            after.split_whitespace().nth(2) == Some(group.to_string().as_str())
+        })
+        .collect()
+}
+
+/// The files under `dir` and their contents (the store may leave an empty namespace
+/// directory behind, which holds no config).
+fn files_in(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .flat_map(|e| match e.path().is_dir() {
+            true => files_in(&e.path()).into_iter().map(|(p, _)| p).collect(),
+            false => vec![e.path()],
+        })
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            (p, text)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn up_runs_the_mesh_and_ctrl_c_stops_it_all() {
+    let mut up = Up::start();
+    let config_before = files_in(up.config.path());
+
+    // The client app reaches the hello service through its sidecar.
+    let body = call_client_until(&up, |b| b.starts_with("client got 200"));
+    assert_eq!(body, "client got 200: hello from hello-v1-1");
+
+    // A second `up` on the same state directory is refused, naming the first.
+    let second = up.ctl(&["up", up.config.path().to_str().unwrap()]);
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains(&format!("pid {}", up.child.id())), "{err}");
+    assert!(
+        err.contains(&up.state.path().display().to_string()),
+        "{err}"
+    );
+
+    // An invalid object is refused, naming it, and nothing is written.
+    let rules = tempfile::tempdir().unwrap();
+    let invalid = rules.path().join("invalid.yaml");
+    std::fs::write(
+        &invalid,
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: hello}\nspec:\n  hosts: [hello]\n  http:\n  - route:\n    - destination: {host: hello}\n      weight: -5\n",
+    )
+    .unwrap();
+    let refused = up.ctl(&["apply", "-f", invalid.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("VirtualService default/hello"), "{err}");
+    assert!(err.contains("weight"), "{err}");
+    assert_eq!(files_in(up.config.path()), config_before, "nothing written");
+
+    // A VirtualService takes effect through the mesh: hello now answers 418.
+    let fault = rules.path().join("fault.yaml");
+    std::fs::write(
+        &fault,
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: hello}\nspec:\n  hosts: [hello]\n  http:\n  - fault: {abort: {httpStatus: 418, percentage: {value: 100}}}\n    route:\n    - destination: {host: hello}\n",
+    )
+    .unwrap();
+    let applied = up.ctl(&["apply", "-f", fault.to_str().unwrap()]);
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&applied.stdout),
+        "virtualservice/hello created\n"
+    );
+    call_client_until(&up, |b| b.starts_with("client got 418"));
+    let listed = up.ctl(&["get", "vs", "-o", "yaml"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("httpStatus: 418"));
+    let deleted = up.ctl(&["delete", "-f", fault.to_str().unwrap()]);
+    assert!(
+        deleted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deleted.stderr)
+    );
+    call_client_until(&up, |b| b.starts_with("client got 200"));
+    assert_eq!(
+        files_in(up.config.path()),
+        config_before,
+        "the user's files as they were"
+    );
+
+    // The app's output is in its log.
+    let logs = up.ctl(&["logs", "hello-v1"]);
+    assert!(String::from_utf8_lossy(&logs.stdout).contains("hello served /"));
+
+    // Ctrl-C: every app process gone, every address free, the lock released.
+    let pods: serde_json::Value =
+        serde_json::from_slice(&up.ctl(&["get", "pods", "-o", "json"]).stdout).unwrap();
+    let apps: Vec<(u32, String)> = pods
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(p["status"], "Running", "{pods}");
+            let pid = p["detail"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("pid ")
+                .parse()
+                .unwrap();
+            (pid, p["ip"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(apps.len(), 2, "{pods}");
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(up.child.id() as libc::pid_t, libc::SIGINT) };
+    let status = up.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    for (pid, ip) in &apps {
+        assert!(in_group(*pid).is_empty(), "left: {:?}", in_group(*pid));
+        for port in [9080, 15080, 15000] {
+            TcpListener::bind(format!("{ip}:{port}"))
+                .unwrap_or_else(|e| panic!("{ip}:{port} still bound: {e}"));
+        }
+    }
+    let again = up.ctl(&["get", "pods"]);
+    assert!(!again.status.success(), "no mesh runs any more");
+}
