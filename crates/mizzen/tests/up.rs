@@ -1,6 +1,8 @@
 //! `mizzen up` end to end, driven as a user drives it: the built binary on a small
 //! mesh of Python apps (a `hello` service and a `client` that calls it through its
-//! sidecar), then `apply`, `get`, `logs`, a second `up`, and Ctrl-C.
+//! sidecar), then `apply`, `get`, `logs`, a second `up`, and Ctrl-C; and on the
+//! Bookinfo demo, with Istio's own routing samples applied and judged from the product
+//! page a user sees through the ingress.
 //!
 //! Tests wait on what the mesh prints and on answers; they never sleep.
 
@@ -10,6 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// One mesh at a time: meshes started at the same moment would race for the same
+/// workload addresses (each `up` takes the first free ones it finds).
+static ONE_MESH: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Far longer than startup or a config push should take: only a lost event hits it.
 const WAIT: Duration = Duration::from_secs(60);
@@ -89,7 +95,7 @@ struct Up {
     child: Child,
     state: tempfile::TempDir,
     config: tempfile::TempDir,
-    _apps: tempfile::TempDir,
+    _apps: Option<tempfile::TempDir>,
     lines: mpsc::Receiver<String>,
     printed: Vec<String>,
 }
@@ -99,12 +105,19 @@ fn mizzen() -> Command {
 }
 
 impl Up {
+    /// The mesh of the two Python apps.
     fn start() -> Up {
         let apps = tempfile::tempdir().unwrap();
         std::fs::write(apps.path().join("hello.py"), HELLO).unwrap();
         std::fs::write(apps.path().join("client.py"), CLIENT).unwrap();
         let config = tempfile::tempdir().unwrap();
         std::fs::write(config.path().join("mesh.yaml"), mesh_yaml(apps.path())).unwrap();
+        Up::start_on(config, Some(apps), "127.0.0.1:0")
+    }
+
+    /// The mesh of the config in `config`, its ingress gateway on `ingress` (the port
+    /// its Gateways' servers name); `apps` lives as long as the mesh.
+    fn start_on(config: tempfile::TempDir, apps: Option<tempfile::TempDir>, ingress: &str) -> Up {
         let state = tempfile::tempdir().unwrap();
         let mut child = mizzen()
             .arg("up")
@@ -112,7 +125,7 @@ impl Up {
             .arg("--state-dir")
             .arg(state.path())
             .args(["--xds-addr", "127.0.0.1:0", "--debug-addr", "127.0.0.1:0"])
-            .args(["--ingress-addr", "127.0.0.1:0"])
+            .args(["--ingress-addr", ingress])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -223,15 +236,18 @@ fn call_client_until(up: &Up, done: impl Fn(&str) -> bool) -> String {
     }
 }
 
-/// The processes in process group `group`.
+/// The live processes in process group `group`.
 fn in_group(group: u32) -> Vec<String> {
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
         .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
         .filter(|stat| {
+            // State, then parent, then process group; a zombie is dead, waiting only
+            // for init to reap it.
             let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-            after.split_whitespace().nth(2) == Some(group.to_string().as_str())
+            let mut fields = after.split_whitespace();
+            fields.next() != Some("Z") && fields.nth(1) == Some(group.to_string().as_str())
         })
         .collect()
 }
@@ -257,6 +273,7 @@ fn files_in(dir: &Path) -> Vec<(PathBuf, String)> {
 
 #[test]
 fn up_runs_the_mesh_and_ctrl_c_stops_it_all() {
+    let _one = ONE_MESH.lock().unwrap_or_else(|e| e.into_inner());
     let mut up = Up::start();
     let config_before = files_in(up.config.path());
 
@@ -358,4 +375,153 @@ fn up_runs_the_mesh_and_ctrl_c_stops_it_all() {
     }
     let again = up.ctl(&["get", "pods"]);
     assert!(!again.status.success(), "no mesh runs any more");
+}
+
+/// What the product page shows of the reviews: who served them and the stars' colour
+/// (`None` for reviews v1, which shows no stars).
+#[derive(Debug, PartialEq, Eq)]
+struct Reviews {
+    served_by: String,
+    stars: Option<String>,
+}
+
+/// `GET /productpage` through the ingress at `ingress`, as `user` (signed in with the
+/// session cookie `/login` sets) or signed out.
+fn product_page(ingress: SocketAddr, user: Option<&str>) -> Reviews {
+    let mut stream = TcpStream::connect_timeout(&ingress, WAIT).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let cookie = user.map_or(String::new(), |u| format!("cookie: session={u}\r\n"));
+    write!(
+        stream,
+        "GET /productpage HTTP/1.1\r\nhost: bookinfo.local\r\n{cookie}connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut page = String::new();
+    stream.read_to_string(&mut page).unwrap();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let served_by = page
+        .split_once("Reviews served by:")
+        .and_then(|(_, rest)| rest.split_once("<u>"))
+        .and_then(|(_, rest)| rest.split_once("</u>"))
+        .map(|(pod, _)| pod.to_owned())
+        .unwrap_or_else(|| panic!("no reviews in {page}"));
+    let stars = page
+        .split_once("class=\"stars\" style=\"color: ")
+        .map(|(_, rest)| rest.split('"').next().unwrap_or_default().to_owned());
+    Reviews { served_by, stars }
+}
+
+/// Asks for the product page until `done` holds for `in_a_row` pages in a row (the
+/// rule being waited for has reached the product page's sidecar), returning the last.
+fn product_page_until(
+    ingress: SocketAddr,
+    user: Option<&str>,
+    in_a_row: usize,
+    done: impl Fn(&Reviews) -> bool,
+) -> Reviews {
+    let deadline = Instant::now() + WAIT;
+    let mut streak = 0;
+    loop {
+        let page = product_page(ingress, user);
+        streak = if done(&page) { streak + 1 } else { 0 };
+        if streak == in_a_row {
+            return page;
+        }
+        assert!(Instant::now() < deadline, "still {page:?}");
+    }
+}
+
+#[test]
+fn bookinfo_routes_as_istios_samples_say() {
+    let Some(istio) = mizzen_api::testdata::istio_data() else {
+        return;
+    };
+    let _one = ONE_MESH.lock().unwrap_or_else(|e| e.into_inner());
+    let networking = istio.join("samples/bookinfo/networking");
+    // A copy of the demo's config, so that the rules applied here stay out of the repo.
+    let config = tempfile::tempdir().unwrap();
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bookinfo");
+    for file in std::fs::read_dir(&demo).unwrap().flatten() {
+        std::fs::copy(file.path(), config.path().join(file.file_name())).unwrap();
+    }
+    // Bookinfo's Gateway serves port 8080; an address of its own keeps it clear of
+    // anything else on this machine's 127.0.0.1:8080.
+    let mut up = Up::start_on(config, None, "127.0.77.1:8080");
+    let ingress: SocketAddr = up
+        .wait_for_line("Ingress: ")
+        .trim_start_matches("Ingress: http://")
+        .trim_end_matches("/productpage")
+        .parse()
+        .unwrap();
+    assert_eq!(ingress, "127.0.77.1:8080".parse().unwrap());
+    let apply = |file: &str| {
+        let out = up.ctl(&["apply", "-f", networking.join(file).to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+
+    // No rule yet: every version of reviews answers in turn (round robin).
+    let page = product_page_until(ingress, None, 1, |r| r.stars.as_deref() == Some("red"));
+    assert_eq!(page.served_by, "reviews-v3-1");
+
+    // Istio's "route all to v1": no stars, page after page.
+    apply("destination-rule-all.yaml");
+    apply("virtual-service-all-v1.yaml");
+    product_page_until(ingress, None, 30, |r| r.served_by == "reviews-v1-1");
+    assert_eq!(product_page(ingress, None).stars, None);
+
+    // The canary: 10 % to v2 (black stars), judged from the pages (5σ binomial bound).
+    apply("virtual-service-reviews-90-10.yaml");
+    product_page_until(ingress, None, 1, |r| r.served_by == "reviews-v2-1");
+    let n = 400;
+    let v2 = (0..n)
+        .map(|_| product_page(ingress, None))
+        .inspect(|r| {
+            assert!(
+                r.served_by == "reviews-v1-1" || r.served_by == "reviews-v2-1",
+                "{r:?}"
+            )
+        })
+        .filter(|r| r.stars.as_deref() == Some("black"))
+        .count();
+    let (mean, sd) = (n as f64 * 0.1, (n as f64 * 0.1 * 0.9).sqrt());
+    assert!(
+        (v2 as f64 - mean).abs() <= 5.0 * sd,
+        "{v2} of {n} pages from v2 at 90/10"
+    );
+
+    // The "jason" rule: signed in as jason, v2's black stars; signed out, v1.
+    apply("virtual-service-reviews-test-v2.yaml");
+    let jason = product_page_until(ingress, Some("jason"), 20, |r| {
+        r.served_by == "reviews-v2-1"
+    });
+    assert_eq!(jason.stars.as_deref(), Some("black"));
+    product_page_until(ingress, None, 20, |r| r.served_by == "reviews-v1-1");
+
+    // Ctrl-C stops the whole demo: every app gone.
+    let pods: serde_json::Value =
+        serde_json::from_slice(&up.ctl(&["get", "pods", "-o", "json"]).stdout).unwrap();
+    let pids: Vec<u32> = pods
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            p["detail"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("pid ")
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(pids.len(), 6, "{pods}");
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(up.child.id() as libc::pid_t, libc::SIGINT) };
+    assert!(up.child.wait().unwrap().success());
+    for pid in pids {
+        assert!(in_group(pid).is_empty(), "left: {:?}", in_group(pid));
+    }
 }

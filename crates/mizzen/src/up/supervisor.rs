@@ -253,9 +253,11 @@ mod tests {
             .flatten()
             .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
             .filter(|stat| {
-                // Field 5 is the process group.
+                // Field 3 is the state, field 5 the process group. A zombie is dead:
+                // it waits only for its new parent (init) to reap it.
                 let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-                after.split_whitespace().nth(2) == Some(&pid.to_string())
+                let mut fields = after.split_whitespace();
+                fields.next() != Some("Z") && fields.nth(1) == Some(&pid.to_string())
             })
             .collect();
         assert!(left.is_empty(), "left in the group: {left:?}");
