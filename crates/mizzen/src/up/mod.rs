@@ -343,13 +343,15 @@ fn record_pods(state: &StateDir, running: &[Running]) -> tokio::task::JoinHandle
                 };
                 row["status"] = phase.into();
                 row["detail"] = detail.into();
-                let text = {
+                {
+                    // Written under the lock: replicas report from tasks of their own, and
+                    // a stale table written last would hide the others.
                     let mut rows = rows.lock().unwrap_or_else(|e| e.into_inner());
                     rows.insert(base["name"].as_str().unwrap_or_default().to_owned(), row);
-                    serde_json::to_vec_pretty(&rows.values().collect::<Vec<_>>())
-                };
-                if let Ok(text) = text {
-                    let _ = state::write_atomic(&path, &text);
+                    if let Ok(text) = serde_json::to_vec_pretty(&rows.values().collect::<Vec<_>>())
+                    {
+                        let _ = state::write_atomic(&path, &text);
+                    }
                 }
                 if status.changed().await.is_err() || now.state == AppState::Stopped {
                     return;
