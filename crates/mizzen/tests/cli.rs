@@ -42,6 +42,28 @@ fn validate_exits_zero_on_valid_config_and_one_on_invalid() {
 }
 
 #[test]
+fn every_example_is_valid_config() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    for example in std::fs::read_dir(&examples).unwrap().flatten() {
+        // `proxy/` holds Envoy bootstraps, not Istio config.
+        if example.file_name() == "proxy" {
+            continue;
+        }
+        let out = Command::new(MIZZEN)
+            .args(["validate", "-f"])
+            .arg(example.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            example.path().display(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+#[test]
 fn validate_reads_stdin() {
     let mut child = Command::new(MIZZEN)
         .args(["validate", "-f", "-"])

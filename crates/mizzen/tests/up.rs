@@ -339,6 +339,31 @@ fn up_runs_the_mesh_and_ctrl_c_stops_it_all() {
         "the user's files as they were"
     );
 
+    // `mizzen run` meshes a program of one's own: it reaches hello through a sidecar
+    // of its own, and its exit status is run's.
+    let ran = mizzen()
+        .args(["run", "--name", "visitor", "--state-dir"])
+        .arg(up.state.path())
+        .args([
+            "--",
+            "python3",
+            "-c",
+            "import urllib.request; print(urllib.request.urlopen('http://hello:9080/', timeout=10).read().decode()); raise SystemExit(7)",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        ran.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&ran.stdout).contains("hello from hello-v1-1"),
+        "{}",
+        String::from_utf8_lossy(&ran.stdout)
+    );
+
     // The app's output is in its log.
     let logs = up.ctl(&["logs", "hello-v1"]);
     assert!(String::from_utf8_lossy(&logs.stdout).contains("hello served /"));
