@@ -178,6 +178,17 @@ struct Pool {
     freed: Notify,
 }
 
+/// What a request finds in its pool.
+enum Found<T> {
+    /// A connection (or stream) to use now.
+    Ready(T),
+    /// Room for a new connection, and the request's place among the pending ones.
+    Open {
+        slot: GaugeGuard,
+        pending: Option<GaugeGuard>,
+    },
+}
+
 /// An HTTP/2 connection of a pool, and how many streams it carries now.
 struct Http2Connection {
     sender: http2::SendRequest<RequestBody>,
@@ -271,6 +282,38 @@ impl Pool {
         });
     }
 
+    /// What `take` finds (a connection or stream to use now), else the right to open a
+    /// connection within `max_connections`, waiting for either while the pool is full;
+    /// from the first miss the request counts as pending (within
+    /// `max_pending_requests`), until its new connection is open.
+    async fn take_or_open<T, F>(
+        &self,
+        settings: PoolSettings,
+        stats: &ClusterStats,
+        mut take: impl FnMut() -> F,
+    ) -> Result<Found<T>, UpstreamError>
+    where
+        F: Future<Output = Option<T>>,
+    {
+        let mut pending = None;
+        loop {
+            // Registered before looking, so that a connection freed meanwhile wakes it.
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Some(found) = take().await {
+                return Ok(Found::Ready(found));
+            }
+            if pending.is_none() {
+                pending = Some(Self::pending(&settings, stats)?);
+            }
+            if let Some(slot) = self.open_slot(&settings, stats) {
+                return Ok(Found::Open { slot, pending });
+            }
+            freed.await;
+        }
+    }
+
     /// An HTTP/1.1 connection ready for a request, and how many it carried. Without an
     /// idle one the request is pending until it opens one (within `max_connections`)
     /// or one comes back.
@@ -279,22 +322,12 @@ impl Pool {
         settings: PoolSettings,
         stats: &Arc<ClusterStats>,
     ) -> Result<(http1::SendRequest<RequestBody>, u32), UpstreamError> {
-        let mut pending = None;
-        let slot = loop {
-            // Registered before looking, so that a connection freed meanwhile wakes it.
-            let freed = self.freed.notified();
-            tokio::pin!(freed);
-            freed.as_mut().enable();
-            if let Some(reused) = self.reuse(settings).await {
-                return Ok(reused);
-            }
-            if pending.is_none() {
-                pending = Some(Self::pending(&settings, stats)?);
-            }
-            match self.open_slot(&settings, stats) {
-                Some(slot) => break slot,
-                None => freed.await,
-            }
+        let (slot, _pending) = match self
+            .take_or_open(settings, stats, || self.reuse(settings))
+            .await?
+        {
+            Found::Ready(reused) => return Ok(reused),
+            Found::Open { slot, pending } => (slot, pending),
         };
         let io = TokioIo::new(self.connect(settings, stats).await?);
         let (sender, connection) = http1::Builder::new().handshake(io).await?;
@@ -331,22 +364,10 @@ impl Pool {
         settings: PoolSettings,
         stats: &Arc<ClusterStats>,
     ) -> Result<(http2::SendRequest<RequestBody>, Http2Stream), UpstreamError> {
-        let mut pending = None;
-        let slot = loop {
-            // Registered before looking, so that a stream freed meanwhile wakes it.
-            let freed = self.freed.notified();
-            tokio::pin!(freed);
-            freed.as_mut().enable();
-            if let Some(found) = self.free_stream(settings.max_streams) {
-                return Ok(found);
-            }
-            if pending.is_none() {
-                pending = Some(Self::pending(&settings, stats)?);
-            }
-            match self.open_slot(&settings, stats) {
-                Some(slot) => break slot,
-                None => freed.await,
-            }
+        let take = || std::future::ready(self.free_stream(settings.max_streams));
+        let (slot, _pending) = match self.take_or_open(settings, stats, take).await? {
+            Found::Ready(found) => return Ok(found),
+            Found::Open { slot, pending } => (slot, pending),
         };
         let io = TokioIo::new(self.connect(settings, stats).await?);
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
