@@ -400,7 +400,7 @@ fn print_ready(
     writeln!(out, "Ingress: http://{}/productpage", args.ingress_addr)?;
     writeln!(
         out,
-        "Apply a rule: mizzen apply -f ../shared/istio/samples/bookinfo/networking/virtual-service-all-v1.yaml"
+        "Apply a rule: mizzen apply -f FILE (Istio's samples/bookinfo/networking/virtual-service-all-v1.yaml, say)"
     )?;
     writeln!(out, "Watch proxies: mizzen proxy-status --pilot {debug}")?;
     writeln!(out, "Ctrl-C stops the mesh.")
