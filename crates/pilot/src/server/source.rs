@@ -145,7 +145,7 @@ impl Current {
                     )
                 });
                 let own = encode(cluster::inbound_side(push, proxy), |c| &c.name);
-                [&shared[..], &own].concat()
+                own_side_wins(&shared, own)
             }
             ResourceType::Listener if proxy.node_type == NodeType::Router => {
                 let built = self.cache.listeners.get_or_build(scope, || {
@@ -163,7 +163,7 @@ impl Current {
                     (encode(side.listeners, |l| &l.name), !side.address_bound)
                 });
                 let own = encode(listener::inbound_side(push, proxy), |l| &l.name);
-                [&shared[..], &own].concat()
+                own_side_wins(&shared, own)
             }
             ResourceType::Route => {
                 let routes = self.cache.routes.get_or_build((scope, names.clone()), || {
@@ -287,4 +287,17 @@ fn string_field(s: &Struct, key: &str) -> Option<String> {
         Kind::StringValue(v) => Some(v.clone()),
         _ => None,
     }
+}
+
+/// The shared (outbound) resources and the proxy's own (inbound) ones; where both name
+/// one resource — an egress listener on the workload's own address and port, in local
+/// mode — the inbound one wins, as in Istio, and the proxy gets each name once.
+fn own_side_wins(shared: &[NamedResource], own: Vec<NamedResource>) -> Vec<NamedResource> {
+    let mut out: Vec<NamedResource> = shared
+        .iter()
+        .filter(|s| !own.iter().any(|o| o.name() == s.name()))
+        .cloned()
+        .collect();
+    out.extend(own);
+    out
 }

@@ -30,10 +30,18 @@ pub const VIRTUAL_OUTBOUND_PORT: u16 = 15001;
 pub const HTTP_PROXY_PORT: u16 = 15080;
 
 /// Builds the listeners of a sidecar: outbound ones, the HTTP proxy listener when some
-/// traffic is not captured, `virtualOutbound` when it is, and the inbound side.
+/// traffic is not captured, `virtualOutbound` when it is, and the inbound side; each
+/// name once.
 pub fn listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
-    let mut out = outbound_side(push, proxy).listeners;
-    out.extend(inbound_side(push, proxy));
+    let inbound = inbound_side(push, proxy);
+    // An egress listener on the workload's own address and port (local mode) gives way
+    // to the inbound one of that name, as in Istio.
+    let mut out: Vec<Listener> = outbound_side(push, proxy)
+        .listeners
+        .into_iter()
+        .filter(|l| !inbound.iter().any(|i| i.name == l.name))
+        .collect();
+    out.extend(inbound);
     out
 }
 

@@ -243,6 +243,36 @@ spec:
 }
 
 #[test]
+fn an_egress_listener_on_the_workloads_own_port_gives_way_to_the_inbound_one() {
+    // As `mizzen up` registers a replica: ingress and egress both on its own address.
+    let yaml = r#"
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: productpage, namespace: default}
+spec:
+  workloadSelector: {labels: {app: productpage}}
+  ingress:
+  - port: {number: 9080, protocol: HTTP, name: http}
+    defaultEndpoint: 127.0.0.1:19080
+    captureMode: NONE
+  egress:
+  - bind: 127.0.1.5
+    captureMode: NONE
+    hosts: ["*/*"]
+"#;
+    let push = push_of(bookinfo_registry(), yaml);
+    let mut proxy = productpage_proxy();
+    proxy.ips = vec!["127.0.1.5".parse().unwrap()];
+    proxy.interception_mode = InterceptionMode::None;
+    let ls = listeners(&push, &proxy);
+    let own: Vec<&Listener> = ls.iter().filter(|l| l.name == "127.0.1.5_9080").collect();
+    let [own] = own.as_slice() else {
+        panic!("one listener named 127.0.1.5_9080: {own:?}")
+    };
+    assert_eq!(own.traffic_direction, TrafficDirection::Inbound as i32);
+}
+
+#[test]
 fn local_mode_without_sidecar_binds_ingress_on_the_workload_address() {
     let push = push_of(bookinfo_registry(), "");
     let mut proxy = productpage_proxy();
