@@ -475,7 +475,7 @@ fn bookinfo_routes_as_istios_samples_say() {
     let ingress: SocketAddr = up
         .wait_for_line("Ingress: ")
         .trim_start_matches("Ingress: http://")
-        .trim_end_matches("/productpage")
+        .trim_end_matches('/')
         .parse()
         .unwrap();
     assert_eq!(ingress, "127.0.77.1:8080".parse().unwrap());

@@ -219,6 +219,13 @@ impl Proxy {
         self.shared.bound.wait(name).await
     }
 
+    /// Where its listeners are bound now, in address order.
+    pub fn listener_addrs(&self) -> Vec<SocketAddr> {
+        let mut addrs: Vec<SocketAddr> = self.shared.bound.all().into_values().collect();
+        addrs.sort();
+        addrs
+    }
+
     /// What the ADS client holds, when config comes over ADS.
     pub fn xds_state(&self) -> Option<Arc<ClientState>> {
         self.client.as_ref().map(|c| c.state())

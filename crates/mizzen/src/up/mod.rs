@@ -200,13 +200,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     }
     let elapsed = started.elapsed();
+    // Where the Gateways that select the ingress made it listen.
+    let ingress = proxies
+        .last()
+        .map(|(_, gateway)| gateway.listener_addrs())
+        .unwrap_or_default();
     print_ready(
         &mut out,
         &config_dir,
         &state,
-        &args,
         xds,
         debug,
+        &ingress,
         &running,
         proxies.len(),
         elapsed,
@@ -372,9 +377,9 @@ fn print_ready(
     out: &mut impl Write,
     config_dir: &Path,
     state: &StateDir,
-    args: &UpArgs,
     xds: SocketAddr,
     debug: SocketAddr,
+    ingress: &[SocketAddr],
     running: &[Running],
     proxies: usize,
     elapsed: Duration,
@@ -397,7 +402,15 @@ fn print_ready(
         )?;
     }
     writeln!(out, "Pilot: xDS {xds}, debug http://{debug}")?;
-    writeln!(out, "Ingress: http://{}/productpage", args.ingress_addr)?;
+    if ingress.is_empty() {
+        writeln!(
+            out,
+            "Ingress: not listening (no Gateway selects istio=ingressgateway)"
+        )?;
+    }
+    for addr in ingress {
+        writeln!(out, "Ingress: http://{addr}/")?;
+    }
     writeln!(
         out,
         "Apply a rule: mizzen apply -f FILE (Istio's samples/bookinfo/networking/virtual-service-all-v1.yaml, say)"

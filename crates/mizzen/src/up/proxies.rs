@@ -97,6 +97,7 @@ pub fn ingress_gateway(ip: Ipv4Addr) -> Identity {
         namespace: "istio-system".into(),
         service_account: "istio-ingressgateway-service-account".into(),
         ip,
-        uncaptured: false,
+        // Local mode: its Gateways' ports bind on its own address, not on every one.
+        uncaptured: true,
     }
 }
