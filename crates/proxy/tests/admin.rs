@@ -17,13 +17,7 @@ async fn admin_get(proxy: &mizzen_proxy::Proxy, path: &str) -> Got {
 #[tokio::test]
 async fn admin_reports_config_and_counts_requests() {
     let v1 = backend("v1").await;
-    let yaml = http_bootstrap(
-        r#"- name: all
-  domains: ["*"]
-  routes: [{match: {prefix: "/"}, route: {cluster: v1}}]
-"#,
-        &cluster("v1", &[v1]),
-    ) + "admin: {address: {socket_address: {address: 127.0.0.1, port_value: 0}}}\n";
+    let yaml = http_bootstrap(&all_to("v1"), &cluster("v1", &[v1])) + ADMIN;
     let proxy = proxy(&yaml).await;
     let addr = proxy.listener_addr("http").await;
     for _ in 0..3 {

@@ -47,19 +47,12 @@ async fn hanging() -> (SocketAddr, mpsc::UnboundedReceiver<()>) {
 /// A proxy routing everything to the cluster `b` of `backend`, with `thresholds` (YAML
 /// flow mapping) as its default-priority circuit breaker thresholds.
 async fn proxy_to(backend: SocketAddr, thresholds: &str) -> mizzen_proxy::Proxy {
-    let vhosts = r#"- name: all
-  domains: ["*"]
-  routes: [{match: {prefix: "/"}, route: {cluster: b}}]
-"#;
+    let vhosts = &all_to("b");
     let cluster = format!(
         "{}  circuit_breakers: {{thresholds: [{thresholds}]}}\n",
         cluster("b", &[backend])
     );
-    proxy(
-        &(http_bootstrap(vhosts, &cluster)
-            + "admin: {address: {socket_address: {address: 127.0.0.1, port_value: 0}}}\n"),
-    )
-    .await
+    proxy(&(http_bootstrap(vhosts, &cluster) + ADMIN)).await
 }
 
 /// Waits until `level` reads `want` (the proxy got that far with a request).
@@ -195,10 +188,7 @@ async fn hanging_h2() -> (
 #[tokio::test]
 async fn an_http2_connection_carries_at_most_max_concurrent_streams() {
     let (backend, mut accepted, mut received) = hanging_h2().await;
-    let vhosts = r#"- name: all
-  domains: ["*"]
-  routes: [{match: {prefix: "/"}, route: {cluster: b}}]
-"#;
+    let vhosts = &all_to("b");
     let cluster = cluster("b", &[backend])
         + "  typed_extension_protocol_options:\n    envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n      \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n      explicit_http_config: {http2_protocol_options: {max_concurrent_streams: 2}}\n";
     let proxy = proxy(&http_bootstrap(vhosts, &cluster)).await;

@@ -42,13 +42,7 @@ async fn curl_http2(urls: Vec<String>) -> Curl {
 }
 
 fn routed_bootstrap(backend: SocketAddr) -> String {
-    http_bootstrap(
-        r#"- name: all
-  domains: ["*"]
-  routes: [{match: {prefix: "/"}, route: {cluster: reviews}}]
-"#,
-        &cluster("reviews", &[backend]),
-    ) + "admin: {address: {socket_address: {address: 127.0.0.1, port_value: 0}}}\n"
+    http_bootstrap(&all_to("reviews"), &cluster("reviews", &[backend])) + ADMIN
 }
 
 #[tokio::test]

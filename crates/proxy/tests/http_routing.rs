@@ -55,13 +55,7 @@ async fn forwards_to_the_routed_cluster_with_envoys_headers() {
 #[tokio::test]
 async fn http2_downstream_reaches_an_http1_upstream() {
     let v1 = backend("v1").await;
-    let yaml = http_bootstrap(
-        r#"- name: all
-  domains: ["*"]
-  routes: [{match: {prefix: "/"}, route: {cluster: v1}}]
-"#,
-        &cluster("v1", &[v1]),
-    );
+    let yaml = http_bootstrap(&all_to("v1"), &cluster("v1", &[v1]));
     let proxy = proxy(&yaml).await;
     let addr = proxy.listener_addr("http").await;
     let request = Request::get("http://productpage:9080/index")
@@ -180,13 +174,7 @@ async fn the_client_hears_its_own_http_version() {
                 .await;
         }
     });
-    let yaml = http_bootstrap(
-        r#"- name: all
-  domains: ["*"]
-  routes: [{match: {prefix: "/"}, route: {cluster: old}}]
-"#,
-        &cluster("old", &[old]),
-    );
+    let yaml = http_bootstrap(&all_to("old"), &cluster("old", &[old]));
     let proxy = proxy(&yaml).await;
     let addr = proxy.listener_addr("http").await;
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();

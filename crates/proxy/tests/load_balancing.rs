@@ -35,13 +35,7 @@ async fn three_backends() -> Vec<std::net::SocketAddr> {
 #[tokio::test]
 async fn round_robin_spreads_requests_evenly() {
     let backends = three_backends().await;
-    let yaml = http_bootstrap(
-        r#"- name: all
-  domains: ["*"]
-  routes: [{match: {prefix: "/"}, route: {cluster: pool}}]
-"#,
-        &cluster("pool", &backends),
-    );
+    let yaml = http_bootstrap(&all_to("pool"), &cluster("pool", &backends));
     let proxy = proxy(&yaml).await;
     let addr = proxy.listener_addr("http").await;
     let mut counts = BTreeMap::new();
@@ -179,10 +173,7 @@ async fn least_request_counts_a_request_until_its_response_body_ends() {
         holding_backend("b", held.clone()).await,
     ];
     let yaml = http_bootstrap(
-        r#"- name: all
-  domains: ["*"]
-  routes: [{match: {prefix: "/"}, route: {cluster: pool}}]
-"#,
+        &all_to("pool"),
         &cluster("pool", &backends).replace(
             "  type: STATIC\n",
             "  type: STATIC\n  lb_policy: LEAST_REQUEST\n",

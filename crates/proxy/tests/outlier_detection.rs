@@ -57,17 +57,10 @@ async fn health_flags(proxy: &mizzen_proxy::Proxy, host: SocketAddr) -> String {
 async fn a_failing_endpoint_is_ejected_then_comes_back() {
     let good = backend("good").await;
     let bad = failing().await;
-    let vhosts = r#"- name: all
-  domains: ["*"]
-  routes: [{match: {prefix: "/"}, route: {cluster: b}}]
-"#;
+    let vhosts = &all_to("b");
     let cluster = cluster("b", &[good, bad])
         + "  outlier_detection: {consecutive_5xx: 3, interval: 0.05s, base_ejection_time: 1s, max_ejection_percent: 50}\n";
-    let proxy = proxy(
-        &(http_bootstrap(vhosts, &cluster)
-            + "admin: {address: {socket_address: {address: 127.0.0.1, port_value: 0}}}\n"),
-    )
-    .await;
+    let proxy = proxy(&(http_bootstrap(vhosts, &cluster) + ADMIN)).await;
     let addr = proxy.listener_addr("http").await;
     assert_eq!(health_flags(&proxy, bad).await, "healthy");
 

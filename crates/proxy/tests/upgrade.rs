@@ -59,14 +59,7 @@ async fn websocket_echo() -> std::net::SocketAddr {
 #[tokio::test]
 async fn websocket_upgrade_tunnels_bytes_both_ways() {
     let backend = websocket_echo().await;
-    let yaml = http_bootstrap(
-        r#"- name: all
-  domains: ["*"]
-  routes: [{match: {prefix: "/"}, route: {cluster: ws}}]
-"#,
-        &cluster("ws", &[backend]),
-    )
-    .replace(
+    let yaml = http_bootstrap(&all_to("ws"), &cluster("ws", &[backend])).replace(
         "          stat_prefix: ingress\n",
         "          stat_prefix: ingress\n          upgrade_configs: [{upgrade_type: websocket}]\n",
     );

@@ -222,6 +222,16 @@ pub fn cluster(name: &str, endpoints: &[SocketAddr]) -> String {
     )
 }
 
+/// A virtual host list sending every request to `cluster`.
+pub fn all_to(cluster: &str) -> String {
+    format!(
+        "- name: all\n  domains: [\"*\"]\n  routes: [{{match: {{prefix: \"/\"}}, route: {{cluster: {cluster}}}}}]\n"
+    )
+}
+
+/// An admin server on a free port, to append to a bootstrap.
+pub const ADMIN: &str = "admin: {address: {socket_address: {address: 127.0.0.1, port_value: 0}}}\n";
+
 /// A bootstrap with one HTTP listener named `http` on 127.0.0.1:0 whose inline route
 /// config holds `virtual_hosts` (YAML list), and the given clusters (YAML list items).
 pub fn http_bootstrap(virtual_hosts: &str, clusters: &str) -> String {
