@@ -6,6 +6,8 @@ use std::sync::Arc;
 use mizzen_api::Resource;
 use mizzen_api::networking::Sidecar;
 
+use super::extension::ExtensionProvider;
+use super::jwks::JwksKeys;
 use super::proxy::Proxy;
 use super::registry::Registry;
 use super::service::Service;
@@ -21,10 +23,14 @@ pub struct MeshConfig {
     pub trust_domain: String,
     /// The DNS suffix of Kubernetes services (`cluster.local`).
     pub domain_suffix: String,
-    /// Whether clients use mTLS to mesh endpoints without being told (Istio's
-    /// `enableAutoMtls`). Istio defaults it on; Mizzen keeps it off until workloads
-    /// have certificates to present, since mTLS without them cannot connect.
+    /// Other trust domains whose identities count as this one's
+    /// (`trustDomainAliases`), for authorization during a trust domain migration.
+    pub trust_domain_aliases: Vec<String>,
+    /// Whether clients use mTLS to endpoints whose workloads have a proxy without being
+    /// told (Istio's `enableAutoMtls`, on by default).
     pub enable_auto_mtls: bool,
+    /// External authorizers CUSTOM AuthorizationPolicies delegate to.
+    pub extension_providers: Vec<ExtensionProvider>,
 }
 
 impl Default for MeshConfig {
@@ -33,7 +39,9 @@ impl Default for MeshConfig {
             root_namespace: "istio-system".into(),
             trust_domain: "cluster.local".into(),
             domain_suffix: "cluster.local".into(),
-            enable_auto_mtls: false,
+            trust_domain_aliases: Vec::new(),
+            enable_auto_mtls: true,
+            extension_providers: Vec::new(),
         }
     }
 }
@@ -47,6 +55,8 @@ pub struct PushContext {
     pub registry: Arc<Registry>,
     /// Mesh-wide settings.
     pub mesh: Arc<MeshConfig>,
+    /// Public keys fetched for RequestAuthentication `jwksUri`s.
+    pub jwks: Arc<JwksKeys>,
 }
 
 impl PushContext {
@@ -57,7 +67,14 @@ impl PushContext {
             config,
             registry,
             mesh,
+            jwks: Arc::default(),
         }
+    }
+
+    /// This push with the key sets fetched for `jwksUri`s.
+    pub fn with_jwks(mut self, jwks: Arc<JwksKeys>) -> Self {
+        self.jwks = jwks;
+        self
     }
 
     /// The Sidecar resource that configures `proxy` (its workload's, else its

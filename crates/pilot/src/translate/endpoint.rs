@@ -196,7 +196,9 @@ pub(crate) fn load_assignment(input: &LoadAssignmentInput<'_>) -> ClusterLoadAss
 /// telemetry, `envoy.transport_socket_match.tlsMode` for auto mTLS).
 fn lb_endpoint(ep: &Endpoint, cluster_id: &str) -> LbEndpoint {
     let mut metadata = None;
-    if let Some(mode) = ep.labels.get(TLS_MODE_LABEL).filter(|m| *m != "disabled") {
+    // Istio's `GetTLSModeFromEndpointLabels`: only `istio` marks a workload with a
+    // proxy; any other value is plain text.
+    if let Some(mode) = ep.labels.get(TLS_MODE_LABEL).filter(|m| *m == "istio") {
         filter_metadata(&mut metadata, "envoy.transport_socket_match")
             .fields
             .insert(TLS_MODE_KEY.into(), string(mode.clone()));

@@ -11,6 +11,7 @@ use mizzen_api::{Kind, Object, Resource};
 
 use super::spiffe_identity;
 use crate::model::push::MeshConfig;
+use crate::model::security::parse_go_bool;
 use crate::model::service::{Endpoint, HealthStatus};
 use crate::store::Snapshot;
 
@@ -191,15 +192,6 @@ fn health_checked(annotations: Option<&BTreeMap<String, String>>) -> bool {
     annotations
         .and_then(|a| a.get(HEALTH_CHECKS_ANNOTATION))
         .is_some_and(|v| parse_go_bool(v) == Some(true))
-}
-
-/// Go's `strconv.ParseBool`, which Istio uses for the annotation.
-fn parse_go_bool(value: &str) -> Option<bool> {
-    match value {
-        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
-        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
-        _ => None,
-    }
 }
 
 /// True when the status carries the `Healthy` condition set to `True`; unset counts as

@@ -28,7 +28,7 @@ pub const SDS_DEFAULT: &str = "default";
 /// The SDS name of the mesh's root certificate.
 pub const SDS_ROOT: &str = "ROOTCA";
 /// The transport socket name of TLS.
-const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
+pub(crate) const TLS_SOCKET: &str = "envoy.transport_sockets.tls";
 /// Endpoint label (and its short metadata key) saying the workload accepts Istio mTLS.
 pub const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
 /// The metadata key of [`TLS_MODE_LABEL`] in `envoy.transport_socket_match`.
@@ -264,8 +264,8 @@ fn credential_resource(name: &str) -> String {
     }
 }
 
-/// TLS 1.2 to 1.3, as Istio pins upstream contexts.
-fn default_common_tls_context() -> CommonTlsContext {
+/// TLS 1.2 to 1.3, as Istio pins its contexts.
+pub(crate) fn default_common_tls_context() -> CommonTlsContext {
     CommonTlsContext {
         tls_params: Some(TlsParameters {
             tls_minimum_protocol_version: TlsProtocol::TlSv12 as i32,
@@ -277,7 +277,7 @@ fn default_common_tls_context() -> CommonTlsContext {
 }
 
 /// A secret from the proxy's SDS server.
-fn sds(name: &str) -> SdsSecretConfig {
+pub(crate) fn sds(name: &str) -> SdsSecretConfig {
     SdsSecretConfig {
         name: name.to_owned(),
         sds_config: Some(sds_grpc_config_source()),

@@ -8,13 +8,17 @@ use super::servers::{HttpPort, http_ports};
 use crate::model::{InterceptionMode, Proxy, PushContext};
 use crate::translate::listener::{Routes, Side, address, http_connection_manager};
 use crate::translate::names::listener_name;
+use crate::translate::security::ServerFilters;
+use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
 
 /// Builds the listeners of a gateway proxy: one per port (and bind address) of its
-/// Gateways' plain HTTP servers, named `<address>_<port>`.
+/// Gateways' plain HTTP servers, named `<address>_<port>`, with the authentication and
+/// authorization filters of the policies selecting the gateway.
 pub fn listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
+    let security = ServerFilters::new(push, proxy);
     http_ports(push, proxy)
         .iter()
-        .map(|port| http_listener(proxy, port))
+        .map(|port| http_listener(proxy, port, &security.http))
         .collect()
 }
 
@@ -35,7 +39,7 @@ fn default_bind(proxy: &Proxy) -> String {
     }
 }
 
-fn http_listener(proxy: &Proxy, port: &HttpPort<'_>) -> Listener {
+fn http_listener(proxy: &Proxy, port: &HttpPort<'_>, security: &[HttpFilter]) -> Listener {
     let bind = if port.bind.is_empty() {
         default_bind(proxy)
     } else {
@@ -49,6 +53,7 @@ fn http_listener(proxy: &Proxy, port: &HttpPort<'_>) -> Listener {
                 &format!("outbound_{name}"),
                 Routes::Rds(port.route_name()),
                 Side::Gateway,
+                security.to_vec(),
             )],
             ..FilterChain::default()
         }],

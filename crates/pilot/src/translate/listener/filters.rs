@@ -37,6 +37,8 @@ const ROUTER_FILTER: &str = "envoy.filters.http.router";
 pub(crate) const PLAINTEXT_HTTP_ALPNS: [&str; 2] = ["http/1.1", "h2c"];
 /// The transport protocol of plaintext connections.
 pub(crate) const RAW_BUFFER: &str = "raw_buffer";
+/// The transport protocol the TLS inspector reports for TLS connections.
+pub(crate) const TLS_TRANSPORT: &str = "tls";
 /// The name Istio gives a listener's fallback chain.
 pub(crate) const PASSTHROUGH_FILTER_CHAIN: &str = "PassthroughFilterChain";
 
@@ -114,16 +116,25 @@ pub(crate) fn http_inspector() -> ListenerFilter {
     listener_filter("envoy.filters.listener.http_inspector", &HttpInspector {})
 }
 
-/// The inspectors the chains' matches need: TLS for SNI or ALPN, HTTP for ALPN.
+/// The inspectors the chains' matches need: TLS for SNI, ALPN or the transport
+/// protocol, HTTP for the plaintext HTTP ALPNs it detects.
 pub(crate) fn inspectors(chains: &[FilterChain]) -> Vec<ListenerFilter> {
     let matches = || chains.iter().filter_map(|c| c.filter_chain_match.as_ref());
-    let alpn = matches().any(|m| !m.application_protocols.is_empty());
-    let sni = matches().any(|m| !m.server_names.is_empty());
+    let tls = matches().any(|m| {
+        !m.application_protocols.is_empty()
+            || !m.server_names.is_empty()
+            || !m.transport_protocol.is_empty()
+    });
+    let http = matches().any(|m| {
+        m.application_protocols
+            .iter()
+            .any(|p| PLAINTEXT_HTTP_ALPNS.contains(&p.as_str()))
+    });
     let mut out = Vec::new();
-    if alpn || sni {
+    if tls {
         out.push(tls_inspector());
     }
-    if alpn {
+    if http {
         out.push(http_inspector());
     }
     out
@@ -194,7 +205,13 @@ pub(crate) enum Side {
 /// An `http_connection_manager` network filter in Istio's sidecar shape. Its filter
 /// chain always holds the fault and CORS filters (inert unless a route configures them)
 /// before the router, as Istio's does, since routes arrive separately over RDS.
-pub(crate) fn http_connection_manager(stat_prefix: &str, routes: Routes, side: Side) -> Filter {
+/// `security` (authentication and authorization) runs first.
+pub(crate) fn http_connection_manager(
+    stat_prefix: &str,
+    routes: Routes,
+    side: Side,
+    security: Vec<HttpFilter>,
+) -> Filter {
     let route_specifier = match routes {
         Routes::Rds(name) => http_connection_manager::RouteSpecifier::Rds(Rds {
             config_source: Some(ConfigSource {
@@ -209,11 +226,12 @@ pub(crate) fn http_connection_manager(stat_prefix: &str, routes: Routes, side: S
         }),
         Routes::Inline(config) => http_connection_manager::RouteSpecifier::RouteConfig(*config),
     };
-    let http_filters = vec![
+    let mut http_filters = security;
+    http_filters.extend([
         http_filter(FAULT_FILTER, &HttpFault::default()),
         http_filter(CORS_FILTER, &Cors {}),
         http_filter(ROUTER_FILTER, &Router::default()),
-    ];
+    ]);
     let mut hcm = HttpConnectionManager {
         codec_type: http_connection_manager::CodecType::Auto as i32,
         stat_prefix: stat_prefix.to_owned(),
@@ -265,7 +283,8 @@ pub(crate) fn http_connection_manager(stat_prefix: &str, routes: Routes, side: S
     }
 }
 
-fn http_filter<M: prost::Name + prost::Message>(name: &str, config: &M) -> HttpFilter {
+/// An HTTP filter with its typed config.
+pub(crate) fn http_filter<M: prost::Name + prost::Message>(name: &str, config: &M) -> HttpFilter {
     HttpFilter {
         name: name.to_owned(),
         config_type: Some(http_filter::ConfigType::TypedConfig(to_any(config))),

@@ -1,6 +1,9 @@
 //! Inbound listeners: `virtualInbound` (15006) with a filter chain per captured workload
 //! port, and, for ports not captured (`captureMode: NONE`, local mode), listeners bound
-//! on the workload's own address. Both forward to `inbound|PORT||`.
+//! on the workload's own address. Both forward to `inbound|PORT||`, each port's chains
+//! shaped by its PeerAuthentication mode (Istio's inbound filter chain options) and
+//! carrying the authentication and authorization filters of the policies selecting the
+//! workload.
 
 use mizzen_api::networking::CaptureMode;
 use mizzen_xds::pb::envoy::config::core::v3::TrafficDirection;
@@ -9,15 +12,17 @@ use mizzen_xds::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
 use mizzen_xds::pb::google::protobuf::{BoolValue, UInt32Value};
 
 use super::filters::{
-    ListenerProtocol, Routes, Side, TcpTarget, address, http_alpn_match, http_connection_manager,
-    inspectors, original_dst, tcp_proxy, zero,
+    ListenerProtocol, PLAINTEXT_HTTP_ALPNS, RAW_BUFFER, Routes, Side, TLS_TRANSPORT, TcpTarget,
+    address, http_connection_manager, inspectors, original_dst, tcp_proxy, zero,
 };
+use crate::model::security::{MutualTls, PeerAuthn, peer_authentication};
 use crate::model::{InterceptionMode, Proxy, PushContext};
 use crate::translate::names::{
     BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, VIRTUAL_INBOUND_LISTENER, inbound_cluster,
     listener_name,
 };
 use crate::translate::route::default_inbound_route;
+use crate::translate::security::{ServerFilters, mtls_transport_socket};
 use mizzen_api::Resource;
 use mizzen_api::networking::Sidecar;
 
@@ -92,6 +97,13 @@ fn inbound_ports(
     out
 }
 
+/// What every inbound chain of one proxy shares: its PeerAuthentication and the
+/// security filters of the policies selecting it.
+struct Server {
+    peer: PeerAuthn,
+    filters: ServerFilters,
+}
+
 /// The inbound listeners of `proxy`: `virtualInbound` unless interception is off, and a
 /// bound listener per uncaptured port.
 pub(crate) fn inbound_listeners(
@@ -100,9 +112,13 @@ pub(crate) fn inbound_listeners(
     sidecar: Option<&Resource<Sidecar>>,
 ) -> Vec<Listener> {
     let ports = inbound_ports(push, proxy, sidecar);
+    let server = Server {
+        peer: peer_authentication(&push.config, &push.mesh.root_namespace, proxy),
+        filters: ServerFilters::new(push, proxy),
+    };
     let mut out = Vec::new();
     for p in ports.iter().filter(|p| !p.captured) {
-        let chains = port_chains(p, &FilterChainMatch::default(), &p.bind);
+        let chains = port_chains(p, &FilterChainMatch::default(), &p.bind, &server);
         out.push(Listener {
             name: listener_name(&p.bind, p.port),
             address: Some(address(&p.bind, p.port)),
@@ -123,14 +139,14 @@ pub(crate) fn inbound_listeners(
         });
     }
     if proxy.interception_mode != InterceptionMode::None {
-        out.push(virtual_inbound(&ports));
+        out.push(virtual_inbound(&ports, &server));
     }
     out
 }
 
 /// `virtualInbound`: the original destination's port picks the chain; unknown ports
 /// pass through to the workload, and connections to 15006 itself are dropped.
-fn virtual_inbound(ports: &[InboundPort]) -> Listener {
+fn virtual_inbound(ports: &[InboundPort], server: &Server) -> Listener {
     let mut chains = vec![FilterChain {
         name: format!("{VIRTUAL_INBOUND_LISTENER}-blackhole"),
         filter_chain_match: Some(FilterChainMatch {
@@ -152,7 +168,7 @@ fn virtual_inbound(ports: &[InboundPort]) -> Listener {
             }),
             ..FilterChainMatch::default()
         };
-        chains.extend(port_chains(p, &on_port, WILDCARD));
+        chains.extend(port_chains(p, &on_port, WILDCARD, server));
     }
     let mut listener_filters = vec![original_dst()];
     listener_filters.extend(inspectors(&chains));
@@ -176,35 +192,209 @@ fn virtual_inbound(ports: &[InboundPort]) -> Listener {
     }
 }
 
-/// The chains serving one port: HTTP, TCP, or both behind the HTTP inspector.
-fn port_chains(p: &InboundPort, base: &FilterChainMatch, address: &str) -> Vec<FilterChain> {
-    let name = listener_name(address, p.port);
-    let cluster = inbound_cluster(p.port);
-    let tcp = |m: FilterChainMatch, name: String| FilterChain {
-        name,
-        filter_chain_match: Some(m),
-        filters: vec![tcp_proxy(&cluster, TcpTarget::Cluster(cluster.clone()))],
-        ..FilterChain::default()
-    };
-    let http = |m: FilterChainMatch, name: String| FilterChain {
-        name,
-        filter_chain_match: Some(m),
-        filters: vec![http_connection_manager(
-            &format!("inbound_{}", listener_name(WILDCARD, p.port)),
-            Routes::Inline(Box::new(inbound_route_config(p))),
-            Side::Inbound,
-        )],
-        ..FilterChain::default()
-    };
-    match p.protocol {
-        None => Vec::new(),
-        Some(ListenerProtocol::Http) => vec![http(base.clone(), name)],
-        Some(ListenerProtocol::Tcp) => vec![tcp(base.clone(), name)],
-        Some(ListenerProtocol::Auto) => vec![
-            http(http_alpn_match(base.clone()), format!("{name}-http")),
-            tcp(base.clone(), name),
+/// One filter chain of a port, as Istio's `FilterChainMatchOptions`.
+#[derive(Debug, Clone, Copy)]
+struct ChainOption {
+    /// ALPN values the chain matches (none: any).
+    alpn: &'static [&'static str],
+    /// `tls` or `raw_buffer`.
+    transport: &'static str,
+    /// HTTP connection manager or `tcp_proxy`.
+    http: bool,
+    /// Whether the chain terminates Istio mTLS.
+    mtls: bool,
+}
+
+/// ALPN values mesh clients offer for HTTP over mTLS.
+const MTLS_HTTP_ALPNS: &[&str] = &["istio-http/1.0", "istio-http/1.1", "istio-h2"];
+/// ALPN values mesh clients offer for TCP over mTLS (metadata exchange first).
+const MTLS_TCP_ALPNS: &[&str] = &["istio-peer-exchange", "istio"];
+/// Every ALPN value a mesh client may offer.
+const ALL_MTLS_ALPNS: &[&str] = &[
+    "istio",
+    "istio-peer-exchange",
+    "istio-http/1.0",
+    "istio-http/1.1",
+    "istio-h2",
+];
+
+/// Istio's chain options for a port's protocol and mTLS mode: STRICT only terminates
+/// mTLS; PERMISSIVE also takes plain text (and, for TCP, TLS the app terminates);
+/// DISABLE only plain text.
+fn chain_options(protocol: ListenerProtocol, mode: MutualTls) -> &'static [ChainOption] {
+    use ListenerProtocol::{Auto, Http, Tcp};
+    use MutualTls::{Disable, Permissive, Strict};
+    const NONE: &[&str] = &[];
+    match (protocol, mode) {
+        (Http, Strict) => &[ChainOption {
+            alpn: NONE,
+            transport: TLS_TRANSPORT,
+            http: true,
+            mtls: true,
+        }],
+        (Http, Permissive) => &[
+            ChainOption {
+                alpn: ALL_MTLS_ALPNS,
+                transport: TLS_TRANSPORT,
+                http: true,
+                mtls: true,
+            },
+            ChainOption {
+                alpn: NONE,
+                transport: RAW_BUFFER,
+                http: true,
+                mtls: false,
+            },
+        ],
+        (Http, Disable) => &[ChainOption {
+            alpn: NONE,
+            transport: RAW_BUFFER,
+            http: true,
+            mtls: false,
+        }],
+        (Tcp, Strict) => &[ChainOption {
+            alpn: NONE,
+            transport: TLS_TRANSPORT,
+            http: false,
+            mtls: true,
+        }],
+        (Tcp, Permissive) => &[
+            ChainOption {
+                alpn: ALL_MTLS_ALPNS,
+                transport: TLS_TRANSPORT,
+                http: false,
+                mtls: true,
+            },
+            ChainOption {
+                alpn: NONE,
+                transport: TLS_TRANSPORT,
+                http: false,
+                mtls: false,
+            },
+            ChainOption {
+                alpn: NONE,
+                transport: RAW_BUFFER,
+                http: false,
+                mtls: false,
+            },
+        ],
+        (Tcp, Disable) => &[ChainOption {
+            alpn: NONE,
+            transport: RAW_BUFFER,
+            http: false,
+            mtls: false,
+        }],
+        (Auto, Strict) => &[
+            ChainOption {
+                alpn: MTLS_HTTP_ALPNS,
+                transport: TLS_TRANSPORT,
+                http: true,
+                mtls: true,
+            },
+            ChainOption {
+                alpn: NONE,
+                transport: TLS_TRANSPORT,
+                http: false,
+                mtls: true,
+            },
+        ],
+        (Auto, Permissive) => &[
+            ChainOption {
+                alpn: MTLS_HTTP_ALPNS,
+                transport: TLS_TRANSPORT,
+                http: true,
+                mtls: true,
+            },
+            ChainOption {
+                alpn: &PLAINTEXT_HTTP_ALPNS,
+                transport: RAW_BUFFER,
+                http: true,
+                mtls: false,
+            },
+            ChainOption {
+                alpn: MTLS_TCP_ALPNS,
+                transport: TLS_TRANSPORT,
+                http: false,
+                mtls: true,
+            },
+            ChainOption {
+                alpn: NONE,
+                transport: RAW_BUFFER,
+                http: false,
+                mtls: false,
+            },
+            ChainOption {
+                alpn: NONE,
+                transport: TLS_TRANSPORT,
+                http: false,
+                mtls: false,
+            },
+        ],
+        (Auto, Disable) => &[
+            ChainOption {
+                alpn: &PLAINTEXT_HTTP_ALPNS,
+                transport: RAW_BUFFER,
+                http: true,
+                mtls: false,
+            },
+            ChainOption {
+                alpn: NONE,
+                transport: RAW_BUFFER,
+                http: false,
+                mtls: false,
+            },
         ],
     }
+}
+
+/// The chains serving one port, by its protocol and mTLS mode.
+fn port_chains(
+    p: &InboundPort,
+    base: &FilterChainMatch,
+    address: &str,
+    server: &Server,
+) -> Vec<FilterChain> {
+    let Some(protocol) = p.protocol else {
+        return Vec::new();
+    };
+    let name = listener_name(address, p.port);
+    let cluster = inbound_cluster(p.port);
+    chain_options(protocol, server.peer.mode_for(p.port))
+        .iter()
+        .map(|o| {
+            let mut m = base.clone();
+            m.transport_protocol = o.transport.to_owned();
+            m.application_protocols = o.alpn.iter().map(|a| (*a).to_owned()).collect();
+            let filters = if o.http {
+                vec![http_connection_manager(
+                    &format!("inbound_{}", listener_name(WILDCARD, p.port)),
+                    Routes::Inline(Box::new(inbound_route_config(p))),
+                    Side::Inbound,
+                    server.filters.http.clone(),
+                )]
+            } else {
+                let mut filters = server.filters.network.clone();
+                filters.push(tcp_proxy(&cluster, TcpTarget::Cluster(cluster.clone())));
+                filters
+            };
+            let kind = match (protocol, o.http) {
+                (ListenerProtocol::Auto, true) => "-http",
+                _ => "",
+            };
+            let transport = match (o.mtls, o.transport) {
+                (true, _) => "-mtls",
+                (false, TLS_TRANSPORT) => "-tls",
+                _ => "",
+            };
+            FilterChain {
+                name: format!("{name}{kind}{transport}"),
+                filter_chain_match: Some(m),
+                filters,
+                transport_socket: o.mtls.then(mtls_transport_socket),
+                ..FilterChain::default()
+            }
+        })
+        .collect()
 }
 
 /// The inline route of an inbound HTTP chain: all requests to the workload (Istio's

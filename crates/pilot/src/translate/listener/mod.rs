@@ -13,7 +13,7 @@ use mizzen_xds::pb::envoy::config::core::v3::TrafficDirection;
 use mizzen_xds::pb::envoy::config::listener::v3::{FilterChain, FilterChainMatch, Listener};
 use mizzen_xds::pb::google::protobuf::{BoolValue, UInt32Value};
 
-pub(crate) use filters::{Routes, Side, address, http_connection_manager};
+pub(crate) use filters::{Routes, Side, address, cidr, http_connection_manager};
 use filters::{TcpTarget, tcp_proxy};
 pub use inbound::VIRTUAL_INBOUND_PORT;
 
@@ -102,6 +102,7 @@ fn http_proxy_listener(proxy: &Proxy) -> Listener {
                 &format!("outbound_{name}"),
                 Routes::Rds(HTTP_PROXY_ROUTE.to_owned()),
                 Side::HttpProxy,
+                Vec::new(),
             )],
             ..FilterChain::default()
         }],

@@ -155,6 +155,7 @@ fn add(entries: &mut BTreeMap<(String, u16), Entry>, c: Candidate<'_>) {
                 &stat_prefix,
                 Routes::Rds(route_name),
                 side,
+                Vec::new(),
             )],
             ..FilterChain::default()
         }
