@@ -126,10 +126,8 @@ pub(crate) fn push(yaml: &str, registry: Registry) -> PushContext {
         config: Arc::new(Snapshot::new(1, objects)),
         registry: Arc::new(registry),
         // Istio's default mesh: auto mTLS on.
-        mesh: Arc::new(MeshConfig {
-            enable_auto_mtls: true,
-            ..MeshConfig::default()
-        }),
+        mesh: Arc::new(MeshConfig::default()),
+        jwks: Arc::default(),
     }
 }
 
@@ -1034,7 +1032,10 @@ fn every_cluster_encodes() {
 #[test]
 fn without_auto_mtls_mesh_clusters_are_plain_text() {
     let mut p = push(&reviews_rule(""), bookinfo());
-    p.mesh = Arc::new(MeshConfig::default());
+    p.mesh = Arc::new(MeshConfig {
+        enable_auto_mtls: false,
+        ..MeshConfig::default()
+    });
     let out = clusters(&p, &productpage());
     let c = find(&out, "outbound|9080||reviews.default.svc.cluster.local");
     assert!(c.transport_socket_matches.is_empty() && c.transport_socket.is_none());

@@ -132,6 +132,7 @@ fn push_with(registry: Registry, objects: impl IntoIterator<Item = Object>) -> P
         config: Arc::new(Snapshot::new(1, objects)),
         registry: Arc::new(registry),
         mesh: Arc::new(MeshConfig::default()),
+        jwks: Arc::default(),
     }
 }
 
