@@ -12,7 +12,8 @@ use std::time::Duration;
 use mizzen_xds::{ResourceType, SyncState};
 
 mod common;
-use common::{ALL_V1, BOOKINFO, PRODUCTPAGE_NODE_ID, get, start_pilot};
+use common::{ALL_V1, BOOKINFO, PRODUCTPAGE_NODE_ID, get, start_pilot_with};
+use mizzen_pilot::model::MeshConfig;
 
 fn envoy_binary() -> Option<PathBuf> {
     match std::env::var_os("MIZZEN_ENVOY") {
@@ -64,9 +65,29 @@ static_resources:
       endpoints:
       - lb_endpoints:
         - endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {xds_port}}}}}}}
+  # Istio's agent serves the workload certificate over this socket; mTLS contexts name it.
+  - name: sds-grpc
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{http2_protocol_options: {{}}}}
+    load_assignment:
+      cluster_name: sds-grpc
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{pipe: {{path: ./var/run/secrets/workload-spiffe-uds/socket}}}}}}
 "#
     )
 }
+
+/// A mesh-wide PeerAuthentication turning mTLS off.
+const PLAINTEXT_MESH: &str = "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec: {mtls: {mode: DISABLE}}
+";
 
 /// Every `*.update_rejected` stat that is not zero.
 fn rejections(stats: &str) -> Vec<&str> {
@@ -81,7 +102,14 @@ async fn envoy_accepts_everything_pilot_sends_and_follows_changes() {
     let Some(envoy) = envoy_binary() else { return };
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("bookinfo.yaml"), BOOKINFO).unwrap();
-    let (xds, http, status) = start_pilot(dir.path()).await;
+    // A bare Envoy has no agent serving the workload certificate over `sds-grpc`, and
+    // waits for it before taking clusters and listeners that name it: plain text here.
+    std::fs::write(dir.path().join("plaintext.yaml"), PLAINTEXT_MESH).unwrap();
+    let plain = MeshConfig {
+        enable_auto_mtls: false,
+        ..MeshConfig::default()
+    };
+    let (xds, http, status) = start_pilot_with(dir.path(), plain).await;
 
     let work = tempfile::tempdir().unwrap();
     let config = work.path().join("bootstrap.yaml");

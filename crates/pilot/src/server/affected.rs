@@ -19,12 +19,13 @@ pub fn types_for(kind: &str) -> TypeSet {
         // Policies after routing: clusters, their endpoints (subsets) and routes (hash
         // policies for consistent hashing).
         Ok(Kind::DestinationRule) => TypeSet::of([Cluster, Endpoint, Route]),
+        // mTLS modes shape inbound listeners; clusters follow as Istio pushes them.
+        Ok(Kind::PeerAuthentication) => TypeSet::of([Listener, Cluster]),
+        // Authentication and authorization filters live in listeners.
+        Ok(Kind::RequestAuthentication | Kind::AuthorizationPolicy) => TypeSet::of([Listener]),
         // Kinds the translation does not read yet.
         Ok(
-            Kind::PeerAuthentication
-            | Kind::RequestAuthentication
-            | Kind::AuthorizationPolicy
-            | Kind::Telemetry
+            Kind::Telemetry
             | Kind::ProxyConfig
             | Kind::EnvoyFilter
             | Kind::WasmPlugin
@@ -46,8 +47,9 @@ pub fn types_for_changes<'a>(changes: impl IntoIterator<Item = &'a Change>) -> T
 
 /// The proxies `change` can affect, from the object as it was (`before`) and is
 /// (`after`): a Sidecar configures only its namespace's proxies (unless it is the root
-/// namespace's mesh default); a VirtualService or DestinationRule reaches only the
-/// namespaces it is exported to; anything else may touch every proxy.
+/// namespace's mesh default), and so do security policies; a VirtualService or
+/// DestinationRule reaches only the namespaces it is exported to; anything else may
+/// touch every proxy.
 pub fn proxies_for(
     change: &Change,
     before: &Snapshot,
@@ -62,7 +64,12 @@ pub fn proxies_for(
     for object in versions.into_iter().flatten() {
         let own = object.meta().namespace.clone().unwrap_or_default();
         let export_to: &[String] = match &**object {
-            Object::Sidecar(_) if own != root_namespace => {
+            Object::Sidecar(_)
+            | Object::PeerAuthentication(_)
+            | Object::RequestAuthentication(_)
+            | Object::AuthorizationPolicy(_)
+                if own != root_namespace =>
+            {
                 namespaces.insert(own);
                 continue;
             }
@@ -99,7 +106,12 @@ mod tests {
         assert!(types_for("DestinationRule").contains(ResourceType::Endpoint));
         assert_eq!(types_for("ServiceEntry"), TypeSet::ALL);
         assert_eq!(types_for("HTTPRoute"), TypeSet::ALL);
-        assert!(types_for("PeerAuthentication").is_empty());
+        let peer = types_for("PeerAuthentication");
+        assert!(peer.contains(ResourceType::Listener) && peer.contains(ResourceType::Cluster));
+        let authz = types_for("AuthorizationPolicy");
+        assert!(authz.contains(ResourceType::Listener) && !authz.contains(ResourceType::Route));
+        assert!(types_for("RequestAuthentication").contains(ResourceType::Listener));
+        assert!(types_for("Telemetry").is_empty());
     }
 
     fn snapshot(yaml: &str) -> Snapshot {
@@ -160,6 +172,27 @@ mod tests {
             "istio-system",
         );
         assert!(reaches(&a, "shop") && !reaches(&a, "default"));
+
+        let policy = snapshot(
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: p, namespace: shop}\nspec: {}\n",
+        );
+        let a = proxies_for(
+            &change("AuthorizationPolicy", "shop", "p"),
+            &Snapshot::default(),
+            &policy,
+            "istio-system",
+        );
+        assert!(reaches(&a, "shop") && !reaches(&a, "default"));
+        let mesh_wide = snapshot(
+            "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n",
+        );
+        let a = proxies_for(
+            &change("PeerAuthentication", "istio-system", "default"),
+            &Snapshot::default(),
+            &mesh_wide,
+            "istio-system",
+        );
+        assert!(matches!(a, Affected::All));
     }
 
     #[test]

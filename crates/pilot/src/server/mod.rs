@@ -4,6 +4,7 @@
 
 mod affected;
 mod debug;
+pub mod jwks;
 mod metrics;
 pub mod source;
 
@@ -16,6 +17,7 @@ use mizzen_xds::{AdsServer, Affected, Debounce, Debouncer, PushRequest, StatusRe
 use tokio::net::TcpListener;
 
 pub use affected::types_for;
+pub use jwks::JwksResolver;
 pub use source::{Current, Source};
 
 use crate::model::{MeshConfig, PushContext};
@@ -64,6 +66,7 @@ pub struct Pilot {
     state: Arc<State>,
     store: Arc<dyn ConfigStore>,
     debounce: Duration,
+    jwks: JwksResolver,
 }
 
 /// What the debug endpoints read.
@@ -89,7 +92,8 @@ impl Pilot {
         let xds = bind(options.xds_addr, "xDS").await?;
         let http = bind(options.http_addr, "debug HTTP").await?;
         let mesh = Arc::new(options.mesh);
-        let current = Arc::new(ArcSwap::from_pointee(build(&*store, &mesh)));
+        let jwks = JwksResolver::default();
+        let current = Arc::new(ArcSwap::from_pointee(build(&*store, &mesh, &jwks)));
         let ads = AdsServer::new(Source::new(current.clone()));
         let name = format!("mizzen-pilot-{}", xds.local_addr().map_or(0, |a| a.port()));
         let state = Arc::new(State {
@@ -105,6 +109,7 @@ impl Pilot {
             state,
             store,
             debounce: options.debounce,
+            jwks,
         })
     }
 
@@ -139,11 +144,13 @@ impl Pilot {
             state,
             store,
             debounce,
+            jwks,
         } = self;
         let pusher = ads.pusher();
         let mesh = state.current.load().push.mesh.clone();
         let push_state = state.clone();
         let push_store = store.clone();
+        let push_jwks = jwks.clone();
         let debouncer = Debouncer::spawn(
             Debounce {
                 quiet: debounce,
@@ -153,18 +160,28 @@ impl Pilot {
                 let started = Instant::now();
                 push_state
                     .current
-                    .store(Arc::new(build(&*push_store, &mesh)));
+                    .store(Arc::new(build(&*push_store, &mesh, &push_jwks)));
                 let woken = pusher.push(&request);
                 push_state
                     .metrics
                     .record_push(&request.types, woken, started.elapsed());
             },
         );
+        // Fetched keys reach proxies in their listeners (the jwt_authn filter).
+        let keys_pushed = debouncer.clone();
+        let resolver = jwks.clone();
+        tokio::spawn(resolver.run(store.clone(), move || {
+            keys_pushed.request(PushRequest {
+                affected: Affected::All,
+                types: mizzen_xds::TypeSet::of([mizzen_xds::ResourceType::Listener]),
+            });
+        }));
         let mut changes = store.subscribe();
         let root_namespace = state.current.load().push.mesh.root_namespace.clone();
         tokio::spawn(async move {
             let mut before = changes.initial.clone();
             while let Some(batch) = changes.next().await {
+                jwks.config_changed();
                 let types = affected::types_for_changes(&batch.changes);
                 if !types.is_empty() {
                     let proxies = batch
@@ -201,9 +218,11 @@ impl Pilot {
     }
 }
 
-/// The push context for the store's current snapshot, versioned by its revision.
-fn build(store: &dyn ConfigStore, mesh: &Arc<MeshConfig>) -> Current {
+/// The push context for the store's current snapshot, with the key sets fetched so
+/// far, versioned by its revision.
+fn build(store: &dyn ConfigStore, mesh: &Arc<MeshConfig>, jwks: &JwksResolver) -> Current {
     let snapshot = store.snapshot();
     let version = snapshot.revision.to_string();
-    Current::new(PushContext::new(snapshot, mesh.clone()), version)
+    let push = PushContext::new(snapshot, mesh.clone()).with_jwks(jwks.keys());
+    Current::new(push, version)
 }

@@ -140,12 +140,24 @@ pub async fn start_pilot(
     std::net::SocketAddr,
     mizzen_xds::StatusRegistry,
 ) {
+    start_pilot_with(dir, MeshConfig::default()).await
+}
+
+/// [`start_pilot`] with its own mesh config.
+pub async fn start_pilot_with(
+    dir: &std::path::Path,
+    mesh: MeshConfig,
+) -> (
+    std::net::SocketAddr,
+    std::net::SocketAddr,
+    mizzen_xds::StatusRegistry,
+) {
     let store = DirStore::open(dir).unwrap();
     let options = PilotOptions {
         xds_addr: "127.0.0.1:0".parse().unwrap(),
         http_addr: "127.0.0.1:0".parse().unwrap(),
         debounce: Duration::from_millis(10),
-        mesh: MeshConfig::default(),
+        mesh,
     };
     let pilot = Pilot::bind(Arc::new(store), options).await.unwrap();
     let (xds, http, status) = (pilot.xds_addr(), pilot.http_addr(), pilot.status());
