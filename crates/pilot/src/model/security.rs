@@ -299,3 +299,100 @@ where
     });
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mizzen_api::load::Loader;
+    use std::sync::Arc;
+
+    fn snapshot(yaml: &str) -> Snapshot {
+        let objects = Loader::new()
+            .load_str(yaml, None)
+            .objects
+            .into_iter()
+            .map(|l| (l.object.key(), Arc::new(l.object)))
+            .collect();
+        Snapshot::new(1, objects)
+    }
+
+    fn proxy() -> Proxy {
+        let mut p =
+            Proxy::from_node_id("sidecar~10.0.0.1~reviews-1.shop~shop.svc.cluster.local").unwrap();
+        p.labels.insert("app".into(), "reviews".into());
+        p
+    }
+
+    fn pa(ns: &str, name: &str, spec: &str) -> String {
+        format!(
+            "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {spec}\n---\n"
+        )
+    }
+
+    fn mode(yaml: &str) -> PeerAuthn {
+        peer_authentication(&snapshot(yaml), "istio-system", &proxy())
+    }
+
+    #[test]
+    fn peer_authentication_follows_istios_precedence() {
+        assert_eq!(mode("").mode, MutualTls::Permissive);
+        let mesh = pa("istio-system", "default", "{mtls: {mode: STRICT}}");
+        assert_eq!(mode(&mesh).mode, MutualTls::Strict);
+        let ns = pa("shop", "ns", "{mtls: {mode: DISABLE}}");
+        assert_eq!(mode(&(mesh.clone() + &ns)).mode, MutualTls::Disable);
+        // UNSET inherits from the level above.
+        let unset = pa("shop", "ns", "{mtls: {mode: UNSET}}");
+        assert_eq!(mode(&(mesh.clone() + &unset)).mode, MutualTls::Strict);
+        let workload = pa(
+            "shop",
+            "w",
+            "{selector: {matchLabels: {app: reviews}}, mtls: {mode: PERMISSIVE}, portLevelMtls: {8080: {mode: DISABLE}, 9090: {mode: UNSET}}}",
+        );
+        let merged = mode(&(mesh.clone() + &ns + &workload));
+        assert_eq!(merged.mode, MutualTls::Permissive);
+        assert_eq!(merged.mode_for(8080), MutualTls::Disable);
+        assert_eq!(merged.mode_for(9090), MutualTls::Permissive);
+        assert_eq!(merged.mode_for(9080), MutualTls::Permissive);
+        // Another workload's selector, and another namespace's policy, do not apply.
+        let other = pa(
+            "shop",
+            "o",
+            "{selector: {matchLabels: {app: ratings}}, mtls: {mode: DISABLE}}",
+        );
+        let elsewhere = pa("default", "d", "{mtls: {mode: DISABLE}}");
+        assert_eq!(mode(&(mesh + &other + &elsewhere)).mode, MutualTls::Strict);
+    }
+
+    #[test]
+    fn authorization_policies_apply_by_scope() {
+        let ap = |ns: &str, name: &str, spec: &str| {
+            format!(
+                "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {spec}\n---\n"
+            )
+        };
+        let yaml = ap("istio-system", "root-deny", "{action: DENY, rules: [{}]}")
+            + &ap(
+                "istio-system",
+                "root-sel",
+                "{selector: {matchLabels: {app: reviews}}}",
+            )
+            + &ap("shop", "ns", "{}")
+            + &ap("shop", "other", "{selector: {matchLabels: {app: ratings}}}")
+            + &ap("default", "elsewhere", "{}")
+            + &ap(
+                "shop",
+                "gw",
+                "{targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: gw}]}",
+            );
+        let config = snapshot(&yaml);
+        let p = authorization_policies(&config, "istio-system", &proxy());
+        let names = |l: &[&Resource<AuthorizationPolicy>]| {
+            l.iter()
+                .map(|p| p.metadata.name.clone().unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&p.root_deny), ["root-deny"]);
+        assert_eq!(names(&p.allow), ["root-sel", "ns"]);
+        assert!(p.deny.is_empty() && p.custom.is_empty() && p.audit.is_empty());
+    }
+}

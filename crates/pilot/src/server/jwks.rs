@@ -120,3 +120,41 @@ pub async fn fetch(uri: &str) -> Result<String, String> {
         .map_err(|_| format!("jwksUri {uri:?}: no answer within {FETCH_TIMEOUT:?}"))?
         .map_err(|e| format!("jwksUri {uri:?}: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn fetches_keys_over_http_and_fails_closed_when_unreachable() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let jwks = r#"{"keys":[]}"#;
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await.unwrap();
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{jwks}",
+                jwks.len()
+            );
+            s.write_all(reply.as_bytes()).await.unwrap();
+        });
+        assert_eq!(
+            fetch(&format!("http://{addr}/jwks.json")).await.as_deref(),
+            Ok(jwks)
+        );
+
+        // A port nobody listens on: the fetch fails, and translation inlines a key
+        // nobody holds.
+        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dead = format!("http://{}/jwks.json", closed.local_addr().unwrap());
+        drop(closed);
+        let mut keys = JwksKeys::default();
+        keys.insert(&dead, fetch(&dead).await);
+        assert!(keys.get(&dead).unwrap().is_err());
+        assert_eq!(keys.inline_for(&dead), crate::model::jwks::FAIL_CLOSED_JWKS);
+    }
+}
