@@ -473,6 +473,46 @@ fn bookinfo_under_load_shows_its_graph_and_follows_the_90_10_split() {
         .unwrap();
     assert_eq!(up.ctl(&["dashboard"]).trim(), dashboard, "mizzen dashboard");
 
+    // The proxies page: every proxy of the mesh, its config synced.
+    let browser = Browser::launch();
+    browser.open(&format!("{dashboard}#/proxies"));
+    let rows = browser
+        .next_render(
+            r#"() => {
+              const rows = [...document.querySelectorAll('#proxies tbody tr')]
+                .map(r => [...r.children].map(c => c.textContent));
+              return rows.length === 7 && rows.every(r => r[8] !== '–') ? rows : null;
+            }"#,
+            WAIT,
+        )
+        .unwrap();
+    screenshot(&browser, "dashboard-bookinfo-proxies");
+    let mut names: Vec<&str> = Vec::new();
+    for row in rows.as_array().unwrap() {
+        let cells: Vec<&str> = row
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        // Proxy, address, CDS, LDS, EDS, RDS, SDS, control plane, metrics.
+        assert_eq!(cells[2..4], ["SYNCED", "SYNCED"], "{row}");
+        names.push(cells[0]);
+    }
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "details-v1-1.default",
+            "istio-ingressgateway-1.istio-system",
+            "productpage-v1-1.default",
+            "ratings-v1-1.default",
+            "reviews-v1-1.default",
+            "reviews-v2-1.default",
+            "reviews-v3-1.default",
+        ]
+    );
+
     let load = Load::start(ingress);
     load.first
         .recv_timeout(WAIT)
@@ -495,8 +535,7 @@ fn bookinfo_under_load_shows_its_graph_and_follows_the_90_10_split() {
         load.served.load(Ordering::Relaxed)
     );
 
-    let browser = Browser::launch();
-    browser.open(&format!("{dashboard}#/graph"));
+    browser.go("#/graph");
     let svc = |name: &str| format!("service:{name}.default.svc.cluster.local");
     let wl = |name: &str| format!("workload:default/{name}");
     let calls = [

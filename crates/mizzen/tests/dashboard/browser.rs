@@ -224,7 +224,11 @@ impl Browser {
     fn wait_event(&self, method: &str) {
         let deadline = Instant::now() + COMMAND_WAIT;
         loop {
-            let seen = self.events.borrow().iter().position(|e| e["method"] == method);
+            let seen = self
+                .events
+                .borrow()
+                .iter()
+                .position(|e| e["method"] == method);
             if let Some(i) = seen {
                 self.events.borrow_mut().drain(..=i);
                 return;

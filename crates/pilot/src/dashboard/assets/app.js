@@ -45,6 +45,7 @@ function ms(x) {
 
 function rendered(view) {
   renders += 1;
+  if (view !== "graph") status.textContent = `Updated ${new Date().toLocaleTimeString()}`;
   document.dispatchEvent(new CustomEvent("mizzen:rendered", { detail: { view, renders } }));
 }
 
@@ -335,7 +336,7 @@ async function showService(namespace, name) {
 const TYPES = ["CDS", "LDS", "EDS", "RDS", "SDS"];
 
 async function showProxies() {
-  const proxies = await getJSON("/api/proxies");
+  const proxies = (await getJSON("/api/proxies")).sort((a, b) => a.proxy.localeCompare(b.proxy));
   const state = (p, t) => {
     const s = p.types[t];
     const word = s ? s.state.replace("_", " ") : "NOT SENT";
