@@ -324,3 +324,31 @@ async fn prometheus_mode_serves_the_same_graph_from_the_query_api() {
 
 /// How many queries one Prometheus collection makes.
 const METRICS_READ: usize = prometheus::METRICS.len();
+
+#[test]
+fn each_connected_proxy_is_scraped_on_its_own_address() {
+    let connected = |id: &str| mizzen_xds::ProxyStatus {
+        connection_id: 1,
+        node_id: id.to_owned(),
+        node: mizzen_xds::pb::envoy::config::core::v3::Node {
+            id: id.to_owned(),
+            ..Default::default()
+        },
+        protocol: mizzen_xds::Protocol::StateOfTheWorld,
+        connected_at: SystemTime::UNIX_EPOCH,
+        types: BTreeMap::new(),
+    };
+    let sidecar = "sidecar~127.0.1.4~reviews-v1-1.default~default.svc.cluster.local";
+    let targets = ProxyMetrics {
+        port: 15020,
+        path: "/stats/prometheus".to_owned(),
+    }
+    .targets(&[connected(sidecar), connected("not an istio node id")]);
+    assert_eq!(
+        targets,
+        [ScrapeTarget {
+            proxy: sidecar.to_owned(),
+            uri: "http://127.0.1.4:15020/stats/prometheus".parse().unwrap(),
+        }]
+    );
+}
