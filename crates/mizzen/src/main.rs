@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod config;
+mod dashboard;
 mod demo;
 mod logs;
 mod proxy;
@@ -18,6 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use mizzen_pilot::dashboard::{DashboardOptions, MetricsSource};
 use mizzen_pilot::model::MeshConfig;
 use mizzen_pilot::server::{Pilot, PilotOptions};
 use mizzen_pilot::store::DirStore;
@@ -67,7 +69,8 @@ enum Command {
     /// Watches DIR, translates Istio config into Envoy clusters, endpoints, listeners and
     /// routes for each connected proxy, and pushes changes. Debug endpoints
     /// (`/debug/syncz`, `/debug/registryz`, `/debug/configz`,
-    /// `/debug/config_dump?proxyID=…`) and `/metrics` are on the HTTP address.
+    /// `/debug/config_dump?proxyID=…`) and `/metrics` are on the HTTP address; the
+    /// dashboard on its own.
     Pilot {
         /// The config directory.
         #[arg(default_value = "examples/bookinfo")]
@@ -81,7 +84,19 @@ enum Command {
         /// Quiet time after a config change before pushing (`100ms`, `1s`).
         #[arg(long, default_value = "100ms")]
         debounce: mizzen_api::types::Duration,
+        /// Where to serve the dashboard.
+        #[arg(long, default_value = "127.0.0.1:20001")]
+        dashboard_addr: SocketAddr,
+        /// Read the dashboard's metrics from this Prometheus server
+        /// (`http://127.0.0.1:9090`) instead of scraping the proxies.
+        #[arg(long)]
+        prometheus: Option<http::Uri>,
     },
+    /// Print the URL of the running mesh's dashboard (`--browser` opens it).
+    ///
+    /// The dashboard, served by pilot, shows the service graph live (requests per
+    /// second, errors, latency, mTLS), a page per service, and the proxies' sync status.
+    Dashboard(dashboard::Args),
     /// Run the data plane: a proxy that takes Envoy config from a bootstrap file or a pilot.
     ///
     /// `mizzen proxy -c bootstrap.yaml` runs like `envoy -c bootstrap.yaml`;
@@ -178,12 +193,20 @@ fn run(command: Command, levels: proxy::LogControl) -> anyhow::Result<ExitCode> 
             xds_addr,
             http_addr,
             debounce,
+            dashboard_addr,
+            prometheus,
         } => {
+            let mut dashboard = DashboardOptions::default();
+            if let Some(url) = prometheus {
+                dashboard.metrics = MetricsSource::Prometheus(url);
+            }
             let options = PilotOptions {
                 xds_addr,
                 http_addr,
                 debounce: debounce.get(),
                 mesh: MeshConfig::default(),
+                dashboard_addr: Some(dashboard_addr),
+                dashboard,
             };
             runtime()?.block_on(pilot(&dir, options))?;
             Ok(ExitCode::SUCCESS)
@@ -202,6 +225,10 @@ fn run(command: Command, levels: proxy::LogControl) -> anyhow::Result<ExitCode> 
                 .enable_all()
                 .build()?
                 .block_on(proxy::run(args, levels))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dashboard(args) => {
+            dashboard::run(&args, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::ProxyStatus {
@@ -251,6 +278,9 @@ async fn pilot(dir: &std::path::Path, options: PilotOptions) -> anyhow::Result<(
         pilot.xds_addr(),
         pilot.http_addr()
     );
+    if let Some(dashboard) = pilot.dashboard_addr() {
+        eprintln!("Dashboard: http://{dashboard}/");
+    }
     pilot
         .run(async {
             let _ = tokio::signal::ctrl_c().await;

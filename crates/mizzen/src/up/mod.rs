@@ -125,7 +125,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let store = Arc::new(UnionStore::new(config.clone(), vec![registered]));
 
     let pilot = bind_pilot(store, &args).await?;
-    let (xds, debug) = (pilot.xds_addr(), pilot.http_addr());
+    let (xds, debug, dashboard) = (pilot.xds_addr(), pilot.http_addr(), pilot.dashboard_addr());
     let (stop_tx, stop) = watch::channel(false);
     let mut pilot_stop = stop.clone();
     let pilot_task = tokio::spawn(pilot.run(async move {
@@ -211,6 +211,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         &state,
         xds,
         debug,
+        dashboard,
         &ingress,
         &running,
         proxies.len(),
@@ -294,8 +295,14 @@ async fn bind_pilot(store: Arc<dyn ConfigStore>, args: &UpArgs) -> anyhow::Resul
         http_addr: args.debug_addr,
         debounce: Duration::from_millis(20),
         mesh: MeshConfig::default(),
+        dashboard_addr: Some(mizzen_pilot::dashboard::DEFAULT_ADDR),
+        dashboard: Default::default(),
     };
-    for addr in [&mut options.xds_addr, &mut options.http_addr] {
+    let dashboard = options.dashboard_addr.as_mut();
+    for addr in [&mut options.xds_addr, &mut options.http_addr]
+        .into_iter()
+        .chain(dashboard)
+    {
         if std::net::TcpListener::bind(*addr).is_err() {
             addr.set_port(0);
         }
@@ -379,6 +386,7 @@ fn print_ready(
     state: &StateDir,
     xds: SocketAddr,
     debug: SocketAddr,
+    dashboard: Option<SocketAddr>,
     ingress: &[SocketAddr],
     running: &[Running],
     proxies: usize,
@@ -402,6 +410,9 @@ fn print_ready(
         )?;
     }
     writeln!(out, "Pilot: xDS {xds}, debug http://{debug}")?;
+    if let Some(dashboard) = dashboard {
+        writeln!(out, "Dashboard: http://{dashboard}/")?;
+    }
     if ingress.is_empty() {
         writeln!(
             out,

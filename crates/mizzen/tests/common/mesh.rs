@@ -76,6 +76,8 @@ impl Mesh {
             http_addr: "127.0.0.1:0".parse().unwrap(),
             debounce: Duration::from_millis(10),
             mesh: MeshConfig::default(),
+            dashboard_addr: None,
+            dashboard: Default::default(),
         };
         let pilot = Pilot::bind(store.clone(), options).await.unwrap();
         let xds = pilot.xds_addr();

@@ -1,5 +1,6 @@
 //! Istio's debug endpoints on 15014: `/debug/syncz`, `/debug/registryz`,
-//! `/debug/configz`, `/debug/config_dump?proxyID=…`, and `/metrics`.
+//! `/debug/configz`, `/debug/config_dump?proxyID=…`, and `/metrics`; and
+//! `/debug/dashboardz`, where `mizzen dashboard` finds the dashboard.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub(crate) fn router(state: Arc<State>) -> axum::Router {
         .route("/debug/registryz", get(registryz))
         .route("/debug/configz", get(configz))
         .route("/debug/config_dump", get(config_dump))
+        .route("/debug/dashboardz", get(dashboardz))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
@@ -42,6 +44,14 @@ async fn syncz(Extract(state): Extract<Arc<State>>) -> Json<Vec<mizzen_xds::Prox
             .map(|p| p.to_sync(&state.name))
             .collect(),
     )
+}
+
+/// The dashboard's URL, or 404 when this pilot serves none.
+async fn dashboardz(Extract(state): Extract<Arc<State>>) -> Response {
+    match state.dashboard {
+        Some(addr) => Json(json!({ "url": format!("http://{addr}/") })).into_response(),
+        None => (StatusCode::NOT_FOUND, "this pilot serves no dashboard\n").into_response(),
+    }
 }
 
 async fn configz(Extract(state): Extract<Arc<State>>) -> Json<Value> {

@@ -20,6 +20,7 @@ pub use affected::types_for;
 pub use jwks::JwksResolver;
 pub use source::{Current, Source};
 
+use crate::dashboard::{Dashboard, DashboardOptions};
 use crate::model::{MeshConfig, PushContext};
 use crate::store::ConfigStore;
 use metrics::Metrics;
@@ -35,6 +36,10 @@ pub struct PilotOptions {
     pub debounce: Duration,
     /// Mesh-wide settings.
     pub mesh: MeshConfig,
+    /// Where the dashboard is served (`127.0.0.1:20001` in local mode); none if `None`.
+    pub dashboard_addr: Option<SocketAddr>,
+    /// What the dashboard reads, and how often.
+    pub dashboard: DashboardOptions,
 }
 
 /// Why pilot stopped or could not start.
@@ -45,7 +50,7 @@ pub enum PilotError {
     Bind {
         /// The address.
         addr: SocketAddr,
-        /// `xDS` or `debug HTTP`.
+        /// `xDS`, `debug HTTP` or `dashboard`.
         what: &'static str,
         /// Why.
         source: std::io::Error,
@@ -56,6 +61,9 @@ pub enum PilotError {
     /// The debug HTTP server failed.
     #[error("debug HTTP server: {0}")]
     Http(std::io::Error),
+    /// The dashboard's HTTP server failed.
+    #[error("dashboard HTTP server: {0}")]
+    Dashboard(std::io::Error),
 }
 
 /// A bound, not yet running, control plane; its addresses are known (port 0 resolved).
@@ -63,6 +71,7 @@ pub struct Pilot {
     xds: TcpListener,
     http: TcpListener,
     ads: AdsServer<Source>,
+    dashboard: Option<(TcpListener, Dashboard)>,
     state: Arc<State>,
     store: Arc<dyn ConfigStore>,
     debounce: Duration,
@@ -76,6 +85,8 @@ pub(crate) struct State {
     pub metrics: Metrics,
     /// This instance's name, shown by `proxy-status` in the ISTIOD column.
     pub name: String,
+    /// Where the dashboard is served, if it is.
+    pub dashboard: Option<SocketAddr>,
 }
 
 impl Pilot {
@@ -96,16 +107,31 @@ impl Pilot {
         let current = Arc::new(ArcSwap::from_pointee(build(&*store, &mesh, &jwks)));
         let ads = AdsServer::new(Source::new(current.clone()));
         let name = format!("mizzen-pilot-{}", xds.local_addr().map_or(0, |a| a.port()));
+        let dashboard = match options.dashboard_addr {
+            Some(addr) => {
+                let listener = bind(addr, "dashboard").await?;
+                let dashboard = Dashboard::new(
+                    options.dashboard,
+                    current.clone(),
+                    ads.status(),
+                    name.clone(),
+                );
+                Some((listener, dashboard))
+            }
+            None => None,
+        };
         let state = Arc::new(State {
             current,
             status: ads.status(),
             metrics: Metrics::default(),
             name,
+            dashboard: dashboard.as_ref().and_then(|(l, _)| l.local_addr().ok()),
         });
         Ok(Pilot {
             xds,
             http,
             ads,
+            dashboard,
             state,
             store,
             debounce: options.debounce,
@@ -127,6 +153,11 @@ impl Pilot {
             .expect("bound listener has an address")
     }
 
+    /// The address the dashboard is served on, if it is.
+    pub fn dashboard_addr(&self) -> Option<SocketAddr> {
+        self.state.dashboard
+    }
+
     /// Who is connected and how far each proxy got.
     pub fn status(&self) -> StatusRegistry {
         self.state.status.clone()
@@ -141,6 +172,7 @@ impl Pilot {
             xds,
             http,
             ads,
+            dashboard,
             state,
             store,
             debounce,
@@ -211,10 +243,20 @@ impl Pilot {
         };
         let http_server = axum::serve(http, debug::router(state))
             .with_graceful_shutdown(stopped(stop_rx.clone()));
-        let xds_server = ads.serve(xds, stopped(stop_rx));
-        let (x, h) = tokio::join!(xds_server, http_server);
+        let dashboard_server = async {
+            match dashboard {
+                Some((listener, dashboard)) => dashboard
+                    .serve(listener, stopped(stop_rx.clone()))
+                    .await
+                    .map_err(PilotError::Dashboard),
+                None => Ok(()),
+            }
+        };
+        let xds_server = ads.serve(xds, stopped(stop_rx.clone()));
+        let (x, h, d) = tokio::join!(xds_server, http_server, dashboard_server);
         x?;
-        h.map_err(PilotError::Http)
+        h.map_err(PilotError::Http)?;
+        d
     }
 }
 
