@@ -13,6 +13,7 @@ mod request_body;
 mod retry;
 mod router;
 mod timeout;
+mod xfcc;
 
 use std::fmt::Display;
 use std::future::Future;
@@ -30,6 +31,7 @@ pub use mirror::{InvalidMirror, MirrorPolicy};
 pub use request_body::RequestBody;
 pub use retry::{InvalidPolicy, RetryPolicy};
 pub use router::{Downstream, local};
+pub use xfcc::{ClientCertPolicy, X_FORWARDED_CLIENT_CERT};
 
 use crate::Shared;
 use crate::config::{Codec, HttpManager};

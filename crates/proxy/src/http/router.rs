@@ -104,6 +104,9 @@ async fn route(
         downstream.peer,
         downstream.is_tls(),
     );
+    manager
+        .client_cert
+        .apply(request.headers_mut(), downstream.tls.as_deref());
     // Cheap copies (shared bytes) that routing borrows from while the request changes.
     let uri = request.uri().clone();
     let host = request.headers().get(header::HOST).cloned();
