@@ -211,10 +211,10 @@ fn downstream_tls(
     secrets: &Secrets,
     ssl: &Arc<SslStats>,
 ) -> Result<Option<Arc<ServerTls>>, (String, String)> {
-    let any = match &socket.config_type {
-        Some(ConfigType::TypedConfig(any)) => Some(any),
-        None => None,
-    };
+    let any = socket
+        .config_type
+        .as_ref()
+        .map(|ConfigType::TypedConfig(any)| any);
     match (
         socket.name.as_str(),
         any.map(|a| a.type_url.rsplit('/').next()),

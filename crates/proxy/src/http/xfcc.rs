@@ -19,7 +19,7 @@ pub const X_FORWARDED_CLIENT_CERT: HeaderName = HeaderName::from_static("x-forwa
 /// What becomes of `x-forwarded-client-cert`, compiled from the connection manager.
 #[derive(Debug, Clone, Default)]
 pub struct ClientCertPolicy {
-    mode: Forward,
+    mode: Forwarding,
     subject: bool,
     cert: bool,
     chain: bool,
@@ -29,7 +29,7 @@ pub struct ClientCertPolicy {
 
 /// `forward_client_cert_details`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-enum Forward {
+enum Forwarding {
     /// Removed (Envoy's default).
     #[default]
     Sanitize,
@@ -47,11 +47,11 @@ impl ClientCertPolicy {
     /// Reads the connection manager's settings; errors are `(field, reason)`.
     pub fn compile(hcm: &HttpConnectionManager) -> Result<ClientCertPolicy, (String, String)> {
         let mode = match Mode::try_from(hcm.forward_client_cert_details) {
-            Ok(Mode::Sanitize) => Forward::Sanitize,
-            Ok(Mode::ForwardOnly) => Forward::ForwardOnly,
-            Ok(Mode::AppendForward) => Forward::AppendForward,
-            Ok(Mode::SanitizeSet) => Forward::SanitizeSet,
-            Ok(Mode::AlwaysForwardOnly) => Forward::AlwaysForwardOnly,
+            Ok(Mode::Sanitize) => Forwarding::Sanitize,
+            Ok(Mode::ForwardOnly) => Forwarding::ForwardOnly,
+            Ok(Mode::AppendForward) => Forwarding::AppendForward,
+            Ok(Mode::SanitizeSet) => Forwarding::SanitizeSet,
+            Ok(Mode::AlwaysForwardOnly) => Forwarding::AlwaysForwardOnly,
             Err(_) => {
                 return Err((
                     "forward_client_cert_details".into(),
@@ -78,7 +78,7 @@ impl ClientCertPolicy {
 
     /// Applies the policy to a request's headers, for a connection with `tls`.
     pub fn apply(&self, headers: &mut HeaderMap, tls: Option<&Session>) {
-        if self.mode == Forward::AlwaysForwardOnly {
+        if self.mode == Forwarding::AlwaysForwardOnly {
             return;
         }
         let Some((session, peer)) = tls.and_then(|s| Some((s, s.peer.as_ref()?))) else {
@@ -86,12 +86,12 @@ impl ClientCertPolicy {
             return;
         };
         match self.mode {
-            Forward::ForwardOnly | Forward::AlwaysForwardOnly => return,
-            Forward::Sanitize => {
+            Forwarding::ForwardOnly | Forwarding::AlwaysForwardOnly => return,
+            Forwarding::Sanitize => {
                 headers.remove(X_FORWARDED_CLIENT_CERT);
                 return;
             }
-            Forward::AppendForward | Forward::SanitizeSet => {}
+            Forwarding::AppendForward | Forwarding::SanitizeSet => {}
         }
         let mut element = String::new();
         for by in &session.local_uri_sans {
@@ -125,7 +125,7 @@ impl ClientCertPolicy {
             }
         }
         let value = match (self.mode, headers.get(X_FORWARDED_CLIENT_CERT)) {
-            (Forward::AppendForward, Some(before)) => {
+            (Forwarding::AppendForward, Some(before)) => {
                 format!("{},{element}", String::from_utf8_lossy(before.as_bytes()))
             }
             _ => element,

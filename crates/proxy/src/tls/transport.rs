@@ -70,10 +70,10 @@ impl Transport {
         socket: &TransportSocket,
         secrets: &Secrets,
     ) -> Result<Transport, (String, String)> {
-        let any = match &socket.config_type {
-            Some(ConfigType::TypedConfig(any)) => Some(any),
-            None => None,
-        };
+        let any = socket
+            .config_type
+            .as_ref()
+            .map(|ConfigType::TypedConfig(any)| any);
         let type_name = any.map(|a| a.type_url.rsplit('/').next().unwrap_or_default());
         match (socket.name.as_str(), type_name) {
             (_, Some("envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"))
