@@ -95,12 +95,11 @@ impl Snapshot {
                 out.push(format!("route config {name:?}"));
             }
         }
-        let mut secrets: Vec<String> = self
+        let secrets: BTreeSet<String> = self
             .secret_slots()
             .filter(|slot| !slot.is_ready())
             .map(|slot| format!("secret {:?}", slot.name()))
             .collect();
-        secrets.dedup();
         out.extend(secrets);
         out.sort();
         out
