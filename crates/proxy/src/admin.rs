@@ -1,9 +1,9 @@
 //! The admin server (port 15000), in Envoy's shapes: `/ready`, `/server_info`,
-//! `/config_dump`, `/clusters`, `/listeners`, `/quitquitquit`.
+//! `/config_dump`, `/clusters`, `/listeners`, `/certs`, `/quitquitquit`.
 
 use std::fmt::Write;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -11,11 +11,16 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use mizzen_xds::pb::envoy::admin::v3::{
-    BootstrapConfigDump, ClustersConfigDump, ConfigDump, EndpointsConfigDump, ListenersConfigDump,
-    RoutesConfigDump, clusters_config_dump, endpoints_config_dump, listeners_config_dump,
-    routes_config_dump,
+    BootstrapConfigDump, Certificate, CertificateDetails, Certificates, ClustersConfigDump,
+    ConfigDump, EndpointsConfigDump, ListenersConfigDump, RoutesConfigDump, SecretsConfigDump,
+    SubjectAlternateName, clusters_config_dump, endpoints_config_dump, listeners_config_dump,
+    routes_config_dump, secrets_config_dump, subject_alternate_name,
 };
-use mizzen_xds::pb::google::protobuf::Any;
+use mizzen_xds::pb::envoy::config::core::v3::{DataSource, data_source::Specifier};
+use mizzen_xds::pb::envoy::extensions::transport_sockets::tls::v3::{
+    Secret as PbSecret, secret::Type,
+};
+use mizzen_xds::pb::google::protobuf::{Any, Timestamp};
 use mizzen_xds::{AdsClient, ResourceType, json};
 use prost::{Message, Name};
 use tokio::net::TcpListener;
@@ -24,6 +29,7 @@ use crate::Shared;
 use crate::balance::Health;
 use crate::bootstrap::Bootstrap;
 use crate::drain::{DrainTrigger, DrainWatch};
+use crate::tls::{CertInfo, Held, SecretSource, Transport};
 
 /// What the admin handlers read.
 #[derive(Clone)]
@@ -77,6 +83,7 @@ pub async fn serve(socket: TcpListener, admin: Admin, stopped: DrainWatch) {
         .route("/config_dump", get(config_dump))
         .route("/clusters", get(clusters))
         .route("/listeners", get(listeners))
+        .route("/certs", get(certs))
         .route("/stats", get(stats))
         .route("/stats/prometheus", get(prometheus))
         .route("/quitquitquit", post(quit))
@@ -270,6 +277,7 @@ async fn config_dump(
             pack(&cluster_dump),
             pack(&listener_dump),
             pack(&route_dump),
+            pack(&secrets_dump(&admin, &version(ResourceType::Secret))),
         ],
     };
     // Envoy leaves endpoints out unless asked (`?include_eds`).
@@ -304,6 +312,156 @@ async fn config_dump(
     };
     crate::release_memory();
     response
+}
+
+/// The secrets section: static ones, and the dynamic ones (over ADS or from the agent)
+/// active or still awaited, private keys redacted as Envoy redacts them.
+fn secrets_dump(admin: &Admin, ads_version: &str) -> SecretsConfigDump {
+    let mut dump = SecretsConfigDump::default();
+    for slot in admin.shared.store.secrets().all() {
+        let Some(source) = slot.source() else {
+            continue;
+        };
+        let current = slot.current();
+        let secret = current.as_ref().map_or_else(
+            || PbSecret {
+                name: slot.name().to_owned(),
+                r#type: None,
+            },
+            |c| redacted(&c.raw),
+        );
+        let last_updated = current.as_ref().map(|c| timestamp(c.updated));
+        let secret = Some(pack(&secret));
+        let name = slot.name().to_owned();
+        match (source, current.is_some()) {
+            (SecretSource::Static, _) => {
+                dump.static_secrets.push(secrets_config_dump::StaticSecret {
+                    name,
+                    last_updated,
+                    secret,
+                });
+            }
+            (_, true) => {
+                dump.dynamic_active_secrets
+                    .push(secrets_config_dump::DynamicSecret {
+                        name,
+                        version_info: match source {
+                            SecretSource::Ads => ads_version.to_owned(),
+                            _ => String::new(),
+                        },
+                        last_updated,
+                        secret,
+                        ..Default::default()
+                    });
+            }
+            (_, false) => {
+                dump.dynamic_warming_secrets
+                    .push(secrets_config_dump::DynamicSecret {
+                        name,
+                        version_info: "uninitialized".into(),
+                        secret,
+                        ..Default::default()
+                    });
+            }
+        }
+    }
+    dump
+}
+
+/// `secret` with its private key (and its password) replaced by `[redacted]`.
+fn redacted(secret: &PbSecret) -> PbSecret {
+    let redact = |source: &mut Option<DataSource>| {
+        if let Some(source) = source {
+            source.specifier = match source.specifier.take() {
+                Some(Specifier::InlineBytes(_)) => {
+                    Some(Specifier::InlineBytes(b"[redacted]".to_vec()))
+                }
+                Some(Specifier::InlineString(_)) => {
+                    Some(Specifier::InlineString("[redacted]".into()))
+                }
+                other => other,
+            };
+        }
+    };
+    let mut secret = secret.clone();
+    if let Some(Type::TlsCertificate(c)) = &mut secret.r#type {
+        redact(&mut c.private_key);
+        redact(&mut c.password);
+    }
+    secret
+}
+
+fn timestamp(t: SystemTime) -> Timestamp {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    Timestamp {
+        seconds: since.as_secs() as i64,
+        nanos: since.subsec_nanos() as i32,
+    }
+}
+
+/// `/certs`: the certificates of every TLS context (listener chains, then clusters),
+/// in Envoy's shape.
+async fn certs(State(admin): State<Admin>) -> Response {
+    let snapshot = admin.shared.store.snapshot();
+    let servers = snapshot
+        .listeners
+        .values()
+        .flat_map(|l| l.chains.iter().chain(&l.default_chain))
+        .filter_map(|c| c.tls.as_ref())
+        .map(|tls| tls.held());
+    let mut clusters: Vec<_> = snapshot.clusters.values().collect();
+    clusters.sort_by(|a, b| a.cluster.name.cmp(&b.cluster.name));
+    let clients = clusters
+        .into_iter()
+        .flat_map(|s| s.cluster.transports.all())
+        .filter_map(|t| match t {
+            Transport::Tls(t) => Some(t.tls.held()),
+            Transport::Plaintext => None,
+        });
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let certificates = Certificates {
+        certificates: servers
+            .chain(clients)
+            .map(|held: Held| Certificate {
+                ca_cert: held.cas.iter().map(|c| details(c, now)).collect(),
+                cert_chain: held.chain.iter().map(|c| details(c, now)).collect(),
+            })
+            .collect(),
+    };
+    match json::to_json(&certificates) {
+        Ok(value) => axum::Json(value).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// One certificate as `/certs` describes it.
+fn details(cert: &CertInfo, now: i64) -> CertificateDetails {
+    use subject_alternate_name::Name;
+    let sans = cert
+        .uri_sans
+        .iter()
+        .map(|u| Name::Uri(u.clone()))
+        .chain(cert.dns_sans.iter().map(|d| Name::Dns(d.clone())))
+        .chain(cert.ip_sans.iter().map(|i| Name::IpAddress(i.clone())))
+        .map(|name| SubjectAlternateName { name: Some(name) })
+        .collect();
+    CertificateDetails {
+        path: "<inline>".into(),
+        serial_number: cert.serial.clone(),
+        subject_alt_names: sans,
+        days_until_expiration: u64::try_from((cert.not_after - now) / 86_400).unwrap_or(0),
+        valid_from: Some(Timestamp {
+            seconds: cert.not_before,
+            nanos: 0,
+        }),
+        expiration_time: Some(Timestamp {
+            seconds: cert.not_after,
+            nanos: 0,
+        }),
+        ocsp_details: None,
+    }
 }
 
 /// `/clusters`: Envoy's text form, one `cluster::host::stat::value` line per fact.

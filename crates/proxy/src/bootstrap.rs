@@ -12,6 +12,7 @@ use mizzen_xds::pb::envoy::config::core::v3::api_config_source::ApiType;
 use mizzen_xds::pb::envoy::config::core::v3::grpc_service::TargetSpecifier;
 use mizzen_xds::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use mizzen_xds::pb::envoy::config::listener::v3::Listener as PbListener;
+use mizzen_xds::pb::envoy::extensions::transport_sockets::tls::v3::Secret as PbSecret;
 
 use crate::config::socket_address;
 
@@ -53,6 +54,8 @@ pub struct Bootstrap {
     pub listeners: Vec<PbListener>,
     /// Clusters that are always there.
     pub clusters: Vec<PbCluster>,
+    /// Secrets that are always there, for TLS contexts to name.
+    pub secrets: Vec<PbSecret>,
     /// Where dynamic config comes from, if anywhere.
     pub ads: Option<Ads>,
     /// Where the admin server listens, if anywhere.
@@ -152,6 +155,7 @@ impl Bootstrap {
             node: raw.node.clone().unwrap_or_default(),
             listeners: statics.listeners,
             clusters: statics.clusters,
+            secrets: statics.secrets,
             ads,
             admin,
             raw,
@@ -169,6 +173,7 @@ impl Bootstrap {
             node,
             listeners: Vec::new(),
             clusters: Vec::new(),
+            secrets: Vec::new(),
             ads: Some(Ads {
                 endpoint: format!("http://{pilot}"),
                 protocol: Protocol::StateOfTheWorld,

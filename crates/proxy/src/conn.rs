@@ -1,13 +1,13 @@
 //! One accepted connection: find its listener (by original destination when
 //! redirected), read its first bytes if a listener filter asks, choose its filter
-//! chain, and serve it as HTTP or relay it as TCP.
+//! chain, terminate TLS if the chain says so, and serve it as HTTP or relay it as TCP.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::Interest;
+use tokio::io::{AsyncRead, AsyncWrite, Interest};
 use tokio::net::TcpStream;
 
 use crate::config::{ConnectionInfo, Listener, NetworkFilter, Snapshot};
@@ -67,17 +67,43 @@ pub async fn handle(
         tracing::debug!(listener = %listener.name, %peer, %destination, "no filter chain matches; closing");
         return;
     };
-    match &chain.filter {
+    let mut downstream = http::Downstream {
+        peer,
+        destination,
+        tls: None,
+    };
+    let Some(tls) = &chain.tls else {
+        return serve(&shared, &listener, &chain.filter, stream, downstream, drain).await;
+    };
+    match tls.accept(stream).await {
+        Ok((stream, session)) => {
+            downstream.tls = Some(Arc::new(session));
+            serve(&shared, &listener, &chain.filter, stream, downstream, drain).await;
+        }
+        Err(e) => {
+            tracing::debug!(listener = %listener.name, %peer, error = %e, "TLS handshake failed");
+        }
+    }
+}
+
+/// Serves a connection (its TLS, if any, terminated) with its chain's network filter.
+async fn serve<IO>(
+    shared: &Arc<Shared>,
+    listener: &Listener,
+    filter: &NetworkFilter,
+    io: IO,
+    downstream: http::Downstream,
+    drain: DrainWatch,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match filter {
         NetworkFilter::Http(manager) => {
-            let downstream = http::Downstream {
-                peer,
-                destination,
-                tls: false,
-            };
-            http::serve(shared.clone(), manager.clone(), downstream, stream, drain).await;
+            http::serve(shared.clone(), manager.clone(), downstream, io, drain).await;
         }
         NetworkFilter::Tcp(proxy) => {
-            if let Err(e) = tcp::relay(&shared, proxy, stream, destination).await {
+            if let Err(e) = tcp::relay(shared, proxy, io, &downstream).await {
+                let peer = downstream.peer;
                 tracing::debug!(listener = %listener.name, %peer, error = %e, "TCP relay ended");
             }
         }

@@ -23,6 +23,7 @@ mod original_dst;
 pub mod route;
 pub mod stats;
 pub mod tcp;
+pub mod tls;
 pub mod upstream;
 mod xds;
 
@@ -61,22 +62,26 @@ pub struct Shared {
     pub listeners: listeners::Listeners,
 }
 
-/// Drops the connection pools of endpoints that left every cluster, after each config
-/// change (pools of original-destination endpoints go too; the next request makes a
-/// new one).
+/// Drops the connection pools of endpoints that left every cluster, or whose transport
+/// changed, after each config change (pools of original-destination endpoints go too;
+/// the next request makes a new one).
 async fn prune_pools(shared: Arc<Shared>) {
     let mut changes = shared.store.changes();
     while changes.changed().await.is_ok() {
         let snapshot = shared.store.snapshot();
-        let endpoints: std::collections::HashSet<SocketAddr> = snapshot
+        let endpoints: std::collections::HashSet<(SocketAddr, &tls::Transport)> = snapshot
             .clusters
             .values()
-            .filter_map(|c| c.balancer.as_ref())
-            .flat_map(|b| b.endpoints().iter().map(|e| e.address))
+            .filter_map(|c| Some((c, c.balancer.as_ref()?)))
+            .flat_map(|(c, b)| {
+                b.endpoints()
+                    .iter()
+                    .map(|e| (e.address, c.transport(e.address)))
+            })
             .collect();
         shared
             .upstreams
-            .retain(|key| endpoints.contains(&key.endpoint));
+            .retain(|key| endpoints.contains(&(key.endpoint, &key.transport)));
     }
 }
 
@@ -142,6 +147,7 @@ impl Proxy {
     pub async fn start(options: ProxyOptions) -> Result<Proxy, StartError> {
         let bootstrap = options.bootstrap;
         let store = Arc::new(ConfigStore::new(
+            bootstrap.secrets.clone(),
             bootstrap.listeners.clone(),
             bootstrap.clusters.clone(),
             bootstrap.ads.is_some(),

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A monotonic count.
@@ -164,6 +164,8 @@ pub struct ClusterStats {
     pub upstream_rq_retry_limit_exceeded: Counter,
     /// Retries running now (the circuit breakers' retries resource).
     pub retries_running: Arc<Gauge>,
+    /// TLS handshakes to its endpoints (shown once the cluster originates TLS).
+    pub ssl: SslStats,
 }
 
 /// Envoy's `outlier_detection.*` statistics of a cluster.
@@ -231,11 +233,59 @@ pub struct FaultStats {
     pub faults_overflow: Counter,
 }
 
+/// TLS handshakes of a listener or cluster (Envoy's `ssl.*`).
+#[derive(Debug, Default)]
+pub struct SslStats {
+    /// Whether the owner uses TLS at all; its `ssl.*` statistics show only then.
+    enabled: AtomicBool,
+    /// Handshakes that succeeded.
+    pub handshake: Counter,
+    /// Handshakes that failed.
+    pub connection_error: Counter,
+    /// Successful downstream handshakes without a client certificate.
+    pub no_certificate: Counter,
+    /// Handshakes refused for want of a client certificate.
+    pub fail_verify_no_cert: Counter,
+    /// Handshakes refused because no SAN of the peer's certificate matched.
+    pub fail_verify_san: Counter,
+    /// Handshakes refused because the peer's certificate did not verify.
+    pub fail_verify_error: Counter,
+}
+
+impl SslStats {
+    /// Shows the statistics from now on.
+    pub fn enable(&self) {
+        self.enabled.store(true, Ordering::Relaxed);
+    }
+
+    fn samples(&self) -> impl Iterator<Item = Sample> + '_ {
+        let shown = self.enabled.load(Ordering::Relaxed);
+        [
+            counter("ssl.connection_error", &self.connection_error),
+            counter("ssl.fail_verify_error", &self.fail_verify_error),
+            counter("ssl.fail_verify_no_cert", &self.fail_verify_no_cert),
+            counter("ssl.fail_verify_san", &self.fail_verify_san),
+            counter("ssl.handshake", &self.handshake),
+            counter("ssl.no_certificate", &self.no_certificate),
+        ]
+        .into_iter()
+        .filter(move |_| shown)
+    }
+}
+
+/// One listener's statistics (`listener.<address>.…`).
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    /// Its TLS handshakes.
+    pub ssl: Arc<SslStats>,
+}
+
 /// Every statistic of the proxy, by owner name.
 #[derive(Debug, Default)]
 pub struct Stats {
     clusters: Mutex<BTreeMap<String, Arc<ClusterStats>>>,
     http: Mutex<BTreeMap<String, Arc<HttpStats>>>,
+    listeners: Mutex<BTreeMap<String, Arc<ListenerStats>>>,
 }
 
 impl Stats {
@@ -255,17 +305,30 @@ impl Stats {
             .clone()
     }
 
+    /// The statistics of the listener on `address` (Envoy names them by address:
+    /// `listener.0.0.0.0_15006.…`).
+    pub fn listener(&self, address: std::net::SocketAddr) -> Arc<ListenerStats> {
+        let name = format!("{}_{}", address.ip(), address.port());
+        lock(&self.listeners).entry(name).or_default().clone()
+    }
+
     /// Every statistic: its owner's scope and name, and the statistic.
     fn all(&self) -> Vec<(Scope, String, Sample)> {
         let clusters = lock(&self.clusters);
         let http = lock(&self.http);
+        let listeners = lock(&self.listeners);
+        let listeners = listeners.iter().flat_map(|(name, l)| {
+            l.ssl
+                .samples()
+                .map(move |s| (Scope::Listener, name.clone(), s))
+        });
         let clusters = clusters
             .iter()
             .flat_map(|(name, c)| c.samples().map(move |s| (Scope::Cluster, name.clone(), s)));
         let http = http
             .iter()
             .flat_map(|(prefix, h)| h.samples().map(move |s| (Scope::Http, prefix.clone(), s)));
-        clusters.chain(http).collect()
+        clusters.chain(http).chain(listeners).collect()
     }
 
     /// Envoy's `/stats` text: `name: value` per line, sorted.
@@ -312,6 +375,7 @@ impl Stats {
 enum Scope {
     Cluster,
     Http,
+    Listener,
 }
 
 impl Scope {
@@ -320,6 +384,7 @@ impl Scope {
         match self {
             Scope::Cluster => "cluster",
             Scope::Http => "http",
+            Scope::Listener => "listener",
         }
     }
 
@@ -328,6 +393,7 @@ impl Scope {
         match self {
             Scope::Cluster => "envoy_cluster_name",
             Scope::Http => "envoy_http_conn_manager_prefix",
+            Scope::Listener => "envoy_listener_address",
         }
     }
 }
@@ -415,6 +481,7 @@ impl ClusterStats {
         ]
         .into_iter()
         .chain(self.outlier_detection.samples())
+        .chain(self.ssl.samples())
         .chain(by_class("upstream_rq", &self.upstream_rq))
     }
 }

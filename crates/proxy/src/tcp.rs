@@ -2,22 +2,24 @@
 //! cluster, until either side closes or the idle timeout passes.
 
 use std::io;
-use std::net::SocketAddr;
 
 use tokio::io::{AsyncRead, AsyncWrite, copy_bidirectional};
 
 use crate::Shared;
 use crate::activity::{Activity, IdleTimer, Tracked};
 use crate::config::TcpProxy;
+use crate::http::Downstream;
+use crate::tls::Carried;
 use crate::{endpoint, upstream};
 
-/// Relays `downstream` to the proxy's target; `destination` is where the client meant
-/// to connect (used by original-destination clusters).
+/// Relays `downstream` (the connection `connection` describes: where the client meant
+/// to connect, for original-destination clusters, and its TLS session) to the proxy's
+/// target.
 pub async fn relay<S>(
     shared: &Shared,
     proxy: &TcpProxy,
     mut downstream: S,
-    destination: SocketAddr,
+    connection: &Downstream,
 ) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -28,11 +30,15 @@ where
         return Err(io::Error::other(format!("cluster {name:?} not found")));
     };
     let cluster = &state.cluster;
-    let chosen = endpoint::choose(state, destination, None)
+    let chosen = endpoint::choose(state, connection.destination, None)
         .map_err(|e| io::Error::other(format!("cluster {name:?}: {e}")))?;
+    if let Some(principal) = connection.principal() {
+        tracing::debug!(peer = %connection.peer, principal, cluster = %name, "relaying an mTLS connection");
+    }
     let mut upstream = upstream::connect(
         chosen.address,
         cluster.bind,
+        (state.transport(chosen.address), Carried::Opaque),
         cluster.connect_timeout,
         &state.stats,
     )

@@ -30,9 +30,11 @@ use tokio::sync::Notify;
 use crate::config::{CircuitBreakers, Cluster};
 use crate::http::RequestBody;
 use crate::stats::{ClusterStats, Gauge, GaugeGuard};
+use crate::tls::{Carried, Stream, Transport};
 
-/// What a pool is for: one endpoint, one HTTP version, one source address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What a pool is for: one endpoint, one HTTP version, one source address, one
+/// transport (a TLS and a plaintext connection to one address are not interchangeable).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PoolKey {
     /// The endpoint.
     pub endpoint: SocketAddr,
@@ -40,6 +42,8 @@ pub struct PoolKey {
     pub http2: bool,
     /// The source address to connect from, if set.
     pub bind: Option<SocketAddr>,
+    /// Plaintext or TLS, and with which context.
+    pub transport: Transport,
 }
 
 /// How connections of one pool behave.
@@ -113,7 +117,7 @@ impl Upstreams {
         request: http::Request<RequestBody>,
     ) -> Result<http::Response<PooledBody>, UpstreamError> {
         let upgrade = request.headers().contains_key(http::header::UPGRADE);
-        let pool = self.pool(key);
+        let pool = self.pool(&key);
         if key.http2 {
             let (mut sender, stream) = pool.http2(settings, stats).await?;
             let response = sender.send_request(request).await?;
@@ -139,18 +143,18 @@ impl Upstreams {
         }
     }
 
-    fn pool(&self, key: PoolKey) -> Arc<Pool> {
-        if let Some(pool) = self.pools.load().get(&key) {
+    fn pool(&self, key: &PoolKey) -> Arc<Pool> {
+        if let Some(pool) = self.pools.load().get(key) {
             return pool.clone();
         }
         let _adding = self.adding.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.pools.load_full();
-        if let Some(pool) = current.get(&key) {
+        if let Some(pool) = current.get(key) {
             return pool.clone();
         }
-        let pool = Arc::new(Pool::new(key));
+        let pool = Arc::new(Pool::new(key.clone()));
         let mut next = (*current).clone();
-        next.insert(key, pool.clone());
+        next.insert(key.clone(), pool.clone());
         self.pools.store(Arc::new(next));
         pool
     }
@@ -410,10 +414,16 @@ impl Pool {
         &self,
         settings: PoolSettings,
         stats: &ClusterStats,
-    ) -> Result<TcpStream, UpstreamError> {
+    ) -> Result<Stream, UpstreamError> {
+        let carried = if self.key.http2 {
+            Carried::Http2
+        } else {
+            Carried::Http1
+        };
         connect(
             self.key.endpoint,
             self.key.bind,
+            (&self.key.transport, carried),
             settings.connect_timeout,
             stats,
         )
@@ -433,15 +443,26 @@ impl Pool {
     }
 }
 
-/// Opens a TCP connection to `endpoint`, from `bind` if set, within `timeout`, counting
-/// it in the cluster's `stats`.
+/// Opens a connection to `endpoint`, from `bind` if set, over `transport` (a TLS
+/// handshake whose ALPN suits what it will carry), within `timeout`, counting it in the
+/// cluster's `stats`. A failed handshake is a failed connection, as in Envoy.
 pub async fn connect(
     endpoint: SocketAddr,
     bind: Option<SocketAddr>,
+    (transport, carried): (&Transport, Carried),
     timeout: Duration,
     stats: &ClusterStats,
-) -> Result<TcpStream, UpstreamError> {
-    let connected = open(endpoint, bind, timeout).await;
+) -> Result<Stream, UpstreamError> {
+    let attempt = async {
+        let tcp = open(endpoint, bind).await?;
+        transport.wrap(tcp, carried, &stats.ssl).await.map_err(|e| {
+            tracing::debug!(%endpoint, error = %e, "upstream TLS handshake failed");
+            UpstreamError::Connect(io::Error::new(e.kind(), format!("TLS handshake: {e}")))
+        })
+    };
+    let connected = tokio::time::timeout(timeout, attempt)
+        .await
+        .unwrap_or(Err(UpstreamError::ConnectTimeout));
     match &connected {
         Ok(_) => stats.upstream_cx_total.inc(),
         Err(_) => stats.upstream_cx_connect_fail.inc(),
@@ -449,31 +470,22 @@ pub async fn connect(
     connected
 }
 
-async fn open(
-    endpoint: SocketAddr,
-    bind: Option<SocketAddr>,
-    timeout: Duration,
-) -> Result<TcpStream, UpstreamError> {
-    let attempt = async {
-        let socket = if endpoint.is_ipv4() {
-            TcpSocket::new_v4()
-        } else {
-            TcpSocket::new_v6()
-        }
-        .map_err(UpstreamError::LocalConnect)?;
-        if let Some(bind) = bind {
-            socket.bind(bind).map_err(UpstreamError::LocalConnect)?;
-        }
-        let stream = socket
-            .connect(endpoint)
-            .await
-            .map_err(UpstreamError::Connect)?;
-        stream.set_nodelay(true).map_err(UpstreamError::Connect)?;
-        Ok(stream)
-    };
-    tokio::time::timeout(timeout, attempt)
+async fn open(endpoint: SocketAddr, bind: Option<SocketAddr>) -> Result<TcpStream, UpstreamError> {
+    let socket = if endpoint.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(UpstreamError::LocalConnect)?;
+    if let Some(bind) = bind {
+        socket.bind(bind).map_err(UpstreamError::LocalConnect)?;
+    }
+    let stream = socket
+        .connect(endpoint)
         .await
-        .map_err(|_| UpstreamError::ConnectTimeout)?
+        .map_err(UpstreamError::Connect)?;
+    stream.set_nodelay(true).map_err(UpstreamError::Connect)?;
+    Ok(stream)
 }
 
 /// A response body from a pooled connection; when it ends, an HTTP/1.1 connection goes
@@ -556,6 +568,7 @@ mod tests {
         let refused = connect(
             SocketAddr::from(([127, 0, 0, 1], 1)),
             None,
+            (&Transport::Plaintext, Carried::Opaque),
             Duration::from_secs(5),
             &ClusterStats::default(),
         )
@@ -573,6 +586,7 @@ mod tests {
         let failed = connect(
             SocketAddr::from(([127, 0, 0, 1], 1)),
             bind,
+            (&Transport::Plaintext, Carried::Opaque),
             Duration::from_secs(5),
             &ClusterStats::default(),
         )

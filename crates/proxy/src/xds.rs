@@ -1,6 +1,7 @@
 //! Taking config over ADS: every response is compiled into the store (an error is the
-//! NACK's message; for listeners, so is a socket that cannot be bound), and the EDS and
-//! RDS names the new clusters and listeners refer to become the client's subscriptions.
+//! NACK's message; for listeners, so is a socket that cannot be bound), and the EDS, RDS
+//! and SDS names the new clusters and listeners refer to become the client's
+//! subscriptions.
 
 use std::sync::Arc;
 
@@ -30,19 +31,22 @@ pub fn start(ads: &Ads, node: Node, shared: Arc<Shared>) -> Arc<AdsClient> {
     tokio::spawn(async move {
         // Nothing is asked of a type until something refers to it: an empty EDS
         // request reads as "everything" to some servers.
-        let (mut endpoints_asked, mut routes_asked) = (false, false);
+        let mut asked = [false; 3];
         loop {
             let names = wanted.borrow_and_update().clone();
             let Some(client) = subscriber.upgrade() else {
                 return;
             };
-            if endpoints_asked || !names.endpoints.is_empty() {
-                endpoints_asked = true;
-                client.subscribe(ResourceType::Endpoint, Subscription::names(names.endpoints));
-            }
-            if routes_asked || !names.routes.is_empty() {
-                routes_asked = true;
-                client.subscribe(ResourceType::Route, Subscription::names(names.routes));
+            let types = [
+                (ResourceType::Endpoint, names.endpoints),
+                (ResourceType::Route, names.routes),
+                (ResourceType::Secret, names.secrets),
+            ];
+            for ((ty, names), asked) in types.into_iter().zip(&mut asked) {
+                if *asked || !names.is_empty() {
+                    *asked = true;
+                    client.subscribe(ty, Subscription::names(names));
+                }
             }
             drop(client);
             if wanted.changed().await.is_err() {

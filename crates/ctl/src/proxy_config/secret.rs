@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use serde_json::Value;
 
 use super::Prefix;
-use super::dump::{Dump, Section, field, list, path, path_str, str_field};
+use super::dump::{Dump, Section, field, list, path, str_field};
 use super::x509::{self, Certificate};
 use crate::table::Table;
 
@@ -104,36 +104,36 @@ fn items_of<'a>(entry: &'a Value, state: &'static str) -> Vec<Item<'a>> {
             .map(|d| Item {
                 name,
                 state,
-                certificate: certificate(path_str(d, &["trust_bundle", "inline_bytes"])),
+                certificate: certificate(field(d, "trust_bundle")),
                 trust_domain: Some(str_field(d, "name")),
             })
             .collect();
     }
-    let chain = path_str(
-        secret,
-        &["tls_certificate", "certificate_chain", "inline_bytes"],
-    );
-    let ca = path_str(
-        secret,
-        &["validation_context", "trusted_ca", "inline_bytes"],
-    );
+    let chain = path(secret, &["tls_certificate", "certificate_chain"]);
+    let ca = path(secret, &["validation_context", "trusted_ca"]);
     vec![Item {
         name,
         state,
-        certificate: certificate(if chain.is_empty() { ca } else { chain }),
+        certificate: certificate(chain).or_else(|| certificate(ca)),
         trust_domain: None,
     }]
 }
 
-/// The first certificate of base64 PEM bytes; none when absent or unreadable, which
-/// istioctl shows as an invalid certificate with no details.
-fn certificate(inline_bytes: &str) -> Option<Certificate> {
-    if inline_bytes.is_empty() {
-        return None;
-    }
-    x509::base64(inline_bytes)
-        .and_then(|pem| x509::first_certificate(&pem))
-        .ok()
+/// The first certificate of a `DataSource`'s inline PEM: `inline_bytes` (base64 in a
+/// dump, as Envoy and istio-agent write it) or `inline_string` (as Mizzen's proxy
+/// keeps a PEM written inline); none when absent or unreadable, which istioctl shows
+/// as an invalid certificate with no details.
+fn certificate(source: Option<&Value>) -> Option<Certificate> {
+    let source = source?;
+    let pem = match (
+        str_field(source, "inline_bytes"),
+        str_field(source, "inline_string"),
+    ) {
+        ("", "") => return None,
+        ("", text) => text.as_bytes().to_vec(),
+        (bytes, _) => x509::base64(bytes).ok()?,
+    };
+    x509::first_certificate(&pem).ok()
 }
 
 #[cfg(test)]

@@ -183,6 +183,44 @@ fn secret_tables_match_istioctl_including_spiffe_trust_domains() {
     }
 }
 
+#[test]
+fn secrets_written_inline_as_pem_strings_read_like_base64_bytes() {
+    // Mizzen's proxy keeps a PEM given as `inline_string` as it came.
+    let Some(dir) = goldens() else { return };
+    let path = dir.join("secret").join("istio").join("config_dump.json");
+    let mut dump: Value = serde_json::from_str(&read(&path)).unwrap();
+    for config in dump["configs"].as_array_mut().unwrap() {
+        for secret in config["dynamic_active_secrets"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+        {
+            for (source, field) in [
+                ("tls_certificate", "certificate_chain"),
+                ("validation_context", "trusted_ca"),
+            ] {
+                let Some(data) = secret["secret"]
+                    .get_mut(source)
+                    .and_then(|s| s.get_mut(field))
+                else {
+                    continue;
+                };
+                if let Some(bytes) = data["inline_bytes"].as_str() {
+                    let pem = super::x509::base64(bytes).unwrap();
+                    *data = json!({"inline_string": String::from_utf8(pem).unwrap()});
+                }
+            }
+        }
+    }
+    let as_strings = Dump::from_value(dump, "strings.json").unwrap();
+    let golden = Dump::parse(&read(&path), "golden.json").unwrap();
+    let request = request(Kind::Secret, &path);
+    assert_eq!(
+        render(&as_strings, &request, golden_now()).unwrap(),
+        render(&golden, &request, golden_now()).unwrap()
+    );
+}
+
 /// A sidecar's dump with every section, to exercise `all`.
 fn sidecar_dump() -> Value {
     json!({"configs": [

@@ -15,6 +15,7 @@ use prost::Message;
 
 use super::dns::{Dns, DnsKind};
 use super::{ConfigError, duration, ip_port};
+use crate::tls::{Secrets, Transports};
 
 mod breakers;
 mod outlier;
@@ -55,6 +56,9 @@ pub struct Cluster {
     pub circuit_breakers: CircuitBreakers,
     /// When set, endpoints that fail in a row are ejected for a while.
     pub outlier_detection: Option<OutlierDetection>,
+    /// How connections to its endpoints are made (`transport_socket`,
+    /// `transport_socket_matches`).
+    pub transports: Transports,
     /// How many retries may run at once (the default-priority circuit breaker).
     pub retry_limit: RetryLimit,
     /// The resource as received, for `/config_dump` and the load balancer.
@@ -131,8 +135,9 @@ pub enum UpstreamProtocol {
 }
 
 impl Cluster {
-    /// Compiles a cluster, refusing what the proxy cannot honour.
-    pub fn compile(raw: PbCluster) -> Result<Cluster, ConfigError> {
+    /// Compiles a cluster, refusing what the proxy cannot honour; its TLS contexts take
+    /// the secrets they name from `secrets`.
+    pub fn compile(raw: PbCluster, secrets: &Secrets) -> Result<Cluster, ConfigError> {
         let name = raw.name.clone();
         let err = |field: &str, reason: String| ConfigError::new("cluster", &name, field, reason);
         if name.is_empty() {
@@ -260,7 +265,9 @@ impl Cluster {
             .map_err(|(field, reason)| err(&format!("outlier_detection.{field}"), reason))?;
 
         let retry_limit = RetryLimit::compile(&raw).map_err(|(f, r)| err(f, r))?;
+        let transports = Transports::compile(&raw, secrets).map_err(|(f, r)| err(&f, r))?;
         Ok(Cluster {
+            transports,
             retry_limit,
             name,
             discovery,
@@ -305,7 +312,7 @@ mod tests {
 
     #[test]
     fn eds_clusters_default_to_their_own_name_and_envoy_defaults() {
-        let c = Cluster::compile(eds("outbound|9080||reviews")).unwrap();
+        let c = Cluster::compile(eds("outbound|9080||reviews"), &Secrets::default()).unwrap();
         assert_eq!(c.discovery, Discovery::Eds("outbound|9080||reviews".into()));
         assert_eq!(c.connect_timeout, DEFAULT_CONNECT_TIMEOUT);
         assert_eq!(c.protocol, UpstreamProtocol::Http1);
@@ -338,7 +345,7 @@ mod tests {
                 value: options.encode_to_vec(),
             },
         );
-        let c = Cluster::compile(raw).unwrap();
+        let c = Cluster::compile(raw, &Secrets::default()).unwrap();
         assert_eq!(c.protocol, UpstreamProtocol::Downstream);
         assert_eq!(c.connect_timeout, Duration::from_secs(10));
         assert_eq!(c.max_requests_per_connection, Some(7));
@@ -357,10 +364,12 @@ mod tests {
                 thresholds: vec![t],
                 ..Default::default()
             });
-            Cluster::compile(raw)
+            Cluster::compile(raw, &Secrets::default())
         };
         assert_eq!(
-            Cluster::compile(eds("c")).unwrap().retry_limit,
+            Cluster::compile(eds("c"), &Secrets::default())
+                .unwrap()
+                .retry_limit,
             RetryLimit::Concurrent(3)
         );
         let max = Thresholds {
@@ -397,7 +406,9 @@ mod tests {
         raw.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
             cluster::DiscoveryType::LogicalDns as i32,
         ));
-        let e = Cluster::compile(raw).unwrap_err().to_string();
+        let e = Cluster::compile(raw, &Secrets::default())
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("cluster \"dns\"") && e.contains("load_assignment"),
             "{e}"

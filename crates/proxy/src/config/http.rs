@@ -14,6 +14,7 @@ use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager
 
 use super::cidr::Cidr;
 use super::duration;
+use crate::http::ClientCertPolicy;
 use crate::route::{FAULT_FILTER, Fault, RouteTable};
 use crate::stats::{HttpStats, Stats};
 
@@ -37,6 +38,8 @@ pub struct HttpManager {
     pub forwarding: Forwarding,
     /// Whether requests without an `x-request-id` get one.
     pub generate_request_id: bool,
+    /// What becomes of `x-forwarded-client-cert`.
+    pub client_cert: ClientCertPolicy,
     /// A stream with no activity for this long is ended (none: never).
     pub stream_idle_timeout: Option<Duration>,
     /// How long a client may take to send a request's headers (none: no limit).
@@ -261,6 +264,7 @@ impl HttpManager {
                 internal,
             },
             generate_request_id: hcm.generate_request_id.is_none_or(|b| b.value),
+            client_cert: ClientCertPolicy::compile(hcm)?,
             stream_idle_timeout,
             request_headers_timeout,
             server_header: ServerHeader::compile(hcm).map_err(|r| field("server_name", r))?,

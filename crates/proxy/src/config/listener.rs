@@ -11,9 +11,13 @@ use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager
 use mizzen_xds::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy as PbTcpProxy;
 use prost::Message;
 
+use mizzen_xds::pb::envoy::config::core::v3::{TransportSocket, transport_socket::ConfigType};
+use mizzen_xds::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
+
 use super::chain::{self, ChainMatch, ConnectionInfo};
 use super::{ConfigError, HttpManager, TcpProxy, socket_address};
-use crate::stats::Stats;
+use crate::stats::{SslStats, Stats};
+use crate::tls::{RAW_BUFFER, Secrets, ServerTls, TLS};
 
 const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_connection_manager";
 const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
@@ -52,6 +56,8 @@ pub struct FilterChain {
     pub name: String,
     /// When it applies.
     pub criteria: ChainMatch,
+    /// The TLS its connections are terminated with (`transport_socket`), if any.
+    pub tls: Option<Arc<ServerTls>>,
     /// What serves its connections.
     pub filter: NetworkFilter,
 }
@@ -66,8 +72,13 @@ pub enum NetworkFilter {
 }
 
 impl Listener {
-    /// Compiles a listener, refusing what the proxy cannot honour.
-    pub fn compile(raw: PbListener, stats: &Stats) -> Result<Listener, ConfigError> {
+    /// Compiles a listener, refusing what the proxy cannot honour; its TLS contexts
+    /// take the secrets they name from `secrets`.
+    pub fn compile(
+        raw: PbListener,
+        stats: &Stats,
+        secrets: &Secrets,
+    ) -> Result<Listener, ConfigError> {
         let name = raw.name.clone();
         let err = |field: &str, reason: String| ConfigError::new("listener", &name, field, reason);
         let address = raw
@@ -99,23 +110,22 @@ impl Listener {
             }
         }
 
+        let ssl = stats.listener(address).ssl.clone();
+        let compile = |c: &PbFilterChain| FilterChain::compile(c, stats, secrets, &ssl);
         let chains = raw
             .filter_chains
             .iter()
             .enumerate()
-            .map(|(i, c)| {
-                FilterChain::compile(c, stats)
-                    .map_err(|(f, r)| err(&format!("filter_chains[{i}].{f}"), r))
-            })
+            .map(|(i, c)| compile(c).map_err(|(f, r)| err(&format!("filter_chains[{i}].{f}"), r)))
             .collect::<Result<Vec<_>, _>>()?;
         let default_chain = raw
             .default_filter_chain
             .as_ref()
-            .map(|c| {
-                FilterChain::compile(c, stats)
-                    .map_err(|(f, r)| err(&format!("default_filter_chain.{f}"), r))
-            })
+            .map(|c| compile(c).map_err(|(f, r)| err(&format!("default_filter_chain.{f}"), r)))
             .transpose()?;
+        if chains.iter().chain(&default_chain).any(|c| c.tls.is_some()) {
+            ssl.enable();
+        }
         if chains.is_empty() && default_chain.is_none() {
             return Err(err(
                 "filter_chains",
@@ -155,17 +165,25 @@ impl Listener {
 }
 
 impl FilterChain {
-    fn compile(raw: &PbFilterChain, stats: &Stats) -> Result<FilterChain, (String, String)> {
+    fn compile(
+        raw: &PbFilterChain,
+        stats: &Stats,
+        secrets: &Secrets,
+        ssl: &Arc<SslStats>,
+    ) -> Result<FilterChain, (String, String)> {
         let criteria = match &raw.filter_chain_match {
             Some(m) => ChainMatch::compile(m)?,
             None => ChainMatch::default(),
         };
-        if raw.transport_socket.is_some() {
-            return Err((
-                "transport_socket".into(),
-                "TLS termination is not supported yet".into(),
-            ));
-        }
+        let tls = raw
+            .transport_socket
+            .as_ref()
+            .map(|socket| {
+                downstream_tls(socket, secrets, ssl)
+                    .map_err(|(f, r)| (format!("transport_socket.{f}"), r))
+            })
+            .transpose()?
+            .flatten();
         let Some((last, _)) = raw.filters.split_last() else {
             return Err(("filters".into(), "a chain needs a network filter".into()));
         };
@@ -181,8 +199,44 @@ impl FilterChain {
         Ok(FilterChain {
             name: raw.name.clone(),
             criteria,
+            tls,
             filter,
         })
+    }
+}
+
+/// The TLS a chain's `transport_socket` terminates, or None for plaintext.
+fn downstream_tls(
+    socket: &TransportSocket,
+    secrets: &Secrets,
+    ssl: &Arc<SslStats>,
+) -> Result<Option<Arc<ServerTls>>, (String, String)> {
+    let any = socket
+        .config_type
+        .as_ref()
+        .map(|ConfigType::TypedConfig(any)| any);
+    match (
+        socket.name.as_str(),
+        any.map(|a| a.type_url.rsplit('/').next()),
+    ) {
+        (_, Some(Some("envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"))) => {
+            let bytes = any.map_or(&[][..], |a| a.value.as_slice());
+            let ctx = DownstreamTlsContext::decode(bytes)
+                .map_err(|e| ("typed_config".to_owned(), e.to_string()))?;
+            let tls = ServerTls::compile(&ctx, secrets, ssl.clone())
+                .map_err(|(f, r)| (format!("typed_config.{f}"), r))?;
+            Ok(Some(Arc::new(tls)))
+        }
+        (_, Some(Some("envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer")))
+        | (RAW_BUFFER, None) => Ok(None),
+        (TLS, None) => Err((
+            "typed_config".into(),
+            "a DownstreamTlsContext is needed to terminate TLS".into(),
+        )),
+        (name, _) => Err((
+            "name".into(),
+            format!("transport socket {name:?} is not supported; expected {TLS} or {RAW_BUFFER}"),
+        )),
     }
 }
 

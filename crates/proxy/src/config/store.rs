@@ -3,28 +3,32 @@
 //! rejected set (a NACK) leaves the last good config serving.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use mizzen_xds::ResourceType;
 use mizzen_xds::pb::envoy::config::cluster::v3::Cluster as PbCluster;
 use mizzen_xds::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use mizzen_xds::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use mizzen_xds::pb::envoy::config::listener::v3::Listener as PbListener;
 use mizzen_xds::pb::envoy::config::route::v3::RouteConfiguration;
+use mizzen_xds::pb::envoy::extensions::transport_sockets::tls::v3::Secret as PbSecret;
 use mizzen_xds::pb::google::protobuf::Any;
 use prost::Message;
 use tokio::sync::watch;
 
 use super::{
     Cluster, ConfigError, Discovery, HttpManager, Listener, NetworkFilter, RouteSource, dns,
+    socket_address,
 };
 use crate::balance::Balancer;
 use crate::route::RouteTable;
 use crate::stats::{ClusterStats, Stats};
+use crate::tls::{SecretError, SecretSlot, SecretSource, Secrets, Transport};
 
 /// Everything the proxy serves with, at one moment.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Snapshot {
     /// Listeners by name.
     pub listeners: BTreeMap<String, Arc<Listener>>,
@@ -53,6 +57,18 @@ pub struct ClusterState {
     pub warm: bool,
     /// Its statistics (the same across updates of the cluster).
     pub stats: Arc<ClusterStats>,
+    /// The transport of each endpoint that `transport_socket_matches` give one of
+    /// their own; the others use the cluster's default.
+    transports: HashMap<SocketAddr, Transport>,
+}
+
+impl ClusterState {
+    /// How connections to `endpoint` are made.
+    pub fn transport(&self, endpoint: SocketAddr) -> &Transport {
+        self.transports
+            .get(&endpoint)
+            .unwrap_or(&self.cluster.transports.default)
+    }
 }
 
 impl Snapshot {
@@ -79,11 +95,33 @@ impl Snapshot {
                 out.push(format!("route config {name:?}"));
             }
         }
+        let secrets: BTreeSet<String> = self
+            .secret_slots()
+            .filter(|slot| !slot.is_ready())
+            .map(|slot| format!("secret {:?}", slot.name()))
+            .collect();
+        out.extend(secrets);
         out.sort();
         out
     }
 
-    /// The EDS and RDS names the clusters and listeners refer to.
+    /// Every secret slot the listeners' and clusters' TLS contexts read.
+    pub fn secret_slots(&self) -> impl Iterator<Item = &Arc<SecretSlot>> {
+        let listeners = self
+            .listeners
+            .values()
+            .flat_map(|l| l.chains.iter().chain(&l.default_chain))
+            .filter_map(|c| c.tls.as_ref())
+            .flat_map(|tls| tls.slots());
+        let clusters = self
+            .clusters
+            .values()
+            .flat_map(|s| s.cluster.transports.all())
+            .flat_map(Transport::slots);
+        listeners.chain(clusters)
+    }
+
+    /// The EDS, RDS and SDS names the clusters and listeners refer to.
     pub fn wanted(&self) -> Wanted {
         let endpoints = self
             .clusters
@@ -105,17 +143,28 @@ impl Snapshot {
                 NetworkFilter::Tcp(_) => None,
             })
             .collect();
-        Wanted { endpoints, routes }
+        let secrets = self
+            .secret_slots()
+            .filter(|slot| slot.source() == Some(SecretSource::Ads))
+            .map(|slot| slot.name().to_owned())
+            .collect();
+        Wanted {
+            endpoints,
+            routes,
+            secrets,
+        }
     }
 }
 
-/// The names the proxy subscribes to over EDS and RDS.
+/// The names the proxy subscribes to over EDS, RDS and SDS.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Wanted {
     /// EDS service names.
     pub endpoints: BTreeSet<String>,
     /// Route configuration names.
     pub routes: BTreeSet<String>,
+    /// Secrets fetched over ADS.
+    pub secrets: BTreeSet<String>,
 }
 
 /// The current snapshot and who to tell when it changes.
@@ -126,23 +175,31 @@ pub struct ConfigStore {
     /// True when config comes from xDS too, not only from the bootstrap.
     dynamic: bool,
     stats: Arc<Stats>,
+    /// Named secrets, which TLS contexts read at each handshake.
+    secrets: Secrets,
     /// Held while a new snapshot is made from the current one, so that concurrent
     /// updates (xDS, DNS resolutions) never lose each other's changes.
     updating: Mutex<()>,
 }
 
 impl ConfigStore {
-    /// A store holding the bootstrap's static listeners and clusters; `dynamic` when
-    /// more will come over xDS.
+    /// A store holding the bootstrap's static secrets, listeners and clusters;
+    /// `dynamic` when more will come over xDS.
     pub fn new(
+        secrets: Vec<PbSecret>,
         listeners: Vec<PbListener>,
         clusters: Vec<PbCluster>,
         dynamic: bool,
     ) -> Result<ConfigStore, ConfigError> {
         let stats = Arc::new(Stats::default());
+        let named = Secrets::default();
+        named
+            .provide(SecretSource::Static, secrets)
+            .map_err(secret_error)?;
+        let secrets = named;
         let mut snapshot = Snapshot::default();
         for raw in clusters {
-            let cluster = Cluster::compile(raw)?;
+            let cluster = Cluster::compile(raw, &secrets)?;
             snapshot.static_names.insert(cluster.name.clone());
             let state = cluster_state(cluster, &snapshot.assignments, None, &stats)?;
             snapshot
@@ -150,7 +207,7 @@ impl ConfigStore {
                 .insert(state.cluster.name.clone(), Arc::new(state));
         }
         for raw in listeners {
-            let listener = Listener::compile(raw, &stats)?;
+            let listener = Listener::compile(raw, &stats, &secrets)?;
             snapshot.static_names.insert(listener.name.clone());
             snapshot
                 .listeners
@@ -163,8 +220,26 @@ impl ConfigStore {
             wanted: watch::channel(wanted).0,
             dynamic,
             stats,
+            secrets,
             updating: Mutex::new(()),
         })
+    }
+
+    /// The named secrets.
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    /// Makes `secret` current for the proxy's own agent (`sds-grpc`): the workload
+    /// identity (`default`) or its trust bundle (`ROOTCA`). The next handshakes use it;
+    /// connections already made keep theirs. A secret that does not parse is refused
+    /// and the previous one stays.
+    pub fn provide_secret(&self, secret: PbSecret) -> Result<(), SecretError> {
+        self.secrets.provide(SecretSource::Agent, vec![secret])?;
+        // Listeners and clusters waiting for it may be ready now.
+        let _updating = self.updating.lock().unwrap_or_else(|e| e.into_inner());
+        self.commit((*self.current.load_full()).clone());
+        Ok(())
     }
 
     /// The proxy's statistics.
@@ -214,14 +289,7 @@ impl ConfigStore {
     ) -> Result<T, String> {
         let _updating = self.updating.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.current.load_full();
-        let mut next = Snapshot {
-            listeners: current.listeners.clone(),
-            clusters: current.clusters.clone(),
-            routes: current.routes.clone(),
-            assignments: current.assignments.clone(),
-            static_names: current.static_names.clone(),
-            received: current.received.clone(),
-        };
+        let mut next = (*current).clone();
         match ty {
             ResourceType::Cluster => {
                 let clusters = decode::<PbCluster>(resources, "cluster")?;
@@ -238,7 +306,8 @@ impl ConfigStore {
                         next.clusters.insert(raw.name.clone(), previous.clone());
                         continue;
                     }
-                    let cluster = Cluster::compile(raw).map_err(|e| e.to_string())?;
+                    let cluster =
+                        Cluster::compile(raw, &self.secrets).map_err(|e| e.to_string())?;
                     let state = cluster_state(
                         cluster,
                         &next.assignments,
@@ -279,8 +348,8 @@ impl ConfigStore {
                     if next.static_names.contains(&raw.name) {
                         continue;
                     }
-                    let listener =
-                        Listener::compile(raw, &self.stats).map_err(|e| e.to_string())?;
+                    let listener = Listener::compile(raw, &self.stats, &self.secrets)
+                        .map_err(|e| e.to_string())?;
                     next.listeners
                         .insert(listener.name.clone(), Arc::new(listener));
                 }
@@ -298,12 +367,19 @@ impl ConfigStore {
                     })
                     .collect::<Result<_, _>>()?;
             }
-            // Secrets come with workload identity; nothing uses them yet.
-            ResourceType::Secret => return accept(&current),
+            ResourceType::Secret => {
+                let secrets = decode::<PbSecret>(resources, "secret")?;
+                self.secrets
+                    .provide(SecretSource::Ads, secrets)
+                    .map_err(|e| e.to_string())?;
+            }
         }
         next.received.insert(ty);
         let accepted = accept(&next)?;
         self.commit(next);
+        // Secrets of contexts that are gone are forgotten (an in-flight request may
+        // still hold an old context; its secret goes with a later update).
+        self.secrets.prune(SecretSource::Ads);
         Ok(accepted)
     }
 
@@ -329,24 +405,18 @@ impl ConfigStore {
         };
         let assignment = dns::assignment(&cluster.raw, settings.kind, addresses);
         let balancer = Some(balancer(cluster, &assignment, Some(state))?);
-        let mut clusters = current.clusters.clone();
-        clusters.insert(
+        let mut next = (*current).clone();
+        next.clusters.insert(
             cluster.name.clone(),
             Arc::new(ClusterState {
                 cluster: cluster.clone(),
                 balancer,
                 warm: true,
                 stats: state.stats.clone(),
+                transports: endpoint_transports(cluster, &assignment),
             }),
         );
-        self.commit(Snapshot {
-            listeners: current.listeners.clone(),
-            clusters,
-            routes: current.routes.clone(),
-            assignments: current.assignments.clone(),
-            static_names: current.static_names.clone(),
-            received: current.received.clone(),
-        });
+        self.commit(next);
         Ok(())
     }
 
@@ -372,14 +442,21 @@ fn cluster_state(
     previous: Option<&ClusterState>,
     stats: &Stats,
 ) -> Result<ClusterState, ConfigError> {
-    let cluster = cluster.into();
+    let cluster: Arc<Cluster> = cluster.into();
+    let mut assignment = None;
     let (balancer, warm) = match &cluster.discovery {
         Discovery::Static => match cluster.static_assignment() {
-            Some(a) => (Some(balancer(&cluster, a, previous)?), true),
+            Some(a) => {
+                assignment = Some(a);
+                (Some(balancer(&cluster, a, previous)?), true)
+            }
             None => (None, true),
         },
         Discovery::Eds(name) => match assignments.get(name) {
-            Some(a) => (Some(balancer(&cluster, a, previous)?), true),
+            Some(a) => {
+                assignment = Some(&**a);
+                (Some(balancer(&cluster, a, previous)?), true)
+            }
             None => (None, false),
         },
         Discovery::OriginalDst => (None, true),
@@ -400,12 +477,56 @@ fn cluster_state(
             (previous.and_then(|p| p.balancer.clone()), false)
         }
     };
+    let stats = stats.cluster(&cluster.name);
+    if cluster
+        .transports
+        .all()
+        .any(|t| matches!(t, Transport::Tls(_)))
+    {
+        stats.ssl.enable();
+    }
+    let transports = match assignment {
+        Some(a) => endpoint_transports(&cluster, a),
+        // A DNS cluster keeps its endpoints' transports until its names resolve again.
+        None => previous.map(|p| p.transports.clone()).unwrap_or_default(),
+    };
     Ok(ClusterState {
-        stats: stats.cluster(&cluster.name),
+        stats,
         cluster,
         balancer,
         warm,
+        transports,
     })
+}
+
+/// The endpoints of `assignment` whose metadata selects a transport socket match.
+fn endpoint_transports(
+    cluster: &Cluster,
+    assignment: &ClusterLoadAssignment,
+) -> HashMap<SocketAddr, Transport> {
+    if !cluster.transports.by_endpoint() {
+        return HashMap::new();
+    }
+    assignment
+        .endpoints
+        .iter()
+        .flat_map(|l| &l.lb_endpoints)
+        .filter_map(|e| {
+            let Some(HostIdentifier::Endpoint(ep)) = &e.host_identifier else {
+                return None;
+            };
+            let address = socket_address(ep.address.as_ref()?).ok()?;
+            Some((
+                address,
+                cluster.transports.select(e.metadata.as_ref()).clone(),
+            ))
+        })
+        .collect()
+}
+
+/// A secret refused, as the config error it is.
+fn secret_error(e: SecretError) -> ConfigError {
+    ConfigError::new("secret", e.name(), e.field(), e.reason())
 }
 
 /// The cluster's balancer over `assignment`, keeping what the endpoints that remain

@@ -8,7 +8,6 @@ use http::{Method, Request, Response, Uri, Version};
 use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use std::time::Duration;
 
@@ -20,6 +19,7 @@ use super::headers;
 use super::router::{Downstream, local, tunnel};
 use crate::config::ClusterState;
 use crate::endpoint;
+use crate::tls::{Carried, Stream};
 
 /// The CONNECT to send upstream for `authority` (the client's target), with `headers`
 /// (the client's, as routed) and `Host` naming the target as HTTP/1.1 asks; `None`
@@ -38,7 +38,7 @@ pub fn upstream_request(authority: &str, mut headers: HeaderMap) -> Option<Reque
 /// Sends `request` on `upstream` and returns the response head; the connection serves
 /// nothing else, and a 2xx response's upgrade hands it over whole.
 pub async fn send(
-    upstream: TcpStream,
+    upstream: Stream,
     request: Request<Empty<Bytes>>,
 ) -> Result<Response<Incoming>, hyper::Error> {
     let (mut sender, connection) =
@@ -56,13 +56,14 @@ pub async fn send(
 async fn connect_upstream(
     state: &ClusterState,
     downstream: Downstream,
-) -> Result<tokio::net::TcpStream, Response<ProxyBody>> {
+) -> Result<Stream, Response<ProxyBody>> {
     let picked = endpoint::choose(state, downstream.destination, None)
         .map_err(|unreachable| Failure::from(unreachable).response())?;
     let cluster = &state.cluster;
     crate::upstream::connect(
         picked.address,
         cluster.bind,
+        (state.transport(picked.address), Carried::Opaque),
         cluster.connect_timeout,
         &state.stats,
     )

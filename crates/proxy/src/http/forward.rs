@@ -163,7 +163,7 @@ enum AttemptError {
 pub(super) async fn forward_to(
     shared: &Arc<Shared>,
     state: &ClusterState,
-    downstream: Downstream,
+    downstream: &Downstream,
     request: Request<Incoming>,
     target: Target<'_>,
 ) -> Result<Response<ProxyBody>, Failed> {
@@ -248,6 +248,7 @@ pub(super) async fn forward_to(
             endpoint,
             http2,
             bind: cluster.bind,
+            transport: state.transport(endpoint).clone(),
         };
         // Until the response body ends: Envoy counts a request active till its response
         // completes, bounds that by `max_requests`, and LEAST_REQUEST balances on it.
@@ -385,7 +386,7 @@ fn admit(state: &ClusterState) -> Result<GaugeGuard, Failure> {
 /// times, while the pick was tried already (then takes the last pick, as Envoy).
 fn pick<'s>(
     state: &'s ClusterState,
-    downstream: Downstream,
+    downstream: &Downstream,
     hash: Option<u64>,
     retries: Option<&Retries<'_>>,
 ) -> Result<endpoint::Chosen<'s>, Failure> {

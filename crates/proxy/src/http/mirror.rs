@@ -219,6 +219,7 @@ async fn shadow(
         endpoint: picked.address,
         http2,
         bind: cluster.bind,
+        transport: state.transport(picked.address).clone(),
     };
     let settings = PoolSettings::of(cluster);
     let stats = &state.stats;

@@ -13,6 +13,7 @@ mod request_body;
 mod retry;
 mod router;
 mod timeout;
+mod xfcc;
 
 use std::fmt::Display;
 use std::future::Future;
@@ -30,6 +31,7 @@ pub use mirror::{InvalidMirror, MirrorPolicy};
 pub use request_body::RequestBody;
 pub use retry::{InvalidPolicy, RetryPolicy};
 pub use router::{Downstream, local};
+pub use xfcc::{ClientCertPolicy, X_FORWARDED_CLIENT_CERT};
 
 use crate::Shared;
 use crate::config::{Codec, HttpManager};
@@ -49,10 +51,12 @@ pub async fn serve<I>(
     manager.stats.downstream_cx_total.inc();
     let _open = manager.stats.downstream_cx_active.track();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    match manager.codec {
-        Codec::Auto => {}
-        Codec::Http1 => builder = builder.http1_only(),
-        Codec::Http2 => builder = builder.http2_only(),
+    // Over TLS, ALPN chose the protocol where the manager serves both.
+    let alpn = downstream.tls.as_ref().and_then(|s| s.alpn.as_deref());
+    match (manager.codec, alpn) {
+        (Codec::Auto, Some(b"h2")) | (Codec::Http2, _) => builder = builder.http2_only(),
+        (Codec::Auto, Some(b"http/1.1")) | (Codec::Http1, _) => builder = builder.http1_only(),
+        (Codec::Auto, _) => {}
     }
     builder
         .http1()
@@ -66,12 +70,13 @@ pub async fn serve<I>(
     let io = crate::activity::Tracked::new(io, activity.clone());
     // HTTP/1.1 may become HTTP/2 by `Upgrade: h2c` only where both are served, and
     // only in cleartext (over TLS, ALPN chooses the protocol).
-    let h2c = (manager.codec == Codec::Auto && !downstream.tls).then(h2c::Slot::default);
+    let h2c = (manager.codec == Codec::Auto && !downstream.is_tls()).then(h2c::Slot::default);
+    let peer = downstream.peer;
     let route = move |request| {
         router::serve(
             shared.clone(),
             manager.clone(),
-            downstream,
+            downstream.clone(),
             activity.clone(),
             request,
         )
@@ -90,15 +95,9 @@ pub async fn serve<I>(
         })
     };
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-    until_drained(
-        connection,
-        drain.clone(),
-        |c| c.graceful_shutdown(),
-        downstream.peer,
-    )
-    .await;
+    until_drained(connection, drain.clone(), |c| c.graceful_shutdown(), peer).await;
     if let Some(granted) = h2c.and_then(|slot| slot.take()) {
-        h2c::serve(granted, route, drain, downstream.peer).await;
+        h2c::serve(granted, route, drain, peer).await;
     }
 }
 

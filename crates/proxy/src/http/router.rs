@@ -25,16 +25,33 @@ use crate::balance::HashInput;
 use crate::config::{HttpManager, Snapshot};
 use crate::flags::ResponseFlags;
 use crate::route::{Action, NewHost, RequestHead};
+use crate::tls::Session;
 
-/// What the router knows of the downstream connection.
-#[derive(Debug, Clone, Copy)]
+/// What the router knows of the downstream connection; cheap to clone (the TLS
+/// session is shared).
+#[derive(Debug, Clone)]
 pub struct Downstream {
     /// The client.
     pub peer: SocketAddr,
     /// Where the client connected (its original destination when redirected).
     pub destination: SocketAddr,
+    /// The connection's TLS session when it is TLS: the SNI asked for, the ALPN chosen
+    /// and the client's verified certificate.
+    pub tls: Option<Arc<Session>>,
+}
+
+impl Downstream {
     /// Whether the connection is TLS.
-    pub tls: bool,
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The client's verified identity, as RBAC's `authenticated.principal_name` matches
+    /// it (the first URI SAN of its certificate, else DNS SAN, else subject); None when
+    /// it presented no certificate.
+    pub fn principal(&self) -> Option<&str> {
+        self.tls.as_deref().and_then(Session::principal)
+    }
 }
 
 /// Serves one request.
@@ -85,8 +102,11 @@ async fn route(
         manager,
         table.internal_only_headers(),
         downstream.peer,
-        downstream.tls,
+        downstream.is_tls(),
     );
+    manager
+        .client_cert
+        .apply(request.headers_mut(), downstream.tls.as_deref());
     // Cheap copies (shared bytes) that routing borrows from while the request changes.
     let uri = request.uri().clone();
     let host = request.headers().get(header::HOST).cloned();
@@ -105,7 +125,7 @@ async fn route(
         authority,
         method: request.method(),
         path,
-        scheme: scheme(request.uri(), request.headers(), downstream.tls),
+        scheme: scheme(request.uri(), request.headers(), downstream.is_tls()),
         headers: request.headers(),
     };
     let Some(selected) = table.select(&head) else {
@@ -224,7 +244,7 @@ async fn route(
         buffer_limit: forward.buffer_limit,
         mirrors,
     };
-    let result = forward::forward_to(shared, cluster, downstream, request, target).await;
+    let result = forward::forward_to(shared, cluster, &downstream, request, target).await;
     let mut response = match result {
         Ok(response) => response,
         Err(failure) => return finish(failure.response()),

@@ -39,6 +39,7 @@ pub use action::{
 };
 pub use error::{Problem, RouteError};
 pub use fault::{AbortStatus, Aborted, FAULT_FILTER, Fault};
+pub(crate) use matcher::StringMatch;
 pub use request::RequestHead;
 
 use action::Inherited;

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use super::*;
 use crate::endpoint;
+use crate::tls::Secrets;
 
 fn v4(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 0, last))
@@ -132,7 +133,7 @@ fn dns_clusters_are_refused_naming_the_field() {
         socket("one.test", 80),
         socket("two.test", 80)
     );
-    let e = Cluster::compile(cluster("c", "LOGICAL_DNS", "5s", &two))
+    let e = Cluster::compile(cluster("c", "LOGICAL_DNS", "5s", &two), &Secrets::default())
         .unwrap_err()
         .to_string();
     assert_eq!(
@@ -140,11 +141,11 @@ fn dns_clusters_are_refused_naming_the_field() {
         "cluster \"c\": load_assignment: a LOGICAL_DNS cluster must have exactly one endpoint"
     );
     let one = format!("[{{lb_endpoints: [{}]}}]", socket("one.test", 80));
-    let e = Cluster::compile(cluster("c", "STRICT_DNS", "0s", &one))
+    let e = Cluster::compile(cluster("c", "STRICT_DNS", "0s", &one), &Secrets::default())
         .unwrap_err()
         .to_string();
     assert_eq!(e, "cluster \"c\": dns_refresh_rate: 0ns is less than 1ms");
-    let e = Cluster::compile(cluster("c", "STRICT_DNS", "1s", "[]"))
+    let e = Cluster::compile(cluster("c", "STRICT_DNS", "1s", "[]"), &Secrets::default())
         .unwrap_err()
         .to_string();
     assert_eq!(
@@ -212,7 +213,7 @@ async fn requests_pick_resolved_endpoints_and_refreshes_follow_dns() {
         "1s",
         &format!("[{{lb_endpoints: [{}]}}]", socket("web.test", 80)),
     );
-    let store = Arc::new(ConfigStore::new(vec![], vec![raw], false).unwrap());
+    let store = Arc::new(ConfigStore::new(vec![], vec![], vec![raw], false).unwrap());
     let (fake, mut asked) = Fake::new(&[("web.test", vec![v4(1), v4(2)])]);
     assert!(
         !store.is_ready(),
@@ -258,7 +259,7 @@ async fn a_name_that_never_resolves_warms_the_cluster_with_no_endpoint() {
         "1s",
         &format!("[{{lb_endpoints: [{}]}}]", socket("nowhere.test", 80)),
     );
-    let store = Arc::new(ConfigStore::new(vec![], vec![raw], false).unwrap());
+    let store = Arc::new(ConfigStore::new(vec![], vec![], vec![raw], false).unwrap());
     let (fake, _asked) = Fake::new(&[]);
     let _run = tokio::spawn(run(store.clone(), fake));
     until(&store, ConfigStore::is_ready).await;
@@ -301,7 +302,7 @@ async fn removing_or_changing_a_cluster_stops_its_resolver() {
         "10s",
         &format!("[{{lb_endpoints: [{}]}}]", socket("kept.test", 80)),
     );
-    let store = Arc::new(ConfigStore::new(vec![], vec![], true).unwrap());
+    let store = Arc::new(ConfigStore::new(vec![], vec![], vec![], true).unwrap());
     let (fake, mut asked) = Fake::new(&[("gone.test", vec![v4(1)]), ("kept.test", vec![v4(2)])]);
     let _run = tokio::spawn(run(store.clone(), fake));
     store
