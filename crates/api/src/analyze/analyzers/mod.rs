@@ -1,0 +1,29 @@
+//! Every analyzer, named as Istio names them (what `--analyzer` selects).
+
+mod destination_rule;
+
+use super::Analyzer;
+
+/// The analyzers `istioctl analyze` runs by default (Istio's `analyzers.All()`).
+pub fn all() -> Vec<Box<dyn Analyzer>> {
+    vec![Box::new(destination_rule::CaCertificate)]
+}
+
+/// The analyzers that compare clusters (Istio's `AllMultiCluster()`).
+pub fn multi_cluster() -> Vec<Box<dyn Analyzer>> {
+    Vec::new()
+}
+
+/// Analyzers that run only when asked for by name.
+fn opt_in() -> Vec<Box<dyn Analyzer>> {
+    Vec::new()
+}
+
+/// The analyzer named `name` (single- or multi-cluster, default or opt-in).
+pub fn by_name(name: &str) -> Option<Box<dyn Analyzer>> {
+    all()
+        .into_iter()
+        .chain(multi_cluster())
+        .chain(opt_in())
+        .find(|a| a.metadata().name == name)
+}
