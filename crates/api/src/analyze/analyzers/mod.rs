@@ -1,12 +1,25 @@
 //! Every analyzer, named as Istio names them (what `--analyzer` selects).
 
 mod destination_rule;
+mod gateway;
+mod util;
+mod virtual_service;
 
 use super::Analyzer;
 
 /// The analyzers `istioctl analyze` runs by default (Istio's `analyzers.All()`).
 pub fn all() -> Vec<Box<dyn Analyzer>> {
-    vec![Box::new(destination_rule::CaCertificate)]
+    vec![
+        Box::new(destination_rule::CaCertificate),
+        Box::new(gateway::Certificate),
+        Box::new(gateway::ConflictingGateway),
+        Box::new(gateway::IngressGatewayPort),
+        Box::new(gateway::SecretRefs),
+        Box::new(virtual_service::ConflictingMeshGatewayHosts),
+        Box::new(virtual_service::DestinationHosts),
+        Box::new(virtual_service::DestinationRules),
+        Box::new(virtual_service::Gateways),
+    ]
 }
 
 /// The analyzers that compare clusters (Istio's `AllMultiCluster()`).
