@@ -120,6 +120,8 @@ pub struct Entry {
     pub origin: Option<Origin>,
     /// The cluster it belongs to (empty unless several clusters are analysed together).
     pub cluster: Arc<str>,
+    /// True when read by the file reader (files and the built-in defaults).
+    from_files: bool,
     key: ObjectKey,
     group: String,
     /// The text of the origin's file, to find a field's line.
@@ -196,7 +198,8 @@ pub struct ContextBuilder {
     mesh: MeshConfig,
     networks: MeshNetworks,
     istio_namespace: Option<String>,
-    files_only: bool,
+    cli_files: bool,
+    live: bool,
     cluster: Arc<str>,
 }
 
@@ -224,10 +227,12 @@ impl ContextBuilder {
         self
     }
 
-    /// Reads files as `istioctl analyze --use-kube=false` does: Services, Namespaces,
-    /// Nodes, Pods and Secrets are dropped, and analyzers that read them are skipped.
-    pub fn files_only(mut self, files_only: bool) -> Self {
-        self.files_only = files_only;
+    /// Reads files as `istioctl analyze` does (its tests read every kind): Services,
+    /// Namespaces, Nodes, Pods and Secrets in files are dropped, and unless a live source
+    /// ([`ContextBuilder::add_object`]) provides those kinds, analyzers reading them are
+    /// skipped.
+    pub fn cli_files(mut self, cli_files: bool) -> Self {
+        self.cli_files = cli_files;
         self
     }
 
@@ -243,14 +248,15 @@ impl ContextBuilder {
         let result = loader.load_str(text, file);
         let text: Option<Arc<str>> = file.map(|_| Arc::from(text));
         for loaded in result.objects {
-            self.push(loaded.object, Some(loaded.origin), text.clone());
+            self.push(loaded.object, Some(loaded.origin), text.clone(), true);
         }
         result.errors
     }
 
-    /// Adds an object that was not read from a file (a live mesh's).
+    /// Adds an object of the live mesh.
     pub fn add_object(&mut self, object: Object) {
-        self.push(object, None, None);
+        self.live = true;
+        self.push(object, None, None, false);
     }
 
     /// Adds the ingress gateway Pod and Service istioctl assumes for file-only analysis,
@@ -265,7 +271,7 @@ impl ContextBuilder {
         let loaded = Loader::new().default_namespace(None).load_str(&text, None);
         debug_assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
         for loaded in loaded.objects {
-            self.push(loaded.object, None, None);
+            self.push(loaded.object, None, None, true);
         }
     }
 
@@ -273,7 +279,13 @@ impl ContextBuilder {
         self.istio_namespace.as_deref().unwrap_or("istio-system")
     }
 
-    fn push(&mut self, object: Object, origin: Option<Origin>, text: Option<Arc<str>>) {
+    fn push(
+        &mut self,
+        object: Object,
+        origin: Option<Origin>,
+        text: Option<Arc<str>>,
+        from_files: bool,
+    ) {
         let key = object.key();
         let group = match &object {
             Object::Other(o) => o
@@ -287,6 +299,7 @@ impl ContextBuilder {
             object,
             origin,
             cluster: self.cluster.clone(),
+            from_files,
             key,
             group,
             text,
@@ -304,7 +317,8 @@ impl ContextBuilder {
                 &e.key.namespace
             };
             IGNORED_NAMESPACES.contains(&namespace.as_str())
-                || (self.files_only
+                || (self.cli_files
+                    && e.from_files
                     && FILE_EXCLUDED
                         .iter()
                         .any(|c| (c.group, c.kind) == e.collection_key()))
@@ -348,7 +362,7 @@ impl ContextBuilder {
             by_name,
             mesh: self.mesh,
             networks: self.networks,
-            files_only: self.files_only,
+            core_kinds_missing: self.cli_files && !self.live,
         }
     }
 }
@@ -362,7 +376,8 @@ pub struct Context {
     mesh: MeshConfig,
     networks: MeshNetworks,
     istio_namespace: String,
-    files_only: bool,
+    /// True when no source provides the kinds files do not (Pods, Services…).
+    core_kinds_missing: bool,
 }
 
 impl Context {
@@ -389,7 +404,7 @@ impl Context {
     /// True when a source can provide objects of `collection` (even if none exist):
     /// analyzers reading a collection no source provides are skipped.
     pub fn provides(&self, collection: Collection) -> bool {
-        !(self.files_only && FILE_EXCLUDED.contains(&collection))
+        !(self.core_kinds_missing && FILE_EXCLUDED.contains(&collection))
     }
 
     /// Every object of a collection, in input order.

@@ -2,6 +2,7 @@
 
 mod destination_rule;
 mod gateway;
+mod schema;
 mod util;
 mod virtual_service;
 
@@ -9,7 +10,7 @@ use super::Analyzer;
 
 /// The analyzers `istioctl analyze` runs by default (Istio's `analyzers.All()`).
 pub fn all() -> Vec<Box<dyn Analyzer>> {
-    vec![
+    let mut all: Vec<Box<dyn Analyzer>> = vec![
         Box::new(destination_rule::CaCertificate),
         Box::new(gateway::Certificate),
         Box::new(gateway::ConflictingGateway),
@@ -19,7 +20,9 @@ pub fn all() -> Vec<Box<dyn Analyzer>> {
         Box::new(virtual_service::DestinationHosts),
         Box::new(virtual_service::DestinationRules),
         Box::new(virtual_service::Gateways),
-    ]
+    ];
+    all.extend(schema::all().map(|s| Box::new(s) as Box<dyn Analyzer>));
+    all
 }
 
 /// The analyzers that compare clusters (Istio's `AllMultiCluster()`).

@@ -336,7 +336,7 @@ impl Analyzer for DestinationRules {
                 }
                 let what = if d.mirror { "mirror" } else { "host" };
                 out.push(entry.message_at(
-                    &d.path.replace(".host", ".subset"),
+                    &d.path,
                     catalogue::REFERENCED_RESOURCE_NOT_FOUND,
                     args![
                         format!("{what}+subset in destinationrule"),
