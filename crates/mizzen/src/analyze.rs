@@ -114,9 +114,9 @@ fn live_objects(
             return Ok(None);
         }
         Err(e) => {
-            return Err(
-                e.context("no running mesh to analyse (start one with `mizzen up`, or give files)")
-            );
+            return Err(e.context(
+                "no running mesh to analyse (start one with `mizzen up`, or give files)",
+            ));
         }
     };
     let dir = &mesh.config_dir;
