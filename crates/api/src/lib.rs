@@ -3,6 +3,7 @@
 //!
 //! This crate does no I/O beyond reading files and is fully synchronous.
 
+pub mod analyze;
 pub mod extensions;
 pub mod kind;
 mod kube;
@@ -22,4 +23,4 @@ mod testing;
 pub use k8s_openapi;
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 pub use kind::Kind;
-pub use object::{Object, ObjectKey, OtherObject, Resource, Spec};
+pub use object::{Object, ObjectKey, OtherObject, Resource, Spec, Typed};

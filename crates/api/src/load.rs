@@ -118,12 +118,14 @@ impl LoadResult {
 #[derive(Debug, Clone)]
 pub struct Loader {
     default_namespace: Option<String>,
+    lenient: bool,
 }
 
 impl Default for Loader {
     fn default() -> Self {
         Self {
             default_namespace: Some("default".into()),
+            lenient: false,
         }
     }
 }
@@ -175,6 +177,13 @@ impl Loader {
     /// Sets the namespace given to namespaced objects that name none (`None` leaves it unset).
     pub fn default_namespace(mut self, namespace: Option<String>) -> Self {
         self.default_namespace = namespace;
+        self
+    }
+
+    /// Reads Istio objects as Istio's own file reader does (for analysis): unknown fields
+    /// are dropped instead of refused, and a missing `spec` is an empty one.
+    pub fn lenient(mut self, lenient: bool) -> Self {
+        self.lenient = lenient;
         self
     }
 
@@ -296,15 +305,24 @@ impl Loader {
             return;
         }
         let first_line = chunk.first_line;
+        let lenient = self.lenient;
         let loaded = self.typed(&head, origin, out, |kind| {
             let text = match kind {
                 Some(kind) if !kind.is_istio() => yaml11_octals(chunk.text),
                 _ => Cow::Borrowed(chunk.text),
             };
-            parse_kind(kind, serde_yaml_ng::Deserializer::from_str(&text)).map_err(|(path, e)| {
-                let line = e.location().map(|l| first_line + l.line() - 1);
-                Failure::new(&path, &e.to_string(), line)
-            })
+            let strict = parse_kind(kind, serde_yaml_ng::Deserializer::from_str(&text)).map_err(
+                |(path, e)| {
+                    let line = e.location().map(|l| first_line + l.line() - 1);
+                    Failure::new(&path, &e.to_string(), line)
+                },
+            );
+            match strict {
+                Err(failure) if lenient && failure.is_unknown_field() => {
+                    parse_dropping_unknown(kind, &text).unwrap_or(Err(failure))
+                }
+                parsed => parsed,
+            }
         });
         if let Some(loaded) = loaded {
             out.objects.push(loaded);
@@ -354,7 +372,7 @@ impl Loader {
                 return None;
             }
         };
-        if kind.is_some_and(Kind::spec_required) && head.spec.is_none() {
+        if kind.is_some_and(Kind::spec_required) && head.spec.is_none() && !self.lenient {
             out.errors.push(document_error(
                 origin,
                 Some(label),
@@ -420,6 +438,60 @@ impl Failure {
             line,
         }
     }
+}
+
+impl Failure {
+    fn is_unknown_field(&self) -> bool {
+        self.message.starts_with("unknown field")
+    }
+}
+
+/// Parses `text` as `kind`, removing each unknown field the parse meets and trying
+/// again, as Go's protobuf JSON decoding with unknown fields allowed reads it. `None`
+/// when the text is not even a document.
+fn parse_dropping_unknown(kind: Option<Kind>, text: &str) -> Option<Result<Object, Failure>> {
+    let mut value: serde_json::Value = serde_yaml_ng::from_str(text).ok()?;
+    loop {
+        match parse_kind(kind, &value) {
+            Ok(object) => return Some(Ok(object)),
+            Err((path, e)) => {
+                let failure = Failure::new(&path, &e.to_string(), None);
+                if !failure.is_unknown_field() || !remove_field(&mut value, &failure.field) {
+                    return Some(Err(failure));
+                }
+            }
+        }
+    }
+}
+
+/// Removes the field at `path` (`spec.configPatches[0].match.app`); false when absent.
+fn remove_field(value: &mut serde_json::Value, path: &str) -> bool {
+    let mut steps: Vec<&str> = path
+        .split('.')
+        .flat_map(|part| part.split('['))
+        .map(|step| step.trim_end_matches(']'))
+        .filter(|step| !step.is_empty())
+        .collect();
+    let Some(last) = steps.pop() else {
+        return false;
+    };
+    let mut at = value;
+    for step in steps {
+        let next = match at {
+            serde_json::Value::Array(items) => {
+                step.parse::<usize>().ok().and_then(|i| items.get_mut(i))
+            }
+            serde_json::Value::Object(map) => map.get_mut(step),
+            _ => None,
+        };
+        match next {
+            Some(next) => at = next,
+            None => return false,
+        }
+    }
+    at.as_object_mut()
+        .and_then(|map| map.remove(last))
+        .is_some()
 }
 
 /// Deserializes an object of `kind` (or an opaque one) from `de`, tracking the field path.
@@ -806,6 +878,19 @@ mod tests {
             "the parent when absent"
         );
         assert_eq!(second.at_field(&text, "").line, 9);
+    }
+
+    #[test]
+    fn lenient_loading_drops_unknown_fields_as_istio_reads_files() {
+        let text = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: r\nspec:\n  hosts: [r]\n  http:\n  - bogus: 1\n    route:\n    - destination: {host: r, extra: 2}\n---\napiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: se\n";
+        let result = Loader::new().lenient(true).load_str(text, None);
+        assert!(result.errors.is_empty(), "{:?}", messages(&result));
+        let Object::VirtualService(vs) = &result.objects[0].object else {
+            panic!()
+        };
+        assert_eq!(vs.spec.http[0].route[0].destination.host, "r");
+        assert_eq!(result.objects.len(), 2);
+        assert_eq!(Loader::new().load_str(text, None).errors.len(), 2);
     }
 
     #[test]

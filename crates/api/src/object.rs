@@ -93,6 +93,15 @@ pub struct OtherObject {
     pub rest: serde_json::Map<String, serde_json::Value>,
 }
 
+/// A value an [`Object`] of one known kind holds: an Istio `Resource<Spec>` or a
+/// Kubernetes object, so that code can ask a set of objects for one kind, typed.
+pub trait Typed: Sized + 'static {
+    /// The kind.
+    const KIND: Kind;
+    /// The value, when `object` is of this kind.
+    fn from_object(object: &Object) -> Option<&Self>;
+}
+
 /// Identifies an object: kind, namespace and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectKey {
@@ -137,6 +146,29 @@ macro_rules! objects {
         }
 
         $( impl Spec for $ispec { const KIND: Kind = Kind::$ikind; } )+
+
+        $(
+            impl Typed for Resource<$ispec> {
+                const KIND: Kind = Kind::$ikind;
+                fn from_object(object: &Object) -> Option<&Self> {
+                    match object {
+                        Object::$ikind(r) => Some(r),
+                        _ => None,
+                    }
+                }
+            }
+        )+
+        $(
+            impl Typed for $ktype {
+                const KIND: Kind = Kind::$kkind;
+                fn from_object(object: &Object) -> Option<&Self> {
+                    match object {
+                        Object::$kkind(o) => Some(o),
+                        _ => None,
+                    }
+                }
+            }
+        )+
 
         impl Object {
             /// The kind, or `None` for an opaque object.

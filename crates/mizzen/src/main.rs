@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod analyze;
 mod config;
 mod dashboard;
 mod demo;
@@ -64,6 +65,12 @@ enum Command {
         #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
         files: Vec<PathBuf>,
     },
+    /// Find problems in Istio config, like `istioctl analyze`: files, the running mesh,
+    /// or files layered over the running mesh.
+    ///
+    /// Prints `Level [CODE] (Kind namespace/name file:line) message` per finding and exits
+    /// with 79 when one is at or above `--failure-threshold`, 65 when files do not parse.
+    Analyze(analyze::Args),
     /// Run the control plane: serve Envoy xDS (ADS) for the config in DIR.
     ///
     /// Watches DIR, translates Istio config into Envoy clusters, endpoints, listeners and
@@ -167,6 +174,7 @@ fn run(command: Command, levels: proxy::LogControl) -> anyhow::Result<ExitCode> 
                 ExitCode::FAILURE
             })
         }
+        Command::Analyze(args) => analyze::run(args),
         Command::Up(args) => {
             runtime()?.block_on(up::run(args))?;
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,45 @@
+//! Every analyzer, named as Istio names them (what `--analyzer` selects).
+
+mod destination_rule;
+mod gateway;
+mod schema;
+mod util;
+mod virtual_service;
+
+use super::Analyzer;
+
+/// The analyzers `istioctl analyze` runs by default (Istio's `analyzers.All()`).
+pub fn all() -> Vec<Box<dyn Analyzer>> {
+    let mut all: Vec<Box<dyn Analyzer>> = vec![
+        Box::new(destination_rule::CaCertificate),
+        Box::new(gateway::Certificate),
+        Box::new(gateway::ConflictingGateway),
+        Box::new(gateway::IngressGatewayPort),
+        Box::new(gateway::SecretRefs),
+        Box::new(virtual_service::ConflictingMeshGatewayHosts),
+        Box::new(virtual_service::DestinationHosts),
+        Box::new(virtual_service::DestinationRules),
+        Box::new(virtual_service::Gateways),
+    ];
+    all.extend(schema::all().map(|s| Box::new(s) as Box<dyn Analyzer>));
+    all
+}
+
+/// The analyzers that compare clusters (Istio's `AllMultiCluster()`).
+pub fn multi_cluster() -> Vec<Box<dyn Analyzer>> {
+    Vec::new()
+}
+
+/// Analyzers that run only when asked for by name.
+fn opt_in() -> Vec<Box<dyn Analyzer>> {
+    Vec::new()
+}
+
+/// The analyzer named `name` (single- or multi-cluster, default or opt-in).
+pub fn by_name(name: &str) -> Option<Box<dyn Analyzer>> {
+    all()
+        .into_iter()
+        .chain(multi_cluster())
+        .chain(opt_in())
+        .find(|a| a.metadata().name == name)
+}

@@ -1,0 +1,204 @@
+//! What several analyzers share: Istio's host matching, Kubernetes label selectors,
+//! and how short names resolve to namespaced ones.
+
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::api::core::v1::Service;
+
+use crate::Resource;
+use crate::analyze::Context;
+use crate::networking::ServiceEntry;
+use crate::types::Labels;
+
+/// The Kubernetes cluster domain Istio assumes.
+pub const CLUSTER_DOMAIN: &str = "svc.cluster.local";
+
+/// The gateway name that means "the sidecars" in a VirtualService.
+pub const MESH_GATEWAY: &str = "mesh";
+
+/// True when Istio host `a` matches `b` (`host.Name.Matches`): wildcards match by suffix,
+/// either side may be one.
+pub fn host_matches(a: &str, b: &str) -> bool {
+    match (a.strip_prefix('*'), b.strip_prefix('*')) {
+        (Some(a), Some(b)) if a.len() < b.len() => b.ends_with(a),
+        (Some(a), Some(b)) => a.ends_with(b),
+        (Some(a), None) => b.ends_with(a),
+        (None, Some(b)) => a.ends_with(b),
+        (None, None) => a == b,
+    }
+}
+
+/// The hosts of `hosts` (`namespace/host` or plain) visible from `namespace`, with
+/// their namespace part removed (`host.NamesForNamespace`).
+pub fn names_for_namespace<'a>(hosts: &'a [String], namespace: &str) -> Vec<&'a str> {
+    hosts
+        .iter()
+        .filter_map(|h| match h.split_once('/') {
+            Some((ns, host)) if ns == namespace || ns == "*" => Some(host),
+            Some(_) => None,
+            None => Some(h.as_str()),
+        })
+        .collect()
+}
+
+/// A label selector as Kubernetes prints it: `a=1,b=2`, sorted by key; empty for
+/// "everything".
+pub fn selector_string(selector: &BTreeMap<String, String>) -> String {
+    selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// True when `labels` carry every label of `selector` (an empty selector selects all).
+pub fn selects(selector: &BTreeMap<String, String>, labels: Option<&Labels>) -> bool {
+    selector
+        .iter()
+        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+}
+
+/// `(namespace, name)` of a reference written `name` or `namespace/name`
+/// (`resource.NewShortOrFullName`).
+pub fn short_or_full_name<'a>(namespace: &'a str, name: &'a str) -> (&'a str, &'a str) {
+    name.split_once('/').unwrap_or((namespace, name))
+}
+
+/// `host` as a fully qualified name: short names (no dot, no wildcard) get
+/// `.namespace.svc.cluster.local` (`util.ConvertHostToFQDN`).
+pub fn fqdn(namespace: &str, host: &str) -> String {
+    if host.starts_with('*') || host.contains('.') {
+        host.to_owned()
+    } else {
+        format!("{host}.{namespace}.{CLUSTER_DOMAIN}")
+    }
+}
+
+/// `(namespace, name)` of the Service a host names: `name.namespace.svc.cluster.local`
+/// (or `name.namespace`… as Istio's pattern reads it), else a short name in
+/// `namespace` (`util.GetResourceNameFromHost`).
+pub fn service_of_host(namespace: &str, host: &str) -> (String, String) {
+    match service_of_fqdn(host) {
+        Some((name, ns)) => (ns.to_owned(), name.to_owned()),
+        None => (namespace.to_owned(), host.to_owned()),
+    }
+}
+
+/// `(name, namespace)` of `name.namespace.svc.cluster.local`; Istio's `fqdnPattern`
+/// (`^(.+)\.(.+)\.svc\.cluster\.local$`), whose first group is greedy.
+pub fn service_of_fqdn(host: &str) -> Option<(&str, &str)> {
+    let rest = host.strip_suffix(".svc.cluster.local")?;
+    let (name, namespace) = rest.rsplit_once('.')?;
+    (!name.is_empty() && !namespace.is_empty()).then_some((name, namespace))
+}
+
+/// Every Service and ServiceEntry host, by the namespaces it is visible in (`*` for
+/// all), with its ports: what a destination host must be (`util.InitServiceEntryHostMap`).
+pub struct ScopedHosts {
+    /// `scope/fqdn` → ports.
+    hosts: HashMap<String, Vec<u32>>,
+}
+
+impl ScopedHosts {
+    /// Collects the hosts of `ctx`'s ServiceEntries and Services.
+    pub fn new(ctx: &Context) -> Self {
+        let mut hosts = HashMap::new();
+        for (entry, se) in ctx.each::<Resource<ServiceEntry>>() {
+            let ports: Vec<u32> = se.spec.ports.iter().map(|p| p.number).collect();
+            let ns = entry.namespace();
+            let scopes: Vec<&str> =
+                if se.spec.export_to.is_empty() || se.spec.export_to.iter().any(|e| e == "*") {
+                    vec!["*"]
+                } else {
+                    se.spec
+                        .export_to
+                        .iter()
+                        .map(|e| if e == "." { ns } else { e.as_str() })
+                        .collect()
+                };
+            for host in &se.spec.hosts {
+                for scope in &scopes {
+                    hosts.insert(format!("{scope}/{}", fqdn(ns, host)), ports.clone());
+                }
+            }
+        }
+        for (entry, svc) in ctx.each::<Service>() {
+            let ports: Vec<u32> = svc
+                .spec
+                .as_ref()
+                .and_then(|s| s.ports.as_deref())
+                .unwrap_or_default()
+                .iter()
+                .map(|p| p.port as u32)
+                .collect();
+            let ns = entry.namespace();
+            let scopes: Vec<&str> = match entry.annotation("networking.istio.io/exportTo") {
+                None | Some("") => vec!["*"],
+                Some(list) => list
+                    .split(',')
+                    .map(|e| if e == "." { ns } else { e })
+                    .collect(),
+            };
+            for scope in scopes {
+                hosts.insert(format!("{scope}/{}", fqdn(ns, entry.name())), ports.clone());
+            }
+        }
+        Self { hosts }
+    }
+
+    /// The ports of the service `host` names, as seen from a VirtualService in
+    /// `namespace` exported to `export_to`; `None` when no service has that host.
+    pub fn lookup(&self, namespace: &str, export_to: &[String], host: &str) -> Option<&[u32]> {
+        let fq = fqdn(namespace, host);
+        let get = |scope: &str| self.hosts.get(&format!("{scope}/{fq}")).map(Vec::as_slice);
+        if let Some(ports) = get("*") {
+            return Some(ports);
+        }
+        let found = if export_to.is_empty() {
+            get(namespace)
+        } else {
+            export_to
+                .iter()
+                .find_map(|e| get(if e == "." { namespace } else { e }))
+        };
+        if found.is_some() {
+            return found;
+        }
+        // Wildcard hosts last: visible to all or to this namespace, matched by suffix.
+        let bare = fq.trim_start_matches('*');
+        self.hosts.iter().find_map(|(scoped, ports)| {
+            let (scope, se_host) = scoped.split_once('/')?;
+            let suffix = se_host.strip_prefix('*')?;
+            ((scope == "*" || scope == namespace) && bare.ends_with(suffix))
+                .then_some(ports.as_slice())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_match_by_wildcard_suffix() {
+        assert!(host_matches("*.example.com", "a.example.com"));
+        assert!(host_matches("a.example.com", "*.example.com"));
+        assert!(host_matches("*.com", "*.example.com"));
+        assert!(host_matches("*", "anything"));
+        assert!(!host_matches("a.example.com", "b.example.com"));
+    }
+
+    #[test]
+    fn hosts_resolve_to_services() {
+        assert_eq!(
+            service_of_host("default", "reviews.prod.svc.cluster.local"),
+            ("prod".into(), "reviews".into())
+        );
+        assert_eq!(
+            service_of_host("default", "reviews"),
+            ("default".into(), "reviews".into())
+        );
+        assert_eq!(fqdn("ns", "reviews"), "reviews.ns.svc.cluster.local");
+        assert_eq!(short_or_full_name("a", "b/c"), ("b", "c"));
+    }
+}
