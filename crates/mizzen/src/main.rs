@@ -184,6 +184,7 @@ fn run(command: Command, levels: proxy::LogControl) -> anyhow::Result<ExitCode> 
                 http_addr,
                 debounce: debounce.get(),
                 mesh: MeshConfig::default(),
+                secure: None,
             };
             runtime()?.block_on(pilot(&dir, options))?;
             Ok(ExitCode::SUCCESS)

@@ -294,6 +294,7 @@ async fn bind_pilot(store: Arc<dyn ConfigStore>, args: &UpArgs) -> anyhow::Resul
         http_addr: args.debug_addr,
         debounce: Duration::from_millis(20),
         mesh: MeshConfig::default(),
+        secure: None,
     };
     for addr in [&mut options.xds_addr, &mut options.http_addr] {
         if std::net::TcpListener::bind(*addr).is_err() {

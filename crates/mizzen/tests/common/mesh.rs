@@ -76,6 +76,7 @@ impl Mesh {
             http_addr: "127.0.0.1:0".parse().unwrap(),
             debounce: Duration::from_millis(10),
             mesh: MeshConfig::default(),
+            secure: None,
         };
         let pilot = Pilot::bind(store.clone(), options).await.unwrap();
         let xds = pilot.xds_addr();

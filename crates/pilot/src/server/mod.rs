@@ -5,6 +5,7 @@
 mod affected;
 mod debug;
 mod metrics;
+mod secure;
 pub mod source;
 
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use mizzen_xds::{AdsServer, Affected, Debounce, Debouncer, PushRequest, StatusRe
 use tokio::net::TcpListener;
 
 pub use affected::types_for;
+pub use secure::SecureOptions;
 pub use source::{Current, Source};
 
 use crate::model::{MeshConfig, PushContext};
@@ -33,6 +35,8 @@ pub struct PilotOptions {
     pub debounce: Duration,
     /// Mesh-wide settings.
     pub mesh: MeshConfig,
+    /// xDS and the CA over TLS (Istio's 15012); none when `None`.
+    pub secure: Option<SecureOptions>,
 }
 
 /// Why pilot stopped or could not start.
@@ -54,12 +58,16 @@ pub enum PilotError {
     /// The debug HTTP server failed.
     #[error("debug HTTP server: {0}")]
     Http(std::io::Error),
+    /// Pilot's serving certificate could not be signed.
+    #[error("signing pilot's TLS certificate: {0}")]
+    ServingCert(#[from] crate::ca::SignError),
 }
 
 /// A bound, not yet running, control plane; its addresses are known (port 0 resolved).
 pub struct Pilot {
     xds: TcpListener,
     http: TcpListener,
+    secure: Option<secure::Secure>,
     ads: AdsServer<Source>,
     state: Arc<State>,
     store: Arc<dyn ConfigStore>,
@@ -88,6 +96,17 @@ impl Pilot {
         };
         let xds = bind(options.xds_addr, "xDS").await?;
         let http = bind(options.http_addr, "debug HTTP").await?;
+        let secure = match options.secure {
+            Some(secure) => {
+                let listener = bind(secure.addr, "xDS and CA over TLS").await?;
+                Some(secure::Secure::new(
+                    listener,
+                    secure,
+                    &options.mesh.trust_domain,
+                )?)
+            }
+            None => None,
+        };
         let mesh = Arc::new(options.mesh);
         let current = Arc::new(ArcSwap::from_pointee(build(&*store, &mesh)));
         let ads = AdsServer::new(Source::new(current.clone()));
@@ -101,6 +120,7 @@ impl Pilot {
         Ok(Pilot {
             xds,
             http,
+            secure,
             ads,
             state,
             store,
@@ -113,6 +133,11 @@ impl Pilot {
         self.xds
             .local_addr()
             .expect("bound listener has an address")
+    }
+
+    /// The address xDS and the CA are served on over TLS, when they are.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.secure.as_ref().map(secure::Secure::addr)
     }
 
     /// The address the debug endpoints are served on.
@@ -135,6 +160,7 @@ impl Pilot {
         let Pilot {
             xds,
             http,
+            secure,
             ads,
             state,
             store,
@@ -194,9 +220,16 @@ impl Pilot {
         };
         let http_server = axum::serve(http, debug::router(state))
             .with_graceful_shutdown(stopped(stop_rx.clone()));
-        let xds_server = ads.serve(xds, stopped(stop_rx));
-        let (x, h) = tokio::join!(xds_server, http_server);
+        let secure_server = async {
+            match secure {
+                Some(secure) => secure.serve(&ads, stopped(stop_rx.clone())).await,
+                None => Ok(()),
+            }
+        };
+        let xds_server = ads.serve(xds, stopped(stop_rx.clone()));
+        let (x, s, h) = tokio::join!(xds_server, secure_server, http_server);
         x?;
+        s?;
         h.map_err(PilotError::Http)
     }
 }

@@ -146,6 +146,7 @@ pub async fn start_pilot(
         http_addr: "127.0.0.1:0".parse().unwrap(),
         debounce: Duration::from_millis(10),
         mesh: MeshConfig::default(),
+        secure: None,
     };
     let pilot = Pilot::bind(Arc::new(store), options).await.unwrap();
     let (xds, http, status) = (pilot.xds_addr(), pilot.http_addr(), pilot.status());
