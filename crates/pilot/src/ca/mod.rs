@@ -30,6 +30,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 pub use auth::{AuthError, CallerAuthenticator, LocalTokens, ServiceAccount};
 pub use files::{CA_CERT, CA_KEY, CERT_CHAIN, ROOT_CERT};
 pub use service::CaService;
+pub use serving::ISTIOD_SAN;
 pub(crate) use serving::ServingCert;
 
 use files::CaFiles;

@@ -16,8 +16,9 @@ use rustls::sign::CertifiedKey;
 
 use super::{Ca, SignError};
 
-/// Istio's name for the control plane's service, which its agents verify.
-const ISTIOD_SERVICE: &str = "istiod.istio-system.svc";
+/// Istio's name for the control plane's service: pilot's certificate carries it, and
+/// proxies verify it (Istio's agent does unless `ISTIOD_SAN` says otherwise).
+pub const ISTIOD_SAN: &str = "istiod.istio-system.svc";
 /// How long to wait before trying again when renewal fails.
 const RETRY: Duration = Duration::from_secs(60);
 
@@ -33,7 +34,7 @@ impl ServingCert {
     /// listens on, when it is a specific one).
     pub(crate) fn new(ca: Arc<Ca>, ip: IpAddr) -> Result<Arc<ServingCert>, SignError> {
         let mut names = vec![
-            SanType::DnsName(ISTIOD_SERVICE.try_into()?),
+            SanType::DnsName(ISTIOD_SAN.try_into()?),
             SanType::DnsName("localhost".try_into()?),
             SanType::IpAddress(IpAddr::from([127, 0, 0, 1])),
         ];
