@@ -153,6 +153,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn renewal_comes_when_the_ratio_of_the_life_is_left_give_or_take_one_percent() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let cert = Certificate {
+            identity: SpiffeId::new("cluster.local", "default", "sleep").unwrap(),
+            chain: Vec::new(),
+            key_pem: String::new(),
+            serial: "1".into(),
+            not_before: start,
+            not_after: start + Duration::from_secs(1000),
+        };
+        for _ in 0..100 {
+            let at = cert.renewal_time(0.5).duration_since(start).unwrap();
+            assert!(
+                at >= Duration::from_secs(490) && at <= Duration::from_secs(510),
+                "{at:?}"
+            );
+            let late = cert.renewal_time(0.2).duration_since(start).unwrap();
+            assert!(late >= Duration::from_secs(790) && late <= Duration::from_secs(810));
+        }
+    }
+
+    #[test]
     fn serials_read_as_go_prints_them() {
         assert_eq!(hex_serial(&[0x00, 0x0a, 0xbc]), "abc");
         assert_eq!(hex_serial(&[0x00]), "0");

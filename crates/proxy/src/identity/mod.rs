@@ -108,3 +108,64 @@ impl IdentityOptions {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use mizzen_xds::pb::google::protobuf::{Struct, Value};
+
+    use super::*;
+
+    fn node(fields: &[(&str, &str)]) -> Node {
+        let fields = fields
+            .iter()
+            .map(|(k, v)| {
+                let value = Value {
+                    kind: Some(Kind::StringValue((*v).into())),
+                };
+                ((*k).to_owned(), value)
+            })
+            .collect();
+        Node {
+            metadata: Some(Struct { fields }),
+            ..Node::default()
+        }
+    }
+
+    fn tls() -> ClientTls {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let root = params.self_signed(&key).unwrap();
+        ClientTls::new(root.pem().as_bytes(), "istiod.istio-system.svc").unwrap()
+    }
+
+    #[test]
+    fn the_identity_comes_from_the_nodes_namespace_and_service_account() {
+        let sleep = node(&[("NAMESPACE", "default"), ("SERVICE_ACCOUNT", "sleep")]);
+        let options =
+            IdentityOptions::for_node(&sleep, "cluster.local", "https://ca", tls()).unwrap();
+        assert_eq!(
+            options.identity.to_string(),
+            "spiffe://cluster.local/ns/default/sa/sleep"
+        );
+        assert_eq!(options.ttl, DEFAULT_TTL);
+        assert_eq!(options.grace_ratio, DEFAULT_GRACE_RATIO);
+
+        let anonymous = node(&[("NAMESPACE", "default")]);
+        let err = IdentityOptions::for_node(&anonymous, "cluster.local", "https://ca", tls())
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "node metadata SERVICE_ACCOUNT is missing; the proxy's identity needs it"
+        );
+    }
+
+    #[test]
+    fn a_grace_ratio_outside_zero_to_one_is_refused() {
+        let sleep = node(&[("NAMESPACE", "default"), ("SERVICE_ACCOUNT", "sleep")]);
+        let mut options =
+            IdentityOptions::for_node(&sleep, "cluster.local", "https://ca", tls()).unwrap();
+        options.grace_ratio = 1.5;
+        assert_eq!(options.validate(), Err(IdentityError::GraceRatio(1.5)));
+    }
+}
