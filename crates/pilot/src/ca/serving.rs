@@ -2,6 +2,7 @@
 //! (`istiod.istio-system.svc`, `localhost`, `127.0.0.1`), and renewed at half its life
 //! while connections keep running.
 
+use std::convert::Infallible;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -49,8 +50,8 @@ impl ServingCert {
         }))
     }
 
-    /// Renews the certificate at half its life, for as long as it runs.
-    pub(crate) async fn renew(self: Arc<Self>) {
+    /// Renews the certificate at half its life, for as long as it is polled.
+    pub(crate) async fn renew(&self) -> Infallible {
         let mut next = self.ca.ttl.default / 2;
         loop {
             tokio::time::sleep(next).await;

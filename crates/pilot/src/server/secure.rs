@@ -70,10 +70,9 @@ impl Secure {
         ads: &AdsServer<Source>,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), tonic::transport::Error> {
-        let renewal = tokio::spawn(self.cert.clone().renew());
-        let config = mizzen_xds::tls::server_config(self.cert);
+        let config = mizzen_xds::tls::server_config(self.cert.clone());
         let closing = ads.clone();
-        let served = tonic::transport::Server::builder()
+        let serving = tonic::transport::Server::builder()
             // As plaintext ADS: a proxy that vanished is found out here.
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -85,9 +84,11 @@ impl Secure {
                     shutdown.await;
                     closing.close_streams();
                 },
-            )
-            .await;
-        renewal.abort();
-        served
+            );
+        // Renewal runs exactly as long as the server does.
+        tokio::select! {
+            served = serving => served,
+            never = self.cert.renew() => match never {},
+        }
     }
 }
