@@ -20,9 +20,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use mizzen_pilot::ca::{Ca, LocalTokens, ROOT_CERT};
 use mizzen_pilot::dashboard::{DashboardOptions, MetricsSource};
 use mizzen_pilot::model::MeshConfig;
-use mizzen_pilot::server::{Pilot, PilotOptions};
+use mizzen_pilot::server::{Pilot, PilotOptions, SecureOptions};
 use mizzen_pilot::store::DirStore;
 
 /// Mizzen, a service mesh that speaks Istio.
@@ -71,13 +72,16 @@ enum Command {
     /// Prints `Level [CODE] (Kind namespace/name file:line) message` per finding and exits
     /// with 79 when one is at or above `--failure-threshold`, 65 when files do not parse.
     Analyze(analyze::Args),
-    /// Run the control plane: serve Envoy xDS (ADS) for the config in DIR.
+    /// Run the control plane: serve Envoy xDS (ADS) for the config in DIR, and the CA.
     ///
     /// Watches DIR, translates Istio config into Envoy clusters, endpoints, listeners and
     /// routes for each connected proxy, and pushes changes. Debug endpoints
     /// (`/debug/syncz`, `/debug/registryz`, `/debug/configz`,
     /// `/debug/config_dump?proxyID=…`) and `/metrics` are on the HTTP address; the
     /// dashboard on its own.
+    ///
+    /// Over TLS (the TLS address) it also serves Istio's CA API: a caller with a token
+    /// from the tokens directory gets a certificate for its own service account.
     Pilot {
         /// The config directory.
         #[arg(default_value = "examples/bookinfo")]
@@ -98,6 +102,21 @@ enum Command {
         /// (`http://127.0.0.1:9090`) instead of scraping the proxies.
         #[arg(long)]
         prometheus: Option<http::Uri>,
+        /// Where to serve xDS and the CA over TLS (Istio's 15012).
+        #[arg(long, default_value = "127.0.0.1:15012")]
+        tls_addr: SocketAddr,
+        /// A plugged-in CA in Istio's `cacerts` layout: `ca-cert.pem`, `ca-key.pem`,
+        /// `root-cert.pem` and (for an intermediate) `cert-chain.pem`.
+        #[arg(long, value_name = "DIR", conflicts_with = "ca_dir")]
+        cacerts: Option<PathBuf>,
+        /// Where the self-signed root is kept, made on first start
+        /// (default $MIZZEN_HOME/ca or ~/.mizzen/ca, as `mizzen up` keeps it).
+        #[arg(long, value_name = "DIR")]
+        ca_dir: Option<PathBuf>,
+        /// The workloads' tokens for the CA (default $MIZZEN_HOME/tokens or
+        /// ~/.mizzen/tokens, where `mizzen up` and `mizzen run` mint them).
+        #[arg(long, value_name = "DIR")]
+        tokens: Option<PathBuf>,
     },
     /// Print the URL of the running mesh's dashboard (`--browser` opens it).
     ///
@@ -203,20 +222,40 @@ fn run(command: Command, levels: proxy::LogControl) -> anyhow::Result<ExitCode> 
             debounce,
             dashboard_addr,
             prometheus,
+            tls_addr,
+            cacerts,
+            ca_dir,
+            tokens,
         } => {
             let mut dashboard = DashboardOptions::default();
             if let Some(url) = prometheus {
                 dashboard.metrics = MetricsSource::Prometheus(url);
             }
+            let mesh = MeshConfig::default();
+            let state = up::state::StateDir::resolve(None)?;
+            let (ca, ca_dir) = match cacerts {
+                Some(dir) => (Ca::load(&dir), dir),
+                None => {
+                    let dir = ca_dir.unwrap_or_else(|| state.ca_dir());
+                    (Ca::load_or_create(&dir, &mesh.trust_domain), dir)
+                }
+            };
+            let ca = ca.with_context(|| format!("setting up the CA from {}", ca_dir.display()))?;
+            let tokens = LocalTokens::open(&tokens.unwrap_or_else(|| state.tokens_dir()))?;
             let options = PilotOptions {
                 xds_addr,
                 http_addr,
                 debounce: debounce.get(),
-                mesh: MeshConfig::default(),
+                mesh,
                 dashboard_addr: Some(dashboard_addr),
                 dashboard,
+                secure: Some(SecureOptions {
+                    addr: tls_addr,
+                    ca: Arc::new(ca),
+                    callers: Arc::new(tokens),
+                }),
             };
-            runtime()?.block_on(pilot(&dir, options))?;
+            runtime()?.block_on(pilot(&dir, &ca_dir, options))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Proxy(args) => {
@@ -270,8 +309,12 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Runs pilot on the directory store at `dir` until Ctrl-C.
-async fn pilot(dir: &std::path::Path, options: PilotOptions) -> anyhow::Result<()> {
+/// Runs pilot on the directory store at `dir`, its CA from `ca_dir`, until Ctrl-C.
+async fn pilot(
+    dir: &std::path::Path,
+    ca_dir: &std::path::Path,
+    options: PilotOptions,
+) -> anyhow::Result<()> {
     anyhow::ensure!(
         dir.is_dir(),
         "config directory {} does not exist",
@@ -281,9 +324,11 @@ async fn pilot(dir: &std::path::Path, options: PilotOptions) -> anyhow::Result<(
         .with_context(|| format!("opening config directory {}", dir.display()))?;
     let pilot = Pilot::bind(Arc::new(store), options).await?;
     eprintln!(
-        "pilot: config from {}, xDS on {}, debug on http://{}",
+        "pilot: config from {}, xDS on {}, xDS and CA over TLS on {} (root {}), debug on http://{}",
         dir.display(),
         pilot.xds_addr(),
+        pilot.tls_addr().map_or("-".to_owned(), |a| a.to_string()),
+        ca_dir.join(ROOT_CERT).display(),
         pilot.http_addr()
     );
     if let Some(dashboard) = pilot.dashboard_addr() {

@@ -1,5 +1,6 @@
 //! `mizzen proxy`: the data plane, started from an Envoy bootstrap file (`-c`, as
-//! `envoy -c`) or from flags naming a pilot and the node to be.
+//! `envoy -c`) or from flags naming a pilot and the node to be. With a CA address and
+//! root (Istio's agent's `CA_ADDR` and `CA_ROOT_CA`) it gets its workload's certificate.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -9,9 +10,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use mizzen_proxy::admin::LogLevels;
+use mizzen_proxy::identity::IdentityOptions;
 use mizzen_proxy::{Bootstrap, Proxy, ProxyOptions};
 use mizzen_xds::pb::envoy::config::core::v3::Node;
 use mizzen_xds::pb::google::protobuf::{Struct, Value, value::Kind};
+use mizzen_xds::tls::ClientTls;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, reload};
@@ -33,6 +36,34 @@ pub struct Args {
     /// that parse as JSON objects are sent as structs. Repeatable.
     #[arg(long = "meta", value_name = "KEY=VALUE")]
     metadata: Vec<String>,
+    /// Take config from `--pilot` over TLS, verified against this root certificate
+    /// (Istio's `XDS_ROOT_CA`), as from Istio's 15012.
+    #[arg(long, env = "XDS_ROOT_CA", value_name = "FILE", requires = "pilot")]
+    xds_root_cert: Option<PathBuf>,
+    /// The CA that signs the workload's certificate (Istio's `CA_ADDR`; by default
+    /// `--pilot` when config comes over TLS).
+    #[arg(long, env = "CA_ADDR", value_name = "HOST:PORT")]
+    ca_addr: Option<String>,
+    /// The root the CA's own certificate is verified against (Istio's `CA_ROOT_CA`; by
+    /// default `--xds-root-cert`).
+    #[arg(long, env = "CA_ROOT_CA", value_name = "FILE")]
+    ca_root_cert: Option<PathBuf>,
+    /// The name pilot's (and the CA's) certificate must carry (Istio's `ISTIOD_SAN`).
+    #[arg(long, env = "ISTIOD_SAN", default_value = mizzen_pilot::ca::ISTIOD_SAN)]
+    istiod_san: String,
+    /// A file holding the token the proxy authenticates to the CA with.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// The SPIFFE trust domain of the workload's identity (Istio's `TRUST_DOMAIN`).
+    #[arg(long, env = "TRUST_DOMAIN", default_value = "cluster.local")]
+    trust_domain: String,
+    /// The certificate lifetime to ask for (Istio's `SECRET_TTL`: `24h`, `10s`).
+    #[arg(long, env = "SECRET_TTL", default_value = "24h")]
+    secret_ttl: mizzen_api::types::Duration,
+    /// The share of a certificate's life left when it is renewed (Istio's
+    /// `SECRET_GRACE_PERIOD_RATIO`).
+    #[arg(long, env = "SECRET_GRACE_PERIOD_RATIO", default_value_t = mizzen_proxy::identity::DEFAULT_GRACE_RATIO)]
+    secret_grace_period_ratio: f64,
     /// Where to serve the admin API (Envoy's 15000), with `--pilot`.
     #[arg(long, default_value = "127.0.0.1:15000")]
     admin_addr: SocketAddr,
@@ -52,17 +83,28 @@ pub struct Args {
 
 /// Runs the proxy until `/quitquitquit` or Ctrl-C.
 pub async fn run(args: Args, levels: LogControl) -> anyhow::Result<()> {
+    let xds_tls = args
+        .xds_root_cert
+        .as_deref()
+        .map(|path| client_tls(path, &args.istiod_san))
+        .transpose()?;
     let bootstrap = match (&args.config, &args.pilot) {
         (Some(path), _) => Bootstrap::from_file(path)?,
         (None, Some(pilot)) => {
             let node = node(args.node_id.as_deref().unwrap_or_default(), &args.metadata)?;
-            Bootstrap::for_pilot(pilot, node, Some(args.admin_addr))
+            let admin = Some(args.admin_addr);
+            match &xds_tls {
+                Some(tls) => Bootstrap::for_pilot_tls(pilot, tls.clone(), node, admin),
+                None => Bootstrap::for_pilot(pilot, node, admin),
+            }
         }
         (None, None) => {
             anyhow::bail!("give a bootstrap file (-c FILE) or a pilot (--pilot ADDR --node-id ID)")
         }
     };
+    let identity = identity(&args, &bootstrap, xds_tls)?;
     let mut options = ProxyOptions::new(bootstrap);
+    options.identity = identity;
     options.drain_time = Duration::from_secs(args.drain_time_s);
     options.health_addr = args.health_addr;
     options.logging = Some(Arc::new(levels));
@@ -76,6 +118,47 @@ pub async fn run(args: Args, levels: LogControl) -> anyhow::Result<()> {
     }
     proxy.shutdown();
     Ok(())
+}
+
+/// TLS verified against the roots in `path`, for `name`.
+fn client_tls(path: &std::path::Path, name: &str) -> anyhow::Result<ClientTls> {
+    let roots = std::fs::read(path)
+        .with_context(|| format!("reading root certificate {}", path.display()))?;
+    ClientTls::new(&roots, name).with_context(|| format!("{}", path.display()))
+}
+
+/// Where the workload's certificate comes from, as Istio's agent decides it: the CA at
+/// `CA_ADDR` (else the pilot config comes from over TLS), verified against `CA_ROOT_CA`
+/// (else the xDS root). No CA, no identity.
+fn identity(
+    args: &Args,
+    bootstrap: &Bootstrap,
+    xds_tls: Option<ClientTls>,
+) -> anyhow::Result<Option<IdentityOptions>> {
+    let addr = match (&args.ca_addr, &xds_tls) {
+        (Some(addr), _) => addr.clone(),
+        (None, Some(_)) => args.pilot.clone().unwrap_or_default(),
+        (None, None) => return Ok(None),
+    };
+    let tls = match &args.ca_root_cert {
+        Some(path) => client_tls(path, &args.istiod_san)?,
+        None => xds_tls.context(
+            "the CA needs a root certificate to verify it: --ca-root-cert (CA_ROOT_CA) or --xds-root-cert",
+        )?,
+    };
+    let uri = match addr.contains("://") {
+        true => addr,
+        false => format!("https://{addr}"),
+    };
+    let mut options = IdentityOptions::for_node(&bootstrap.node, &args.trust_domain, uri, tls)?;
+    if let Some(path) = &args.token_file {
+        let token = std::fs::read_to_string(path)
+            .with_context(|| format!("reading token file {}", path.display()))?;
+        options.token = Some(token.trim().to_owned());
+    }
+    options.ttl = args.secret_ttl.get();
+    options.grace_ratio = args.secret_grace_period_ratio;
+    Ok(Some(options))
 }
 
 /// A node from an id and `KEY=VALUE` metadata.

@@ -1,6 +1,8 @@
 //! `mizzen run --name NAME … -- CMD…`: meshes a program into the running local mesh.
 //! It gets an address and a sidecar like `up`'s replicas, is registered in
 //! `STATE/workloads/` (which the mesh's pilot watches) and unregistered when it ends.
+//! Its sidecar's token for the mesh's CA is minted in `STATE/tokens/` and revoked when
+//! it ends too.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,10 +11,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use mizzen_api::Object;
 use mizzen_api::load::Loader;
+use mizzen_pilot::ca::{ISTIOD_SAN, LocalTokens, ROOT_CERT, ServiceAccount};
+use mizzen_pilot::model::MeshConfig;
+use mizzen_xds::tls::ClientTls;
 
 use crate::up::state::{StateDir, write_atomic};
 use crate::up::workload::{Replica, Workload};
-use crate::up::{ADMIN_PORT, Addresses, Identity, free_port, signal_group};
+use crate::up::{ADMIN_PORT, Addresses, Identity, PilotAccess, free_port, signal_group};
 
 /// `mizzen run`'s options.
 #[derive(Debug, Clone, clap::Args)]
@@ -93,16 +98,36 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.name,
         args.namespace
     );
+    let root_path = state.ca_dir().join(ROOT_CERT);
+    let root = std::fs::read(&root_path).with_context(|| {
+        format!(
+            "reading the mesh's root certificate {}",
+            root_path.display()
+        )
+    })?;
+    let access = PilotAccess {
+        addr: mesh.tls,
+        tls: ClientTls::new(&root, ISTIOD_SAN)
+            .with_context(|| format!("{}", root_path.display()))?,
+        trust_domain: MeshConfig::default().trust_domain,
+    };
+    let tokens = LocalTokens::open(&state.tokens_dir())?;
+    let token = tokens.issue(&ServiceAccount {
+        namespace: workload.namespace.clone(),
+        name: workload.service_account.clone(),
+    })?;
     write_atomic(&registration, workload.registration(&replica).as_bytes())?;
-    let outcome = serve(&workload, &replica, mesh.xds).await;
+    let outcome = serve(&workload, &replica, &access, token.clone()).await;
     let _ = std::fs::remove_file(&registration);
+    let _ = tokens.revoke(&token);
     outcome
 }
 
 async fn serve(
     workload: &Workload,
     replica: &Replica,
-    xds: std::net::SocketAddr,
+    pilot: &PilotAccess,
+    token: String,
 ) -> anyhow::Result<ExitCode> {
     let who = Identity {
         node_id: workload.node_id(replica),
@@ -112,8 +137,9 @@ async fn serve(
         ip: replica.ip,
         uncaptured: true,
     };
-    let proxy = crate::up::start_proxy(&who, xds, Some((replica.ip, ADMIN_PORT).into())).await?;
-    proxy.ready().await;
+    let admin = Some((replica.ip, ADMIN_PORT).into());
+    let proxy = crate::up::start_proxy(&who, pilot, token, admin).await?;
+    crate::up::ready(&proxy).await;
     let env = workload.env_of(replica);
     eprintln!(
         "mizzen run: {} joined the mesh at {} (HTTP_PROXY={}{})",

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use mizzen_pilot::dashboard::{
     DashboardOptions, MetricsSource, ProxyMetrics, ScrapeTarget, StaticTargets,
 };
-use mizzen_pilot::model::MeshConfig;
 use mizzen_pilot::server::{Pilot, PilotOptions};
 use mizzen_pilot::store::DirStore;
 use serde_json::{Value, json};
@@ -185,10 +184,6 @@ fn the_dashboard_draws_fixture_traffic_in_a_browser() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let dashboard = runtime.block_on(async {
         let options = PilotOptions {
-            xds_addr: "127.0.0.1:0".parse().unwrap(),
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            debounce: Duration::from_millis(10),
-            mesh: MeshConfig::default(),
             dashboard_addr: Some("127.0.0.1:0".parse().unwrap()),
             dashboard: DashboardOptions {
                 metrics: MetricsSource::Scrape(Arc::new(StaticTargets(vec![ScrapeTarget {
@@ -200,6 +195,7 @@ fn the_dashboard_draws_fixture_traffic_in_a_browser() {
                 interval: Duration::from_millis(300),
                 ..DashboardOptions::default()
             },
+            ..PilotOptions::ephemeral()
         };
         let store = Arc::new(DirStore::open(config.path()).unwrap());
         let pilot = Pilot::bind(store, options).await.unwrap();

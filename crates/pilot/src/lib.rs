@@ -1,6 +1,7 @@
 //! The control plane ("pilot"): config stores, the service registry, translation of
-//! Istio config into Envoy resources, and serving them to proxies.
+//! Istio config into Envoy resources, serving them to proxies, and the mesh's CA.
 
+pub mod ca;
 pub mod dashboard;
 pub mod model;
 pub mod server;

@@ -13,6 +13,7 @@ use mizzen_xds::pb::envoy::config::core::v3::grpc_service::TargetSpecifier;
 use mizzen_xds::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
 use mizzen_xds::pb::envoy::config::listener::v3::Listener as PbListener;
 use mizzen_xds::pb::envoy::extensions::transport_sockets::tls::v3::Secret as PbSecret;
+use mizzen_xds::tls::ClientTls;
 
 use crate::config::socket_address;
 
@@ -67,10 +68,12 @@ pub struct Bootstrap {
 /// An ADS server to take config from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ads {
-    /// Its URI (`http://127.0.0.1:15010`).
+    /// Its URI (`http://127.0.0.1:15010`, `https://127.0.0.1:15012`).
     pub endpoint: String,
     /// SotW (`GRPC`) or Delta (`DELTA_GRPC`).
     pub protocol: Protocol,
+    /// TLS to it, verified against these roots and name; plaintext when `None`.
+    pub tls: Option<ClientTls>,
 }
 
 impl Bootstrap {
@@ -148,7 +151,11 @@ impl Bootstrap {
                         ));
                     }
                 };
-                Some(Ads { endpoint, protocol })
+                Some(Ads {
+                    endpoint,
+                    protocol,
+                    tls: None,
+                })
             }
         };
         Ok(Bootstrap {
@@ -162,9 +169,29 @@ impl Bootstrap {
         })
     }
 
-    /// A sidecar of the pilot at `pilot` (`host:port`), as `node`, with no static
-    /// resources: everything comes over ADS.
+    /// A sidecar of the pilot at `pilot` (`host:port`, plaintext as on Istio's 15010),
+    /// as `node`, with no static resources: everything comes over ADS.
     pub fn for_pilot(pilot: &str, node: Node, admin: Option<SocketAddr>) -> Bootstrap {
+        Bootstrap::pilot(format!("http://{pilot}"), None, node, admin)
+    }
+
+    /// A sidecar of the pilot at `pilot` (`host:port`) over TLS verified by `tls`, as on
+    /// Istio's 15012.
+    pub fn for_pilot_tls(
+        pilot: &str,
+        tls: ClientTls,
+        node: Node,
+        admin: Option<SocketAddr>,
+    ) -> Bootstrap {
+        Bootstrap::pilot(format!("https://{pilot}"), Some(tls), node, admin)
+    }
+
+    fn pilot(
+        endpoint: String,
+        tls: Option<ClientTls>,
+        node: Node,
+        admin: Option<SocketAddr>,
+    ) -> Bootstrap {
         let raw = PbBootstrap {
             node: Some(node.clone()),
             ..PbBootstrap::default()
@@ -175,8 +202,9 @@ impl Bootstrap {
             clusters: Vec::new(),
             secrets: Vec::new(),
             ads: Some(Ads {
-                endpoint: format!("http://{pilot}"),
+                endpoint,
                 protocol: Protocol::StateOfTheWorld,
+                tls,
             }),
             admin,
             raw,
@@ -233,7 +261,8 @@ static_resources:
             b.ads,
             Some(Ads {
                 endpoint: "http://127.0.0.1:15010".into(),
-                protocol: Protocol::StateOfTheWorld
+                protocol: Protocol::StateOfTheWorld,
+                tls: None,
             })
         );
         assert_eq!(b.admin, Some("127.0.0.1:15000".parse().unwrap()));

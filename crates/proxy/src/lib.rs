@@ -17,6 +17,7 @@ pub mod drain;
 pub mod endpoint;
 pub mod flags;
 pub mod http;
+pub mod identity;
 pub mod inspect;
 pub mod listeners;
 mod original_dst;
@@ -98,6 +99,8 @@ pub struct ProxyOptions {
     pub logging: Option<Arc<dyn admin::LogLevels>>,
     /// Resolves the host names of DNS clusters (the system's resolver by default).
     pub resolver: Arc<dyn config::Resolve>,
+    /// Where the workload's certificate comes from, if it has one.
+    pub identity: Option<identity::IdentityOptions>,
 }
 
 impl ProxyOptions {
@@ -109,6 +112,7 @@ impl ProxyOptions {
             health_addr: None,
             logging: None,
             resolver: Arc::new(config::SystemResolver),
+            identity: None,
         }
     }
 }
@@ -122,6 +126,9 @@ pub enum StartError {
     /// A static listener cannot be bound.
     #[error(transparent)]
     Listener(#[from] listeners::BindError),
+    /// The workload identity is misconfigured.
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
     /// The admin or health address cannot be bound.
     #[error("cannot bind {address}")]
     Admin {
@@ -136,6 +143,7 @@ pub enum StartError {
 pub struct Proxy {
     shared: Arc<Shared>,
     client: Option<Arc<AdsClient>>,
+    identity: Option<identity::IdentityManager>,
     admin: Option<SocketAddr>,
     shutdown: Arc<DrainTrigger>,
     stopped: DrainWatch,
@@ -159,6 +167,20 @@ impl Proxy {
             listeners: listeners::Listeners::new(options.drain_time),
         });
         listeners::start(&shared)?;
+        let identity = options
+            .identity
+            .map(|options| {
+                let store = store.clone();
+                identity::IdentityManager::start(options, move |secret| {
+                    let name = secret.name.clone();
+                    // Served to the TLS contexts that name `sds-grpc`, as istio-agent does.
+                    match store.provide_secret(secret) {
+                        Ok(()) => tracing::debug!(%name, "workload secret ready"),
+                        Err(e) => tracing::error!(%name, error = %e, "workload secret refused"),
+                    }
+                })
+            })
+            .transpose()?;
         let (shutdown, stopped) = drain::channel();
         let shutdown = Arc::new(shutdown);
         let client = bootstrap
@@ -203,6 +225,7 @@ impl Proxy {
         Ok(Proxy {
             shared,
             client,
+            identity,
             admin,
             shutdown,
             stopped,
@@ -235,6 +258,11 @@ impl Proxy {
     /// What the ADS client holds, when config comes over ADS.
     pub fn xds_state(&self) -> Option<Arc<ClientState>> {
         self.client.as_ref().map(|c| c.state())
+    }
+
+    /// The workload's certificate manager, when the proxy has an identity.
+    pub fn identity(&self) -> Option<&identity::IdentityManager> {
+        self.identity.as_ref()
     }
 
     /// Waits until the initial config is complete (Envoy's `LIVE`).

@@ -16,6 +16,7 @@ use mizzen_xds::pb::envoy::config::core::v3::Node;
 pub fn start(ads: &Ads, node: Node, shared: Arc<Shared>) -> Arc<AdsClient> {
     let mut options = ClientOptions::new(ads.endpoint.clone(), node);
     options.protocol = ads.protocol;
+    options.tls = ads.tls.clone();
     let store = shared.store.clone();
     let client = Arc::new(AdsClient::start(options, move |ty, resources| {
         match ty {

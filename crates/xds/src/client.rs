@@ -25,13 +25,17 @@ use crate::pb::google::protobuf::Any;
 use crate::pb::google::rpc;
 use crate::source::Subscription;
 use crate::status::Protocol;
+use crate::tls::ClientTls;
 use crate::types::ResourceType;
 
 /// Where to connect, as whom, and what to ask for.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// The server's URI (`http://127.0.0.1:15010`).
+    /// The server's URI (`http://127.0.0.1:15010`, or `https://127.0.0.1:15012` with
+    /// `tls`).
     pub endpoint: String,
+    /// TLS to the server, verified against these roots and name; plaintext when `None`.
+    pub tls: Option<ClientTls>,
     /// Who the client is; sent in the first request of every stream.
     pub node: Node,
     /// Which protocol variant to speak.
@@ -48,6 +52,7 @@ impl ClientOptions {
     pub fn new(endpoint: impl Into<String>, node: Node) -> ClientOptions {
         ClientOptions {
             endpoint: endpoint.into(),
+            tls: None,
             node,
             protocol: Protocol::StateOfTheWorld,
             subscriptions: [
@@ -128,7 +133,7 @@ enum StreamError {
         endpoint: String,
         source: tonic::transport::Error,
     },
-    #[error("cannot connect to {endpoint}: {source}")]
+    #[error("cannot connect to {endpoint}: {}", causes(source))]
     Connect {
         endpoint: String,
         source: tonic::transport::Error,
@@ -363,9 +368,9 @@ impl Worker {
     }
 }
 
-/// Opens a channel to the server.
-async fn connect(endpoint: &str) -> Result<Channel, StreamError> {
-    Endpoint::from_shared(endpoint.to_string())
+/// Opens a channel to the server, over TLS when `tls` says so.
+async fn connect(endpoint: &str, tls: Option<&ClientTls>) -> Result<Channel, StreamError> {
+    let target = Endpoint::from_shared(endpoint.to_string())
         .map_err(|source| StreamError::Endpoint {
             endpoint: endpoint.to_string(),
             source,
@@ -374,13 +379,32 @@ async fn connect(endpoint: &str) -> Result<Channel, StreamError> {
         // A control plane that vanished without closing the connection is found out
         // here.
         .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .map_err(|source| StreamError::Connect {
-            endpoint: endpoint.to_string(),
-            source,
-        })
+        .keep_alive_timeout(Duration::from_secs(10));
+    match tls {
+        Some(tls) => tls.connect(target).await,
+        None => target.connect().await,
+    }
+    .map_err(|source| StreamError::Connect {
+        endpoint: endpoint.to_string(),
+        source,
+    })
+}
+
+/// An error and its causes, `: `-separated: tonic's transport error alone says only
+/// "transport error", its sources say what failed (refused, a certificate not trusted…).
+pub fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        // An I/O error shows the error it wraps and names it as its source too.
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The `error_detail` of a NACK.

@@ -6,6 +6,10 @@
 //! Replicas are registered in `STATE/workloads/` (a WorkloadEntry and a Sidecar each),
 //! never in DIR: pilot serves the union of both directories, so `mizzen run` can add
 //! workloads the same way and the user's files stay theirs.
+//!
+//! Pilot's CA keeps its root in `STATE/ca/`. Each proxy gets a token of its own
+//! (`STATE/tokens/`) for its workload's service account, takes its config over TLS
+//! verified against that root, and gets its certificate at start.
 
 mod addr;
 mod proxies;
@@ -21,14 +25,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use mizzen_pilot::ca::{Ca, ISTIOD_SAN, LocalTokens, ServiceAccount};
 use mizzen_pilot::model::MeshConfig;
-use mizzen_pilot::server::{Pilot, PilotOptions};
+use mizzen_pilot::server::{Pilot, PilotOptions, SecureOptions};
 use mizzen_pilot::store::{ChangeKind, ConfigStore, DirStore, Problem, Snapshot, UnionStore};
 use mizzen_proxy::Proxy;
+use mizzen_xds::tls::ClientTls;
 use tokio::sync::watch;
 
 pub use addr::{Addresses, free_port};
-pub use proxies::{ADMIN_PORT, Identity, start as start_proxy};
+pub use proxies::{ADMIN_PORT, Identity, PilotAccess, start as start_proxy};
 use state::{MeshInfo, StateDir};
 use supervisor::{AppSpec, AppState, Status};
 pub use supervisor::{signal_group, supervise};
@@ -52,6 +58,10 @@ pub struct UpArgs {
     /// Where pilot serves xDS; a busy default falls back to a free port.
     #[arg(long, default_value = "127.0.0.1:15010")]
     pub xds_addr: SocketAddr,
+    /// Where pilot serves xDS and its CA over TLS, which the mesh's proxies use; a
+    /// busy default falls back to a free port.
+    #[arg(long, default_value = "127.0.0.1:15012")]
+    pub tls_addr: SocketAddr,
     /// Where pilot serves its debug endpoints; a busy default falls back to a free port.
     #[arg(long, default_value = "127.0.0.1:15014")]
     pub debug_addr: SocketAddr,
@@ -84,6 +94,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&workloads_dir)?;
     std::fs::create_dir_all(state.logs_dir())?;
+    let mesh_config = MeshConfig::default();
+    let ca_dir = state.ca_dir();
+    let ca = Arc::new(
+        Ca::load_or_create(&ca_dir, &mesh_config.trust_domain)
+            .with_context(|| format!("setting up the mesh's CA in {}", ca_dir.display()))?,
+    );
+    let tokens = LocalTokens::open(&state.tokens_dir())?;
+    // Tokens of an earlier mesh are stale: its proxies are gone.
+    tokens.revoke_all()?;
 
     let config = Arc::new(
         DirStore::open(&args.dir)
@@ -124,21 +143,36 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let registered = Arc::new(DirStore::open(&workloads_dir)?);
     let store = Arc::new(UnionStore::new(config.clone(), vec![registered]));
 
-    let pilot = bind_pilot(store, &args).await?;
-    let (xds, debug, dashboard) = (pilot.xds_addr(), pilot.http_addr(), pilot.dashboard_addr());
+    let secure = SecureOptions {
+        addr: args.tls_addr,
+        ca: ca.clone(),
+        callers: Arc::new(tokens.clone()),
+    };
+    let trust_domain = mesh_config.trust_domain.clone();
+    let pilot = bind_pilot(store, &args, mesh_config, secure).await?;
+    let (xds, debug) = (pilot.xds_addr(), pilot.http_addr());
+    let dashboard = pilot.dashboard_addr();
+    let tls = pilot.tls_addr().context("pilot serves TLS")?;
+    let access = PilotAccess {
+        addr: tls,
+        tls: ClientTls::new(ca.root_pem().as_bytes(), ISTIOD_SAN)?,
+        trust_domain,
+    };
     let (stop_tx, stop) = watch::channel(false);
     let mut pilot_stop = stop.clone();
     let pilot_task = tokio::spawn(pilot.run(async move {
         let _ = pilot_stop.wait_for(|s| *s).await;
     }));
-    let config_dir = args.dir.canonicalize()?;
-    state.write_mesh(&MeshInfo {
-        config_dir: config_dir.clone(),
+    let mesh = MeshInfo {
+        config_dir: args.dir.canonicalize()?,
         xds,
+        tls,
         debug,
+        dashboard,
         ingress: args.ingress_addr,
         pid: std::process::id(),
-    })?;
+    };
+    state.write_mesh(&mesh)?;
 
     let mut proxies: Vec<(String, Proxy)> = Vec::new();
     let mut running = Vec::new();
@@ -153,7 +187,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             uncaptured: true,
         };
         let admin = SocketAddr::from((replica.ip, ADMIN_PORT));
-        let proxy = proxies::start(&who, xds, Some(admin))
+        let token = tokens.issue(&service_account(&who))?;
+        let proxy = proxies::start(&who, &access, token, Some(admin))
             .await
             .with_context(|| format!("starting the sidecar of {}", replica.pod))?;
         proxies.push((replica.pod.clone(), proxy));
@@ -177,7 +212,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         std::net::IpAddr::V4(ip) => ip,
         std::net::IpAddr::V6(_) => Ipv4Addr::LOCALHOST,
     };
-    let gateway = proxies::start(&proxies::ingress_gateway(ingress_ip), xds, None)
+    let gateway_identity = proxies::ingress_gateway(ingress_ip);
+    let token = tokens.issue(&service_account(&gateway_identity))?;
+    let gateway = proxies::start(&gateway_identity, &access, token, None)
         .await
         .context("starting the ingress gateway")?;
     proxies.push(("istio-ingressgateway".to_owned(), gateway));
@@ -185,7 +222,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let waited = tokio::time::timeout(
         READY_WAIT,
-        futures_all(proxies.iter().map(|(_, p)| p.ready())),
+        futures_all(proxies.iter().map(|(_, p)| ready(p))),
     )
     .await;
     if waited.is_err() {
@@ -197,6 +234,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                     "warning: proxy {name} still waits for config: {warming:?}"
                 )?;
             }
+            if proxy.identity().is_some_and(|id| id.current().is_none()) {
+                writeln!(out, "warning: proxy {name} has no certificate yet")?;
+            }
         }
     }
     let elapsed = started.elapsed();
@@ -207,11 +247,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .unwrap_or_default();
     print_ready(
         &mut out,
-        &config_dir,
+        &mesh,
         &state,
-        xds,
-        debug,
-        dashboard,
         &ingress,
         &running,
         proxies.len(),
@@ -260,6 +297,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     drop(proxies);
     let _ = pilot_task.await;
     let _ = std::fs::remove_dir_all(&workloads_dir);
+    let _ = tokens.revoke_all();
     println!("Stopped.");
     Ok(())
 }
@@ -289,25 +327,52 @@ fn print_problems(out: &mut impl Write, problems: &[Problem]) -> std::io::Result
 }
 
 /// Binds pilot on the given addresses, or free ports where they are taken.
-async fn bind_pilot(store: Arc<dyn ConfigStore>, args: &UpArgs) -> anyhow::Result<Pilot> {
+async fn bind_pilot(
+    store: Arc<dyn ConfigStore>,
+    args: &UpArgs,
+    mesh: MeshConfig,
+    secure: SecureOptions,
+) -> anyhow::Result<Pilot> {
     let mut options = PilotOptions {
         xds_addr: args.xds_addr,
         http_addr: args.debug_addr,
         debounce: Duration::from_millis(20),
-        mesh: MeshConfig::default(),
+        mesh,
+        secure: Some(secure),
         dashboard_addr: Some(mizzen_pilot::dashboard::DEFAULT_ADDR),
         dashboard: Default::default(),
     };
+    let secure = options.secure.as_mut().expect("set above");
     let dashboard = options.dashboard_addr.as_mut();
-    for addr in [&mut options.xds_addr, &mut options.http_addr]
-        .into_iter()
-        .chain(dashboard)
+    for addr in [
+        &mut options.xds_addr,
+        &mut options.http_addr,
+        &mut secure.addr,
+    ]
+    .into_iter()
+    .chain(dashboard)
     {
         if std::net::TcpListener::bind(*addr).is_err() {
             addr.set_port(0);
         }
     }
     Ok(Pilot::bind(store, options).await?)
+}
+
+/// The service account a proxy's workload runs as, which its token stands for.
+fn service_account(who: &Identity) -> ServiceAccount {
+    ServiceAccount {
+        namespace: who.namespace.clone(),
+        name: who.service_account.clone(),
+    }
+}
+
+/// Waits until `proxy` has its config and, when it has an identity, its certificate.
+pub async fn ready(proxy: &Proxy) {
+    proxy.ready().await;
+    if let Some(identity) = proxy.identity() {
+        identity.issued().await;
+    }
 }
 
 /// Waits for every future.
@@ -379,14 +444,10 @@ fn record_pods(state: &StateDir, running: &[Running]) -> tokio::task::JoinHandle
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 fn print_ready(
     out: &mut impl Write,
-    config_dir: &Path,
+    mesh: &MeshInfo,
     state: &StateDir,
-    xds: SocketAddr,
-    debug: SocketAddr,
-    dashboard: Option<SocketAddr>,
     ingress: &[SocketAddr],
     running: &[Running],
     proxies: usize,
@@ -397,7 +458,7 @@ fn print_ready(
         "Mesh ready in {} ms: {} replicas, {proxies} proxies, config from {}",
         elapsed.as_millis(),
         running.len(),
-        config_dir.display()
+        mesh.config_dir.display()
     )?;
     for r in running {
         writeln!(
@@ -409,8 +470,17 @@ fn print_ready(
             state.log_file(&r.replica.pod).display()
         )?;
     }
-    writeln!(out, "Pilot: xDS {xds}, debug http://{debug}")?;
-    if let Some(dashboard) = dashboard {
+    writeln!(
+        out,
+        "Pilot: xDS {} (plaintext), xDS and CA over TLS {}, debug http://{}",
+        mesh.xds, mesh.tls, mesh.debug
+    )?;
+    writeln!(
+        out,
+        "Mesh root certificate: {}",
+        state.ca_dir().join(mizzen_pilot::ca::ROOT_CERT).display()
+    )?;
+    if let Some(dashboard) = mesh.dashboard {
         writeln!(out, "Dashboard: http://{dashboard}/")?;
     }
     if ingress.is_empty() {
@@ -426,6 +496,10 @@ fn print_ready(
         out,
         "Apply a rule: mizzen apply -f FILE (Istio's samples/bookinfo/networking/virtual-service-all-v1.yaml, say)"
     )?;
-    writeln!(out, "Watch proxies: mizzen proxy-status --pilot {debug}")?;
+    writeln!(
+        out,
+        "Watch proxies: mizzen proxy-status --pilot {}",
+        mesh.debug
+    )?;
     writeln!(out, "Ctrl-C stops the mesh.")
 }

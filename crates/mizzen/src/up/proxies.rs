@@ -1,12 +1,15 @@
 //! The mesh's proxies, in `up`'s own process: a sidecar per replica and the ingress
-//! gateway, each an xDS client of the in-process pilot.
+//! gateway, each an xDS client of the in-process pilot over TLS, with a certificate
+//! from pilot's CA for its workload's identity.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 
+use mizzen_proxy::identity::IdentityOptions;
 use mizzen_proxy::{Bootstrap, Proxy, ProxyOptions};
 use mizzen_xds::pb::envoy::config::core::v3::Node;
 use mizzen_xds::pb::google::protobuf::{Struct, Value, value::Kind};
+use mizzen_xds::tls::ClientTls;
 
 /// The admin port each sidecar serves on its pod's address (Envoy's 15000).
 pub const ADMIN_PORT: u16 = 15000;
@@ -28,15 +31,38 @@ pub struct Identity {
     pub uncaptured: bool,
 }
 
-/// Starts a proxy for `who` taking its config from the pilot at `xds`; its admin API
-/// on `admin`, if given.
+/// How the mesh's proxies reach pilot: xDS and the CA over TLS (Istio's 15012),
+/// verified against the mesh's root.
+#[derive(Debug, Clone)]
+pub struct PilotAccess {
+    /// Pilot's TLS address.
+    pub addr: SocketAddr,
+    /// The mesh's root and the name pilot proves.
+    pub tls: ClientTls,
+    /// The SPIFFE trust domain.
+    pub trust_domain: String,
+}
+
+/// Starts a proxy for `who` taking its config and its certificate from `pilot`,
+/// authenticated by `token`; its admin API on `admin`, if given.
 pub async fn start(
     who: &Identity,
-    xds: SocketAddr,
+    pilot: &PilotAccess,
+    token: String,
     admin: Option<SocketAddr>,
 ) -> anyhow::Result<Proxy> {
-    let bootstrap = Bootstrap::for_pilot(&xds.to_string(), node(who), admin);
+    let node = node(who);
+    let mut identity = IdentityOptions::for_node(
+        &node,
+        &pilot.trust_domain,
+        format!("https://{}", pilot.addr),
+        pilot.tls.clone(),
+    )?;
+    identity.token = Some(token);
+    let bootstrap =
+        Bootstrap::for_pilot_tls(&pilot.addr.to_string(), pilot.tls.clone(), node, admin);
     let mut options = ProxyOptions::new(bootstrap);
+    options.identity = Some(identity);
     // A stopping mesh does not wait for connections to drain.
     options.drain_time = std::time::Duration::ZERO;
     Ok(Proxy::start(options).await?)

@@ -1,6 +1,7 @@
 //! The state directory shared by `mizzen up` and the commands that join its mesh:
-//! the lock `up` holds, `mesh.json` saying where the mesh is, the logs, and the
-//! workloads registered from outside the user's config directory.
+//! the lock `up` holds, `mesh.json` saying where the mesh is, the logs, the workloads
+//! registered from outside the user's config directory, the mesh's CA (its root and
+//! key, `ca/`) and the workloads' tokens for it (`tokens/`).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
@@ -21,10 +22,14 @@ pub struct StateDir {
 pub struct MeshInfo {
     /// The user's config directory, where `apply` writes.
     pub config_dir: PathBuf,
-    /// Pilot's ADS address.
+    /// Pilot's ADS address (plaintext).
     pub xds: SocketAddr,
+    /// Pilot's xDS and CA address over TLS.
+    pub tls: SocketAddr,
     /// Pilot's debug address.
     pub debug: SocketAddr,
+    /// The dashboard's address, if it is served.
+    pub dashboard: Option<SocketAddr>,
     /// The ingress gateway's address.
     pub ingress: SocketAddr,
     /// The `mizzen up` process.
@@ -69,6 +74,16 @@ impl StateDir {
     /// running mesh's pilot watches it along with the user's config directory.
     pub fn workloads_dir(&self) -> PathBuf {
         self.root.join("workloads")
+    }
+
+    /// The mesh's CA: its self-made root, `ca-key.pem` readable by the owner only.
+    pub fn ca_dir(&self) -> PathBuf {
+        self.root.join("ca")
+    }
+
+    /// The workloads' tokens for the CA, readable by the owner only.
+    pub fn tokens_dir(&self) -> PathBuf {
+        self.root.join("tokens")
     }
 
     /// The replicas' states, rewritten by `up` as they change.
@@ -120,7 +135,9 @@ impl StateDir {
         let text = json!({
             "config_dir": info.config_dir,
             "xds": info.xds.to_string(),
+            "tls": info.tls.to_string(),
             "debug": info.debug.to_string(),
+            "dashboard": info.dashboard.map(|a| a.to_string()),
             "ingress": info.ingress.to_string(),
             "pid": info.pid,
         });
@@ -153,7 +170,9 @@ impl StateDir {
         Ok(MeshInfo {
             config_dir: PathBuf::from(field("config_dir")?),
             xds: addr("xds")?,
+            tls: addr("tls")?,
             debug: addr("debug")?,
+            dashboard: value["dashboard"].as_str().and_then(|a| a.parse().ok()),
             ingress: addr("ingress")?,
             pid: value["pid"].as_u64().unwrap_or_default() as u32,
         })
@@ -212,7 +231,9 @@ mod tests {
         let info = MeshInfo {
             config_dir: "/tmp/mesh".into(),
             xds: "127.0.0.1:15010".parse().unwrap(),
+            tls: "127.0.0.1:15012".parse().unwrap(),
             debug: "127.0.0.1:15014".parse().unwrap(),
+            dashboard: Some("127.0.0.1:20001".parse().unwrap()),
             ingress: "127.0.0.1:8080".parse().unwrap(),
             pid: 42,
         };

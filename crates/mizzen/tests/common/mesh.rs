@@ -10,11 +10,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::Duration;
 
 use mizzen_api::Object;
 use mizzen_api::load::Loader;
-use mizzen_pilot::model::MeshConfig;
 use mizzen_pilot::server::{Pilot, PilotOptions, types_for};
 use mizzen_pilot::store::{ConfigStore, DirStore};
 use mizzen_proxy::{Bootstrap, Proxy, ProxyOptions};
@@ -72,12 +70,7 @@ impl Mesh {
         let problems = store.problems().borrow().clone();
         assert!(problems.is_empty(), "the examples load: {problems:?}");
         let options = PilotOptions {
-            xds_addr: "127.0.0.1:0".parse().unwrap(),
-            http_addr: "127.0.0.1:0".parse().unwrap(),
-            debounce: Duration::from_millis(10),
-            mesh: MeshConfig::default(),
-            dashboard_addr: None,
-            dashboard: Default::default(),
+            ..PilotOptions::ephemeral()
         };
         let pilot = Pilot::bind(store.clone(), options).await.unwrap();
         let xds = pilot.xds_addr();

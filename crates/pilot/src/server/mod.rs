@@ -6,6 +6,7 @@ mod affected;
 mod debug;
 pub mod jwks;
 mod metrics;
+mod secure;
 pub mod source;
 
 use std::net::SocketAddr;
@@ -18,6 +19,7 @@ use tokio::net::TcpListener;
 
 pub use affected::types_for;
 pub use jwks::JwksResolver;
+pub use secure::SecureOptions;
 pub use source::{Current, Source};
 
 use crate::dashboard::{Dashboard, DashboardOptions};
@@ -40,6 +42,25 @@ pub struct PilotOptions {
     pub dashboard_addr: Option<SocketAddr>,
     /// What the dashboard reads, and how often.
     pub dashboard: DashboardOptions,
+    /// xDS and the CA over TLS (Istio's 15012); none when `None`.
+    pub secure: Option<SecureOptions>,
+}
+
+impl PilotOptions {
+    /// Every port free on 127.0.0.1, no TLS port, no dashboard, a short debounce: pilot
+    /// embedded in tests and tools. Set the fields that matter with `..ephemeral()`.
+    pub fn ephemeral() -> Self {
+        let free: SocketAddr = (std::net::Ipv4Addr::LOCALHOST, 0).into();
+        Self {
+            xds_addr: free,
+            http_addr: free,
+            debounce: Duration::from_millis(10),
+            mesh: MeshConfig::default(),
+            dashboard_addr: None,
+            dashboard: DashboardOptions::default(),
+            secure: None,
+        }
+    }
 }
 
 /// Why pilot stopped or could not start.
@@ -64,12 +85,16 @@ pub enum PilotError {
     /// The dashboard's HTTP server failed.
     #[error("dashboard HTTP server: {0}")]
     Dashboard(std::io::Error),
+    /// Pilot's serving certificate could not be signed.
+    #[error("signing pilot's TLS certificate: {0}")]
+    ServingCert(#[from] crate::ca::SignError),
 }
 
 /// A bound, not yet running, control plane; its addresses are known (port 0 resolved).
 pub struct Pilot {
     xds: TcpListener,
     http: TcpListener,
+    secure: Option<secure::Secure>,
     ads: AdsServer<Source>,
     dashboard: Option<(TcpListener, Dashboard)>,
     state: Arc<State>,
@@ -102,6 +127,17 @@ impl Pilot {
         };
         let xds = bind(options.xds_addr, "xDS").await?;
         let http = bind(options.http_addr, "debug HTTP").await?;
+        let secure = match options.secure {
+            Some(secure) => {
+                let listener = bind(secure.addr, "xDS and CA over TLS").await?;
+                Some(secure::Secure::new(
+                    listener,
+                    secure,
+                    &options.mesh.trust_domain,
+                )?)
+            }
+            None => None,
+        };
         let mesh = Arc::new(options.mesh);
         let jwks = JwksResolver::default();
         let current = Arc::new(ArcSwap::from_pointee(build(&*store, &mesh, &jwks)));
@@ -130,6 +166,7 @@ impl Pilot {
         Ok(Pilot {
             xds,
             http,
+            secure,
             ads,
             dashboard,
             state,
@@ -144,6 +181,11 @@ impl Pilot {
         self.xds
             .local_addr()
             .expect("bound listener has an address")
+    }
+
+    /// The address xDS and the CA are served on over TLS, when they are.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.secure.as_ref().map(secure::Secure::addr)
     }
 
     /// The address the debug endpoints are served on.
@@ -171,6 +213,7 @@ impl Pilot {
         let Pilot {
             xds,
             http,
+            secure,
             ads,
             dashboard,
             state,
@@ -252,9 +295,16 @@ impl Pilot {
                 None => Ok(()),
             }
         };
+        let secure_server = async {
+            match secure {
+                Some(secure) => secure.serve(&ads, stopped(stop_rx.clone())).await,
+                None => Ok(()),
+            }
+        };
         let xds_server = ads.serve(xds, stopped(stop_rx.clone()));
-        let (x, h, d) = tokio::join!(xds_server, http_server, dashboard_server);
+        let (x, s, h, d) = tokio::join!(xds_server, secure_server, http_server, dashboard_server);
         x?;
+        s?;
         h.map_err(PilotError::Http)?;
         d
     }

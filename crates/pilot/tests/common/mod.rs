@@ -154,12 +154,8 @@ pub async fn start_pilot_with(
 ) {
     let store = DirStore::open(dir).unwrap();
     let options = PilotOptions {
-        xds_addr: "127.0.0.1:0".parse().unwrap(),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        debounce: Duration::from_millis(10),
         mesh,
-        dashboard_addr: None,
-        dashboard: Default::default(),
+        ..PilotOptions::ephemeral()
     };
     let pilot = Pilot::bind(Arc::new(store), options).await.unwrap();
     let (xds, http, status) = (pilot.xds_addr(), pilot.http_addr(), pilot.status());

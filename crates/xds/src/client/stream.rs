@@ -61,7 +61,7 @@ async fn stream<F: Flavor>(
     mut flavor: F,
     received: &mut bool,
 ) -> Result<(), StreamError> {
-    let channel = super::connect(&worker.options.endpoint).await?;
+    let channel = super::connect(&worker.options.endpoint, worker.options.tls.as_ref()).await?;
     let (tx, rx) = mpsc::unbounded_channel();
     let mut node = Some(worker.options.node.clone());
     let mut send = move |mut request: F::Request| {
