@@ -325,7 +325,7 @@ impl QueryMatch {
 
 /// Envoy's `StringMatcher`, compiled.
 #[derive(Debug)]
-enum StringMatch {
+pub(crate) enum StringMatch {
     Exact(Literal),
     Prefix(Literal),
     Suffix(Literal),
@@ -335,7 +335,7 @@ enum StringMatch {
 
 impl StringMatch {
     /// Compiles `m`; errors name fields within it.
-    fn compile(m: &StringMatcher) -> Result<StringMatch, Invalid> {
+    pub(crate) fn compile(m: &StringMatcher) -> Result<StringMatch, Invalid> {
         Ok(match &m.match_pattern {
             None => return Err(Problem::Missing.at("match_pattern")),
             Some(MatchPattern::Exact(e)) => StringMatch::Exact(Literal::new(e, m.ignore_case)),
@@ -357,7 +357,7 @@ impl StringMatch {
     }
 
     /// Whether `value` matches.
-    fn matches(&self, value: &[u8]) -> bool {
+    pub(crate) fn matches(&self, value: &[u8]) -> bool {
         match self {
             StringMatch::Exact(l) => l.equals(value),
             StringMatch::Prefix(l) => l.is_prefix_of(value),
@@ -379,7 +379,7 @@ fn non_empty(text: &str, ignore_case: bool, field: &str) -> Result<Literal, Inva
 
 /// Literal text to compare, maybe ignoring ASCII case (as Envoy does: never Unicode case).
 #[derive(Debug)]
-struct Literal {
+pub(crate) struct Literal {
     text: Box<[u8]>,
     ignore_case: bool,
 }
