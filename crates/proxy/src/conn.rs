@@ -67,17 +67,17 @@ pub async fn handle(
         tracing::debug!(listener = %listener.name, %peer, %destination, "no filter chain matches; closing");
         return;
     };
+    let downstream = http::Downstream {
+        peer,
+        destination,
+        tls: false,
+    };
     match &chain.filter {
         NetworkFilter::Http(manager) => {
-            let downstream = http::Downstream {
-                peer,
-                destination,
-                tls: false,
-            };
             http::serve(shared.clone(), manager.clone(), downstream, stream, drain).await;
         }
         NetworkFilter::Tcp(proxy) => {
-            if let Err(e) = tcp::relay(&shared, proxy, stream, destination).await {
+            if let Err(e) = tcp::relay(&shared, proxy, stream, downstream).await {
                 tracing::debug!(listener = %listener.name, %peer, error = %e, "TCP relay ended");
             }
         }

@@ -2,26 +2,34 @@
 //! cluster, until either side closes or the idle timeout passes.
 
 use std::io;
-use std::net::SocketAddr;
 
 use tokio::io::{AsyncRead, AsyncWrite, copy_bidirectional};
 
 use crate::Shared;
 use crate::activity::{Activity, IdleTimer, Tracked};
+use crate::authz::{Connection, Metadata, Subject};
 use crate::config::TcpProxy;
+use crate::http::Downstream;
 use crate::{endpoint, upstream};
 
-/// Relays `downstream` to the proxy's target; `destination` is where the client meant
-/// to connect (used by original-destination clusters).
+/// Relays `stream` to the proxy's target, once its network RBAC filters allow the
+/// connection `downstream` describes (a denied one is closed: an error here).
 pub async fn relay<S>(
     shared: &Shared,
     proxy: &TcpProxy,
-    mut downstream: S,
-    destination: SocketAddr,
+    mut stream: S,
+    downstream: Downstream,
 ) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    if !admitted(proxy, &downstream) {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "denied by network RBAC",
+        ));
+    }
+    let destination = downstream.destination;
     let snapshot = shared.store.snapshot();
     let name = proxy.target.pick(fastrand::u64(..));
     let Some(state) = snapshot.clusters.get(name) else {
@@ -40,16 +48,42 @@ where
     .map_err(io::Error::other)?;
     let _open = state.stats.upstream_cx_active.track();
     let Some(idle) = proxy.idle_timeout else {
-        return copy_bidirectional(&mut downstream, &mut upstream)
+        return copy_bidirectional(&mut stream, &mut upstream)
             .await
             .map(|_| ());
     };
     let activity = Activity::new();
-    let mut downstream = Tracked::new(downstream, activity.clone());
+    let mut downstream = Tracked::new(stream, activity.clone());
     let mut idle = IdleTimer::new(idle, activity);
     tokio::select! {
         done = copy_bidirectional(&mut downstream, &mut upstream) => done.map(|_| ()),
         // Idle: close both sides.
         () = idle.expired() => Ok(()),
     }
+}
+
+/// Whether every network RBAC filter of the chain lets the connection through. Envoy
+/// decides on the connection's first bytes; everything a policy can read of a connection
+/// is known at accept, so the decision is made then and a denied client never reaches
+/// an upstream.
+fn admitted(proxy: &TcpProxy, downstream: &Downstream) -> bool {
+    if proxy.rbac.is_empty() {
+        return true;
+    }
+    let subject = Subject {
+        connection: Connection {
+            source: downstream.peer,
+            destination: downstream.destination,
+            principal: downstream.principal(),
+            server_name: None,
+            tls: downstream.tls,
+        },
+        remote: downstream.peer.ip().to_canonical(),
+        request: None,
+    };
+    let mut metadata = Metadata::default();
+    proxy
+        .rbac
+        .iter()
+        .all(|rbac| rbac.check(&subject, &mut metadata))
 }

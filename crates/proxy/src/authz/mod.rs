@@ -5,6 +5,7 @@
 //! router; what one learns (a JWT's payload, RBAC's shadow result) is left for the next
 //! in the request's dynamic [`Metadata`].
 
+mod filters;
 mod matcher;
 mod metadata;
 pub mod rbac;
@@ -13,6 +14,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::route::RequestHead;
 
+pub(crate) use filters::decode;
+pub use filters::{FILTERS, HttpFilters, Outcome};
 pub use metadata::Metadata;
 
 /// What authorization knows of a downstream connection.
@@ -27,6 +30,8 @@ pub struct Connection<'a> {
     pub principal: Option<&'a str>,
     /// The TLS server name the client asked for (RBAC's `requested_server_name`).
     pub server_name: Option<&'a str>,
+    /// Whether the connection is TLS.
+    pub tls: bool,
 }
 
 /// What a policy is evaluated on: a connection and, for HTTP, one request.

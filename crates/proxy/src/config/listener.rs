@@ -12,7 +12,8 @@ use mizzen_xds::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy
 use prost::Message;
 
 use super::chain::{self, ChainMatch, ConnectionInfo};
-use super::{ConfigError, HttpManager, TcpProxy, socket_address};
+use super::{ConfigError, HttpManager, TcpProxy, network_rbac, socket_address};
+use crate::authz::rbac::Rbac;
 use crate::stats::Stats;
 
 const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_connection_manager";
@@ -166,18 +167,17 @@ impl FilterChain {
                 "TLS termination is not supported yet".into(),
             ));
         }
-        let Some((last, _)) = raw.filters.split_last() else {
+        let Some((last, leading)) = raw.filters.split_last() else {
             return Err(("filters".into(), "a chain needs a network filter".into()));
         };
+        let rbac = leading
+            .iter()
+            .enumerate()
+            .map(|(i, f)| network_rbac(f, stats).map_err(|(f, r)| (format!("filters[{i}].{f}"), r)))
+            .collect::<Result<Vec<_>, _>>()?;
         let i = raw.filters.len() - 1;
-        let filter =
-            terminal_filter(last, stats).map_err(|(f, r)| (format!("filters[{i}].{f}"), r))?;
-        if i > 0 {
-            return Err((
-                "filters[0]".into(),
-                format!("network filter {:?} is not supported", raw.filters[0].name),
-            ));
-        }
+        let filter = terminal_filter(last, stats, rbac)
+            .map_err(|(f, r)| (format!("filters[{i}].{f}"), r))?;
         Ok(FilterChain {
             name: raw.name.clone(),
             criteria,
@@ -186,8 +186,12 @@ impl FilterChain {
     }
 }
 
-/// Decodes and compiles a chain's terminal filter.
-fn terminal_filter(f: &Filter, stats: &Stats) -> Result<NetworkFilter, (String, String)> {
+/// Decodes and compiles a chain's terminal filter, behind the network RBAC filters `rbac`.
+fn terminal_filter(
+    f: &Filter,
+    stats: &Stats,
+    rbac: Vec<Rbac>,
+) -> Result<NetworkFilter, (String, String)> {
     let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else {
         return Err((
             "typed_config".into(),
@@ -199,6 +203,12 @@ fn terminal_filter(f: &Filter, stats: &Stats) -> Result<NetworkFilter, (String, 
         Some(
             "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         ) => {
+            if !rbac.is_empty() {
+                return Err((
+                    "name".into(),
+                    "network RBAC is supported before tcp_proxy only (HTTP chains use the HTTP RBAC filter)".into(),
+                ));
+            }
             let hcm = HttpConnectionManager::decode(any.value.as_slice()).map_err(decode_err)?;
             let manager = HttpManager::compile(&hcm, stats)
                 .map_err(|(field, r)| (format!("typed_config.{field}"), r))?;
@@ -206,7 +216,7 @@ fn terminal_filter(f: &Filter, stats: &Stats) -> Result<NetworkFilter, (String, 
         }
         Some("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy") => {
             let tcp = PbTcpProxy::decode(any.value.as_slice()).map_err(decode_err)?;
-            let proxy = TcpProxy::compile(&tcp)
+            let proxy = TcpProxy::compile(&tcp, rbac)
                 .map_err(|(field, r)| (format!("typed_config.{field}"), r))?;
             Ok(NetworkFilter::Tcp(Arc::new(proxy)))
         }

@@ -1,13 +1,18 @@
 //! The TCP proxy (`envoy.filters.network.tcp_proxy`): a chain's connections relayed as
 //! bytes to one cluster, or to one of several by weight.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use mizzen_xds::pb::envoy::config::listener::v3::{Filter, filter};
+use mizzen_xds::pb::envoy::extensions::filters::network::rbac::v3::Rbac as PbNetworkRbac;
 use mizzen_xds::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     TcpProxy as PbTcpProxy, tcp_proxy::ClusterSpecifier,
 };
 
 use super::duration;
+use crate::authz::rbac::{NETWORK_RBAC, Rbac};
+use crate::stats::Stats;
 
 /// Envoy's default idle timeout of proxied TCP connections.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -21,6 +26,9 @@ pub struct TcpProxy {
     pub target: TcpTarget,
     /// A connection with no bytes either way for this long is closed (none: never).
     pub idle_timeout: Option<Duration>,
+    /// The network RBAC filters before it, in order: a connection any of them denies is
+    /// closed before an upstream is chosen.
+    pub rbac: Arc<[Rbac]>,
 }
 
 /// Where a TCP proxy sends connections.
@@ -57,8 +65,9 @@ impl TcpTarget {
 }
 
 impl TcpProxy {
-    /// Compiles a TCP proxy; errors are `(field, reason)`.
-    pub fn compile(raw: &PbTcpProxy) -> Result<TcpProxy, (String, String)> {
+    /// Compiles a TCP proxy behind the network RBAC filters `rbac`; errors are
+    /// `(field, reason)`.
+    pub fn compile(raw: &PbTcpProxy, rbac: Vec<Rbac>) -> Result<TcpProxy, (String, String)> {
         let field = |f: &str, r: String| (f.to_owned(), r);
         let target = match &raw.cluster_specifier {
             Some(ClusterSpecifier::Cluster(name)) if !name.is_empty() => {
@@ -89,8 +98,29 @@ impl TcpProxy {
             stat_prefix: raw.stat_prefix.clone(),
             target,
             idle_timeout,
+            rbac: rbac.into(),
         })
     }
+}
+
+/// Compiles a network filter that runs before a chain's terminal filter: only
+/// `envoy.filters.network.rbac` is one; errors are `(field, reason)`.
+pub(crate) fn network_rbac(f: &Filter, stats: &Stats) -> Result<Rbac, (String, String)> {
+    if f.name != NETWORK_RBAC {
+        return Err((
+            "name".into(),
+            format!("network filter {:?} is not supported", f.name),
+        ));
+    }
+    let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else {
+        return Err(("typed_config".into(), "is missing".into()));
+    };
+    crate::authz::decode::<PbNetworkRbac>(any)
+        .and_then(|config| Rbac::network(&config, stats))
+        .map_err(|e| match e.field.as_str() {
+            "" => ("typed_config".to_owned(), e.problem.to_string()),
+            inner => (format!("typed_config.{inner}"), e.problem.to_string()),
+        })
 }
 
 #[cfg(test)]
@@ -119,7 +149,7 @@ mod tests {
             })),
             ..Default::default()
         };
-        let proxy = TcpProxy::compile(&raw).unwrap();
+        let proxy = TcpProxy::compile(&raw, Vec::new()).unwrap();
         // Draws are uniform over [0, 4): 0 → a, 1..4 → b.
         assert_eq!(proxy.target.pick(0), "a");
         assert_eq!(proxy.target.pick(1), "b");
@@ -130,7 +160,7 @@ mod tests {
 
     #[test]
     fn a_proxy_without_cluster_is_refused() {
-        let (field, _) = TcpProxy::compile(&PbTcpProxy::default()).unwrap_err();
+        let (field, _) = TcpProxy::compile(&PbTcpProxy::default(), Vec::new()).unwrap_err();
         assert_eq!(field, "cluster");
     }
 }

@@ -29,6 +29,7 @@ pub use body::ProxyBody;
 pub use mirror::{InvalidMirror, MirrorPolicy};
 pub use request_body::RequestBody;
 pub use retry::{InvalidPolicy, RetryPolicy};
+pub(crate) use router::request_head;
 pub use router::{Downstream, local};
 
 use crate::Shared;

@@ -21,6 +21,7 @@ use super::headers::{
 use super::{connect, fault, forward, mirror};
 use crate::Shared;
 use crate::activity::{Activity, IdleTimer};
+use crate::authz::{self, Outcome};
 use crate::balance::HashInput;
 use crate::config::{HttpManager, Snapshot};
 use crate::flags::ResponseFlags;
@@ -35,6 +36,14 @@ pub struct Downstream {
     pub destination: SocketAddr,
     /// Whether the connection is TLS.
     pub tls: bool,
+}
+
+impl Downstream {
+    /// The peer's identity for authorization (RBAC's `authenticated`). The TLS transport
+    /// records it once a client presents a certificate; until then no connection has one.
+    pub fn principal(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Serves one request.
@@ -80,7 +89,7 @@ async fn route(
     });
     // Envoy's connection manager changes these before routing, so routes see its result
     // (a route may match on `x-forwarded-proto`, say).
-    headers::sanitize_request(
+    let remote = headers::sanitize_request(
         request.headers_mut(),
         manager,
         table.internal_only_headers(),
@@ -88,14 +97,30 @@ async fn route(
         downstream.tls,
     );
     // Cheap copies (shared bytes) that routing borrows from while the request changes.
-    let uri = request.uri().clone();
-    let host = request.headers().get(header::HOST).cloned();
-    let authority = authority(&uri, host.as_ref());
     let connect = request.method() == Method::CONNECT;
     if connect && !manager.connect {
         // Envoy answers CONNECT with 403 unless the connection manager enables it.
         return local(StatusCode::FORBIDDEN, "");
     }
+    // The authorization filters run before routing, in their configured order; what
+    // they change in the request is what routing sees.
+    let mut filtered = HeaderMap::new();
+    if !manager.authz.is_empty() {
+        let connection = authz::Connection {
+            source: downstream.peer,
+            destination: downstream.destination,
+            principal: downstream.principal(),
+            server_name: None,
+            tls: downstream.tls,
+        };
+        match manager.authz.run(connection, remote, &mut request).await {
+            Outcome::Respond(response) => return response,
+            Outcome::Continue { response_headers } => filtered = response_headers,
+        }
+    }
+    let uri = request.uri().clone();
+    let host = request.headers().get(header::HOST).cloned();
+    let authority = authority(&uri, host.as_ref());
     // A CONNECT names only an authority; it has no path to match.
     let path = uri
         .path_and_query()
@@ -109,7 +134,9 @@ async fn route(
         headers: request.headers(),
     };
     let Some(selected) = table.select(&head) else {
-        return flagged(local(StatusCode::NOT_FOUND, ""), ResponseFlags::NR);
+        let mut response = flagged(local(StatusCode::NOT_FOUND, ""), ResponseFlags::NR);
+        append(response.headers_mut(), &filtered);
+        return response;
     };
     // The fault filter runs before the router, on the route it picked.
     let injected = match &manager.fault {
@@ -120,6 +147,7 @@ async fn route(
     // own answers (direct responses, redirects, errors) included, as in Envoy.
     let finish = |mut response: Response<ProxyBody>| {
         selected.apply_response_headers(response.headers_mut());
+        append(response.headers_mut(), &filtered);
         fault::add_flags(&mut response, injected.flags);
         response
     };
@@ -265,6 +293,28 @@ pub(super) async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::u
             }
         }
         (Err(e), _) | (_, Err(e)) => tracing::debug!(error = %e, "upgrade failed"),
+    }
+}
+
+/// What routing and authorization read of `request`, on a TLS connection or not.
+pub(crate) fn request_head<B>(request: &Request<B>, tls: bool) -> RequestHead<'_> {
+    let uri = request.uri();
+    let connect = request.method() == Method::CONNECT;
+    RequestHead {
+        authority: authority(uri, request.headers().get(header::HOST)),
+        method: request.method(),
+        path: uri
+            .path_and_query()
+            .map_or(if connect { "" } else { "/" }, PathAndQuery::as_str),
+        scheme: scheme(uri, request.headers(), tls),
+        headers: request.headers(),
+    }
+}
+
+/// Appends `extra` to `headers`.
+fn append(headers: &mut HeaderMap, extra: &HeaderMap) {
+    for (name, value) in extra {
+        headers.append(name, value.clone());
     }
 }
 

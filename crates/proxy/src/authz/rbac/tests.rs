@@ -64,6 +64,7 @@ impl Ask {
                 destination: self.destination.parse().unwrap(),
                 principal: self.principal,
                 server_name: self.sni,
+                tls: false,
             },
             remote: self.remote.parse().unwrap(),
             request: Some(&head),
@@ -505,6 +506,7 @@ fn istio_tcp_policies_decide_by_port_and_principal() {
             destination: destination.parse().unwrap(),
             principal,
             server_name: None,
+            tls: false,
         };
         let subject = Subject {
             connection,
@@ -529,6 +531,7 @@ fn istio_tcp_policies_decide_by_port_and_principal() {
             destination: "10.0.0.2:9000".parse().unwrap(),
             principal: None,
             server_name: None,
+            tls: false,
         },
         remote: "10.0.0.1".parse().unwrap(),
         request: None,
