@@ -4,6 +4,7 @@
 
 use http::header::HeaderMap;
 use http::{Request, Response, StatusCode};
+use mizzen_xds::pb::envoy::extensions::filters::http::jwt_authn::v3::JwtAuthentication;
 use mizzen_xds::pb::envoy::extensions::filters::http::rbac::v3::Rbac as PbHttpRbac;
 use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpFilter as PbHttpFilter, http_filter,
@@ -11,6 +12,7 @@ use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager
 use mizzen_xds::pb::google::protobuf::Any;
 use prost::{Message, Name};
 
+use super::jwt::{JWT_AUTHN, JwtAuthn};
 use super::rbac::{self, HTTP_RBAC, Rbac};
 use super::{Connection, Metadata, Subject};
 use crate::http::{ProxyBody, local, request_head};
@@ -18,7 +20,7 @@ use crate::route::{Invalid, Problem};
 use crate::stats::HttpStats;
 
 /// The names of the filters this module runs.
-pub const FILTERS: [&str; 1] = [HTTP_RBAC];
+pub const FILTERS: [&str; 2] = [JWT_AUTHN, HTTP_RBAC];
 
 /// A connection manager's authorization filters, in order.
 #[derive(Debug, Default)]
@@ -26,6 +28,7 @@ pub struct HttpFilters(Vec<HttpFilter>);
 
 #[derive(Debug)]
 enum HttpFilter {
+    Jwt(JwtAuthn),
     Rbac(Rbac),
 }
 
@@ -61,6 +64,11 @@ impl HttpFilters {
                 inner => (format!("{at}.{inner}"), e.problem.to_string()),
             };
             let filter = match f.name.as_str() {
+                JWT_AUTHN => HttpFilter::Jwt(
+                    decode::<JwtAuthentication>(any)
+                        .and_then(|c| JwtAuthn::compile(&c, stats))
+                        .map_err(placed)?,
+                ),
                 HTTP_RBAC => HttpFilter::Rbac(
                     decode::<PbHttpRbac>(any)
                         .and_then(|c| Rbac::http(&c, stats))
@@ -90,6 +98,13 @@ impl HttpFilters {
         let response_headers = HeaderMap::new();
         for filter in &self.0 {
             match filter {
+                HttpFilter::Jwt(jwt) => {
+                    let checked = jwt.check(&request_head(request, connection.tls));
+                    match checked {
+                        Ok(passed) => passed.apply(request.headers_mut(), &mut metadata),
+                        Err(rejected) => return Outcome::Respond(rejected.response()),
+                    }
+                }
                 HttpFilter::Rbac(rbac) => {
                     let head = request_head(request, connection.tls);
                     let subject = Subject {

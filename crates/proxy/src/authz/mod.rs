@@ -6,6 +6,7 @@
 //! in the request's dynamic [`Metadata`].
 
 mod filters;
+pub mod jwt;
 mod matcher;
 mod metadata;
 pub mod rbac;
