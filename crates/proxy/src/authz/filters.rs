@@ -4,6 +4,7 @@
 
 use http::header::HeaderMap;
 use http::{Request, Response, StatusCode};
+use mizzen_xds::pb::envoy::extensions::filters::http::ext_authz::v3::ExtAuthz as PbExtAuthz;
 use mizzen_xds::pb::envoy::extensions::filters::http::jwt_authn::v3::JwtAuthentication;
 use mizzen_xds::pb::envoy::extensions::filters::http::rbac::v3::Rbac as PbHttpRbac;
 use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -12,15 +13,17 @@ use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager
 use mizzen_xds::pb::google::protobuf::Any;
 use prost::{Message, Name};
 
+use super::ext_authz::{Decision, EXT_AUTHZ, ExtAuthz};
 use super::jwt::{JWT_AUTHN, JwtAuthn};
 use super::rbac::{self, HTTP_RBAC, Rbac};
 use super::{Connection, Metadata, Subject};
+use crate::Shared;
 use crate::http::{ProxyBody, local, request_head};
 use crate::route::{Invalid, Problem};
 use crate::stats::HttpStats;
 
 /// The names of the filters this module runs.
-pub const FILTERS: [&str; 2] = [JWT_AUTHN, HTTP_RBAC];
+pub const FILTERS: [&str; 3] = [JWT_AUTHN, EXT_AUTHZ, HTTP_RBAC];
 
 /// A connection manager's authorization filters, in order.
 #[derive(Debug, Default)]
@@ -29,6 +32,8 @@ pub struct HttpFilters(Vec<HttpFilter>);
 #[derive(Debug)]
 enum HttpFilter {
     Jwt(JwtAuthn),
+    // Boxed: it is the largest by far, and one list holds them all.
+    ExtAuthz(Box<ExtAuthz>),
     Rbac(Rbac),
 }
 
@@ -69,6 +74,11 @@ impl HttpFilters {
                         .and_then(|c| JwtAuthn::compile(&c, stats))
                         .map_err(placed)?,
                 ),
+                EXT_AUTHZ => HttpFilter::ExtAuthz(Box::new(
+                    decode::<PbExtAuthz>(any)
+                        .and_then(|c| ExtAuthz::compile(&c, stats))
+                        .map_err(placed)?,
+                )),
                 HTTP_RBAC => HttpFilter::Rbac(
                     decode::<PbHttpRbac>(any)
                         .and_then(|c| Rbac::http(&c, stats))
@@ -90,12 +100,13 @@ impl HttpFilters {
     /// trusted address.
     pub async fn run<B>(
         &self,
+        shared: &Shared,
         connection: Connection<'_>,
         remote: std::net::IpAddr,
         request: &mut Request<B>,
     ) -> Outcome {
         let mut metadata = Metadata::default();
-        let response_headers = HeaderMap::new();
+        let mut response_headers = HeaderMap::new();
         for filter in &self.0 {
             match filter {
                 HttpFilter::Jwt(jwt) => {
@@ -103,6 +114,36 @@ impl HttpFilters {
                     match checked {
                         Ok(passed) => passed.apply(request.headers_mut(), &mut metadata),
                         Err(rejected) => return Outcome::Respond(rejected.response()),
+                    }
+                }
+                HttpFilter::ExtAuthz(ext) => {
+                    if !ext.enabled(&metadata) {
+                        continue;
+                    }
+                    let head = request_head(request, connection.tls);
+                    let decision = ext.check(shared, &connection, &head).await;
+                    match decision {
+                        Decision::Denied(response) => return Outcome::Respond(response),
+                        Decision::Allowed {
+                            upstream_set,
+                            upstream_append,
+                            upstream_remove,
+                            response,
+                        } => {
+                            let headers = request.headers_mut();
+                            for name in upstream_remove {
+                                headers.remove(name);
+                            }
+                            for (name, value) in upstream_set {
+                                headers.insert(name, value);
+                            }
+                            for (name, value) in upstream_append {
+                                headers.append(name, value);
+                            }
+                            for (name, value) in response {
+                                response_headers.append(name, value);
+                            }
+                        }
                     }
                 }
                 HttpFilter::Rbac(rbac) => {

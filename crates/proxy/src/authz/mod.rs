@@ -5,6 +5,7 @@
 //! router; what one learns (a JWT's payload, RBAC's shadow result) is left for the next
 //! in the request's dynamic [`Metadata`].
 
+pub mod ext_authz;
 mod filters;
 pub mod jwt;
 mod matcher;

@@ -113,7 +113,11 @@ async fn route(
             server_name: None,
             tls: downstream.tls,
         };
-        match manager.authz.run(connection, remote, &mut request).await {
+        match manager
+            .authz
+            .run(shared, connection, remote, &mut request)
+            .await
+        {
             Outcome::Respond(response) => return response,
             Outcome::Continue { response_headers } => filtered = response_headers,
         }
