@@ -254,7 +254,6 @@ impl ExtAuthz {
                 framed.put_u32(message.len() as u32);
                 framed.put_slice(&message);
                 Request::post(CHECK_PATH)
-                    .version(http::Version::HTTP_2)
                     .header(header::HOST, authority.as_str())
                     .header(header::CONTENT_TYPE, "application/grpc")
                     .header(header::TE, "trailers")
@@ -302,7 +301,7 @@ impl ExtAuthz {
         &self,
         shared: &Shared,
         connection: &Connection<'_>,
-        request: Request<RequestBody>,
+        mut request: Request<RequestBody>,
         grpc: bool,
     ) -> Result<(StatusCode, HeaderMap, Bytes, Option<HeaderMap>), String> {
         let snapshot = shared.store.snapshot();
@@ -317,6 +316,17 @@ impl ExtAuthz {
             http2: grpc || state.cluster.protocol == UpstreamProtocol::Http2,
             bind: state.cluster.bind,
         };
+        // HTTP/2 carries the authority in the URI (`:authority`), not in `host`.
+        if key.http2
+            && let Some(host) = request.headers_mut().remove(header::HOST)
+        {
+            let host = host.to_str().map_err(|e| e.to_string())?;
+            let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+            *request.uri_mut() = format!("http://{host}{path}")
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+            *request.version_mut() = http::Version::HTTP_2;
+        }
         let response = shared
             .upstreams
             .send(key, PoolSettings::of(&state.cluster), &state.stats, request)
@@ -628,4 +638,58 @@ fn grpc_service(grpc: &GrpcService) -> Result<(Service, String, Duration), Inval
         target.cluster_name.clone(),
         timeout,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authz::decode;
+    use crate::authz::testdata::{istio_data, istio_filters};
+
+    #[test]
+    fn every_ext_authz_filter_istio_generates_compiles() {
+        let stats = HttpStats::default();
+        let compiled: Vec<ExtAuthz> = istio_filters("http")
+            .into_iter()
+            .filter(|f| f.name == EXT_AUTHZ)
+            .map(|f| {
+                decode::<PbExtAuthz>(&f.config)
+                    .and_then(|c| ExtAuthz::compile(&c, &stats))
+                    .unwrap_or_else(|e| panic!("{}: {}: {}", f.file, e.field, e.problem))
+            })
+            .collect();
+        if istio_data().is_some() {
+            assert_eq!(compiled.len(), 6);
+            assert!(
+                compiled
+                    .iter()
+                    .all(|c| c.failure_mode_allow && c.enabled.is_some())
+            );
+        }
+    }
+
+    #[test]
+    fn unsupported_settings_are_refused_by_field() {
+        let refuse = |yaml: &str| {
+            let config: PbExtAuthz = mizzen_xds::json::from_yaml(yaml).unwrap();
+            ExtAuthz::compile(&config, &HttpStats::default())
+                .unwrap_err()
+                .field
+        };
+        assert_eq!(
+            refuse("grpc_service: {google_grpc: {target_uri: x}}"),
+            "grpc_service.google_grpc"
+        );
+        assert_eq!(
+            refuse("http_service: {server_uri: {uri: 'http://a'}}"),
+            "http_service.server_uri.cluster"
+        );
+        assert_eq!(
+            refuse(
+                "{http_service: {server_uri: {uri: 'http://a', cluster: c}}, status_on_error: {code: 99}}"
+            ),
+            "status_on_error.code"
+        );
+        assert_eq!(refuse("{}"), "http_service");
+    }
 }

@@ -11,6 +11,8 @@ pub mod jwt;
 mod matcher;
 mod metadata;
 pub mod rbac;
+#[cfg(test)]
+mod testdata;
 
 use std::net::{IpAddr, SocketAddr};
 

@@ -1,14 +1,9 @@
-use std::path::{Path, PathBuf};
-
 use http::{HeaderMap, HeaderValue, Method};
-use mizzen_xds::pb::envoy::config::listener::v3::{Filter, filter};
-use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpFilter, http_filter,
-};
-use prost::Message;
 
 use super::*;
 use crate::authz::Connection;
+use crate::authz::decode;
+use crate::authz::testdata::{istio_data, istio_filters};
 use crate::route::RequestHead;
 
 /// A request to evaluate, with what its connection says.
@@ -349,75 +344,30 @@ fn enforced_rules_count_as_envoy_names_them() {
     assert_eq!(stats.counter("rbac.mine_denied").get(), 1);
 }
 
-/// Istio's data folder (`$MIZZEN_ISTIO_DATA`, else `shared/istio` beside the checkout);
-/// `None` with the reason printed when absent, a failure under CI.
-fn istio_data() -> Option<PathBuf> {
-    let dir = std::env::var_os("MIZZEN_ISTIO_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/istio"));
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    let reason = format!(
-        "Istio data not found at {} (set MIZZEN_ISTIO_DATA)",
-        dir.display()
-    );
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "{reason}");
-    eprintln!("skipped: {reason}");
-    None
-}
-
 /// The RBAC filters Istio's authz builder emits (its golden `*-out*.yaml` files), HTTP
 /// and network, by file name.
 fn goldens(kind: &str) -> Vec<(String, Rbac)> {
-    let Some(data) = istio_data() else {
-        return Vec::new();
-    };
-    let dir = data
-        .join("xds/pilot/pkg/security/authz/builder/testdata")
-        .join(kind);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().contains("-out"))
-        .collect();
-    files.sort();
     let stats = Stats::default();
-    let mut out = Vec::new();
-    for path in files {
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let compiled = if kind == "http" {
-            let f: HttpFilter = mizzen_xds::json::from_yaml(&text).unwrap();
-            if f.name != HTTP_RBAC {
-                continue;
-            }
-            let Some(http_filter::ConfigType::TypedConfig(any)) = &f.config_type else {
-                panic!("{name}: no typed_config");
+    let wanted = if kind == "http" {
+        HTTP_RBAC
+    } else {
+        NETWORK_RBAC
+    };
+    istio_filters(kind)
+        .into_iter()
+        .filter(|f| f.name == wanted)
+        .map(|f| {
+            let compiled = if kind == "http" {
+                decode::<PbHttpRbac>(&f.config).and_then(|c| Rbac::http(&c, &stats.http("x")))
+            } else {
+                decode::<PbNetworkRbac>(&f.config).and_then(|c| Rbac::network(&c, &stats))
             };
-            Rbac::http(
-                &PbHttpRbac::decode(any.value.as_slice()).unwrap(),
-                &stats.http("x"),
-            )
-        } else {
-            let f: Filter = mizzen_xds::json::from_yaml(&text).unwrap();
-            if f.name != NETWORK_RBAC {
-                continue;
+            match compiled {
+                Ok(rbac) => (f.file, rbac),
+                Err(e) => panic!("{}: {}: {}", f.file, e.field, e.problem),
             }
-            let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else {
-                panic!("{name}: no typed_config");
-            };
-            Rbac::network(
-                &PbNetworkRbac::decode(any.value.as_slice()).unwrap(),
-                &stats,
-            )
-        };
-        match compiled {
-            Ok(rbac) => out.push((name, rbac)),
-            Err(e) => panic!("{name}: {}: {}", e.field, e.problem),
-        }
-    }
-    out
+        })
+        .collect()
 }
 
 fn golden<'a>(all: &'a [(String, Rbac)], name: &str) -> &'a Rbac {
