@@ -122,6 +122,18 @@ async fn proxy_with(keys: &[(&Key, &str)], provider: &str, requires: &str) -> (P
     (proxy, addr)
 }
 
+/// The bootstrap of [`proxy_with`], to a backend at `backend`.
+fn bootstrap(keys: &[(&Key, &str)], provider: &str, requires: &str, backend: SocketAddr) -> String {
+    let jwks = json!({"keys": keys.iter().map(|(k, kid)| k.jwk(kid)).collect::<Vec<_>>()});
+    let filter = format!(
+        "          - name: envoy.filters.http.jwt_authn\n            typed_config: {{\"@type\": {JWT_AUTHN}, providers: {{origins-0: {{issuer: '{ISSUER}', audiences: [shop], local_jwks: {{inline_string: '{jwks}'}}, payload_in_metadata: payload{provider}}}}}, rules: [{{match: {{prefix: /}}, requires: {requires}}}]}}\n"
+    );
+    http_bootstrap(&all_to("b"), &cluster("b", &[backend])).replace(
+        "          http_filters:\n",
+        &format!("          http_filters:\n{filter}"),
+    )
+}
+
 /// Istio's requirement: the provider, or no token at all.
 const ISTIO: &str =
     "{requires_any: {requirements: [{provider_name: origins-0}, {allow_missing: {}}]}}";
@@ -173,7 +185,7 @@ async fn invalid_tokens_get_envoys_401() {
         f(&mut c);
         ec.sign("ES256", "e", &c)
     };
-    let invalid = "Bearer realm=\"http://shop/orders\", error=\"invalid_token\"";
+    let invalid = "Bearer realm=\"http://shop/orders?x=1\", error=\"invalid_token\"";
     let expired = with(&|c| c["exp"] = json!(now() - 120));
     assert_eq!(
         rejected(addr, &expired).await,
@@ -245,7 +257,7 @@ async fn a_missing_token_passes_only_where_allowed() {
     assert_eq!(got.body, "Jwt is missing");
     assert_eq!(
         got.headers["www-authenticate"],
-        "Bearer realm=\"http://shop/a\""
+        "Bearer realm=\"http://shop/a?b\""
     );
     // A prefix that does not fit is no token at all.
     let mut basic = get("shop", "/");
@@ -353,4 +365,79 @@ async fn a_remote_jwks_fails_closed() {
         (401, "Jwks remote fetch is failed")
     );
     assert_eq!(send(addr, get("shop", "/")).await.status, 200);
+}
+
+/// What a client sees of an answer: status, body (for the proxy's own answers) and the
+/// challenge.
+fn answer(got: &Got) -> (u16, String, String) {
+    let body = if got.status == 200 {
+        String::new()
+    } else {
+        got.body.clone()
+    };
+    let challenge = got
+        .headers
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (got.status, body, challenge)
+}
+
+#[tokio::test]
+async fn envoy_answers_every_token_alike() {
+    let (ec, other) = (Key::es256(), Key::es256());
+    let backend = backend("b").await;
+    let mut differences = Vec::new();
+    for requires in [ISTIO, REQUIRED] {
+        let yaml = format!("{}{ADMIN}", bootstrap(&[(&ec, "e")], "", requires, backend));
+        let Some(envoy) = common::envoy::Envoy::start(&yaml).await else {
+            return;
+        };
+        let mizzen = proxy(&yaml).await;
+        let (ours, theirs) = (
+            mizzen.listener_addr("http").await,
+            envoy.listener_addr("http").await,
+        );
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut c = claims();
+            f(&mut c);
+            ec.sign("ES256", "e", &c)
+        };
+        let cases = [
+            ("valid", Some(ec.sign("ES256", "e", &claims()))),
+            ("expired", Some(with(&|c| c["exp"] = json!(now() - 600)))),
+            (
+                "not yet valid",
+                Some(with(&|c| c["nbf"] = json!(now() + 600))),
+            ),
+            (
+                "wrong issuer",
+                Some(with(&|c| c["iss"] = json!("https://other"))),
+            ),
+            (
+                "wrong audience",
+                Some(with(&|c| c["aud"] = json!("billing"))),
+            ),
+            ("forged", Some(other.sign("ES256", "e", &claims()))),
+            ("unknown kid", Some(ec.sign("ES256", "x", &claims()))),
+            ("not a jwt", Some("abc".to_owned())),
+            ("missing", None),
+        ];
+        for (case, token) in cases {
+            let request = || match &token {
+                Some(token) => bearer(token),
+                None => get("shop", "/orders?x=1"),
+            };
+            let (a, b) = (
+                answer(&send(ours, request()).await),
+                answer(&send(theirs, request()).await),
+            );
+            if a != b {
+                differences.push(format!(
+                    "{requires} / {case}:\n  mizzen {a:?}\n  envoy  {b:?}"
+                ));
+            }
+        }
+    }
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
 }

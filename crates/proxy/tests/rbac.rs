@@ -18,6 +18,13 @@ const HTTP_RBAC: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.
 /// the router, routing everything to a backend.
 async fn proxy_with(filters: &[&str]) -> (Proxy, SocketAddr) {
     let backend = backend("b").await;
+    let proxy = proxy(&bootstrap(filters, backend)).await;
+    let addr = proxy.listener_addr("http").await;
+    (proxy, addr)
+}
+
+/// The bootstrap of [`proxy_with`], to a backend at `backend`.
+fn bootstrap(filters: &[&str], backend: SocketAddr) -> String {
     let list: String = filters
         .iter()
         .map(|f| {
@@ -26,13 +33,10 @@ async fn proxy_with(filters: &[&str]) -> (Proxy, SocketAddr) {
             )
         })
         .collect();
-    let yaml = http_bootstrap(&all_to("b"), &cluster("b", &[backend])).replace(
+    http_bootstrap(&all_to("b"), &cluster("b", &[backend])).replace(
         "          http_filters:\n",
         &format!("          http_filters:\n{list}"),
-    );
-    let proxy = proxy(&yaml).await;
-    let addr = proxy.listener_addr("http").await;
-    (proxy, addr)
+    )
 }
 
 /// An RBAC `rules` field with `action` and one policy on `permission`, for anyone.
@@ -243,4 +247,75 @@ async fn tcp_rbac_relays_an_allowed_connection() {
     .await;
     assert!(relayed(addr).await);
     assert_eq!(proxy.store().stats().counter("tcp.rbac.allowed").get(), 1);
+}
+
+#[tokio::test]
+async fn envoy_decides_every_request_alike() {
+    let backend = backend("b").await;
+    // Istio's shapes: a DENY filter, then an ALLOW one, with dry-run rules beside.
+    let deny = rules(
+        "DENY",
+        "{or_rules: {rules: [{url_path: {path: {prefix: /admin/}}}, {header: {name: x-user, string_match: {exact: mallory, ignore_case: true}}}]}}",
+    );
+    let allow = format!(
+        "{}, shadow_rules_stat_prefix: istio_dry_run_allow_",
+        rules(
+            "ALLOW",
+            "{and_rules: {rules: [{or_rules: {rules: [{header: {name: ':method', string_match: {exact: GET}}}, {header: {name: ':method', string_match: {exact: HEAD}}}]}}, {not_rule: {url_path: {path: {suffix: .secret}}}}, {header: {name: ':authority', string_match: {suffix: .shop, ignore_case: true}}}]}}",
+        )
+    );
+    let yaml = format!("{}{ADMIN}", bootstrap(&[&deny, &allow], backend));
+    let Some(envoy) = common::envoy::Envoy::start(&yaml).await else {
+        return;
+    };
+    let mizzen = proxy(&yaml).await;
+    let (ours, theirs) = (
+        mizzen.listener_addr("http").await,
+        envoy.listener_addr("http").await,
+    );
+    let asks: Vec<(&str, &str, &str, Option<&str>)> = vec![
+        ("GET", "www.shop", "/", None),
+        ("GET", "WWW.SHOP", "/items?q=1", None),
+        ("HEAD", "www.shop", "/items", None),
+        ("POST", "www.shop", "/items", None),
+        ("GET", "www.shop", "/admin/users", None),
+        ("GET", "www.shop", "/admin", None),
+        ("GET", "www.shop", "/keys.secret", None),
+        ("GET", "www.shop", "/keys.secret?x", None),
+        ("GET", "other.host", "/", None),
+        ("GET", "www.shop", "/", Some("Mallory")),
+        ("GET", "www.shop", "/", Some("alice")),
+    ];
+    let mut differences = Vec::new();
+    for (method, host, path, user) in asks {
+        let request = || {
+            let mut r = hyper::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", host);
+            if let Some(user) = user {
+                r = r.header("x-user", user);
+            }
+            r.body(http_body_util::Full::new(bytes::Bytes::new()))
+                .unwrap()
+        };
+        let answer = |got: Got| {
+            let body = if got.status == 403 {
+                got.body
+            } else {
+                String::new()
+            };
+            (got.status, body)
+        };
+        let (a, b) = (
+            answer(send(ours, request()).await),
+            answer(send(theirs, request()).await),
+        );
+        if a != b {
+            differences.push(format!(
+                "{method} {host}{path} {user:?}: mizzen {a:?}, envoy {b:?}"
+            ));
+        }
+    }
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
 }

@@ -213,7 +213,8 @@ impl JwtAuthn {
                 tracing::debug!(error = %e, "jwt_authn: request rejected");
                 Err(Rejected {
                     error: e,
-                    realm: format!("{}://{}{}", req.scheme, req.authority, req.path_only()),
+                    // Envoy's realm is the request's URL, query included.
+                    realm: format!("{}://{}{}", req.scheme, req.authority, req.path),
                 })
             }
         }
