@@ -255,7 +255,7 @@ async fn envoy_decides_every_request_alike() {
     // Istio's shapes: a DENY filter, then an ALLOW one, with dry-run rules beside.
     let deny = rules(
         "DENY",
-        "{or_rules: {rules: [{url_path: {path: {prefix: /admin/}}}, {header: {name: x-user, string_match: {exact: mallory, ignore_case: true}}}]}}",
+        "{or_rules: {rules: [{url_path: {path: {prefix: /admin/}}}, {header: {name: x-user, string_match: {exact: mallory, ignore_case: true}}}, {uri_template: {name: t, typed_config: {'@type': type.googleapis.com/envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig, path_template: '/**/internal'}}}, {uri_template: {name: t, typed_config: {'@type': type.googleapis.com/envoy.extensions.path.match.uri_template.v3.UriTemplateMatchConfig, path_template: '/debug/*'}}}]}}",
     );
     let allow = format!(
         "{}, shadow_rules_stat_prefix: istio_dry_run_allow_",
@@ -285,6 +285,12 @@ async fn envoy_decides_every_request_alike() {
         ("GET", "other.host", "/", None),
         ("GET", "www.shop", "/", Some("Mallory")),
         ("GET", "www.shop", "/", Some("alice")),
+        ("GET", "www.shop", "/a/b/internal", None),
+        ("GET", "www.shop", "/internal", None),
+        ("GET", "www.shop", "//internal?x", None),
+        ("GET", "www.shop", "/debug/x", None),
+        ("GET", "www.shop", "/debug/x/y", None),
+        ("GET", "www.shop", "/debug/", None),
     ];
     let mut differences = Vec::new();
     for (method, host, path, user) in asks {

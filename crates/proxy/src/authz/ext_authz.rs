@@ -377,7 +377,6 @@ impl ExtAuthz {
                         path: req.path.to_owned(),
                         host: req.authority.to_owned(),
                         scheme: req.scheme.to_owned(),
-                        protocol: "HTTP/1.1".to_owned(),
                         ..Default::default()
                     }),
                     ..Default::default()
