@@ -7,12 +7,12 @@ use tokio::io::{AsyncRead, AsyncWrite, copy_bidirectional};
 
 use crate::Shared;
 use crate::activity::{Activity, IdleTimer, Tracked};
-use crate::authz::{Connection, Metadata, Subject};
+use crate::authz::{self, Connection};
 use crate::config::TcpProxy;
 use crate::http::Downstream;
 use crate::{endpoint, upstream};
 
-/// Relays `stream` to the proxy's target, once its network RBAC filters allow the
+/// Relays `stream` to the proxy's target, once its network authorization filters allow the
 /// connection `downstream` describes (a denied one is closed: an error here).
 pub async fn relay<S>(
     shared: &Shared,
@@ -23,10 +23,10 @@ pub async fn relay<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    if !admitted(proxy, &downstream) {
+    if !proxy.authz.is_empty() && !admitted(shared, proxy, &downstream).await {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
-            "denied by network RBAC",
+            "denied by network authorization",
         ));
     }
     let destination = downstream.destination;
@@ -62,28 +62,17 @@ where
     }
 }
 
-/// Whether every network RBAC filter of the chain lets the connection through. Envoy
-/// decides on the connection's first bytes; everything a policy can read of a connection
-/// is known at accept, so the decision is made then and a denied client never reaches
-/// an upstream.
-fn admitted(proxy: &TcpProxy, downstream: &Downstream) -> bool {
-    if proxy.rbac.is_empty() {
-        return true;
-    }
-    let subject = Subject {
-        connection: Connection {
-            source: downstream.peer,
-            destination: downstream.destination,
-            principal: downstream.principal(),
-            server_name: None,
-            tls: downstream.tls,
-        },
-        remote: downstream.peer.ip().to_canonical(),
-        request: None,
+/// Whether the chain's network authorization filters let the connection through.
+/// Envoy decides on the connection's first bytes; everything a policy can read of a
+/// connection is known at accept, so the decision is made then and a denied client
+/// never reaches an upstream.
+async fn admitted(shared: &Shared, proxy: &TcpProxy, downstream: &Downstream) -> bool {
+    let connection = Connection {
+        source: downstream.peer,
+        destination: downstream.destination,
+        principal: downstream.principal(),
+        server_name: None,
+        tls: downstream.tls,
     };
-    let mut metadata = Metadata::default();
-    proxy
-        .rbac
-        .iter()
-        .all(|rbac| rbac.check(&subject, &mut metadata))
+    authz::admit(&proxy.authz, shared, connection).await
 }

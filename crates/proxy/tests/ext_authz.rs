@@ -84,13 +84,10 @@ async fn http_authz() -> SocketAddr {
 /// router to a backend, and a cluster `authz` of `authz` (HTTP/2 when `h2`).
 async fn proxy_with(ext_authz: &str, authz: SocketAddr, h2: bool) -> (Proxy, SocketAddr) {
     let backend = backend("b").await;
-    let mut authz_cluster = cluster("authz", &[authz]);
-    if h2 {
-        authz_cluster = authz_cluster.replace(
-            "  connect_timeout: 1s\n",
-            "  connect_timeout: 1s\n  typed_extension_protocol_options:\n    envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n      \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n      explicit_http_config: {http2_protocol_options: {}}\n",
-        );
-    }
+    let authz_cluster = match h2 {
+        true => h2_cluster(authz),
+        false => cluster("authz", &[authz]),
+    };
     let filter = format!(
         "          - name: envoy.filters.http.ext_authz\n            typed_config: {{\"@type\": {EXT_AUTHZ}, {ext_authz}}}\n"
     );
@@ -300,8 +297,8 @@ impl Authorization for Grpc {
     }
 }
 
-#[tokio::test]
-async fn the_grpc_service_allows_and_denies() {
+/// Starts the gRPC authorization server.
+async fn grpc_authz() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let authz = listener.local_addr().unwrap();
     tokio::spawn(
@@ -309,6 +306,20 @@ async fn the_grpc_service_allows_and_denies() {
             .add_service(AuthorizationServer::new(Grpc))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
+    authz
+}
+
+/// The HTTP/2 cluster `authz` of `addr` (YAML list item).
+fn h2_cluster(addr: SocketAddr) -> String {
+    cluster("authz", &[addr]).replace(
+        "  connect_timeout: 1s\n",
+        "  connect_timeout: 1s\n  typed_extension_protocol_options:\n    envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n      \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n      explicit_http_config: {http2_protocol_options: {}}\n",
+    )
+}
+
+#[tokio::test]
+async fn the_grpc_service_allows_and_denies() {
+    let authz = grpc_authz().await;
     let (_proxy, addr) = proxy_with(
         "grpc_service: {envoy_grpc: {cluster_name: authz, authority: authz.foo.svc.cluster.local}, timeout: 5s}, transport_api_version: V3",
         authz,
@@ -330,4 +341,59 @@ async fn the_grpc_service_allows_and_denies() {
     let got = send(addr, bob).await;
     assert_eq!((got.status, got.body.as_str()), (418, "denied by grpc"));
     assert_eq!(got.headers["x-reason"], "not alice");
+}
+
+#[tokio::test]
+async fn istio_custom_on_tcp_checks_the_connections_its_shadow_rules_select() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The gRPC server denies every connection check (it looks for an HTTP header).
+    let authz = grpc_authz().await;
+    let echo = echo("db").await;
+    let listener = |name: &str, port_rule: &str| {
+        format!(
+            r#"  - name: {name}
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.rbac
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC
+          stat_prefix: tcp.
+          shadow_rules_stat_prefix: istio_ext_authz_
+          shadow_rules: {{action: DENY, policies: {{istio-ext-authz-p: {{permissions: [{port_rule}], principals: [{{any: true}}]}}}}}}
+      - name: envoy.filters.network.ext_authz
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.ext_authz.v3.ExtAuthz
+          stat_prefix: tcp.
+          grpc_service: {{envoy_grpc: {{cluster_name: authz}}, timeout: 5s}}
+          filter_enabled_metadata: {{filter: envoy.filters.network.rbac, path: [{{key: istio_ext_authz_shadow_effective_policy_id}}], value: {{string_match: {{prefix: istio-ext-authz}}}}}}
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: db
+          cluster: db
+"#
+        )
+    };
+    let yaml = format!(
+        "static_resources:\n  listeners:\n{}{}  clusters:\n{}\n{}\n",
+        listener("checked", "{any: true}"),
+        listener("unchecked", "{destination_port: 1}"),
+        indent(&cluster("db", &[echo]), 2),
+        indent(&h2_cluster(authz), 2)
+    );
+    let proxy = proxy(&yaml).await;
+    let relayed = |addr: SocketAddr| async move {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        if stream.write_all(b"ping").await.is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 7];
+        stream.read_exact(&mut buf).await.is_ok() && &buf == b"db:ping"
+    };
+    assert!(!relayed(proxy.listener_addr("checked").await).await);
+    assert!(relayed(proxy.listener_addr("unchecked").await).await);
+    let stats = proxy.store().stats();
+    assert_eq!(stats.counter("ext_authz.tcp.denied").get(), 1);
+    assert_eq!(stats.counter("ext_authz.tcp.disabled").get(), 1);
 }

@@ -19,6 +19,7 @@ use mizzen_xds::pb::envoy::config::core::v3::{
 use mizzen_xds::pb::envoy::extensions::filters::http::ext_authz::v3::{
     ExtAuthz as PbExtAuthz, HttpService, ext_authz::Services,
 };
+use mizzen_xds::pb::envoy::extensions::filters::network::ext_authz::v3::ExtAuthz as PbNetworkExtAuthz;
 use mizzen_xds::pb::envoy::service::auth::v3::{
     AttributeContext, CheckRequest, CheckResponse, attribute_context, check_response,
 };
@@ -32,11 +33,13 @@ use crate::config::UpstreamProtocol;
 use crate::flags::ResponseFlags;
 use crate::http::{Kept, ProxyBody, RequestBody, local};
 use crate::route::{Invalid, Problem, RequestHead, StringMatch, Within};
-use crate::stats::{Counter, HttpStats};
+use crate::stats::{Counter, HttpStats, Stats};
 use crate::upstream::{PoolKey, PoolSettings};
 
 /// The ext_authz filter's name.
 pub const EXT_AUTHZ: &str = "envoy.filters.http.ext_authz";
+/// The network ext_authz filter's name.
+pub const NETWORK_EXT_AUTHZ: &str = "envoy.filters.network.ext_authz";
 /// Envoy's timeout of a check when the service names none.
 const DEFAULT_TIMEOUT: Duration = Duration::from_millis(200);
 /// The gRPC method of Envoy's authorization service.
@@ -90,6 +93,19 @@ struct ExtAuthzStats {
     error: Arc<Counter>,
     failure_mode_allowed: Arc<Counter>,
     disabled: Arc<Counter>,
+}
+
+impl ExtAuthzStats {
+    /// Envoy's counters, named by `counter` from their last part.
+    fn new(counter: impl Fn(&str) -> Arc<Counter>) -> ExtAuthzStats {
+        ExtAuthzStats {
+            ok: counter("ok"),
+            denied: counter("denied"),
+            error: counter("error"),
+            failure_mode_allowed: counter("failure_mode_allowed"),
+            disabled: counter("disabled"),
+        }
+    }
 }
 
 /// What a check decided.
@@ -152,14 +168,55 @@ impl ExtAuthz {
                 .as_ref()
                 .map(|m| MetadataMatch::compile(m).within("filter_enabled_metadata"))
                 .transpose()?,
-            stats: ExtAuthzStats {
-                ok: stats.counter("ext_authz.ok"),
-                denied: stats.counter("ext_authz.denied"),
-                error: stats.counter("ext_authz.error"),
-                failure_mode_allowed: stats.counter("ext_authz.failure_mode_allowed"),
-                disabled: stats.counter("ext_authz.disabled"),
-            },
+            stats: ExtAuthzStats::new(|name| stats.counter(&format!("ext_authz.{name}"))),
         })
+    }
+
+    /// Compiles a network ext_authz filter (`envoy.filters.network.ext_authz`, gRPC
+    /// only), its counters `ext_authz.<stat_prefix>.…`; errors name fields within it.
+    pub(crate) fn network(config: &PbNetworkExtAuthz, stats: &Stats) -> Result<ExtAuthz, Invalid> {
+        let unsupported = [
+            ("include_peer_certificate", config.include_peer_certificate),
+            ("include_tls_session", config.include_tls_session),
+            ("send_tls_alert_on_denial", config.send_tls_alert_on_denial),
+            ("shadow_mode", config.shadow_mode),
+        ];
+        if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
+            return Err(Problem::Unsupported.at(*field));
+        }
+        let grpc = config
+            .grpc_service
+            .as_ref()
+            .ok_or_else(|| Problem::Missing.at("grpc_service"))?;
+        let (service, cluster, timeout) = grpc_service(grpc).within("grpc_service")?;
+        let prefix = config.stat_prefix.trim_end_matches('.');
+        Ok(ExtAuthz {
+            service,
+            cluster,
+            timeout,
+            failure_mode_allow: config.failure_mode_allow,
+            failure_mode_allow_header_add: false,
+            status_on_error: StatusCode::FORBIDDEN,
+            allowed_headers: None,
+            enabled: config
+                .filter_enabled_metadata
+                .as_ref()
+                .map(|m| MetadataMatch::compile(m).within("filter_enabled_metadata"))
+                .transpose()?,
+            stats: ExtAuthzStats::new(|name| stats.counter(&format!("ext_authz.{prefix}.{name}"))),
+        })
+    }
+
+    /// Checks a connection (no request): whether the service lets it through.
+    pub(crate) async fn check_connection(
+        &self,
+        shared: &Shared,
+        connection: &Connection<'_>,
+    ) -> bool {
+        matches!(
+            self.check(shared, connection, None).await,
+            Decision::Allowed { .. }
+        )
     }
 
     /// Whether the request with `metadata` is to be checked.
@@ -171,12 +228,13 @@ impl ExtAuthz {
         enabled
     }
 
-    /// Checks `req` from `connection` with the authorization service.
+    /// Checks `req` (none: the connection alone) from `connection` with the
+    /// authorization service.
     pub(crate) async fn check(
         &self,
         shared: &Shared,
         connection: &Connection<'_>,
-        req: &RequestHead<'_>,
+        req: Option<&RequestHead<'_>>,
     ) -> Decision {
         let outcome = tokio::time::timeout(self.timeout, self.call(shared, connection, req)).await;
         match outcome {
@@ -217,15 +275,21 @@ impl ExtAuthz {
         &self,
         shared: &Shared,
         connection: &Connection<'_>,
-        req: &RequestHead<'_>,
+        req: Option<&RequestHead<'_>>,
     ) -> Result<Decision, String> {
-        let request = match &self.service {
-            Service::Http {
-                authority,
-                path_prefix,
-                headers_to_add,
-                ..
-            } => {
+        let request = match (&self.service, req) {
+            (Service::Http { .. }, None) => {
+                return Err("an HTTP service checks requests only".into());
+            }
+            (
+                Service::Http {
+                    authority,
+                    path_prefix,
+                    headers_to_add,
+                    ..
+                },
+                Some(req),
+            ) => {
                 let mut check = Request::builder()
                     .method(req.method.clone())
                     .uri(format!("{path_prefix}{}", req.path))
@@ -247,7 +311,7 @@ impl ExtAuthz {
                     .body(RequestBody::Whole(Default::default()))
                     .map_err(|e| e.to_string())?
             }
-            Service::Grpc { authority } => {
+            (Service::Grpc { authority }, _) => {
                 let message = self.check_request(connection, req).encode_to_vec();
                 let mut framed = BytesMut::with_capacity(5 + message.len());
                 framed.put_u8(0);
@@ -338,8 +402,29 @@ impl ExtAuthz {
         Ok((parts.status, parts.headers, collected.to_bytes(), trailers))
     }
 
-    /// The gRPC `CheckRequest` for `req`.
-    fn check_request(&self, connection: &Connection<'_>, req: &RequestHead<'_>) -> CheckRequest {
+    /// The gRPC `CheckRequest` for `req` (none: for the connection alone).
+    fn check_request(
+        &self,
+        connection: &Connection<'_>,
+        req: Option<&RequestHead<'_>>,
+    ) -> CheckRequest {
+        let peer = |address: SocketAddr, principal: Option<&str>| attribute_context::Peer {
+            address: Some(socket_address(address)),
+            principal: principal.unwrap_or_default().to_owned(),
+            ..Default::default()
+        };
+        CheckRequest {
+            attributes: Some(AttributeContext {
+                source: Some(peer(connection.source, connection.principal)),
+                destination: Some(peer(connection.destination, None)),
+                request: req.map(|req| self.request_attributes(req)),
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// What a `CheckRequest` tells of an HTTP request.
+    fn request_attributes(&self, req: &RequestHead<'_>) -> attribute_context::Request {
         let headers = req
             .headers
             .iter()
@@ -355,34 +440,22 @@ impl ExtAuthz {
                 (":path".to_owned(), req.path.to_owned()),
             ])
             .collect();
-        let peer = |address: SocketAddr, principal: Option<&str>| attribute_context::Peer {
-            address: Some(socket_address(address)),
-            principal: principal.unwrap_or_default().to_owned(),
-            ..Default::default()
-        };
-        CheckRequest {
-            attributes: Some(AttributeContext {
-                source: Some(peer(connection.source, connection.principal)),
-                destination: Some(peer(connection.destination, None)),
-                request: Some(attribute_context::Request {
-                    http: Some(attribute_context::HttpRequest {
-                        id: req
-                            .headers
-                            .get("x-request-id")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or_default()
-                            .to_owned(),
-                        method: req.method.to_string(),
-                        headers,
-                        path: req.path.to_owned(),
-                        host: req.authority.to_owned(),
-                        scheme: req.scheme.to_owned(),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }),
+        attribute_context::Request {
+            http: Some(attribute_context::HttpRequest {
+                id: req
+                    .headers
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned(),
+                method: req.method.to_string(),
+                headers,
+                path: req.path.to_owned(),
+                host: req.authority.to_owned(),
+                scheme: req.scheme.to_owned(),
                 ..Default::default()
             }),
+            ..Default::default()
         }
     }
 }

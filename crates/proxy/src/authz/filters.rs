@@ -121,7 +121,7 @@ impl HttpFilters {
                         continue;
                     }
                     let head = request_head(request, connection.tls);
-                    let decision = ext.check(shared, &connection, &head).await;
+                    let decision = ext.check(shared, &connection, Some(&head)).await;
                     match decision {
                         Decision::Denied(response) => return Outcome::Respond(response),
                         Decision::Allowed {

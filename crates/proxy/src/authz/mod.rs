@@ -10,6 +10,7 @@ mod filters;
 pub mod jwt;
 mod matcher;
 mod metadata;
+mod network;
 pub mod rbac;
 #[cfg(test)]
 mod testdata;
@@ -21,6 +22,7 @@ use crate::route::RequestHead;
 pub(crate) use filters::decode;
 pub use filters::{FILTERS, HttpFilters, Outcome};
 pub use metadata::Metadata;
+pub use network::{NetworkAuthz, admit};
 
 /// What authorization knows of a downstream connection.
 #[derive(Debug, Clone, Copy)]

@@ -12,8 +12,8 @@ use mizzen_xds::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy
 use prost::Message;
 
 use super::chain::{self, ChainMatch, ConnectionInfo};
-use super::{ConfigError, HttpManager, TcpProxy, network_rbac, socket_address};
-use crate::authz::rbac::Rbac;
+use super::{ConfigError, HttpManager, TcpProxy, socket_address};
+use crate::authz::NetworkAuthz;
 use crate::stats::Stats;
 
 const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_connection_manager";
@@ -170,13 +170,15 @@ impl FilterChain {
         let Some((last, leading)) = raw.filters.split_last() else {
             return Err(("filters".into(), "a chain needs a network filter".into()));
         };
-        let rbac = leading
+        let authz = leading
             .iter()
             .enumerate()
-            .map(|(i, f)| network_rbac(f, stats).map_err(|(f, r)| (format!("filters[{i}].{f}"), r)))
+            .map(|(i, f)| {
+                NetworkAuthz::compile(f, stats).map_err(|(f, r)| (format!("filters[{i}].{f}"), r))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let i = raw.filters.len() - 1;
-        let filter = terminal_filter(last, stats, rbac)
+        let filter = terminal_filter(last, stats, authz)
             .map_err(|(f, r)| (format!("filters[{i}].{f}"), r))?;
         Ok(FilterChain {
             name: raw.name.clone(),
@@ -186,11 +188,12 @@ impl FilterChain {
     }
 }
 
-/// Decodes and compiles a chain's terminal filter, behind the network RBAC filters `rbac`.
+/// Decodes and compiles a chain's terminal filter, behind the network authorization
+/// filters `authz`.
 fn terminal_filter(
     f: &Filter,
     stats: &Stats,
-    rbac: Vec<Rbac>,
+    authz: Vec<NetworkAuthz>,
 ) -> Result<NetworkFilter, (String, String)> {
     let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else {
         return Err((
@@ -203,10 +206,10 @@ fn terminal_filter(
         Some(
             "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         ) => {
-            if !rbac.is_empty() {
+            if !authz.is_empty() {
                 return Err((
                     "name".into(),
-                    "network RBAC is supported before tcp_proxy only (HTTP chains use the HTTP RBAC filter)".into(),
+                    "network authorization filters are supported before tcp_proxy only (HTTP chains use the HTTP filters)".into(),
                 ));
             }
             let hcm = HttpConnectionManager::decode(any.value.as_slice()).map_err(decode_err)?;
@@ -216,7 +219,7 @@ fn terminal_filter(
         }
         Some("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy") => {
             let tcp = PbTcpProxy::decode(any.value.as_slice()).map_err(decode_err)?;
-            let proxy = TcpProxy::compile(&tcp, rbac)
+            let proxy = TcpProxy::compile(&tcp, authz)
                 .map_err(|(field, r)| (format!("typed_config.{field}"), r))?;
             Ok(NetworkFilter::Tcp(Arc::new(proxy)))
         }

@@ -26,7 +26,6 @@ pub use dns::{Dns, DnsKind, LookupFamily, Resolve, SystemResolver};
 pub use http::{Codec, Forwarding, HttpManager, RouteSource, ServerHeader};
 pub use listener::{FilterChain, Listener, NetworkFilter};
 pub use store::{ClusterState, ConfigStore, Snapshot, Wanted};
-use tcp::network_rbac;
 pub use tcp::{TcpProxy, TcpTarget};
 
 /// A resource the proxy refuses, with the field at fault and why: what a NACK says.

@@ -4,15 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mizzen_xds::pb::envoy::config::listener::v3::{Filter, filter};
-use mizzen_xds::pb::envoy::extensions::filters::network::rbac::v3::Rbac as PbNetworkRbac;
 use mizzen_xds::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     TcpProxy as PbTcpProxy, tcp_proxy::ClusterSpecifier,
 };
 
 use super::duration;
-use crate::authz::rbac::{NETWORK_RBAC, Rbac};
-use crate::stats::Stats;
+use crate::authz::NetworkAuthz;
 
 /// Envoy's default idle timeout of proxied TCP connections.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -26,9 +23,9 @@ pub struct TcpProxy {
     pub target: TcpTarget,
     /// A connection with no bytes either way for this long is closed (none: never).
     pub idle_timeout: Option<Duration>,
-    /// The network RBAC filters before it, in order: a connection any of them denies is
-    /// closed before an upstream is chosen.
-    pub rbac: Arc<[Rbac]>,
+    /// The network authorization filters before it, in order: a connection any of them
+    /// denies is closed before an upstream is chosen.
+    pub authz: Arc<[NetworkAuthz]>,
 }
 
 /// Where a TCP proxy sends connections.
@@ -65,9 +62,12 @@ impl TcpTarget {
 }
 
 impl TcpProxy {
-    /// Compiles a TCP proxy behind the network RBAC filters `rbac`; errors are
-    /// `(field, reason)`.
-    pub fn compile(raw: &PbTcpProxy, rbac: Vec<Rbac>) -> Result<TcpProxy, (String, String)> {
+    /// Compiles a TCP proxy behind the network authorization filters `authz`; errors
+    /// are `(field, reason)`.
+    pub fn compile(
+        raw: &PbTcpProxy,
+        authz: Vec<NetworkAuthz>,
+    ) -> Result<TcpProxy, (String, String)> {
         let field = |f: &str, r: String| (f.to_owned(), r);
         let target = match &raw.cluster_specifier {
             Some(ClusterSpecifier::Cluster(name)) if !name.is_empty() => {
@@ -98,29 +98,9 @@ impl TcpProxy {
             stat_prefix: raw.stat_prefix.clone(),
             target,
             idle_timeout,
-            rbac: rbac.into(),
+            authz: authz.into(),
         })
     }
-}
-
-/// Compiles a network filter that runs before a chain's terminal filter: only
-/// `envoy.filters.network.rbac` is one; errors are `(field, reason)`.
-pub(crate) fn network_rbac(f: &Filter, stats: &Stats) -> Result<Rbac, (String, String)> {
-    if f.name != NETWORK_RBAC {
-        return Err((
-            "name".into(),
-            format!("network filter {:?} is not supported", f.name),
-        ));
-    }
-    let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else {
-        return Err(("typed_config".into(), "is missing".into()));
-    };
-    crate::authz::decode::<PbNetworkRbac>(any)
-        .and_then(|config| Rbac::network(&config, stats))
-        .map_err(|e| match e.field.as_str() {
-            "" => ("typed_config".to_owned(), e.problem.to_string()),
-            inner => (format!("typed_config.{inner}"), e.problem.to_string()),
-        })
 }
 
 #[cfg(test)]
