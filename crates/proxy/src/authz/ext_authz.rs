@@ -110,15 +110,41 @@ impl ExtAuthzStats {
 
 /// What a check decided.
 pub(crate) enum Decision {
-    /// Let through, with headers to change upstream and to add to the response.
-    Allowed {
-        upstream_set: Vec<(HeaderName, HeaderValue)>,
-        upstream_append: Vec<(HeaderName, HeaderValue)>,
-        upstream_remove: Vec<HeaderName>,
-        response: Vec<(HeaderName, HeaderValue)>,
-    },
+    /// Let through, with headers to change.
+    Allowed(Allowed),
     /// Answered in the upstream's stead.
     Denied(Response<ProxyBody>),
+}
+
+/// What the authorization service asks to change in a request it allows.
+#[derive(Debug, Default)]
+pub(crate) struct Allowed {
+    /// Headers set on the upstream request.
+    upstream_set: Vec<(HeaderName, HeaderValue)>,
+    /// Headers appended to the upstream request.
+    upstream_append: Vec<(HeaderName, HeaderValue)>,
+    /// Headers removed from the upstream request.
+    upstream_remove: Vec<HeaderName>,
+    /// Headers added to the client's response.
+    response: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Allowed {
+    /// Applies the changes to the request's headers and the headers its response will get.
+    pub(crate) fn apply(self, request: &mut HeaderMap, response: &mut HeaderMap) {
+        for name in self.upstream_remove {
+            request.remove(name);
+        }
+        for (name, value) in self.upstream_set {
+            request.insert(name, value);
+        }
+        for (name, value) in self.upstream_append {
+            request.append(name, value);
+        }
+        for (name, value) in self.response {
+            response.append(name, value);
+        }
+    }
 }
 
 impl ExtAuthz {
@@ -215,7 +241,7 @@ impl ExtAuthz {
     ) -> bool {
         matches!(
             self.check(shared, connection, None).await,
-            Decision::Allowed { .. }
+            Decision::Allowed(_)
         )
     }
 
@@ -240,7 +266,7 @@ impl ExtAuthz {
         match outcome {
             Ok(Ok(decision)) => {
                 match &decision {
-                    Decision::Allowed { .. } => self.stats.ok.inc(),
+                    Decision::Allowed(_) => self.stats.ok.inc(),
                     Decision::Denied(_) => self.stats.denied.inc(),
                 }
                 decision
@@ -261,12 +287,10 @@ impl ExtAuthz {
                 true => vec![(FAILURE_MODE_ALLOWED, HeaderValue::from_static("true"))],
                 false => Vec::new(),
             };
-            return Decision::Allowed {
+            return Decision::Allowed(Allowed {
                 upstream_set,
-                upstream_append: Vec::new(),
-                upstream_remove: Vec::new(),
-                response: Vec::new(),
-            };
+                ..Allowed::default()
+            });
         }
         Decision::Denied(unauthorized(local(self.status_on_error, "")))
     }
@@ -336,12 +360,12 @@ impl ExtAuthz {
                 client_on_success,
                 ..
             } => Ok(if status == StatusCode::OK {
-                Decision::Allowed {
+                Decision::Allowed(Allowed {
                     upstream_set: picked(&headers, upstream),
                     upstream_append: picked(&headers, upstream_append),
                     upstream_remove: Vec::new(),
                     response: picked(&headers, client_on_success),
-                }
+                })
             } else {
                 let mut response = local(status, body);
                 for (name, value) in &headers {
@@ -529,12 +553,12 @@ fn grpc_decision(
                 .filter_map(header_pair)
                 .collect();
         }
-        return Ok(Decision::Allowed {
+        return Ok(Decision::Allowed(Allowed {
             upstream_set,
             upstream_append,
             upstream_remove,
             response: client,
-        });
+        }));
     }
     let mut status = StatusCode::FORBIDDEN;
     let mut response = match &response.http_response {

@@ -2,6 +2,8 @@
 //! manager's `http_filters` (Istio's: jwt_authn, ext_authz, then RBAC), each on the
 //! request as the ones before it left it.
 
+use std::net::IpAddr;
+
 use http::header::HeaderMap;
 use http::{Request, Response, StatusCode};
 use mizzen_xds::pb::envoy::extensions::filters::http::ext_authz::v3::ExtAuthz as PbExtAuthz;
@@ -102,7 +104,7 @@ impl HttpFilters {
         &self,
         shared: &Shared,
         connection: Connection<'_>,
-        remote: std::net::IpAddr,
+        remote: IpAddr,
         request: &mut Request<B>,
     ) -> Outcome {
         let mut metadata = Metadata::default();
@@ -124,25 +126,8 @@ impl HttpFilters {
                     let decision = ext.check(shared, &connection, Some(&head)).await;
                     match decision {
                         Decision::Denied(response) => return Outcome::Respond(response),
-                        Decision::Allowed {
-                            upstream_set,
-                            upstream_append,
-                            upstream_remove,
-                            response,
-                        } => {
-                            let headers = request.headers_mut();
-                            for name in upstream_remove {
-                                headers.remove(name);
-                            }
-                            for (name, value) in upstream_set {
-                                headers.insert(name, value);
-                            }
-                            for (name, value) in upstream_append {
-                                headers.append(name, value);
-                            }
-                            for (name, value) in response {
-                                response_headers.append(name, value);
-                            }
+                        Decision::Allowed(allowed) => {
+                            allowed.apply(request.headers_mut(), &mut response_headers);
                         }
                     }
                 }
