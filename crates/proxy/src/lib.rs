@@ -9,6 +9,7 @@
 
 mod activity;
 pub mod admin;
+pub mod authz;
 pub mod balance;
 pub mod bootstrap;
 pub mod config;

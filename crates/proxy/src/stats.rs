@@ -5,6 +5,7 @@
 //!
 //! The request path only increments atomics it was handed at config time.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -218,6 +219,37 @@ pub struct HttpStats {
     pub downstream_cx_active: Arc<Gauge>,
     /// The fault filter's (`http.<stat_prefix>.fault.…`).
     pub fault: FaultStats,
+    /// Counters whose names config chooses (`rbac.<rules_stat_prefix>allowed`, …).
+    named: Named,
+}
+
+impl HttpStats {
+    /// The counter `http.<stat_prefix>.<name>` (the same one across updates).
+    pub fn counter(&self, name: &str) -> Arc<Counter> {
+        self.named.counter(name)
+    }
+}
+
+/// Counters by a name that config chooses, made when config arrives.
+#[derive(Debug, Default)]
+struct Named(Mutex<BTreeMap<String, Arc<Counter>>>);
+
+impl Named {
+    fn counter(&self, name: &str) -> Arc<Counter> {
+        lock(&self.0).entry(name.to_owned()).or_default().clone()
+    }
+
+    fn samples(&self) -> Vec<Sample> {
+        lock(&self.0)
+            .iter()
+            .map(|(name, c)| Sample {
+                name: Cow::Owned(name.clone()),
+                gauge: false,
+                class: None,
+                value: c.get() as i64,
+            })
+            .collect()
+    }
 }
 
 /// The fault injection filter's statistics, per connection manager stat prefix.
@@ -286,6 +318,9 @@ pub struct Stats {
     clusters: Mutex<BTreeMap<String, Arc<ClusterStats>>>,
     http: Mutex<BTreeMap<String, Arc<HttpStats>>>,
     listeners: Mutex<BTreeMap<String, Arc<ListenerStats>>>,
+    /// Counters named in full by config, owned by no cluster or connection manager
+    /// (network filters': `<stat_prefix>rbac.allowed`).
+    named: Named,
 }
 
 impl Stats {
@@ -312,6 +347,11 @@ impl Stats {
         lock(&self.listeners).entry(name).or_default().clone()
     }
 
+    /// The counter named `name` in full (the same one across updates).
+    pub fn counter(&self, name: &str) -> Arc<Counter> {
+        self.named.counter(name)
+    }
+
     /// Every statistic: its owner's scope and name, and the statistic.
     fn all(&self) -> Vec<(Scope, String, Sample)> {
         let clusters = lock(&self.clusters);
@@ -328,7 +368,12 @@ impl Stats {
         let http = http
             .iter()
             .flat_map(|(prefix, h)| h.samples().map(move |s| (Scope::Http, prefix.clone(), s)));
-        clusters.chain(http).chain(listeners).collect()
+        let root = self
+            .named
+            .samples()
+            .into_iter()
+            .map(|s| (Scope::Root, String::new(), s));
+        clusters.chain(http).chain(listeners).chain(root).collect()
     }
 
     /// Envoy's `/stats` text: `name: value` per line, sorted.
@@ -337,6 +382,9 @@ impl Stats {
             .all()
             .into_iter()
             .map(|(scope, owner, s)| {
+                if let Scope::Root = scope {
+                    return format!("{}: {}\n", s.name, s.value);
+                }
                 let scope = scope.text();
                 match s.class {
                     Some(class) => format!("{scope}.{owner}.{}_{class}xx: {}\n", s.name, s.value),
@@ -352,6 +400,11 @@ impl Stats {
     pub fn prometheus(&self) -> String {
         let mut out = Families::default();
         for (scope, owner, s) in self.all() {
+            if let Scope::Root = scope {
+                let name = format!("envoy_{}", s.name.replace('.', "_"));
+                out.add(name, "counter", "", s.value);
+                continue;
+            }
             let owner = format!("{}=\"{}\"", scope.label(), escape(&owner));
             let kind = if s.gauge { "gauge" } else { "counter" };
             // Prometheus names have no dots: `circuit_breakers.default.rq_open` becomes
@@ -376,6 +429,8 @@ enum Scope {
     Cluster,
     Http,
     Listener,
+    /// Named in full, with no owner.
+    Root,
 }
 
 impl Scope {
@@ -385,6 +440,7 @@ impl Scope {
             Scope::Cluster => "cluster",
             Scope::Http => "http",
             Scope::Listener => "listener",
+            Scope::Root => "",
         }
     }
 
@@ -394,13 +450,14 @@ impl Scope {
             Scope::Cluster => "envoy_cluster_name",
             Scope::Http => "envoy_http_conn_manager_prefix",
             Scope::Listener => "envoy_listener_address",
+            Scope::Root => "",
         }
     }
 }
 
 /// One statistic's value, by name (`upstream_rq` with a class is `upstream_rq_2xx`).
 struct Sample {
-    name: &'static str,
+    name: Cow<'static, str>,
     gauge: bool,
     class: Option<usize>,
     value: i64,
@@ -408,7 +465,7 @@ struct Sample {
 
 fn counter(name: &'static str, c: &Counter) -> Sample {
     Sample {
-        name,
+        name: Cow::Borrowed(name),
         gauge: false,
         class: None,
         value: c.get() as i64,
@@ -417,7 +474,7 @@ fn counter(name: &'static str, c: &Counter) -> Sample {
 
 fn gauge(name: &'static str, g: &Gauge) -> Sample {
     Sample {
-        name,
+        name: Cow::Borrowed(name),
         gauge: true,
         class: None,
         value: g.get(),
@@ -426,7 +483,7 @@ fn gauge(name: &'static str, g: &Gauge) -> Sample {
 
 fn by_class<'a>(name: &'static str, b: &'a ByClass) -> impl Iterator<Item = Sample> + 'a {
     b.classes().map(move |(class, n)| Sample {
-        name,
+        name: Cow::Borrowed(name),
         gauge: false,
         class: Some(class),
         value: n as i64,
@@ -541,6 +598,7 @@ impl HttpStats {
         ]
         .into_iter()
         .chain(by_class("downstream_rq", &self.downstream_rq))
+        .chain(self.named.samples())
     }
 }
 
@@ -550,7 +608,11 @@ struct Families(BTreeMap<String, (&'static str, Vec<String>)>);
 
 impl Families {
     fn add(&mut self, name: String, kind: &'static str, labels: &str, value: i64) {
-        let sample = format!("{name}{{{labels}}} {value}");
+        let sample = if labels.is_empty() {
+            format!("{name} {value}")
+        } else {
+            format!("{name}{{{labels}}} {value}")
+        };
         self.0
             .entry(name)
             .or_insert((kind, Vec::new()))

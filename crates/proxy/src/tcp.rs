@@ -7,33 +7,40 @@ use tokio::io::{AsyncRead, AsyncWrite, copy_bidirectional};
 
 use crate::Shared;
 use crate::activity::{Activity, IdleTimer, Tracked};
+use crate::authz;
 use crate::config::TcpProxy;
 use crate::http::Downstream;
 use crate::tls::Carried;
 use crate::{endpoint, upstream};
 
-/// Relays `downstream` (the connection `connection` describes: where the client meant
-/// to connect, for original-destination clusters, and its TLS session) to the proxy's
-/// target.
+/// Relays `stream` to the proxy's target, once its network authorization filters allow the
+/// connection `downstream` describes (a denied one is closed: an error here): where the
+/// client meant to connect, for original-destination clusters, and its TLS session.
 pub async fn relay<S>(
     shared: &Shared,
     proxy: &TcpProxy,
-    mut downstream: S,
-    connection: &Downstream,
+    mut stream: S,
+    downstream: &Downstream,
 ) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    if !proxy.authz.is_empty() && !admitted(shared, proxy, downstream).await {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "denied by network authorization",
+        ));
+    }
     let snapshot = shared.store.snapshot();
     let name = proxy.target.pick(fastrand::u64(..));
     let Some(state) = snapshot.clusters.get(name) else {
         return Err(io::Error::other(format!("cluster {name:?} not found")));
     };
     let cluster = &state.cluster;
-    let chosen = endpoint::choose(state, connection.destination, None)
+    let chosen = endpoint::choose(state, downstream.destination, None)
         .map_err(|e| io::Error::other(format!("cluster {name:?}: {e}")))?;
-    if let Some(principal) = connection.principal() {
-        tracing::debug!(peer = %connection.peer, principal, cluster = %name, "relaying an mTLS connection");
+    if let Some(principal) = downstream.principal() {
+        tracing::debug!(peer = %downstream.peer, principal, cluster = %name, "relaying an mTLS connection");
     }
     let mut upstream = upstream::connect(
         chosen.address,
@@ -46,16 +53,25 @@ where
     .map_err(io::Error::other)?;
     let _open = state.stats.upstream_cx_active.track();
     let Some(idle) = proxy.idle_timeout else {
-        return copy_bidirectional(&mut downstream, &mut upstream)
+        return copy_bidirectional(&mut stream, &mut upstream)
             .await
             .map(|_| ());
     };
     let activity = Activity::new();
-    let mut downstream = Tracked::new(downstream, activity.clone());
+    let mut downstream = Tracked::new(stream, activity.clone());
     let mut idle = IdleTimer::new(idle, activity);
     tokio::select! {
         done = copy_bidirectional(&mut downstream, &mut upstream) => done.map(|_| ()),
         // Idle: close both sides.
         () = idle.expired() => Ok(()),
     }
+}
+
+/// Whether the chain's network authorization filters let the connection through.
+/// Envoy decides on the connection's first bytes; everything a policy can read of a
+/// connection is known at accept, so the decision is made then and a denied client
+/// never reaches an upstream.
+async fn admitted(shared: &Shared, proxy: &TcpProxy, downstream: &Downstream) -> bool {
+    let connection = downstream.authz_connection();
+    authz::admit(&proxy.authz, shared, connection).await
 }

@@ -14,13 +14,15 @@ use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager
 
 use super::cidr::Cidr;
 use super::duration;
+use crate::authz::{self, HttpFilters};
 use crate::http::ClientCertPolicy;
 use crate::route::{FAULT_FILTER, Fault, RouteTable};
 use crate::stats::{HttpStats, Stats};
 
 /// The router filter, which every filter list must end with.
 const ROUTER: &str = "envoy.filters.http.router";
-/// HTTP filters the proxy accepts. CORS is accepted and not acted on.
+/// HTTP filters the proxy accepts besides the authorization ones. CORS is accepted and
+/// not acted on.
 const KNOWN_FILTERS: [&str; 3] = [ROUTER, FAULT_FILTER, "envoy.filters.http.cors"];
 /// Envoy's default `stream_idle_timeout`.
 const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -53,6 +55,8 @@ pub struct HttpManager {
     /// The fault filter's own settings, when the filter is in the chain (and enabled):
     /// the defaults for requests whose route carries none of its own.
     pub fault: Option<Fault>,
+    /// The authorization filters (JWT, ext_authz, RBAC), run in order before routing.
+    pub authz: HttpFilters,
     /// Its statistics (shared by every manager with the same `stat_prefix`).
     pub stats: Arc<HttpStats>,
 }
@@ -191,7 +195,8 @@ impl HttpManager {
             }
         };
         for (i, filter) in hcm.http_filters.iter().enumerate() {
-            if !KNOWN_FILTERS.contains(&filter.name.as_str()) {
+            let name = filter.name.as_str();
+            if !KNOWN_FILTERS.contains(&name) && !authz::FILTERS.contains(&name) {
                 let optional = matches!(
                     &filter.config_type,
                     Some(http_filter::ConfigType::TypedConfig(_))
@@ -252,6 +257,8 @@ impl HttpManager {
             .map(|d| duration(d).map_err(|r| field("request_headers_timeout", r)))
             .transpose()?
             .filter(|d| !d.is_zero());
+        let stats = stats.http(&hcm.stat_prefix);
+        let authz = HttpFilters::compile(&hcm.http_filters, &stats)?;
         Ok(HttpManager {
             stat_prefix: hcm.stat_prefix.clone(),
             routes,
@@ -268,8 +275,9 @@ impl HttpManager {
             stream_idle_timeout,
             request_headers_timeout,
             server_header: ServerHeader::compile(hcm).map_err(|r| field("server_name", r))?,
-            stats: stats.http(&hcm.stat_prefix),
+            stats,
             fault,
+            authz,
             connect: hcm.upgrade_configs.iter().any(|u| {
                 u.upgrade_type.eq_ignore_ascii_case("CONNECT") && u.enabled.is_none_or(|e| e.value)
             }),

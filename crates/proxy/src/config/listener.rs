@@ -16,6 +16,7 @@ use mizzen_xds::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTls
 
 use super::chain::{self, ChainMatch, ConnectionInfo};
 use super::{ConfigError, HttpManager, TcpProxy, socket_address};
+use crate::authz::NetworkAuthz;
 use crate::stats::{SslStats, Stats};
 use crate::tls::{RAW_BUFFER, Secrets, ServerTls, TLS};
 
@@ -184,18 +185,19 @@ impl FilterChain {
             })
             .transpose()?
             .flatten();
-        let Some((last, _)) = raw.filters.split_last() else {
+        let Some((last, leading)) = raw.filters.split_last() else {
             return Err(("filters".into(), "a chain needs a network filter".into()));
         };
+        let authz = leading
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                NetworkAuthz::compile(f, stats).map_err(|(f, r)| (format!("filters[{i}].{f}"), r))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let i = raw.filters.len() - 1;
-        let filter =
-            terminal_filter(last, stats).map_err(|(f, r)| (format!("filters[{i}].{f}"), r))?;
-        if i > 0 {
-            return Err((
-                "filters[0]".into(),
-                format!("network filter {:?} is not supported", raw.filters[0].name),
-            ));
-        }
+        let filter = terminal_filter(last, stats, authz)
+            .map_err(|(f, r)| (format!("filters[{i}].{f}"), r))?;
         Ok(FilterChain {
             name: raw.name.clone(),
             criteria,
@@ -240,8 +242,13 @@ fn downstream_tls(
     }
 }
 
-/// Decodes and compiles a chain's terminal filter.
-fn terminal_filter(f: &Filter, stats: &Stats) -> Result<NetworkFilter, (String, String)> {
+/// Decodes and compiles a chain's terminal filter, behind the network authorization
+/// filters `authz`.
+fn terminal_filter(
+    f: &Filter,
+    stats: &Stats,
+    authz: Vec<NetworkAuthz>,
+) -> Result<NetworkFilter, (String, String)> {
     let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else {
         return Err((
             "typed_config".into(),
@@ -253,6 +260,12 @@ fn terminal_filter(f: &Filter, stats: &Stats) -> Result<NetworkFilter, (String, 
         Some(
             "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         ) => {
+            if !authz.is_empty() {
+                return Err((
+                    "name".into(),
+                    "network authorization filters are supported before tcp_proxy only (HTTP chains use the HTTP filters)".into(),
+                ));
+            }
             let hcm = HttpConnectionManager::decode(any.value.as_slice()).map_err(decode_err)?;
             let manager = HttpManager::compile(&hcm, stats)
                 .map_err(|(field, r)| (format!("typed_config.{field}"), r))?;
@@ -260,7 +273,7 @@ fn terminal_filter(f: &Filter, stats: &Stats) -> Result<NetworkFilter, (String, 
         }
         Some("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy") => {
             let tcp = PbTcpProxy::decode(any.value.as_slice()).map_err(decode_err)?;
-            let proxy = TcpProxy::compile(&tcp)
+            let proxy = TcpProxy::compile(&tcp, authz)
                 .map_err(|(field, r)| (format!("typed_config.{field}"), r))?;
             Ok(NetworkFilter::Tcp(Arc::new(proxy)))
         }

@@ -18,6 +18,7 @@ use mizzen_xds::pb::envoy::config::core::v3::{Address, SocketAddress, address, s
 use mizzen_xds::pb::google::protobuf::Duration as PbDuration;
 
 pub use chain::{ChainMatch, ConnectionInfo};
+pub(crate) use cidr::Cidr;
 pub use cluster::{
     CircuitBreakers, Cluster, Discovery, OutlierDetection, RetryLimit, UpstreamProtocol,
 };

@@ -126,13 +126,17 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 ///   `x-envoy-internal: true`; from any other (every one, by default), the `x-envoy-*`
 ///   headers that steer proxies and the `internal_only_headers` go;
 /// - a request without an `x-request-id`, or any edge request, gets a new one.
+///
+/// Returns the client's address as the connection manager trusts it (Envoy's
+/// downstream remote address, which RBAC's `remote_ip` matches): from
+/// `x-forwarded-for` within the trusted hops, else the connection's peer.
 pub fn sanitize_request(
     headers: &mut HeaderMap,
     manager: &HttpManager,
     internal_only: &[HeaderName],
     peer: SocketAddr,
     tls: bool,
-) {
+) -> IpAddr {
     strip_hop_by_hop(headers);
     headers.remove(X_ENVOY_INTERNAL);
     let forwarding = &manager.forwarding;
@@ -196,6 +200,7 @@ pub fn sanitize_request(
     if manager.generate_request_id && (replace_id || !headers.contains_key(&X_REQUEST_ID)) {
         headers.insert(X_REQUEST_ID, uuid_v4());
     }
+    client.unwrap_or_else(|| peer.ip().to_canonical())
 }
 
 /// The address `skip` entries from the end of `x-forwarded-for`, as Envoy reads it, and

@@ -28,8 +28,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use body::ProxyBody;
 pub use mirror::{InvalidMirror, MirrorPolicy};
-pub use request_body::RequestBody;
+pub use request_body::{Kept, RequestBody};
 pub use retry::{InvalidPolicy, RetryPolicy};
+pub(crate) use router::request_head;
 pub use router::{Downstream, local};
 pub use xfcc::{ClientCertPolicy, X_FORWARDED_CLIENT_CERT};
 

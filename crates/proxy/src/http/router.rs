@@ -21,6 +21,7 @@ use super::headers::{
 use super::{connect, fault, forward, mirror};
 use crate::Shared;
 use crate::activity::{Activity, IdleTimer};
+use crate::authz::{self, Outcome};
 use crate::balance::HashInput;
 use crate::config::{HttpManager, Snapshot};
 use crate::flags::ResponseFlags;
@@ -51,6 +52,17 @@ impl Downstream {
     /// it presented no certificate.
     pub fn principal(&self) -> Option<&str> {
         self.tls.as_deref().and_then(Session::principal)
+    }
+
+    /// What the authorization filters read of the connection.
+    pub(crate) fn authz_connection(&self) -> authz::Connection<'_> {
+        authz::Connection {
+            source: self.peer,
+            destination: self.destination,
+            principal: self.principal(),
+            server_name: self.tls.as_deref().and_then(|t| t.sni.as_deref()),
+            tls: self.is_tls(),
+        }
     }
 }
 
@@ -97,7 +109,7 @@ async fn route(
     });
     // Envoy's connection manager changes these before routing, so routes see its result
     // (a route may match on `x-forwarded-proto`, say).
-    headers::sanitize_request(
+    let remote = headers::sanitize_request(
         request.headers_mut(),
         manager,
         table.internal_only_headers(),
@@ -108,14 +120,28 @@ async fn route(
         .client_cert
         .apply(request.headers_mut(), downstream.tls.as_deref());
     // Cheap copies (shared bytes) that routing borrows from while the request changes.
-    let uri = request.uri().clone();
-    let host = request.headers().get(header::HOST).cloned();
-    let authority = authority(&uri, host.as_ref());
     let connect = request.method() == Method::CONNECT;
     if connect && !manager.connect {
         // Envoy answers CONNECT with 403 unless the connection manager enables it.
         return local(StatusCode::FORBIDDEN, "");
     }
+    // The authorization filters run before routing, in their configured order; what
+    // they change in the request is what routing sees.
+    let mut filtered = HeaderMap::new();
+    if !manager.authz.is_empty() {
+        let connection = downstream.authz_connection();
+        match manager
+            .authz
+            .run(shared, connection, remote, &mut request)
+            .await
+        {
+            Outcome::Respond(response) => return response,
+            Outcome::Continue { response_headers } => filtered = response_headers,
+        }
+    }
+    let uri = request.uri().clone();
+    let host = request.headers().get(header::HOST).cloned();
+    let authority = authority(&uri, host.as_ref());
     // A CONNECT names only an authority; it has no path to match.
     let path = uri
         .path_and_query()
@@ -129,7 +155,9 @@ async fn route(
         headers: request.headers(),
     };
     let Some(selected) = table.select(&head) else {
-        return flagged(local(StatusCode::NOT_FOUND, ""), ResponseFlags::NR);
+        let mut response = flagged(local(StatusCode::NOT_FOUND, ""), ResponseFlags::NR);
+        append(response.headers_mut(), &filtered);
+        return response;
     };
     // The fault filter runs before the router, on the route it picked.
     let injected = match &manager.fault {
@@ -140,6 +168,7 @@ async fn route(
     // own answers (direct responses, redirects, errors) included, as in Envoy.
     let finish = |mut response: Response<ProxyBody>| {
         selected.apply_response_headers(response.headers_mut());
+        append(response.headers_mut(), &filtered);
         fault::add_flags(&mut response, injected.flags);
         response
     };
@@ -285,6 +314,28 @@ pub(super) async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::u
             }
         }
         (Err(e), _) | (_, Err(e)) => tracing::debug!(error = %e, "upgrade failed"),
+    }
+}
+
+/// What routing and authorization read of `request`, on a TLS connection or not.
+pub(crate) fn request_head<B>(request: &Request<B>, tls: bool) -> RequestHead<'_> {
+    let uri = request.uri();
+    let connect = request.method() == Method::CONNECT;
+    RequestHead {
+        authority: authority(uri, request.headers().get(header::HOST)),
+        method: request.method(),
+        path: uri
+            .path_and_query()
+            .map_or(if connect { "" } else { "/" }, PathAndQuery::as_str),
+        scheme: scheme(uri, request.headers(), tls),
+        headers: request.headers(),
+    }
+}
+
+/// Appends `extra` to `headers`.
+fn append(headers: &mut HeaderMap, extra: &HeaderMap) {
+    for (name, value) in extra {
+        headers.append(name, value.clone());
     }
 }
 

@@ -39,14 +39,15 @@ pub use action::{
 };
 pub use error::{Problem, RouteError};
 pub use fault::{AbortStatus, Aborted, FAULT_FILTER, Fault};
-pub(crate) use matcher::StringMatch;
 pub use request::RequestHead;
+// The authorization filters match requests as routes do.
+pub(crate) use error::{Invalid, Within};
+pub(crate) use matcher::{HeaderMatch, RouteMatch, StringMatch};
 
 use action::Inherited;
 use domain::DomainIndex;
-use error::{Within, unsupported};
+use error::unsupported;
 use headers::{HeaderMutations, HeaderOps};
-use matcher::RouteMatch;
 use request::HeaderSource;
 
 /// Envoy's `max_direct_response_body_size_bytes` when a route configuration sets none.
