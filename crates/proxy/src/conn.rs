@@ -77,7 +77,7 @@ pub async fn handle(
             http::serve(shared.clone(), manager.clone(), downstream, stream, drain).await;
         }
         NetworkFilter::Tcp(proxy) => {
-            if let Err(e) = tcp::relay(&shared, proxy, stream, destination).await {
+            if let Err(e) = tcp::relay(&shared, proxy, stream, peer, destination).await {
                 tracing::debug!(listener = %listener.name, %peer, error = %e, "TCP relay ended");
             }
         }

@@ -19,6 +19,7 @@ pub mod flags;
 pub mod http;
 pub mod inspect;
 pub mod listeners;
+pub mod metrics;
 mod original_dst;
 pub mod route;
 pub mod stats;
@@ -93,6 +94,9 @@ pub struct ProxyOptions {
     pub logging: Option<Arc<dyn admin::LogLevels>>,
     /// Resolves the host names of DNS clusters (the system's resolver by default).
     pub resolver: Arc<dyn config::Resolve>,
+    /// Where to serve `/stats/prometheus` for Prometheus (Istio's 15020 and 15090), if
+    /// anywhere.
+    pub prometheus_addrs: Vec<SocketAddr>,
 }
 
 impl ProxyOptions {
@@ -104,6 +108,7 @@ impl ProxyOptions {
             health_addr: None,
             logging: None,
             resolver: Arc::new(config::SystemResolver),
+            prometheus_addrs: Vec::new(),
         }
     }
 }
@@ -132,6 +137,7 @@ pub struct Proxy {
     shared: Arc<Shared>,
     client: Option<Arc<AdsClient>>,
     admin: Option<SocketAddr>,
+    prometheus: Vec<SocketAddr>,
     shutdown: Arc<DrainTrigger>,
     stopped: DrainWatch,
     tasks: Vec<JoinHandle<()>>,
@@ -141,10 +147,11 @@ impl Proxy {
     /// Starts serving: static listeners at once, dynamic ones as they arrive.
     pub async fn start(options: ProxyOptions) -> Result<Proxy, StartError> {
         let bootstrap = options.bootstrap;
-        let store = Arc::new(ConfigStore::new(
+        let store = Arc::new(ConfigStore::with_stats(
             bootstrap.listeners.clone(),
             bootstrap.clusters.clone(),
             bootstrap.ads.is_some(),
+            stats::Stats::for_node(&bootstrap.node),
         )?);
         let shared = Arc::new(Shared {
             store: store.clone(),
@@ -163,6 +170,7 @@ impl Proxy {
             tokio::spawn(listeners::run(shared.clone(), stopped.clone())),
             tokio::spawn(prune_pools(shared.clone())),
             tokio::spawn(config::dns::run(store.clone(), options.resolver.clone())),
+            tokio::spawn(metrics::follow_endpoints(shared.clone())),
         ];
         let admin = match bootstrap.admin {
             Some(address) => {
@@ -184,6 +192,22 @@ impl Proxy {
             }
             None => None,
         };
+        let mut prometheus = Vec::new();
+        for &address in &options.prometheus_addrs {
+            let socket = TcpListener::bind(address)
+                .await
+                .map_err(|source| StartError::Admin { address, source })?;
+            prometheus.push(
+                socket
+                    .local_addr()
+                    .map_err(|source| StartError::Admin { address, source })?,
+            );
+            tasks.push(tokio::spawn(admin::serve_prometheus(
+                socket,
+                shared.clone(),
+                stopped.clone(),
+            )));
+        }
         if let Some(address) = options.health_addr {
             let socket = TcpListener::bind(address)
                 .await
@@ -198,6 +222,7 @@ impl Proxy {
             shared,
             client,
             admin,
+            prometheus,
             shutdown,
             stopped,
             tasks,
@@ -217,6 +242,11 @@ impl Proxy {
     /// Where the listener `name` is bound, once it is.
     pub async fn listener_addr(&self, name: &str) -> SocketAddr {
         self.shared.bound.wait(name).await
+    }
+
+    /// Where it serves `/stats/prometheus` for Prometheus, in [`ProxyOptions`] order.
+    pub fn prometheus_addrs(&self) -> &[SocketAddr] {
+        &self.prometheus
     }
 
     /// Where its listeners are bound now, in address order.

@@ -10,6 +10,10 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use mizzen_xds::pb::envoy::config::core::v3::Node;
+
+use crate::metrics::Registry;
+
 /// A monotonic count.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -236,9 +240,24 @@ pub struct FaultStats {
 pub struct Stats {
     clusters: Mutex<BTreeMap<String, Arc<ClusterStats>>>,
     http: Mutex<BTreeMap<String, Arc<HttpStats>>>,
+    istio: Arc<Registry>,
 }
 
 impl Stats {
+    /// The statistics of the proxy `node`, whose metadata names its workload in
+    /// Istio's metrics.
+    pub fn for_node(node: &Node) -> Stats {
+        Stats {
+            istio: Arc::new(Registry::for_node(node)),
+            ..Stats::default()
+        }
+    }
+
+    /// Istio's metrics.
+    pub fn istio(&self) -> &Arc<Registry> {
+        &self.istio
+    }
+
     /// The statistics of the cluster `name` (the same ones across updates).
     pub fn cluster(&self, name: &str) -> Arc<ClusterStats> {
         lock(&self.clusters)
@@ -285,7 +304,8 @@ impl Stats {
         lines.concat()
     }
 
-    /// Envoy's `/stats/prometheus`: tags extracted into labels as Envoy names them.
+    /// Envoy's `/stats/prometheus`: tags extracted into labels as Envoy names them, and
+    /// Istio's metrics (which Istio's filters make Envoy stats too).
     pub fn prometheus(&self) -> String {
         let mut out = Families::default();
         for (scope, owner, s) in self.all() {
@@ -303,7 +323,9 @@ impl Stats {
             };
             out.add(name, kind, &labels, s.value);
         }
-        out.render()
+        let mut text = out.render();
+        text.push_str(&self.istio.prometheus());
+        text
     }
 }
 
@@ -504,7 +526,7 @@ impl Families {
 }
 
 /// A Prometheus label value: backslash, quote and newline escaped.
-fn escape(value: &str) -> String {
+pub(crate) fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

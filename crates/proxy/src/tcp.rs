@@ -9,14 +9,16 @@ use tokio::io::{AsyncRead, AsyncWrite, copy_bidirectional};
 use crate::Shared;
 use crate::activity::{Activity, IdleTimer, Tracked};
 use crate::config::TcpProxy;
+use crate::metrics::Metering;
 use crate::{endpoint, upstream};
 
-/// Relays `downstream` to the proxy's target; `destination` is where the client meant
-/// to connect (used by original-destination clusters).
+/// Relays `downstream` (from `peer`) to the proxy's target; `destination` is where the
+/// client meant to connect (used by original-destination clusters).
 pub async fn relay<S>(
     shared: &Shared,
     proxy: &TcpProxy,
-    mut downstream: S,
+    downstream: S,
+    peer: SocketAddr,
     destination: SocketAddr,
 ) -> io::Result<()>
 where
@@ -39,6 +41,8 @@ where
     .await
     .map_err(io::Error::other)?;
     let _open = state.stats.upstream_cx_active.track();
+    let ends = (peer, chosen.address);
+    let mut downstream = Metering::new(proxy.telemetry.as_deref(), downstream, ends, cluster);
     let Some(idle) = proxy.idle_timeout else {
         return copy_bidirectional(&mut downstream, &mut upstream)
             .await

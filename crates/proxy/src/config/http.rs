@@ -14,6 +14,7 @@ use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager
 
 use super::cidr::Cidr;
 use super::duration;
+use crate::metrics::{self, HttpTelemetry, ReporterChoice};
 use crate::route::{FAULT_FILTER, Fault, RouteTable};
 use crate::stats::{HttpStats, Stats};
 
@@ -52,6 +53,8 @@ pub struct HttpManager {
     pub fault: Option<Fault>,
     /// Its statistics (shared by every manager with the same `stat_prefix`).
     pub stats: Arc<HttpStats>,
+    /// Istio's metadata exchange and metrics, when its filters are in the chain.
+    pub telemetry: Option<Arc<HttpTelemetry>>,
 }
 
 /// How a connection manager treats the forwarding headers of requests
@@ -156,6 +159,7 @@ impl HttpManager {
     pub fn compile(
         hcm: &HttpConnectionManager,
         stats: &Stats,
+        direction: ReporterChoice,
     ) -> Result<HttpManager, (String, String)> {
         let field = |f: &str, r: String| (f.to_owned(), r);
         let routes = match &hcm.route_specifier {
@@ -188,7 +192,9 @@ impl HttpManager {
             }
         };
         for (i, filter) in hcm.http_filters.iter().enumerate() {
-            if !KNOWN_FILTERS.contains(&filter.name.as_str()) {
+            if !KNOWN_FILTERS.contains(&filter.name.as_str())
+                && !metrics::is_telemetry_filter(&filter.name)
+            {
                 let optional = matches!(
                     &filter.config_type,
                     Some(http_filter::ConfigType::TypedConfig(_))
@@ -220,6 +226,19 @@ impl HttpManager {
                 })
             })
             .transpose()?;
+        let telemetry = HttpTelemetry::compile(
+            hcm.http_filters.iter().map(|f| {
+                let any = match &f.config_type {
+                    Some(http_filter::ConfigType::TypedConfig(any)) => Some(any),
+                    _ => None,
+                };
+                (f.name.as_str(), any)
+            }),
+            direction,
+            stats.istio(),
+        )
+        .map_err(|(i, r)| field(&format!("http_filters[{i}].typed_config"), r))?
+        .map(Arc::new);
         match hcm.http_filters.last() {
             Some(last) if last.name == ROUTER => {}
             _ => {
@@ -265,6 +284,7 @@ impl HttpManager {
             request_headers_timeout,
             server_header: ServerHeader::compile(hcm).map_err(|r| field("server_name", r))?,
             stats: stats.http(&hcm.stat_prefix),
+            telemetry,
             fault,
             connect: hcm.upgrade_configs.iter().any(|u| {
                 u.upgrade_type.eq_ignore_ascii_case("CONNECT") && u.enabled.is_none_or(|e| e.value)
@@ -311,6 +331,7 @@ mod tests {
                 ..HttpConnectionManager::default()
             },
             &crate::stats::Stats::default(),
+            ReporterChoice::Outbound,
         )
     }
 

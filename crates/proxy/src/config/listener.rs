@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use mizzen_xds::pb::envoy::config::core::v3::TrafficDirection;
 use mizzen_xds::pb::envoy::config::listener::v3::{
     Filter, FilterChain as PbFilterChain, Listener as PbListener, filter, listener_filter,
 };
@@ -13,6 +14,7 @@ use prost::Message;
 
 use super::chain::{self, ChainMatch, ConnectionInfo};
 use super::{ConfigError, HttpManager, TcpProxy, socket_address};
+use crate::metrics::{ReporterChoice, TcpTelemetry, is_telemetry_filter};
 use crate::stats::Stats;
 
 const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_connection_manager";
@@ -99,12 +101,17 @@ impl Listener {
             }
         }
 
+        let direction = if raw.traffic_direction == TrafficDirection::Inbound as i32 {
+            ReporterChoice::Inbound
+        } else {
+            ReporterChoice::Outbound
+        };
         let chains = raw
             .filter_chains
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                FilterChain::compile(c, stats)
+                FilterChain::compile(c, stats, direction)
                     .map_err(|(f, r)| err(&format!("filter_chains[{i}].{f}"), r))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -112,7 +119,7 @@ impl Listener {
             .default_filter_chain
             .as_ref()
             .map(|c| {
-                FilterChain::compile(c, stats)
+                FilterChain::compile(c, stats, direction)
                     .map_err(|(f, r)| err(&format!("default_filter_chain.{f}"), r))
             })
             .transpose()?;
@@ -155,7 +162,11 @@ impl Listener {
 }
 
 impl FilterChain {
-    fn compile(raw: &PbFilterChain, stats: &Stats) -> Result<FilterChain, (String, String)> {
+    fn compile(
+        raw: &PbFilterChain,
+        stats: &Stats,
+        direction: ReporterChoice,
+    ) -> Result<FilterChain, (String, String)> {
         let criteria = match &raw.filter_chain_match {
             Some(m) => ChainMatch::compile(m)?,
             None => ChainMatch::default(),
@@ -166,18 +177,34 @@ impl FilterChain {
                 "TLS termination is not supported yet".into(),
             ));
         }
-        let Some((last, _)) = raw.filters.split_last() else {
+        let Some((last, leading)) = raw.filters.split_last() else {
             return Err(("filters".into(), "a chain needs a network filter".into()));
         };
-        let i = raw.filters.len() - 1;
-        let filter =
-            terminal_filter(last, stats).map_err(|(f, r)| (format!("filters[{i}].{f}"), r))?;
-        if i > 0 {
+        if let Some((i, f)) = leading
+            .iter()
+            .enumerate()
+            .find(|(_, f)| !is_telemetry_filter(&f.name))
+        {
             return Err((
-                "filters[0]".into(),
-                format!("network filter {:?} is not supported", raw.filters[0].name),
+                format!("filters[{i}]"),
+                format!("network filter {:?} is not supported", f.name),
             ));
         }
+        let telemetry = TcpTelemetry::compile(
+            leading.iter().enumerate().map(|(i, f)| {
+                let any = match &f.config_type {
+                    Some(filter::ConfigType::TypedConfig(any)) => Some(any),
+                    _ => None,
+                };
+                (i, f.name.as_str(), any)
+            }),
+            direction,
+            stats.istio(),
+        )
+        .map_err(|(i, r)| (format!("filters[{i}].typed_config"), r))?;
+        let i = raw.filters.len() - 1;
+        let filter = terminal_filter(last, stats, direction, telemetry)
+            .map_err(|(f, r)| (format!("filters[{i}].{f}"), r))?;
         Ok(FilterChain {
             name: raw.name.clone(),
             criteria,
@@ -186,8 +213,13 @@ impl FilterChain {
     }
 }
 
-/// Decodes and compiles a chain's terminal filter.
-fn terminal_filter(f: &Filter, stats: &Stats) -> Result<NetworkFilter, (String, String)> {
+/// Decodes and compiles a chain's terminal filter; a TCP proxy records into `telemetry`.
+fn terminal_filter(
+    f: &Filter,
+    stats: &Stats,
+    direction: ReporterChoice,
+    telemetry: Option<TcpTelemetry>,
+) -> Result<NetworkFilter, (String, String)> {
     let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else {
         return Err((
             "typed_config".into(),
@@ -200,13 +232,13 @@ fn terminal_filter(f: &Filter, stats: &Stats) -> Result<NetworkFilter, (String, 
             "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         ) => {
             let hcm = HttpConnectionManager::decode(any.value.as_slice()).map_err(decode_err)?;
-            let manager = HttpManager::compile(&hcm, stats)
+            let manager = HttpManager::compile(&hcm, stats, direction)
                 .map_err(|(field, r)| (format!("typed_config.{field}"), r))?;
             Ok(NetworkFilter::Http(Arc::new(manager)))
         }
         Some("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy") => {
             let tcp = PbTcpProxy::decode(any.value.as_slice()).map_err(decode_err)?;
-            let proxy = TcpProxy::compile(&tcp)
+            let proxy = TcpProxy::compile(&tcp, telemetry)
                 .map_err(|(field, r)| (format!("typed_config.{field}"), r))?;
             Ok(NetworkFilter::Tcp(Arc::new(proxy)))
         }

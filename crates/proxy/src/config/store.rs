@@ -139,7 +139,17 @@ impl ConfigStore {
         clusters: Vec<PbCluster>,
         dynamic: bool,
     ) -> Result<ConfigStore, ConfigError> {
-        let stats = Arc::new(Stats::default());
+        Self::with_stats(listeners, clusters, dynamic, Stats::default())
+    }
+
+    /// [`ConfigStore::new`], counting into `stats`.
+    pub fn with_stats(
+        listeners: Vec<PbListener>,
+        clusters: Vec<PbCluster>,
+        dynamic: bool,
+        stats: Stats,
+    ) -> Result<ConfigStore, ConfigError> {
+        let stats = Arc::new(stats);
         let mut snapshot = Snapshot::default();
         for raw in clusters {
             let cluster = Cluster::compile(raw)?;

@@ -1,6 +1,7 @@
 //! The TCP proxy (`envoy.filters.network.tcp_proxy`): a chain's connections relayed as
 //! bytes to one cluster, or to one of several by weight.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use mizzen_xds::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
@@ -8,6 +9,7 @@ use mizzen_xds::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
 };
 
 use super::duration;
+use crate::metrics::TcpTelemetry;
 
 /// Envoy's default idle timeout of proxied TCP connections.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -21,6 +23,8 @@ pub struct TcpProxy {
     pub target: TcpTarget,
     /// A connection with no bytes either way for this long is closed (none: never).
     pub idle_timeout: Option<Duration>,
+    /// Istio's TCP metrics, when `istio.stats` precedes the proxy in its chain.
+    pub telemetry: Option<Arc<TcpTelemetry>>,
 }
 
 /// Where a TCP proxy sends connections.
@@ -57,8 +61,12 @@ impl TcpTarget {
 }
 
 impl TcpProxy {
-    /// Compiles a TCP proxy; errors are `(field, reason)`.
-    pub fn compile(raw: &PbTcpProxy) -> Result<TcpProxy, (String, String)> {
+    /// Compiles a TCP proxy, with the `telemetry` of the filters before it; errors are
+    /// `(field, reason)`.
+    pub fn compile(
+        raw: &PbTcpProxy,
+        telemetry: Option<TcpTelemetry>,
+    ) -> Result<TcpProxy, (String, String)> {
         let field = |f: &str, r: String| (f.to_owned(), r);
         let target = match &raw.cluster_specifier {
             Some(ClusterSpecifier::Cluster(name)) if !name.is_empty() => {
@@ -89,6 +97,7 @@ impl TcpProxy {
             stat_prefix: raw.stat_prefix.clone(),
             target,
             idle_timeout,
+            telemetry: telemetry.map(Arc::new),
         })
     }
 }
@@ -119,7 +128,7 @@ mod tests {
             })),
             ..Default::default()
         };
-        let proxy = TcpProxy::compile(&raw).unwrap();
+        let proxy = TcpProxy::compile(&raw, None).unwrap();
         // Draws are uniform over [0, 4): 0 → a, 1..4 → b.
         assert_eq!(proxy.target.pick(0), "a");
         assert_eq!(proxy.target.pick(1), "b");
@@ -130,7 +139,7 @@ mod tests {
 
     #[test]
     fn a_proxy_without_cluster_is_refused() {
-        let (field, _) = TcpProxy::compile(&PbTcpProxy::default()).unwrap_err();
+        let (field, _) = TcpProxy::compile(&PbTcpProxy::default(), None).unwrap_err();
         assert_eq!(field, "cluster");
     }
 }
