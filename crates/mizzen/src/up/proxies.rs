@@ -10,12 +10,20 @@ use mizzen_xds::pb::google::protobuf::{Struct, Value, value::Kind};
 
 /// The admin port each sidecar serves on its pod's address (Envoy's 15000).
 pub const ADMIN_PORT: u16 = 15000;
+/// Where Prometheus scrapes a sidecar: Istio's agent (merged metrics) and Envoy's own
+/// stats port.
+pub const PROMETHEUS_PORTS: [u16; 2] = [15020, 15090];
+
+/// The cluster id Istio gives a cluster nobody named.
+const CLUSTER_ID: &str = "Kubernetes";
 
 /// Who a proxy is, as Istio's agent presents it.
 #[derive(Debug, Clone)]
 pub struct Identity {
     /// The node id.
     pub node_id: String,
+    /// Its workload (a Deployment's name), as Istio's metrics name it.
+    pub workload: String,
     /// The workload's labels.
     pub labels: BTreeMap<String, String>,
     /// Its namespace.
@@ -29,7 +37,7 @@ pub struct Identity {
 }
 
 /// Starts a proxy for `who` taking its config from the pilot at `xds`; its admin API
-/// on `admin`, if given.
+/// on `admin`, if given, and its Prometheus ports on the same address.
 pub async fn start(
     who: &Identity,
     xds: SocketAddr,
@@ -39,6 +47,11 @@ pub async fn start(
     let mut options = ProxyOptions::new(bootstrap);
     // A stopping mesh does not wait for connections to drain.
     options.drain_time = std::time::Duration::ZERO;
+    if let Some(admin) = admin {
+        options.prometheus_addrs = PROMETHEUS_PORTS
+            .map(|port| SocketAddr::new(admin.ip(), port))
+            .to_vec();
+    }
     Ok(Proxy::start(options).await?)
 }
 
@@ -59,6 +72,8 @@ fn node(who: &Identity) -> Node {
     let ip = who.ip.to_string();
     let mut fields: BTreeMap<String, Value> = [
         ("NAMESPACE", who.namespace.as_str()),
+        ("WORKLOAD_NAME", who.workload.as_str()),
+        ("CLUSTER_ID", CLUSTER_ID),
         ("SERVICE_ACCOUNT", who.service_account.as_str()),
         ("INSTANCE_IPS", ip.as_str()),
     ]
@@ -89,6 +104,7 @@ pub fn ingress_gateway(ip: Ipv4Addr) -> Identity {
         node_id: format!(
             "router~{ip}~istio-ingressgateway-1.istio-system~istio-system.svc.cluster.local"
         ),
+        workload: "istio-ingressgateway".into(),
         labels: [
             ("istio".to_owned(), "ingressgateway".to_owned()),
             ("app".to_owned(), "istio-ingressgateway".to_owned()),
