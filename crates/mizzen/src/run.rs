@@ -131,6 +131,7 @@ async fn serve(
 ) -> anyhow::Result<ExitCode> {
     let who = Identity {
         node_id: workload.node_id(replica),
+        workload: workload.name.clone(),
         labels: workload.labels_of(replica),
         namespace: workload.namespace.clone(),
         service_account: workload.service_account.clone(),

@@ -75,6 +75,21 @@ pub async fn serve_health(socket: TcpListener, shared: Arc<Shared>, stopped: Dra
     }
 }
 
+/// Serves `/stats/prometheus` alone, as Istio's agent (15020) and Envoy's stats port
+/// (15090) do for Prometheus' scrapes.
+pub async fn serve_prometheus(socket: TcpListener, shared: Arc<Shared>, stopped: DrainWatch) {
+    let app = Router::new()
+        .route(
+            "/stats/prometheus",
+            get(|State(shared): State<Arc<Shared>>| async move { prometheus_text(&shared) }),
+        )
+        .with_state(shared);
+    let served = axum::serve(socket, app).with_graceful_shutdown(stopped.signaled());
+    if let Err(e) = served.await {
+        tracing::warn!(error = %e, "metrics server stopped");
+    }
+}
+
 /// Serves the admin API on `socket` until the proxy stops.
 pub async fn serve(socket: TcpListener, admin: Admin, stopped: DrainWatch) {
     let app = Router::new()
@@ -529,7 +544,11 @@ async fn stats(State(admin): State<Admin>) -> Response {
 
 /// `/stats/prometheus`: the same in Prometheus' text format, named as Envoy names them.
 async fn prometheus(State(admin): State<Admin>) -> Response {
-    let text = admin.shared.store.stats().prometheus();
+    prometheus_text(&admin.shared)
+}
+
+fn prometheus_text(shared: &Shared) -> Response {
+    let text = shared.store.stats().prometheus();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

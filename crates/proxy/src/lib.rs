@@ -21,6 +21,7 @@ pub mod http;
 pub mod identity;
 pub mod inspect;
 pub mod listeners;
+pub mod metrics;
 mod original_dst;
 pub mod route;
 pub mod stats;
@@ -102,6 +103,9 @@ pub struct ProxyOptions {
     pub resolver: Arc<dyn config::Resolve>,
     /// Where the workload's certificate comes from, if it has one.
     pub identity: Option<identity::IdentityOptions>,
+    /// Where to serve `/stats/prometheus` for Prometheus (Istio's 15020 and 15090), if
+    /// anywhere.
+    pub prometheus_addrs: Vec<SocketAddr>,
 }
 
 impl ProxyOptions {
@@ -114,6 +118,7 @@ impl ProxyOptions {
             logging: None,
             resolver: Arc::new(config::SystemResolver),
             identity: None,
+            prometheus_addrs: Vec::new(),
         }
     }
 }
@@ -146,6 +151,7 @@ pub struct Proxy {
     client: Option<Arc<AdsClient>>,
     identity: Option<identity::IdentityManager>,
     admin: Option<SocketAddr>,
+    prometheus: Vec<SocketAddr>,
     shutdown: Arc<DrainTrigger>,
     stopped: DrainWatch,
     tasks: Vec<JoinHandle<()>>,
@@ -155,11 +161,12 @@ impl Proxy {
     /// Starts serving: static listeners at once, dynamic ones as they arrive.
     pub async fn start(options: ProxyOptions) -> Result<Proxy, StartError> {
         let bootstrap = options.bootstrap;
-        let store = Arc::new(ConfigStore::new(
+        let store = Arc::new(ConfigStore::with_stats(
             bootstrap.secrets.clone(),
             bootstrap.listeners.clone(),
             bootstrap.clusters.clone(),
             bootstrap.ads.is_some(),
+            stats::Stats::for_node(&bootstrap.node),
         )?);
         let shared = Arc::new(Shared {
             store: store.clone(),
@@ -192,6 +199,7 @@ impl Proxy {
             tokio::spawn(listeners::run(shared.clone(), stopped.clone())),
             tokio::spawn(prune_pools(shared.clone())),
             tokio::spawn(config::dns::run(store.clone(), options.resolver.clone())),
+            tokio::spawn(metrics::follow_endpoints(shared.clone())),
         ];
         let admin = match bootstrap.admin {
             Some(address) => {
@@ -213,6 +221,22 @@ impl Proxy {
             }
             None => None,
         };
+        let mut prometheus = Vec::new();
+        for &address in &options.prometheus_addrs {
+            let socket = TcpListener::bind(address)
+                .await
+                .map_err(|source| StartError::Admin { address, source })?;
+            prometheus.push(
+                socket
+                    .local_addr()
+                    .map_err(|source| StartError::Admin { address, source })?,
+            );
+            tasks.push(tokio::spawn(admin::serve_prometheus(
+                socket,
+                shared.clone(),
+                stopped.clone(),
+            )));
+        }
         if let Some(address) = options.health_addr {
             let socket = TcpListener::bind(address)
                 .await
@@ -228,6 +252,7 @@ impl Proxy {
             client,
             identity,
             admin,
+            prometheus,
             shutdown,
             stopped,
             tasks,
@@ -247,6 +272,11 @@ impl Proxy {
     /// Where the listener `name` is bound, once it is.
     pub async fn listener_addr(&self, name: &str) -> SocketAddr {
         self.shared.bound.wait(name).await
+    }
+
+    /// Where it serves `/stats/prometheus` for Prometheus, in [`ProxyOptions`] order.
+    pub fn prometheus_addrs(&self) -> &[SocketAddr] {
+        &self.prometheus
     }
 
     /// Where its listeners are bound now, in address order.

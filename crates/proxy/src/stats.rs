@@ -11,6 +11,10 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use mizzen_xds::pb::envoy::config::core::v3::Node;
+
+use crate::metrics::Registry;
+
 /// A monotonic count.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -321,9 +325,24 @@ pub struct Stats {
     /// Counters named in full by config, owned by no cluster or connection manager
     /// (network filters': `<stat_prefix>rbac.allowed`).
     named: Named,
+    istio: Arc<Registry>,
 }
 
 impl Stats {
+    /// The statistics of the proxy `node`, whose metadata names its workload in
+    /// Istio's metrics.
+    pub fn for_node(node: &Node) -> Stats {
+        Stats {
+            istio: Arc::new(Registry::for_node(node)),
+            ..Stats::default()
+        }
+    }
+
+    /// Istio's metrics.
+    pub fn istio(&self) -> &Arc<Registry> {
+        &self.istio
+    }
+
     /// The statistics of the cluster `name` (the same ones across updates).
     pub fn cluster(&self, name: &str) -> Arc<ClusterStats> {
         lock(&self.clusters)
@@ -396,7 +415,8 @@ impl Stats {
         lines.concat()
     }
 
-    /// Envoy's `/stats/prometheus`: tags extracted into labels as Envoy names them.
+    /// Envoy's `/stats/prometheus`: tags extracted into labels as Envoy names them, and
+    /// Istio's metrics (which Istio's filters make Envoy stats too).
     pub fn prometheus(&self) -> String {
         let mut out = Families::default();
         for (scope, owner, s) in self.all() {
@@ -419,7 +439,9 @@ impl Stats {
             };
             out.add(name, kind, &labels, s.value);
         }
-        out.render()
+        let mut text = out.render();
+        text.push_str(&self.istio.prometheus());
+        text
     }
 }
 
@@ -633,7 +655,7 @@ impl Families {
 }
 
 /// A Prometheus label value: backslash, quote and newline escaped.
-fn escape(value: &str) -> String {
+pub(crate) fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

@@ -10,6 +10,7 @@ use crate::activity::{Activity, IdleTimer, Tracked};
 use crate::authz;
 use crate::config::TcpProxy;
 use crate::http::Downstream;
+use crate::metrics::Metering;
 use crate::tls::Carried;
 use crate::{endpoint, upstream};
 
@@ -19,7 +20,7 @@ use crate::{endpoint, upstream};
 pub async fn relay<S>(
     shared: &Shared,
     proxy: &TcpProxy,
-    mut stream: S,
+    stream: S,
     downstream: &Downstream,
 ) -> io::Result<()>
 where
@@ -52,16 +53,18 @@ where
     .await
     .map_err(io::Error::other)?;
     let _open = state.stats.upstream_cx_active.track();
+    let ends = (downstream.peer, chosen.address);
+    let mut stream = Metering::new(proxy.telemetry.as_deref(), stream, ends, cluster);
     let Some(idle) = proxy.idle_timeout else {
         return copy_bidirectional(&mut stream, &mut upstream)
             .await
             .map(|_| ());
     };
     let activity = Activity::new();
-    let mut downstream = Tracked::new(stream, activity.clone());
+    let mut tracked = Tracked::new(stream, activity.clone());
     let mut idle = IdleTimer::new(idle, activity);
     tokio::select! {
-        done = copy_bidirectional(&mut downstream, &mut upstream) => done.map(|_| ()),
+        done = copy_bidirectional(&mut tracked, &mut upstream) => done.map(|_| ()),
         // Idle: close both sides.
         () = idle.expired() => Ok(()),
     }

@@ -180,6 +180,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     for (workload, replica) in replicas {
         let who = Identity {
             node_id: workload.node_id(&replica),
+            workload: workload.name.clone(),
             labels: workload.labels_of(&replica),
             namespace: workload.namespace.clone(),
             service_account: workload.service_account.clone(),

@@ -13,12 +13,20 @@ use mizzen_xds::tls::ClientTls;
 
 /// The admin port each sidecar serves on its pod's address (Envoy's 15000).
 pub const ADMIN_PORT: u16 = 15000;
+/// Where Prometheus scrapes a sidecar: Istio's agent (merged metrics) and Envoy's own
+/// stats port.
+pub const PROMETHEUS_PORTS: [u16; 2] = [15020, 15090];
+
+/// The cluster id Istio gives a cluster nobody named.
+const CLUSTER_ID: &str = "Kubernetes";
 
 /// Who a proxy is, as Istio's agent presents it.
 #[derive(Debug, Clone)]
 pub struct Identity {
     /// The node id.
     pub node_id: String,
+    /// Its workload (a Deployment's name), as Istio's metrics name it.
+    pub workload: String,
     /// The workload's labels.
     pub labels: BTreeMap<String, String>,
     /// Its namespace.
@@ -44,7 +52,8 @@ pub struct PilotAccess {
 }
 
 /// Starts a proxy for `who` taking its config and its certificate from `pilot`,
-/// authenticated by `token`; its admin API on `admin`, if given.
+/// authenticated by `token`; its admin API on `admin`, if given, and its Prometheus
+/// ports on the same address.
 pub async fn start(
     who: &Identity,
     pilot: &PilotAccess,
@@ -65,6 +74,11 @@ pub async fn start(
     options.identity = Some(identity);
     // A stopping mesh does not wait for connections to drain.
     options.drain_time = std::time::Duration::ZERO;
+    if let Some(admin) = admin {
+        options.prometheus_addrs = PROMETHEUS_PORTS
+            .map(|port| SocketAddr::new(admin.ip(), port))
+            .to_vec();
+    }
     Ok(Proxy::start(options).await?)
 }
 
@@ -85,6 +99,8 @@ fn node(who: &Identity) -> Node {
     let ip = who.ip.to_string();
     let mut fields: BTreeMap<String, Value> = [
         ("NAMESPACE", who.namespace.as_str()),
+        ("WORKLOAD_NAME", who.workload.as_str()),
+        ("CLUSTER_ID", CLUSTER_ID),
         ("SERVICE_ACCOUNT", who.service_account.as_str()),
         ("INSTANCE_IPS", ip.as_str()),
     ]
@@ -115,6 +131,7 @@ pub fn ingress_gateway(ip: Ipv4Addr) -> Identity {
         node_id: format!(
             "router~{ip}~istio-ingressgateway-1.istio-system~istio-system.svc.cluster.local"
         ),
+        workload: "istio-ingressgateway".into(),
         labels: [
             ("istio".to_owned(), "ingressgateway".to_owned()),
             ("app".to_owned(), "istio-ingressgateway".to_owned()),

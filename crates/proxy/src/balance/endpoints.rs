@@ -13,8 +13,11 @@ use mizzen_xds::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, LbEndpoint, LocalityLbEndpoints, lb_endpoint::HostIdentifier,
 };
 
+use mizzen_xds::pb::google::protobuf::value::Kind;
+
 use super::outlier::Monitor;
 use super::{BalanceError, Reason};
+use crate::metrics::{Peer, Workload};
 
 /// An upstream endpoint of a cluster. Clones share its live state (requests in
 /// flight, outlier detection), so that a balancer rebuilt on an ejection keeps it.
@@ -32,6 +35,8 @@ pub struct Endpoint {
     pub priority: u32,
     /// The endpoint's hostname from EDS, empty when none was given.
     pub hostname: String,
+    /// The workload it belongs to, from Istio's `istio.workload` metadata, if given.
+    pub workload: Option<Peer>,
     /// What requests did at the endpoint.
     live: Arc<Live>,
 }
@@ -425,8 +430,18 @@ fn compile_endpoint(
         locality: locality.clone(),
         priority,
         hostname: endpoint.hostname.clone(),
+        workload: istio_workload(lb_endpoint),
         live: Arc::default(),
     })
+}
+
+/// The endpoint's workload, from its `istio.workload` metadata.
+fn istio_workload(endpoint: &LbEndpoint) -> Option<Peer> {
+    let istio = endpoint.metadata.as_ref()?.filter_metadata.get("istio")?;
+    match istio.fields.get("workload")?.kind.as_ref()? {
+        Kind::StringValue(compact) => Workload::from_compact(compact).map(Peer::new),
+        _ => None,
+    }
 }
 
 /// Envoy's limits: endpoint weights within a locality, and locality weights within a

@@ -16,6 +16,7 @@ use super::cidr::Cidr;
 use super::duration;
 use crate::authz::{self, HttpFilters};
 use crate::http::ClientCertPolicy;
+use crate::metrics::{self, HttpTelemetry, ReporterChoice};
 use crate::route::{FAULT_FILTER, Fault, RouteTable};
 use crate::stats::{HttpStats, Stats};
 
@@ -59,6 +60,8 @@ pub struct HttpManager {
     pub authz: HttpFilters,
     /// Its statistics (shared by every manager with the same `stat_prefix`).
     pub stats: Arc<HttpStats>,
+    /// Istio's metadata exchange and metrics, when its filters are in the chain.
+    pub telemetry: Option<Arc<HttpTelemetry>>,
 }
 
 /// How a connection manager treats the forwarding headers of requests
@@ -163,6 +166,7 @@ impl HttpManager {
     pub fn compile(
         hcm: &HttpConnectionManager,
         stats: &Stats,
+        direction: ReporterChoice,
     ) -> Result<HttpManager, (String, String)> {
         let field = |f: &str, r: String| (f.to_owned(), r);
         let routes = match &hcm.route_specifier {
@@ -196,7 +200,10 @@ impl HttpManager {
         };
         for (i, filter) in hcm.http_filters.iter().enumerate() {
             let name = filter.name.as_str();
-            if !KNOWN_FILTERS.contains(&name) && !authz::FILTERS.contains(&name) {
+            if !KNOWN_FILTERS.contains(&name)
+                && !authz::FILTERS.contains(&name)
+                && !metrics::is_telemetry_filter(name)
+            {
                 let optional = matches!(
                     &filter.config_type,
                     Some(http_filter::ConfigType::TypedConfig(_))
@@ -228,6 +235,19 @@ impl HttpManager {
                 })
             })
             .transpose()?;
+        let telemetry = HttpTelemetry::compile(
+            hcm.http_filters.iter().map(|f| {
+                let any = match &f.config_type {
+                    Some(http_filter::ConfigType::TypedConfig(any)) => Some(any),
+                    _ => None,
+                };
+                (f.name.as_str(), any)
+            }),
+            direction,
+            stats.istio(),
+        )
+        .map_err(|(i, r)| field(&format!("http_filters[{i}].typed_config"), r))?
+        .map(Arc::new);
         match hcm.http_filters.last() {
             Some(last) if last.name == ROUTER => {}
             _ => {
@@ -276,6 +296,7 @@ impl HttpManager {
             request_headers_timeout,
             server_header: ServerHeader::compile(hcm).map_err(|r| field("server_name", r))?,
             stats,
+            telemetry,
             fault,
             authz,
             connect: hcm.upgrade_configs.iter().any(|u| {
@@ -323,6 +344,7 @@ mod tests {
                 ..HttpConnectionManager::default()
             },
             &crate::stats::Stats::default(),
+            ReporterChoice::Outbound,
         )
     }
 

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use mizzen_xds::pb::envoy::config::core::v3::TrafficDirection;
 use mizzen_xds::pb::envoy::config::listener::v3::{
     Filter, FilterChain as PbFilterChain, Listener as PbListener, filter, listener_filter,
 };
@@ -17,6 +18,7 @@ use mizzen_xds::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTls
 use super::chain::{self, ChainMatch, ConnectionInfo};
 use super::{ConfigError, HttpManager, TcpProxy, socket_address};
 use crate::authz::NetworkAuthz;
+use crate::metrics::{ReporterChoice, TcpTelemetry, is_telemetry_filter};
 use crate::stats::{SslStats, Stats};
 use crate::tls::{RAW_BUFFER, Secrets, ServerTls, TLS};
 
@@ -111,8 +113,13 @@ impl Listener {
             }
         }
 
+        let direction = if raw.traffic_direction == TrafficDirection::Inbound as i32 {
+            ReporterChoice::Inbound
+        } else {
+            ReporterChoice::Outbound
+        };
         let ssl = stats.listener(address).ssl.clone();
-        let compile = |c: &PbFilterChain| FilterChain::compile(c, stats, secrets, &ssl);
+        let compile = |c: &PbFilterChain| FilterChain::compile(c, stats, secrets, &ssl, direction);
         let chains = raw
             .filter_chains
             .iter()
@@ -171,6 +178,7 @@ impl FilterChain {
         stats: &Stats,
         secrets: &Secrets,
         ssl: &Arc<SslStats>,
+        direction: ReporterChoice,
     ) -> Result<FilterChain, (String, String)> {
         let criteria = match &raw.filter_chain_match {
             Some(m) => ChainMatch::compile(m)?,
@@ -188,15 +196,31 @@ impl FilterChain {
         let Some((last, leading)) = raw.filters.split_last() else {
             return Err(("filters".into(), "a chain needs a network filter".into()));
         };
-        let authz = leading
+        // Istio's telemetry filters record; every other filter before the last authorizes.
+        let (telemetry, authz): (Vec<_>, Vec<_>) = leading
             .iter()
             .enumerate()
+            .partition(|(_, f)| is_telemetry_filter(&f.name));
+        let authz = authz
+            .into_iter()
             .map(|(i, f)| {
                 NetworkAuthz::compile(f, stats).map_err(|(f, r)| (format!("filters[{i}].{f}"), r))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let telemetry = TcpTelemetry::compile(
+            telemetry.into_iter().map(|(i, f)| {
+                let any = match &f.config_type {
+                    Some(filter::ConfigType::TypedConfig(any)) => Some(any),
+                    _ => None,
+                };
+                (i, f.name.as_str(), any)
+            }),
+            direction,
+            stats.istio(),
+        )
+        .map_err(|(i, r)| (format!("filters[{i}].typed_config"), r))?;
         let i = raw.filters.len() - 1;
-        let filter = terminal_filter(last, stats, authz)
+        let filter = terminal_filter(last, stats, authz, direction, telemetry)
             .map_err(|(f, r)| (format!("filters[{i}].{f}"), r))?;
         Ok(FilterChain {
             name: raw.name.clone(),
@@ -243,11 +267,13 @@ fn downstream_tls(
 }
 
 /// Decodes and compiles a chain's terminal filter, behind the network authorization
-/// filters `authz`.
+/// filters `authz`; a TCP proxy records into `telemetry`.
 fn terminal_filter(
     f: &Filter,
     stats: &Stats,
     authz: Vec<NetworkAuthz>,
+    direction: ReporterChoice,
+    telemetry: Option<TcpTelemetry>,
 ) -> Result<NetworkFilter, (String, String)> {
     let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else {
         return Err((
@@ -267,13 +293,13 @@ fn terminal_filter(
                 ));
             }
             let hcm = HttpConnectionManager::decode(any.value.as_slice()).map_err(decode_err)?;
-            let manager = HttpManager::compile(&hcm, stats)
+            let manager = HttpManager::compile(&hcm, stats, direction)
                 .map_err(|(field, r)| (format!("typed_config.{field}"), r))?;
             Ok(NetworkFilter::Http(Arc::new(manager)))
         }
         Some("envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy") => {
             let tcp = PbTcpProxy::decode(any.value.as_slice()).map_err(decode_err)?;
-            let proxy = TcpProxy::compile(&tcp, authz)
+            let proxy = TcpProxy::compile(&tcp, authz, telemetry)
                 .map_err(|(field, r)| (format!("typed_config.{field}"), r))?;
             Ok(NetworkFilter::Tcp(Arc::new(proxy)))
         }

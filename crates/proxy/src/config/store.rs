@@ -191,7 +191,18 @@ impl ConfigStore {
         clusters: Vec<PbCluster>,
         dynamic: bool,
     ) -> Result<ConfigStore, ConfigError> {
-        let stats = Arc::new(Stats::default());
+        Self::with_stats(secrets, listeners, clusters, dynamic, Stats::default())
+    }
+
+    /// [`ConfigStore::new`], counting into `stats`.
+    pub fn with_stats(
+        secrets: Vec<PbSecret>,
+        listeners: Vec<PbListener>,
+        clusters: Vec<PbCluster>,
+        dynamic: bool,
+        stats: Stats,
+    ) -> Result<ConfigStore, ConfigError> {
+        let stats = Arc::new(stats);
         let named = Secrets::default();
         named
             .provide(SecretSource::Static, secrets)

@@ -10,6 +10,7 @@ use mizzen_xds::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
 
 use super::duration;
 use crate::authz::NetworkAuthz;
+use crate::metrics::TcpTelemetry;
 
 /// Envoy's default idle timeout of proxied TCP connections.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -26,6 +27,8 @@ pub struct TcpProxy {
     /// The network authorization filters before it, in order: a connection any of them
     /// denies is closed before an upstream is chosen.
     pub authz: Arc<[NetworkAuthz]>,
+    /// Istio's TCP metrics, when `istio.stats` precedes the proxy in its chain.
+    pub telemetry: Option<Arc<TcpTelemetry>>,
 }
 
 /// Where a TCP proxy sends connections.
@@ -62,11 +65,12 @@ impl TcpTarget {
 }
 
 impl TcpProxy {
-    /// Compiles a TCP proxy behind the network authorization filters `authz`; errors
-    /// are `(field, reason)`.
+    /// Compiles a TCP proxy behind the network authorization filters `authz`, with the
+    /// `telemetry` of the filters before it; errors are `(field, reason)`.
     pub fn compile(
         raw: &PbTcpProxy,
         authz: Vec<NetworkAuthz>,
+        telemetry: Option<TcpTelemetry>,
     ) -> Result<TcpProxy, (String, String)> {
         let field = |f: &str, r: String| (f.to_owned(), r);
         let target = match &raw.cluster_specifier {
@@ -99,6 +103,7 @@ impl TcpProxy {
             target,
             idle_timeout,
             authz: authz.into(),
+            telemetry: telemetry.map(Arc::new),
         })
     }
 }
@@ -129,7 +134,7 @@ mod tests {
             })),
             ..Default::default()
         };
-        let proxy = TcpProxy::compile(&raw, Vec::new()).unwrap();
+        let proxy = TcpProxy::compile(&raw, Vec::new(), None).unwrap();
         // Draws are uniform over [0, 4): 0 → a, 1..4 → b.
         assert_eq!(proxy.target.pick(0), "a");
         assert_eq!(proxy.target.pick(1), "b");
@@ -140,7 +145,7 @@ mod tests {
 
     #[test]
     fn a_proxy_without_cluster_is_refused() {
-        let (field, _) = TcpProxy::compile(&PbTcpProxy::default(), Vec::new()).unwrap_err();
+        let (field, _) = TcpProxy::compile(&PbTcpProxy::default(), Vec::new(), None).unwrap_err();
         assert_eq!(field, "cluster");
     }
 }

@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 
 use crate::activity::IdleTimer;
 use crate::balance::InFlight;
+use crate::metrics::Metered;
 use crate::stats::GaugeGuard;
 use crate::upstream::PooledBody;
 
@@ -22,6 +23,8 @@ pub enum ProxyBody {
     Unpooled(Incoming),
     /// Made by the proxy, whole.
     Local(Option<Bytes>),
+    /// Any of these, recording its request in Istio's metrics when it ends.
+    Metered(Box<Metered>),
 }
 
 /// An upstream response body, with what counts its request as active until it ends,
@@ -103,6 +106,7 @@ impl Body for ProxyBody {
                 .poll_frame(cx)
                 .map(|frame| frame.map(|f| f.map_err(BodyError::from))),
             ProxyBody::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            ProxyBody::Metered(metered) => Pin::new(metered.as_mut()).poll_frame(cx),
         }
     }
 
@@ -111,6 +115,7 @@ impl Body for ProxyBody {
             ProxyBody::Upstream(relayed) => relayed.body.is_end_stream(),
             ProxyBody::Unpooled(body) => body.is_end_stream(),
             ProxyBody::Local(bytes) => bytes.is_none(),
+            ProxyBody::Metered(metered) => metered.is_end_stream(),
         }
     }
 
@@ -121,6 +126,7 @@ impl Body for ProxyBody {
             ProxyBody::Local(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
+            ProxyBody::Metered(metered) => metered.size_hint(),
         }
     }
 }

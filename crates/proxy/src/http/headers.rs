@@ -384,6 +384,7 @@ mod tests {
                 ..hcm
             },
             &crate::stats::Stats::default(),
+            crate::metrics::ReporterChoice::Outbound,
         )
         .unwrap()
     }

@@ -25,6 +25,7 @@ use crate::authz::{self, Outcome};
 use crate::balance::HashInput;
 use crate::config::{HttpManager, Snapshot};
 use crate::flags::ResponseFlags;
+use crate::metrics::UpstreamCluster;
 use crate::route::{Action, NewHost, RequestHead};
 use crate::tls::Session;
 
@@ -72,19 +73,26 @@ pub async fn serve(
     manager: Arc<HttpManager>,
     downstream: Downstream,
     activity: Arc<Activity>,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let snapshot = shared.store.snapshot();
     let stats = &manager.stats;
     stats.downstream_rq_total.inc();
     let _active = stats.downstream_rq_active.track();
+    let telemetry = manager
+        .telemetry
+        .as_ref()
+        .map(|t| t.begin(&mut request, &downstream));
     // Boxed: the routing future is large, and hyper moves the service's future into each
     // stream's task; a pointer moves cheaper than kilobytes of state.
     let routing = route(&shared, &snapshot, &manager, downstream, activity, request);
     let mut response = Box::pin(routing).await;
     stats.downstream_rq.record(response.status().as_u16());
     manager.server_header.apply(response.headers_mut());
-    Ok(response)
+    Ok(match telemetry {
+        Some(exchange) => exchange.finish(response),
+        None => response,
+    })
 }
 
 async fn route(
@@ -198,6 +206,12 @@ async fn route(
     else {
         let response = local(forward.cluster_not_found_response_code, "");
         return finish(flagged(response, ResponseFlags::NC));
+    };
+    // From here, answers name the cluster for Istio's metrics.
+    let finish = |mut response: Response<ProxyBody>| {
+        let upstream = UpstreamCluster(cluster.cluster.clone());
+        response.extensions_mut().insert(upstream);
+        finish(response)
     };
     if connect {
         if forward.terminate_connect {

@@ -1,0 +1,110 @@
+//! One TCP connection's telemetry: opened and closed, and its bytes counted as they
+//! move (received from the downstream, sent to it), as Istio's TCP metrics count them.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::config::TcpTelemetry;
+use super::series::{Reporter, Security, TcpKey, TcpSeries};
+use crate::config::Cluster;
+use crate::flags::ResponseFlags;
+
+/// A downstream connection whose bytes count into its series, if it has one; counted
+/// closed when dropped.
+pub struct Metering<S> {
+    inner: S,
+    series: Option<Arc<TcpSeries>>,
+}
+
+impl<S> Metering<S> {
+    /// Counts a connection `(downstream, upstream)` relayed to `cluster` as opened,
+    /// and meters `stream` until it is dropped; without `telemetry`, only relays.
+    pub fn new(
+        telemetry: Option<&TcpTelemetry>,
+        stream: S,
+        ends: (SocketAddr, SocketAddr),
+        cluster: &Cluster,
+    ) -> Metering<S> {
+        Metering {
+            inner: stream,
+            series: telemetry.map(|t| t.open(ends, cluster)),
+        }
+    }
+}
+
+impl TcpTelemetry {
+    /// The series of a connection `(downstream, upstream)` to `cluster`, counted opened.
+    fn open(
+        &self,
+        (downstream, upstream): (SocketAddr, SocketAddr),
+        cluster: &Cluster,
+    ) -> Arc<TcpSeries> {
+        let registry = &self.registry;
+        let (peer, security) = match self.reporter {
+            Reporter::Source => (registry.peer_at(upstream.ip()), Security::Unknown),
+            Reporter::Destination => (registry.peer_at(downstream.ip()), Security::None),
+        };
+        let key = TcpKey {
+            reporter: self.reporter,
+            peer,
+            service: registry.service_of(cluster),
+            flags: ResponseFlags::NONE,
+            security,
+        };
+        let series = registry
+            .tcp
+            .get_or_insert(&key, || (key.clone(), TcpSeries::default()));
+        series.opened.add(1);
+        series
+    }
+}
+
+impl<S> Drop for Metering<S> {
+    fn drop(&mut self) {
+        if let Some(series) = &self.series {
+            series.closed.add(1);
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Metering<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Some(series) = &self.series {
+            series.received.add((buf.filled().len() - before) as u64);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Metering<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let (Poll::Ready(Ok(n)), Some(series)) = (&polled, &self.series) {
+            series.sent.add(*n as u64);
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
