@@ -7,6 +7,7 @@
 //! through the router (or [`tcp`] relays it) → [`balance`] picks an endpoint →
 //! [`upstream`] sends it on a pooled connection.
 
+pub mod access_log;
 mod activity;
 pub mod admin;
 pub mod balance;

@@ -14,6 +14,7 @@ use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager
 
 use super::cidr::Cidr;
 use super::duration;
+use crate::access_log::AccessLog;
 use crate::route::{FAULT_FILTER, Fault, RouteTable};
 use crate::stats::{HttpStats, Stats};
 
@@ -52,6 +53,8 @@ pub struct HttpManager {
     pub fault: Option<Fault>,
     /// Its statistics (shared by every manager with the same `stat_prefix`).
     pub stats: Arc<HttpStats>,
+    /// Its access loggers.
+    pub access_log: Arc<AccessLog>,
 }
 
 /// How a connection manager treats the forwarding headers of requests
@@ -249,7 +252,10 @@ impl HttpManager {
             .map(|d| duration(d).map_err(|r| field("request_headers_timeout", r)))
             .transpose()?
             .filter(|d| !d.is_zero());
+        let access_log =
+            AccessLog::compile(&hcm.access_log).map_err(|e| (e.field_path(), e.reason))?;
         Ok(HttpManager {
+            access_log: Arc::new(access_log),
             stat_prefix: hcm.stat_prefix.clone(),
             routes,
             codec,

@@ -22,6 +22,8 @@ pub enum ProxyBody {
     Unpooled(Incoming),
     /// Made by the proxy, whole.
     Local(Option<Bytes>),
+    /// Another body, counted for the access log.
+    Observed(Box<crate::access_log::Observed>),
 }
 
 /// An upstream response body, with what counts its request as active until it ends,
@@ -61,6 +63,15 @@ impl ProxyBody {
     /// No body.
     pub fn empty() -> Self {
         ProxyBody::Local(None)
+    }
+
+    /// Whether the body comes from an upstream (not made by the proxy).
+    pub fn is_relayed(&self) -> bool {
+        match self {
+            ProxyBody::Upstream(_) | ProxyBody::Unpooled(_) => true,
+            ProxyBody::Local(_) => false,
+            ProxyBody::Observed(observed) => observed.inner().is_relayed(),
+        }
     }
 
     /// An upstream body; `active` is released when it ends, fails or is dropped; the
@@ -103,6 +114,7 @@ impl Body for ProxyBody {
                 .poll_frame(cx)
                 .map(|frame| frame.map(|f| f.map_err(BodyError::from))),
             ProxyBody::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            ProxyBody::Observed(observed) => observed.poll_frame(cx),
         }
     }
 
@@ -111,6 +123,7 @@ impl Body for ProxyBody {
             ProxyBody::Upstream(relayed) => relayed.body.is_end_stream(),
             ProxyBody::Unpooled(body) => body.is_end_stream(),
             ProxyBody::Local(bytes) => bytes.is_none(),
+            ProxyBody::Observed(observed) => observed.inner().is_end_stream(),
         }
     }
 
@@ -121,6 +134,7 @@ impl Body for ProxyBody {
             ProxyBody::Local(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
+            ProxyBody::Observed(observed) => observed.inner().size_hint(),
         }
     }
 }

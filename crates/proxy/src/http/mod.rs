@@ -25,7 +25,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-pub use body::ProxyBody;
+pub use body::{BodyError, ProxyBody};
 pub use mirror::{InvalidMirror, MirrorPolicy};
 pub use request_body::RequestBody;
 pub use retry::{InvalidPolicy, RetryPolicy};
