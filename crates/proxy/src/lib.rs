@@ -24,6 +24,7 @@ mod original_dst;
 pub mod route;
 pub mod stats;
 pub mod tcp;
+pub mod trace;
 pub mod upstream;
 mod xds;
 

@@ -17,6 +17,7 @@ use super::duration;
 use crate::access_log::AccessLog;
 use crate::route::{FAULT_FILTER, Fault, RouteTable};
 use crate::stats::{HttpStats, Stats};
+use crate::trace::Tracing;
 
 /// The router filter, which every filter list must end with.
 const ROUTER: &str = "envoy.filters.http.router";
@@ -55,6 +56,8 @@ pub struct HttpManager {
     pub stats: Arc<HttpStats>,
     /// Its access loggers.
     pub access_log: Arc<AccessLog>,
+    /// Its tracing, when configured.
+    pub tracing: Option<Tracing>,
 }
 
 /// How a connection manager treats the forwarding headers of requests
@@ -254,8 +257,10 @@ impl HttpManager {
             .filter(|d| !d.is_zero());
         let access_log =
             AccessLog::compile(&hcm.access_log).map_err(|e| (e.field_path(), e.reason))?;
+        let tracing = hcm.tracing.as_ref().map(Tracing::compile).transpose()?;
         Ok(HttpManager {
             access_log: Arc::new(access_log),
+            tracing,
             stat_prefix: hcm.stat_prefix.clone(),
             routes,
             codec,

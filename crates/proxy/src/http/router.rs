@@ -102,6 +102,9 @@ async fn route(
         downstream.peer,
         downstream.tls,
     );
+    if let Some(tracing) = &manager.tracing {
+        tracing.start(request.headers_mut());
+    }
     if let Some(x) = &mut exchange {
         x.request(&request);
     }
