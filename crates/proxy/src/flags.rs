@@ -91,6 +91,16 @@ impl ResponseFlags {
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
+
+    /// The flag Envoy names `name` (`UH`, `NR`, …).
+    pub fn by_name(name: &str) -> Option<ResponseFlags> {
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(f, _)| *f)
+    }
+
+    /// Whether any flag of `other` is set.
+    pub fn intersects(self, other: ResponseFlags) -> bool {
+        self.0 & other.0 != 0
+    }
 }
 
 impl std::ops::BitOr for ResponseFlags {

@@ -7,6 +7,7 @@
 //! through the router (or [`tcp`] relays it) → [`balance`] picks an endpoint →
 //! [`upstream`] sends it on a pooled connection.
 
+pub mod access_log;
 mod activity;
 pub mod admin;
 pub mod authz;
@@ -27,6 +28,7 @@ pub mod route;
 pub mod stats;
 pub mod tcp;
 pub mod tls;
+pub mod trace;
 pub mod upstream;
 mod xds;
 

@@ -14,11 +14,13 @@ use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager
 
 use super::cidr::Cidr;
 use super::duration;
+use crate::access_log::AccessLog;
 use crate::authz::{self, HttpFilters};
 use crate::http::ClientCertPolicy;
 use crate::metrics::{self, HttpTelemetry, ReporterChoice};
 use crate::route::{FAULT_FILTER, Fault, RouteTable};
 use crate::stats::{HttpStats, Stats};
+use crate::trace::Tracing;
 
 /// The router filter, which every filter list must end with.
 const ROUTER: &str = "envoy.filters.http.router";
@@ -62,6 +64,10 @@ pub struct HttpManager {
     pub stats: Arc<HttpStats>,
     /// Istio's metadata exchange and metrics, when its filters are in the chain.
     pub telemetry: Option<Arc<HttpTelemetry>>,
+    /// Its access loggers.
+    pub access_log: Arc<AccessLog>,
+    /// Its tracing, when configured.
+    pub tracing: Option<Tracing>,
 }
 
 /// How a connection manager treats the forwarding headers of requests
@@ -279,7 +285,12 @@ impl HttpManager {
             .filter(|d| !d.is_zero());
         let stats = stats.http(&hcm.stat_prefix);
         let authz = HttpFilters::compile(&hcm.http_filters, &stats)?;
+        let access_log =
+            AccessLog::compile(&hcm.access_log).map_err(|e| (e.field_path(), e.reason))?;
+        let tracing = hcm.tracing.as_ref().map(Tracing::compile).transpose()?;
         Ok(HttpManager {
+            access_log: Arc::new(access_log),
+            tracing,
             stat_prefix: hcm.stat_prefix.clone(),
             routes,
             codec,

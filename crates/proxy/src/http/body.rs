@@ -25,6 +25,8 @@ pub enum ProxyBody {
     Local(Option<Bytes>),
     /// Any of these, recording its request in Istio's metrics when it ends.
     Metered(Box<Metered>),
+    /// Another body, counted for the access log.
+    Observed(Box<crate::access_log::Observed>),
 }
 
 /// An upstream response body, with what counts its request as active until it ends,
@@ -64,6 +66,16 @@ impl ProxyBody {
     /// No body.
     pub fn empty() -> Self {
         ProxyBody::Local(None)
+    }
+
+    /// Whether the body comes from an upstream (not made by the proxy).
+    pub fn is_relayed(&self) -> bool {
+        match self {
+            ProxyBody::Upstream(_) | ProxyBody::Unpooled(_) => true,
+            ProxyBody::Local(_) => false,
+            ProxyBody::Observed(observed) => observed.inner().is_relayed(),
+            ProxyBody::Metered(metered) => metered.inner().is_relayed(),
+        }
     }
 
     /// An upstream body; `active` is released when it ends, fails or is dropped; the
@@ -107,6 +119,7 @@ impl Body for ProxyBody {
                 .map(|frame| frame.map(|f| f.map_err(BodyError::from))),
             ProxyBody::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Metered(metered) => Pin::new(metered.as_mut()).poll_frame(cx),
+            ProxyBody::Observed(observed) => observed.poll_frame(cx),
         }
     }
 
@@ -116,6 +129,7 @@ impl Body for ProxyBody {
             ProxyBody::Unpooled(body) => body.is_end_stream(),
             ProxyBody::Local(bytes) => bytes.is_none(),
             ProxyBody::Metered(metered) => metered.is_end_stream(),
+            ProxyBody::Observed(observed) => observed.inner().is_end_stream(),
         }
     }
 
@@ -127,6 +141,7 @@ impl Body for ProxyBody {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
             ProxyBody::Metered(metered) => metered.size_hint(),
+            ProxyBody::Observed(observed) => observed.inner().size_hint(),
         }
     }
 }

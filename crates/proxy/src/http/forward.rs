@@ -56,6 +56,8 @@ pub(super) struct Target<'a> {
     pub(super) buffer_limit: usize,
     /// The mirrors that get a copy of this request.
     pub(super) mirrors: Vec<Mirror>,
+    /// Where the endpoint last tried is noted (for the access log).
+    pub(super) upstream_host: &'a mut Option<std::net::SocketAddr>,
 }
 
 /// Why a forwarded request got no upstream response, and what Envoy answers then.
@@ -102,12 +104,15 @@ impl Failure {
                 // The body names the failure as Envoy does; the cause goes to the log.
                 let cause = std::error::Error::source(&e).map(ToString::to_string);
                 tracing::debug!(error = %e, cause, "upstream request failed");
-                local(
+                let details = crate::access_log::Details::upstream_reset(&e);
+                let mut response = local(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!(
                         "upstream connect error or disconnect/reset before headers. reset reason: {e}"
                     ),
-                )
+                );
+                response.extensions_mut().insert(details);
+                response
             }
             Failure::Timeout => local(StatusCode::GATEWAY_TIMEOUT, "upstream request timeout"),
             Failure::StreamIdle => local(StatusCode::REQUEST_TIMEOUT, "stream timeout"),
@@ -207,6 +212,7 @@ pub(super) async fn forward_to(
         let attempt = retries.as_ref().map_or(1, Retries::attempt);
         let picked = pick(state, downstream, target.hash, retries.as_ref())?;
         let (endpoint, hostname) = (picked.address, picked.hostname);
+        *target.upstream_host = Some(endpoint);
         if let Some(r) = &mut retries {
             r.tried(endpoint);
         }

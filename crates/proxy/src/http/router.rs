@@ -20,6 +20,7 @@ use super::headers::{
 };
 use super::{connect, fault, forward, mirror};
 use crate::Shared;
+use crate::access_log::Exchange;
 use crate::activity::{Activity, IdleTimer};
 use crate::authz::{self, Outcome};
 use crate::balance::HashInput;
@@ -83,14 +84,28 @@ pub async fn serve(
         .telemetry
         .as_ref()
         .map(|t| t.begin(&mut request, &downstream));
+    let mut exchange = (!manager.access_log.is_empty())
+        .then(|| Exchange::begin(&manager.access_log, downstream.destination, downstream.peer));
     // Boxed: the routing future is large, and hyper moves the service's future into each
     // stream's task; a pointer moves cheaper than kilobytes of state.
-    let routing = route(&shared, &snapshot, &manager, downstream, activity, request);
+    let routing = route(
+        &shared,
+        &snapshot,
+        &manager,
+        downstream,
+        activity,
+        request,
+        exchange.as_mut(),
+    );
     let mut response = Box::pin(routing).await;
     stats.downstream_rq.record(response.status().as_u16());
     manager.server_header.apply(response.headers_mut());
-    Ok(match telemetry {
-        Some(exchange) => exchange.finish(response),
+    let response = match telemetry {
+        Some(telemetry) => telemetry.finish(response),
+        None => response,
+    };
+    Ok(match exchange {
+        Some(exchange) => exchange.respond(response),
         None => response,
     })
 }
@@ -102,6 +117,7 @@ async fn route(
     downstream: Downstream,
     activity: Arc<Activity>,
     mut request: Request<Incoming>,
+    mut exchange: Option<&mut Exchange>,
 ) -> Response<ProxyBody> {
     let Some(table) = snapshot.route_table(manager) else {
         return flagged(local(StatusCode::NOT_FOUND, ""), ResponseFlags::NR);
@@ -127,6 +143,12 @@ async fn route(
     manager
         .client_cert
         .apply(request.headers_mut(), downstream.tls.as_deref());
+    if let Some(tracing) = &manager.tracing {
+        tracing.start(request.headers_mut());
+    }
+    if let Some(x) = &mut exchange {
+        x.request(&request);
+    }
     // Cheap copies (shared bytes) that routing borrows from while the request changes.
     let connect = request.method() == Method::CONNECT;
     if connect && !manager.connect {
@@ -167,6 +189,9 @@ async fn route(
         append(response.headers_mut(), &filtered);
         return response;
     };
+    if let Some(x) = &mut exchange {
+        x.route(&selected.route.name);
+    }
     // The fault filter runs before the router, on the route it picked.
     let injected = match &manager.fault {
         Some(defaults) => fault::inject(defaults, &selected, &head, &manager.stats.fault).await,
@@ -213,6 +238,9 @@ async fn route(
         response.extensions_mut().insert(upstream);
         finish(response)
     };
+    if let Some(x) = &mut exchange {
+        x.cluster(&cluster.cluster.name);
+    }
     if connect {
         if forward.terminate_connect {
             return finish(connect::terminate_connect(cluster, downstream, request).await);
@@ -273,6 +301,7 @@ async fn route(
     }
 
     let started = Instant::now();
+    let mut upstream_host = None;
     let target = forward::Target {
         authority: new_host.as_ref().map_or(authority, NewHost::as_str),
         path: rewritten.as_deref().unwrap_or(path),
@@ -286,8 +315,12 @@ async fn route(
         attempt_count: forward.attempt_count,
         buffer_limit: forward.buffer_limit,
         mirrors,
+        upstream_host: &mut upstream_host,
     };
     let result = forward::forward_to(shared, cluster, &downstream, request, target).await;
+    if let Some(x) = &mut exchange {
+        x.upstream_host(upstream_host);
+    }
     let mut response = match result {
         Ok(response) => response,
         Err(failure) => return finish(failure.response()),

@@ -192,6 +192,11 @@ pub struct Metered {
 }
 
 impl Metered {
+    /// The body it meters.
+    pub fn inner(&self) -> &ProxyBody {
+        &self.inner
+    }
+
     fn end(&mut self, flags: ResponseFlags) {
         if let Some(mut pending) = self.pending.take() {
             pending.key.flags.insert(flags);

@@ -146,8 +146,8 @@ fn binary() -> Option<PathBuf> {
     }
 }
 
-/// A fresh directory for one Envoy's files, under Cargo's scratch space for tests.
-fn work_dir() -> PathBuf {
+/// A fresh directory for one test's files (an Envoy's, a FIFO's), under Cargo's scratch space.
+pub fn work_dir() -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "envoy-{}-{}",
@@ -159,7 +159,7 @@ fn work_dir() -> PathBuf {
     dir
 }
 
-fn make_fifo(path: &Path) {
+pub fn make_fifo(path: &Path) {
     let c_path = CString::new(path.as_os_str().as_bytes()).unwrap();
     // SAFETY: `c_path` is a valid NUL-terminated path that outlives the call.
     let rc = unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) };
