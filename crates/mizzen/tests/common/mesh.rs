@@ -36,6 +36,13 @@ const SERVICE_PORT: u16 = 9080;
 /// The next unused subnet; each test binary starts over, and binaries run one by one.
 static NEXT_NET: AtomicU8 = AtomicU8::new(60);
 
+/// A mesh-wide PeerAuthentication turning mTLS off.
+const PLAINTEXT_MESH: &str = "apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec: {mtls: {mode: DISABLE}}
+";
+
 /// A running mesh; it stops with the test's runtime.
 pub struct Mesh {
     net: String,
@@ -66,12 +73,15 @@ impl Mesh {
             }
             std::fs::write(dir.path().join(file), text).unwrap();
         }
+        // The backends are plain servers without sidecars, and the client's sidecar has
+        // no workload certificate: mTLS off mesh-wide (and no auto mTLS, whose TLS
+        // branch would wait for the certificate), as for workloads outside the mesh.
+        std::fs::write(dir.path().join("plaintext.yaml"), PLAINTEXT_MESH).unwrap();
         let store = Arc::new(DirStore::open(dir.path()).unwrap());
         let problems = store.problems().borrow().clone();
         assert!(problems.is_empty(), "the examples load: {problems:?}");
-        let options = PilotOptions {
-            ..PilotOptions::ephemeral()
-        };
+        let mut options = PilotOptions::ephemeral();
+        options.mesh.enable_auto_mtls = false;
         let pilot = Pilot::bind(store.clone(), options).await.unwrap();
         let xds = pilot.xds_addr();
         tokio::spawn(pilot.run(std::future::pending()));
