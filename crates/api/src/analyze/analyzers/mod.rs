@@ -1,5 +1,6 @@
 //! Every analyzer, named as Istio names them (what `--analyzer` selects).
 
+mod deployment;
 mod destination_rule;
 mod gateway;
 mod schema;
@@ -11,6 +12,8 @@ use super::Analyzer;
 /// The analyzers `istioctl analyze` runs by default (Istio's `analyzers.All()`).
 pub fn all() -> Vec<Box<dyn Analyzer>> {
     let mut all: Vec<Box<dyn Analyzer>> = vec![
+        Box::new(deployment::ApplicationUid),
+        Box::new(deployment::MultiService),
         Box::new(destination_rule::CaCertificate),
         Box::new(gateway::Certificate),
         Box::new(gateway::ConflictingGateway),
