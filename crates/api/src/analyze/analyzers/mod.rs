@@ -3,7 +3,9 @@
 mod deployment;
 mod destination_rule;
 mod gateway;
+mod multicluster;
 mod schema;
+mod service;
 mod util;
 mod virtual_service;
 
@@ -19,6 +21,8 @@ pub fn all() -> Vec<Box<dyn Analyzer>> {
         Box::new(gateway::ConflictingGateway),
         Box::new(gateway::IngressGatewayPort),
         Box::new(gateway::SecretRefs),
+        Box::new(multicluster::MeshNetworks),
+        Box::new(service::PortName),
         Box::new(virtual_service::ConflictingMeshGatewayHosts),
         Box::new(virtual_service::DestinationHosts),
         Box::new(virtual_service::DestinationRules),
@@ -30,7 +34,7 @@ pub fn all() -> Vec<Box<dyn Analyzer>> {
 
 /// The analyzers that compare clusters (Istio's `AllMultiCluster()`).
 pub fn multi_cluster() -> Vec<Box<dyn Analyzer>> {
-    Vec::new()
+    vec![Box::new(multicluster::MultiClusterService)]
 }
 
 /// Analyzers that run only when asked for by name.

@@ -43,6 +43,14 @@ pub fn is_control_plane(entry: &Entry) -> bool {
     entry.label("istio").is_some() || entry.label("release") == Some("istio")
 }
 
+/// True for objects Istio's gateway controllers create and manage (waypoints, gateways).
+pub fn is_gateway_managed(entry: &Entry) -> bool {
+    matches!(
+        entry.label("gateway.istio.io/managed"),
+        Some("istio.io-gateway-controller" | "istio.io-mesh-controller" | "istio.io-eastwest-controller")
+    )
+}
+
 /// True when `containers` include Istio's sidecar with an image.
 pub fn has_proxy(containers: &[Container]) -> bool {
     containers
