@@ -23,6 +23,9 @@ const IMPLEMENTED: &[&str] = &[
     "gateway.ConflictingGatewayAnalyzer",
     "gateway.IngressGatewayPortAnalyzer",
     "gateway.SecretAnalyzer",
+    "injection.Analyzer",
+    "injection.ImageAnalyzer",
+    "injection.ImageAutoAnalyzer",
     "meshnetworks.MeshNetworksAnalyzer",
     "service.PortNameAnalyzer",
     "services.MultiClusterServiceAnalyzer",
@@ -30,6 +33,7 @@ const IMPLEMENTED: &[&str] = &[
     "virtualservice.DestinationHostAnalyzer",
     "virtualservice.DestinationRuleAnalyzer",
     "virtualservice.GatewayAnalyzer",
+    "webhook.Analyzer",
 ];
 
 /// Runs one case, returning what differs from the expectation (empty when it passes).

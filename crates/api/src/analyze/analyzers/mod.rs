@@ -3,11 +3,13 @@
 mod deployment;
 mod destination_rule;
 mod gateway;
+mod injection;
 mod multicluster;
 mod schema;
 mod service;
 mod util;
 mod virtual_service;
+mod webhook;
 
 use super::Analyzer;
 
@@ -21,12 +23,16 @@ pub fn all() -> Vec<Box<dyn Analyzer>> {
         Box::new(gateway::ConflictingGateway),
         Box::new(gateway::IngressGatewayPort),
         Box::new(gateway::SecretRefs),
+        Box::new(injection::Image),
+        Box::new(injection::ImageAuto),
+        Box::new(injection::Injection),
         Box::new(multicluster::MeshNetworks),
         Box::new(service::PortName),
         Box::new(virtual_service::ConflictingMeshGatewayHosts),
         Box::new(virtual_service::DestinationHosts),
         Box::new(virtual_service::DestinationRules),
         Box::new(virtual_service::Gateways),
+        Box::new(webhook::Webhooks),
     ];
     all.extend(schema::all().map(|s| Box::new(s) as Box<dyn Analyzer>));
     all

@@ -29,14 +29,6 @@ pub const REVISION_LABEL: &str = "istio.io/rev";
 /// The workload label (or annotation) that asks for or refuses a sidecar.
 pub const SIDECAR_INJECT: &str = "sidecar.istio.io/inject";
 
-/// Kubernetes' own namespaces, which Istio's checks leave alone (`util.IsSystemNamespace`).
-pub fn is_system_namespace(namespace: &str) -> bool {
-    matches!(
-        namespace,
-        "kube-system" | "kube-public" | "kube-node-lease" | "local-path-storage"
-    )
-}
-
 /// True for objects of Istio's own control plane (`util.IsIstioControlPlane`): those
 /// labelled `istio`, or `release: istio`.
 pub fn is_control_plane(entry: &Entry) -> bool {
