@@ -19,6 +19,7 @@ const IMPLEMENTED: &[&str] = &[
     "applicationUID.Analyzer",
     "deployment.MultiServiceAnalyzer",
     "destinationrule.CaCertificateAnalyzer",
+    "externalcontrolplane.ExternalControlPlaneAnalyzer",
     "gateway.CertificateAnalyzer",
     "gateway.ConflictingGatewayAnalyzer",
     "gateway.IngressGatewayPortAnalyzer",

@@ -2,6 +2,7 @@
 
 mod deployment;
 mod destination_rule;
+mod external_control_plane;
 mod gateway;
 mod injection;
 mod multicluster;
@@ -19,6 +20,7 @@ pub fn all() -> Vec<Box<dyn Analyzer>> {
         Box::new(deployment::ApplicationUid),
         Box::new(deployment::MultiService),
         Box::new(destination_rule::CaCertificate),
+        Box::new(external_control_plane::ExternalControlPlane),
         Box::new(gateway::Certificate),
         Box::new(gateway::ConflictingGateway),
         Box::new(gateway::IngressGatewayPort),
