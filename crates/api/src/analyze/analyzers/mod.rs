@@ -1,5 +1,6 @@
 //! Every analyzer, named as Istio names them (what `--analyzer` selects).
 
+mod conditions;
 mod deployment;
 mod destination_rule;
 mod external_control_plane;
@@ -17,6 +18,7 @@ use super::Analyzer;
 /// The analyzers `istioctl analyze` runs by default (Istio's `analyzers.All()`).
 pub fn all() -> Vec<Box<dyn Analyzer>> {
     let mut all: Vec<Box<dyn Analyzer>> = vec![
+        Box::new(conditions::Conditions),
         Box::new(deployment::ApplicationUid),
         Box::new(deployment::MultiService),
         Box::new(destination_rule::CaCertificate),
