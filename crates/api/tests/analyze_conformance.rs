@@ -19,6 +19,7 @@ const IMPLEMENTED: &[&str] = &[
     "applicationUID.Analyzer",
     "conditions.ConditionAnalyzer",
     "deployment.MultiServiceAnalyzer",
+    "deprecation.DeprecationAnalyzer",
     "destinationrule.CaCertificateAnalyzer",
     "externalcontrolplane.ExternalControlPlaneAnalyzer",
     "gateway.CertificateAnalyzer",

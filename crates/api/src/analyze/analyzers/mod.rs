@@ -2,6 +2,7 @@
 
 mod conditions;
 mod deployment;
+mod deprecation;
 mod destination_rule;
 mod external_control_plane;
 mod gateway;
@@ -21,6 +22,7 @@ pub fn all() -> Vec<Box<dyn Analyzer>> {
         Box::new(conditions::Conditions),
         Box::new(deployment::ApplicationUid),
         Box::new(deployment::MultiService),
+        Box::new(deprecation::Deprecation),
         Box::new(destination_rule::CaCertificate),
         Box::new(external_control_plane::ExternalControlPlane),
         Box::new(gateway::Certificate),
