@@ -1,5 +1,6 @@
 //! Every analyzer, named as Istio names them (what `--analyzer` selects).
 
+mod annotations;
 mod conditions;
 mod deployment;
 mod deprecation;
@@ -19,6 +20,7 @@ use super::Analyzer;
 /// The analyzers `istioctl analyze` runs by default (Istio's `analyzers.All()`).
 pub fn all() -> Vec<Box<dyn Analyzer>> {
     let mut all: Vec<Box<dyn Analyzer>> = vec![
+        Box::new(annotations::K8sAnnotations),
         Box::new(conditions::Conditions),
         Box::new(deployment::ApplicationUid),
         Box::new(deployment::MultiService),
@@ -51,7 +53,7 @@ pub fn multi_cluster() -> Vec<Box<dyn Analyzer>> {
 
 /// Analyzers that run only when asked for by name.
 fn opt_in() -> Vec<Box<dyn Analyzer>> {
-    Vec::new()
+    vec![Box::new(annotations::AlphaAnnotations)]
 }
 
 /// The analyzer named `name` (single- or multi-cluster, default or opt-in).
