@@ -125,7 +125,10 @@ const ANNOTATED: [Kind; 4] = [Kind::Namespace, Kind::Service, Kind::Pod, Kind::D
 /// True for annotations in Istio's domain (and the Ingress class Istio documents).
 fn is_istio(name: &str) -> bool {
     name == "kubernetes.io/ingress.class"
-        || name.split('/').next().is_some_and(|d| d.ends_with("istio.io"))
+        || name
+            .split('/')
+            .next()
+            .is_some_and(|d| d.ends_with("istio.io"))
 }
 
 fn lookup(name: &str) -> Option<&'static Annotation> {
@@ -181,7 +184,11 @@ impl Analyzer for K8sAnnotations {
                 } else {
                     ""
                 };
-                out.push(entry.message_at(&path, catalogue::DEPRECATED_ANNOTATION, args![name, extra]));
+                out.push(entry.message_at(
+                    &path,
+                    catalogue::DEPRECATED_ANNOTATION,
+                    args![name, extra],
+                ));
             }
             if def.kinds.contains(&"Any") {
                 continue;
@@ -195,7 +202,11 @@ impl Analyzer for K8sAnnotations {
                 continue;
             }
             if let Err(problem) = validate(name, value) {
-                out.push(entry.message_at(&path, catalogue::INVALID_ANNOTATION, args![name, problem]));
+                out.push(entry.message_at(
+                    &path,
+                    catalogue::INVALID_ANNOTATION,
+                    args![name, problem],
+                ));
             }
         }
     }
@@ -237,7 +248,11 @@ impl Analyzer for AlphaAnnotations {
             if SET_BY_CNI.contains(&name) && captured_by_cni(entry) {
                 continue;
             }
-            out.push(entry.message_at(&annotation_path(name), catalogue::ALPHA_ANNOTATION, args![name]));
+            out.push(entry.message_at(
+                &annotation_path(name),
+                catalogue::ALPHA_ANNOTATION,
+                args![name],
+            ));
         }
     }
 }
@@ -247,15 +262,15 @@ fn validate(name: &str, value: &str) -> Result<(), String> {
     match name {
         "sidecar.istio.io/interceptionMode" => match value {
             "REDIRECT" | "TPROXY" | "NONE" => Ok(()),
-            _ => Err(format!("interceptionMode {value:?} is not one of REDIRECT, TPROXY, NONE")),
+            _ => Err(format!(
+                "interceptionMode {value:?} is not one of REDIRECT, TPROXY, NONE"
+            )),
         },
-        "sidecar.istio.io/enableCoreDump" | "prometheus.istio.io/merge-metrics" => {
-            match value {
-                "1" | "t" | "T" | "TRUE" | "true" | "True" | "0" | "f" | "F" | "FALSE" | "false"
-                | "False" => Ok(()),
-                _ => Err(format!("{value:?} is not a boolean")),
-            }
-        }
+        "sidecar.istio.io/enableCoreDump" | "prometheus.istio.io/merge-metrics" => match value {
+            "1" | "t" | "T" | "TRUE" | "true" | "True" | "0" | "f" | "F" | "FALSE" | "false"
+            | "False" => Ok(()),
+            _ => Err(format!("{value:?} is not a boolean")),
+        },
         "status.sidecar.istio.io/port" => value
             .parse::<u16>()
             .map(drop)
@@ -317,8 +332,20 @@ mod tests {
         assert!(validate("readiness.status.sidecar.istio.io/periodSeconds", "10").is_ok());
         assert!(validate("readiness.status.sidecar.istio.io/periodSeconds", "bar").is_err());
         assert!(validate("traffic.sidecar.istio.io/includeOutboundIPRanges", "*").is_ok());
-        assert!(validate("traffic.sidecar.istio.io/excludeOutboundIPRanges", "10.0.0.0/8, ::1/128").is_ok());
-        assert!(validate("traffic.sidecar.istio.io/excludeOutboundIPRanges", "10.0.0.0/33").is_err());
+        assert!(
+            validate(
+                "traffic.sidecar.istio.io/excludeOutboundIPRanges",
+                "10.0.0.0/8, ::1/128"
+            )
+            .is_ok()
+        );
+        assert!(
+            validate(
+                "traffic.sidecar.istio.io/excludeOutboundIPRanges",
+                "10.0.0.0/33"
+            )
+            .is_err()
+        );
         assert!(validate("traffic.sidecar.istio.io/excludeInboundPorts", "15020,0").is_err());
         assert!(validate("sidecar.istio.io/interceptionMode", "TPROXY").is_ok());
         assert!(validate("proxy.istio.io/config", "{}").is_ok());

@@ -24,7 +24,10 @@ const WITH_CONDITIONS: [(Collection, bool); 6] = [
 /// The object's `status`, as written.
 fn status(entry: &Entry) -> Option<Value> {
     match &entry.object {
-        Object::Service(svc) => svc.status.as_ref().and_then(|s| serde_json::to_value(s).ok()),
+        Object::Service(svc) => svc
+            .status
+            .as_ref()
+            .and_then(|s| serde_json::to_value(s).ok()),
         Object::ServiceEntry(r) => r.status.clone(),
         Object::AuthorizationPolicy(r) => r.status.clone(),
         Object::Other(o) => o.rest.get("status").cloned(),
@@ -60,7 +63,9 @@ impl Analyzer for Conditions {
     fn analyze(&self, ctx: &Context, out: &mut Vec<Message>) {
         for (collection, per_parent) in WITH_CONDITIONS {
             for entry in ctx.collection(collection) {
-                let Some(status) = status(entry) else { continue };
+                let Some(status) = status(entry) else {
+                    continue;
+                };
                 let lists: Vec<&Value> = if per_parent {
                     status["parents"]
                         .as_array()

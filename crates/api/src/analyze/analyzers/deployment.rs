@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::{Pod, PodSpec, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::util::{PROXY_CONTAINER, go_list, in_mesh, is_control_plane, selects};
-use crate::analyze::{Analyzer, Collection, Context, Entry, Message, Metadata, args, catalogue};
 use crate::Kind;
+use crate::analyze::{Analyzer, Collection, Context, Entry, Message, Metadata, args, catalogue};
 
 /// The user ID Istio's sidecar runs as; applications must not use it.
 const PROXY_UID: i64 = 1337;
@@ -23,10 +23,7 @@ pub struct ApplicationUid;
 
 /// True when the pod, or one of its application containers, runs as the proxy's UID.
 fn runs_as_proxy_uid(spec: &PodSpec) -> bool {
-    let pod = spec
-        .security_context
-        .as_ref()
-        .and_then(|s| s.run_as_user);
+    let pod = spec.security_context.as_ref().and_then(|s| s.run_as_user);
     pod == Some(PROXY_UID)
         || spec
             .containers
@@ -72,7 +69,11 @@ type Selecting<'a> = (String, &'a Service);
 impl MultiService {
     /// The Services of the Deployment's namespace whose (non-empty) selector matches its
     /// pods, in input order.
-    fn selecting<'a>(ctx: &'a Context, entry: &Entry, deployment: &Deployment) -> Vec<Selecting<'a>> {
+    fn selecting<'a>(
+        ctx: &'a Context,
+        entry: &Entry,
+        deployment: &Deployment,
+    ) -> Vec<Selecting<'a>> {
         let labels = deployment
             .spec
             .template
@@ -86,7 +87,10 @@ impl MultiService {
                     && selector.is_some_and(|s| !s.is_empty() && selects(s, labels))
             })
             .map(|(svc_entry, svc)| {
-                (format!("{}/{}", svc_entry.namespace(), svc_entry.name()), svc)
+                (
+                    format!("{}/{}", svc_entry.namespace(), svc_entry.name()),
+                    svc,
+                )
             })
             .collect()
     }

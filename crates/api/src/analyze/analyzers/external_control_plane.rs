@@ -25,7 +25,8 @@ fn url_host(url: &str) -> Option<&str> {
         Some(v6) => v6.split_once(']')?.0,
         None => host_port.split(':').next().unwrap_or_default(),
     };
-    let valid = |s: &str| !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || c.is_control());
+    let valid =
+        |s: &str| !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || c.is_control());
     (valid(scheme) && valid(host)).then_some(host)
 }
 
@@ -65,7 +66,9 @@ impl Analyzer for ExternalControlPlane {
     fn analyze(&self, ctx: &Context, out: &mut Vec<Message>) {
         let istio_validators = ctx
             .decoded::<WebhookConfiguration>(Collection::VALIDATING_WEBHOOK)
-            .filter(|(e, _)| e.name() == DEFAULT_VALIDATOR || e.name().starts_with("istio-validator"));
+            .filter(|(e, _)| {
+                e.name() == DEFAULT_VALIDATOR || e.name().starts_with("istio-validator")
+            });
         let istio_injectors = ctx
             .decoded::<WebhookConfiguration>(Collection::MUTATING_WEBHOOK)
             .filter(|(e, _)| e.name().starts_with("istio-sidecar-injector"));
@@ -81,7 +84,10 @@ mod tests {
 
     #[test]
     fn url_hosts_are_read_as_go_reads_them() {
-        assert_eq!(url_host("https://test.com:15017/validate"), Some("test.com"));
+        assert_eq!(
+            url_host("https://test.com:15017/validate"),
+            Some("test.com")
+        );
         assert_eq!(url_host("https://1.1.1.1:5100/inject"), Some("1.1.1.1"));
         assert_eq!(url_host("https://u@[::1]:443/x"), Some("::1"));
         assert_eq!(url_host("test.com/validate"), None);

@@ -9,7 +9,9 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::util::{INJECTION_LABEL, PROXY_CONTAINER, REVISION_LABEL, SIDECAR_INJECT, go_list};
+use super::util::{
+    INJECTION_LABEL, PROXY_CONTAINER, REVISION_LABEL, SIDECAR_INJECT, go_list, selects,
+};
 use super::webhook::{Webhook, WebhookConfiguration};
 use crate::analyze::{Analyzer, Collection, Context, Entry, Message, Metadata, args, catalogue};
 use crate::networking::ProxyConfig;
@@ -57,7 +59,11 @@ fn all_containers(spec: &PodSpec) -> impl Iterator<Item = &Container> {
 
 /// The namespaces' labels by name; an object with no namespace lives in `default`.
 fn namespace_labels<'a>(ctx: &'a Context, namespace: &str) -> Option<&'a Labels> {
-    let namespace = if namespace.is_empty() { "default" } else { namespace };
+    let namespace = if namespace.is_empty() {
+        "default"
+    } else {
+        namespace
+    };
     ctx.find(Collection::of(Kind::Namespace), "", namespace)?
         .meta()
         .labels
@@ -113,7 +119,9 @@ impl Analyzer for Injection {
             if entry.label(DATAPLANE_MODE_LABEL) == Some("ambient") {
                 continue;
             }
-            if let Some(values) = injector_values(ctx, &injector_config_map(revision.unwrap_or_default())) {
+            if let Some(values) =
+                injector_values(ctx, &injector_config_map(revision.unwrap_or_default()))
+            {
                 enabled_by_default = values["sidecarInjectorWebhook"]["enableNamespacesByDefault"]
                     .as_bool()
                     .unwrap_or(false);
@@ -122,7 +130,11 @@ impl Analyzer for Injection {
                 out.push(if enabled_by_default {
                     entry.message(catalogue::NAMESPACE_INJECTION_ENABLED_BY_DEFAULT, args![])
                 } else {
-                    entry.message_at("metadata.name", catalogue::NAMESPACE_NOT_INJECTED, args![ns, ns])
+                    entry.message_at(
+                        "metadata.name",
+                        catalogue::NAMESPACE_NOT_INJECTED,
+                        args![ns, ns],
+                    )
                 });
                 continue;
             }
@@ -134,7 +146,9 @@ impl Analyzer for Injection {
             if !injected.contains(&entry.namespace()) {
                 continue;
             }
-            let opt_out = entry.label(SIDECAR_INJECT).or(entry.annotation(SIDECAR_INJECT));
+            let opt_out = entry
+                .label(SIDECAR_INJECT)
+                .or(entry.annotation(SIDECAR_INJECT));
             if opt_out.is_some_and(|v| v.eq_ignore_ascii_case("false")) {
                 continue;
             }
@@ -143,7 +157,11 @@ impl Analyzer for Injection {
                 continue;
             }
             let proxy = all_containers(spec).find(|c| c.name == PROXY_CONTAINER);
-            if proxy.and_then(|c| c.image.as_deref()).unwrap_or_default().is_empty() {
+            if proxy
+                .and_then(|c| c.image.as_deref())
+                .unwrap_or_default()
+                .is_empty()
+            {
                 let name = format!("{}/{}", entry.namespace(), entry.name());
                 out.push(entry.message(catalogue::POD_MISSING_PROXY, args![name]));
             }
@@ -172,7 +190,11 @@ fn injected_image(values: &Value) -> String {
 /// and the pod's `proxy.istio.io/config` annotation, the last set winning
 /// (`EffectiveProxyConfigResolver.ImageType`).
 fn image_type(ctx: &Context, pod: &Entry) -> String {
-    let mut variant = ctx.mesh().default_image_type().unwrap_or_default().to_owned();
+    let mut variant = ctx
+        .mesh()
+        .default_image_type()
+        .unwrap_or_default()
+        .to_owned();
     let mut set = |v: Option<&str>| {
         if let Some(v) = v.filter(|v| !v.is_empty()) {
             variant = v.to_owned();
@@ -187,25 +209,36 @@ fn image_type(ctx: &Context, pod: &Entry) -> String {
         }
     }
     for (entry, pc) in &configs {
-        if entry.namespace() == pod.namespace() && entry.namespace() != root && pc.spec.selector.is_none() {
+        if entry.namespace() == pod.namespace()
+            && entry.namespace() != root
+            && pc.spec.selector.is_none()
+        {
             set(of(&pc.spec).as_deref());
         }
     }
     for (entry, pc) in &configs {
-        let Some(selector) = &pc.spec.selector else { continue };
+        let Some(selector) = &pc.spec.selector else {
+            continue;
+        };
         let labels = pod.meta().labels.as_ref();
         if entry.namespace() == pod.namespace()
             && entry.namespace() != root
-            && super::util::selects(&selector.match_labels, labels)
+            && selects(&selector.match_labels, labels)
         {
             set(of(&pc.spec).as_deref());
         }
     }
     if let Some(config) = pod.annotation("proxy.istio.io/config") {
         let image: Option<Value> = serde_yaml_ng::from_str::<Value>(config).ok();
-        set(image.as_ref().and_then(|c| c["image"]["imageType"].as_str()));
+        set(image
+            .as_ref()
+            .and_then(|c| c["image"]["imageType"].as_str()));
     }
-    if variant == "default" { String::new() } else { variant }
+    if variant == "default" {
+        String::new()
+    } else {
+        variant
+    }
 }
 
 impl Analyzer for Image {
@@ -244,18 +277,32 @@ impl Analyzer for Image {
         }
         let mut mismatched: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for (entry, pod) in ctx.each::<Pod>() {
-            let Some((_, config_map)) = injected.get(entry.namespace()) else { continue };
+            let Some((_, config_map)) = injected.get(entry.namespace()) else {
+                continue;
+            };
             // A pod naming its own sidecar image overrides the injector.
-            if entry.annotation("sidecar.istio.io/proxyImage").is_some_and(|i| !i.is_empty()) {
+            if entry
+                .annotation("sidecar.istio.io/proxyImage")
+                .is_some_and(|i| !i.is_empty())
+            {
                 continue;
             }
-            let Some(expected) = images.get(config_map) else { continue };
+            let Some(expected) = images.get(config_map) else {
+                continue;
+            };
             let variant = format!("{expected}-{}", image_type(ctx, entry));
             let spec = pod.spec.as_ref();
-            for proxy in spec.into_iter().flat_map(all_containers).filter(|c| c.name == PROXY_CONTAINER) {
+            for proxy in spec
+                .into_iter()
+                .flat_map(all_containers)
+                .filter(|c| c.name == PROXY_CONTAINER)
+            {
                 let image = proxy.image.as_deref().unwrap_or_default();
                 if image != expected && image != variant {
-                    mismatched.entry(entry.namespace()).or_default().push(entry.name());
+                    mismatched
+                        .entry(entry.namespace())
+                        .or_default()
+                        .push(entry.name());
                 }
             }
         }
@@ -317,7 +364,11 @@ impl Analyzer for ImageAuto {
                 continue;
             }
             let ns_labels = namespace_labels(ctx, entry.namespace()).unwrap_or(&empty);
-            let pod_labels = template.metadata.as_ref().and_then(|m| m.labels.as_ref()).unwrap_or(&empty);
+            let pod_labels = template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.labels.as_ref())
+                .unwrap_or(&empty);
             if !webhooks.iter().any(|w| w.selects(ns_labels, pod_labels)) {
                 out.push(entry.message(
                     catalogue::IMAGE_AUTO_WITHOUT_INJECTION_WARNING,

@@ -6,9 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::{Secret, Service, ServicePort, ServiceSpec};
 
 use crate::Kind;
-use crate::analyze::{
-    Analyzer, Collection, Context, Message, Metadata, Subject, args, catalogue,
-};
+use crate::analyze::{Analyzer, Collection, Context, Message, Metadata, Subject, args, catalogue};
 use crate::object::ObjectKey;
 
 use super::util::go_list;

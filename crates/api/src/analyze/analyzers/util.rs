@@ -7,9 +7,9 @@ use k8s_openapi::api::core::v1::{Container, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::analyze::{Collection, Context, Entry};
-use crate::{Kind, Resource};
 use crate::networking::ServiceEntry;
 use crate::types::{Labels, Protocol};
+use crate::{Kind, Resource};
 
 /// The Kubernetes cluster domain Istio assumes.
 pub const CLUSTER_DOMAIN: &str = "svc.cluster.local";
@@ -39,7 +39,11 @@ pub fn is_control_plane(entry: &Entry) -> bool {
 pub fn is_gateway_managed(entry: &Entry) -> bool {
     matches!(
         entry.label("gateway.istio.io/managed"),
-        Some("istio.io-gateway-controller" | "istio.io-mesh-controller" | "istio.io-eastwest-controller")
+        Some(
+            "istio.io-gateway-controller"
+                | "istio.io-mesh-controller"
+                | "istio.io-eastwest-controller"
+        )
     )
 }
 

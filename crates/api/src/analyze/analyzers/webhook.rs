@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::Deserialize;
 
-use super::util::{REVISION_LABEL, SIDECAR_INJECT, INJECTION_LABEL, label_selector_matches};
+use super::util::{
+    INJECTION_LABEL, REVISION_LABEL, SIDECAR_INJECT, go_list, label_selector_matches,
+};
 use crate::Kind;
 use crate::analyze::{Analyzer, Collection, Context, Entry, Message, Metadata, args, catalogue};
 use crate::types::Labels;
@@ -93,14 +95,25 @@ fn permutations(base: [(&str, &str); 2], revisions: &BTreeSet<String>) -> Vec<La
 /// The revisions a webhook configuration serves: its `istio.io/rev` label and those its
 /// webhooks' selectors name.
 fn revisions(entry: &Entry, config: &WebhookConfiguration) -> BTreeSet<String> {
-    let mut revisions: BTreeSet<String> = entry.label(REVISION_LABEL).map(str::to_owned).into_iter().collect();
+    let mut revisions: BTreeSet<String> = entry
+        .label(REVISION_LABEL)
+        .map(str::to_owned)
+        .into_iter()
+        .collect();
     let selectors = config
         .webhooks
         .iter()
         .flat_map(|w| [&w.namespace_selector, &w.object_selector])
         .flatten();
     for selector in selectors {
-        revisions.extend(selector.match_labels.iter().flatten().filter(|(k, _)| *k == REVISION_LABEL).map(|(_, v)| v.clone()));
+        revisions.extend(
+            selector
+                .match_labels
+                .iter()
+                .flatten()
+                .filter(|(k, _)| *k == REVISION_LABEL)
+                .map(|(_, v)| v.clone()),
+        );
         for expr in selector.match_expressions.iter().flatten() {
             if expr.key == REVISION_LABEL {
                 revisions.extend(expr.values.iter().flatten().cloned());
@@ -130,8 +143,14 @@ impl Analyzer for Webhooks {
             all_revisions.extend(revisions);
             configs.push((entry, config));
         }
-        let namespaces = permutations([(INJECTION_LABEL, "enabled"), (INJECTION_LABEL, "disabled")], &all_revisions);
-        let objects = permutations([(SIDECAR_INJECT, "true"), (SIDECAR_INJECT, "false")], &all_revisions);
+        let namespaces = permutations(
+            [(INJECTION_LABEL, "enabled"), (INJECTION_LABEL, "disabled")],
+            &all_revisions,
+        );
+        let objects = permutations(
+            [(SIDECAR_INJECT, "true"), (SIDECAR_INJECT, "false")],
+            &all_revisions,
+        );
         // Each overlapping webhook is reported once per label combination it overlaps in;
         // Istio's output dedupes identical messages, so this keeps distinct ones.
         let mut overlaps: BTreeMap<(usize, &str), BTreeSet<Vec<String>>> = BTreeMap::new();
@@ -163,14 +182,16 @@ impl Analyzer for Webhooks {
                     catalogue::INVALID_WEBHOOK,
                     args![format!(
                         "Webhook overlaps with others: {}. This may cause injection to occur twice.",
-                        super::util::go_list(&others)
+                        go_list(&others)
                     )],
                 ));
             }
         }
         for (entry, config) in &configs {
             for hook in &config.webhooks {
-                let Some(svc) = &hook.client_config.service else { continue };
+                let Some(svc) = &hook.client_config.service else {
+                    continue;
+                };
                 if !ctx.exists(Collection::of(Kind::Service), &svc.namespace, &svc.name) {
                     out.push(entry.message(
                         catalogue::INVALID_WEBHOOK,
