@@ -311,6 +311,61 @@ mod tests {
     }
 
     #[test]
+    fn label_selectors_match_as_kubernetes_matches_them() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+        let labels: Labels = [("istio-injection".to_owned(), "enabled".to_owned())].into();
+        let expr = |key: &str, operator: &str, values: &[&str]| LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: key.into(),
+                operator: operator.into(),
+                values: Some(values.iter().map(|v| v.to_string()).collect()),
+            }]),
+            ..Default::default()
+        };
+        assert!(label_selector_matches(None, &labels));
+        assert!(label_selector_matches(
+            Some(&expr("istio-injection", "In", &["enabled"])),
+            &labels
+        ));
+        assert!(!label_selector_matches(
+            Some(&expr("istio-injection", "NotIn", &["enabled"])),
+            &labels
+        ));
+        assert!(label_selector_matches(
+            Some(&expr("istio.io/rev", "DoesNotExist", &[])),
+            &labels
+        ));
+        assert!(!label_selector_matches(
+            Some(&expr("istio.io/rev", "In", &[])),
+            &labels
+        ));
+    }
+
+    #[test]
+    fn port_protocols_come_from_app_protocol_then_the_name() {
+        let port = |name: &str, number: i32, app: Option<&str>| ServicePort {
+            name: Some(name.into()),
+            port: number,
+            app_protocol: app.map(str::to_owned),
+            ..Default::default()
+        };
+        assert_eq!(
+            port_protocol(&port("http-web", 80, None)),
+            Some(Protocol::Http)
+        );
+        assert_eq!(
+            port_protocol(&port("grpc-web-ui", 80, None)),
+            Some(Protocol::GrpcWeb)
+        );
+        assert_eq!(
+            port_protocol(&port("web", 80, Some("https"))),
+            Some(Protocol::Https)
+        );
+        assert_eq!(port_protocol(&port("db", 3306, None)), Some(Protocol::Tcp));
+        assert_eq!(port_protocol(&port("foo", 8080, None)), None);
+    }
+
+    #[test]
     fn hosts_resolve_to_services() {
         assert_eq!(
             service_of_host("default", "reviews.prod.svc.cluster.local"),
