@@ -16,15 +16,29 @@ use serde_json::Value;
 /// The analyzers built so far: their cases must all pass. Grows to every analyzer of
 /// the table; a case naming an analyzer not listed here fails the run.
 const IMPLEMENTED: &[&str] = &[
+    "annotations.AlphaAnalyzer",
+    "annotations.K8sAnalyzer",
+    "applicationUID.Analyzer",
+    "conditions.ConditionAnalyzer",
+    "deployment.MultiServiceAnalyzer",
+    "deprecation.DeprecationAnalyzer",
     "destinationrule.CaCertificateAnalyzer",
+    "externalcontrolplane.ExternalControlPlaneAnalyzer",
     "gateway.CertificateAnalyzer",
     "gateway.ConflictingGatewayAnalyzer",
     "gateway.IngressGatewayPortAnalyzer",
     "gateway.SecretAnalyzer",
+    "injection.Analyzer",
+    "injection.ImageAnalyzer",
+    "injection.ImageAutoAnalyzer",
+    "meshnetworks.MeshNetworksAnalyzer",
+    "service.PortNameAnalyzer",
+    "services.MultiClusterServiceAnalyzer",
     "virtualservice.ConflictingMeshGatewayHostsAnalyzer",
     "virtualservice.DestinationHostAnalyzer",
     "virtualservice.DestinationRuleAnalyzer",
     "virtualservice.GatewayAnalyzer",
+    "webhook.Analyzer",
 ];
 
 /// Runs one case, returning what differs from the expectation (empty when it passes).

@@ -434,6 +434,19 @@ impl Context {
         })
     }
 
+    /// Every object of an opaque collection with its top-level fields other than
+    /// `metadata` (`data`, `webhooks`…) read as `T`; objects that do not fit `T` are left
+    /// out, as Istio's typed informers would not have them.
+    pub fn decoded<T: serde::de::DeserializeOwned>(
+        &self,
+        collection: Collection,
+    ) -> impl Iterator<Item = (&Entry, T)> + '_ {
+        self.others(collection).filter_map(|(e, o)| {
+            let fields = serde_json::Value::Object(o.rest.clone());
+            serde_json::from_value(fields).ok().map(|t| (e, t))
+        })
+    }
+
     /// The object of `collection` named `namespace/name` (`namespace` empty for
     /// cluster-scoped objects).
     pub fn find(&self, collection: Collection, namespace: &str, name: &str) -> Option<&Entry> {

@@ -1,25 +1,46 @@
 //! Every analyzer, named as Istio names them (what `--analyzer` selects).
 
+mod annotations;
+mod conditions;
+mod deployment;
+mod deprecation;
 mod destination_rule;
+mod external_control_plane;
 mod gateway;
+mod injection;
+mod multicluster;
 mod schema;
+mod service;
 mod util;
 mod virtual_service;
+mod webhook;
 
 use super::Analyzer;
 
 /// The analyzers `istioctl analyze` runs by default (Istio's `analyzers.All()`).
 pub fn all() -> Vec<Box<dyn Analyzer>> {
     let mut all: Vec<Box<dyn Analyzer>> = vec![
+        Box::new(annotations::K8sAnnotations),
+        Box::new(conditions::Conditions),
+        Box::new(deployment::ApplicationUid),
+        Box::new(deployment::MultiService),
+        Box::new(deprecation::Deprecation),
         Box::new(destination_rule::CaCertificate),
+        Box::new(external_control_plane::ExternalControlPlane),
         Box::new(gateway::Certificate),
         Box::new(gateway::ConflictingGateway),
         Box::new(gateway::IngressGatewayPort),
         Box::new(gateway::SecretRefs),
+        Box::new(injection::Image),
+        Box::new(injection::ImageAuto),
+        Box::new(injection::Injection),
+        Box::new(multicluster::MeshNetworks),
+        Box::new(service::PortName),
         Box::new(virtual_service::ConflictingMeshGatewayHosts),
         Box::new(virtual_service::DestinationHosts),
         Box::new(virtual_service::DestinationRules),
         Box::new(virtual_service::Gateways),
+        Box::new(webhook::Webhooks),
     ];
     all.extend(schema::all().map(|s| Box::new(s) as Box<dyn Analyzer>));
     all
@@ -27,12 +48,12 @@ pub fn all() -> Vec<Box<dyn Analyzer>> {
 
 /// The analyzers that compare clusters (Istio's `AllMultiCluster()`).
 pub fn multi_cluster() -> Vec<Box<dyn Analyzer>> {
-    Vec::new()
+    vec![Box::new(multicluster::MultiClusterService)]
 }
 
 /// Analyzers that run only when asked for by name.
 fn opt_in() -> Vec<Box<dyn Analyzer>> {
-    Vec::new()
+    vec![Box::new(annotations::AlphaAnnotations)]
 }
 
 /// The analyzer named `name` (single- or multi-cluster, default or opt-in).

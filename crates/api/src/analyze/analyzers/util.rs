@@ -3,18 +3,140 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Container, Service, ServicePort};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use crate::Resource;
-use crate::analyze::Context;
+use crate::analyze::{Collection, Context, Entry};
 use crate::networking::ServiceEntry;
-use crate::types::Labels;
+use crate::types::{Labels, Protocol};
+use crate::{Kind, Resource};
 
 /// The Kubernetes cluster domain Istio assumes.
 pub const CLUSTER_DOMAIN: &str = "svc.cluster.local";
 
 /// The gateway name that means "the sidecars" in a VirtualService.
 pub const MESH_GATEWAY: &str = "mesh";
+
+/// The name of the sidecar container Istio injects.
+pub const PROXY_CONTAINER: &str = "istio-proxy";
+
+/// The namespace label that turns sidecar injection on (`enabled`) or off.
+pub const INJECTION_LABEL: &str = "istio-injection";
+
+/// The namespace or workload label naming the control-plane revision that injects it.
+pub const REVISION_LABEL: &str = "istio.io/rev";
+
+/// The workload label (or annotation) that asks for or refuses a sidecar.
+pub const SIDECAR_INJECT: &str = "sidecar.istio.io/inject";
+
+/// True for objects of Istio's own control plane (`util.IsIstioControlPlane`): those
+/// labelled `istio`, or `release: istio`.
+pub fn is_control_plane(entry: &Entry) -> bool {
+    entry.label("istio").is_some() || entry.label("release") == Some("istio")
+}
+
+/// True for objects Istio's gateway controllers create and manage (waypoints, gateways).
+pub fn is_gateway_managed(entry: &Entry) -> bool {
+    matches!(
+        entry.label("gateway.istio.io/managed"),
+        Some(
+            "istio.io-gateway-controller"
+                | "istio.io-mesh-controller"
+                | "istio.io-eastwest-controller"
+        )
+    )
+}
+
+/// True when `containers` include Istio's sidecar with an image.
+pub fn has_proxy(containers: &[Container]) -> bool {
+    containers
+        .iter()
+        .any(|c| c.name == PROXY_CONTAINER && c.image.as_deref().is_some_and(|i| !i.is_empty()))
+}
+
+/// True when a workload whose pods carry `labels`, `annotations` and `containers` runs a
+/// sidecar in `namespace` (`util.DeploymentInMesh`): it has one already, or its pods ask
+/// for one (label first, then annotation), or its namespace has injection enabled.
+pub fn in_mesh(
+    ctx: &Context,
+    namespace: &str,
+    labels: Option<&Labels>,
+    annotations: Option<&Labels>,
+    containers: &[Container],
+) -> bool {
+    if has_proxy(containers) {
+        return true;
+    }
+    let asked = |map: Option<&Labels>| map?.get(SIDECAR_INJECT).map(|v| v == "true");
+    if let Some(inject) = asked(labels).or_else(|| asked(annotations)) {
+        return inject;
+    }
+    ctx.find(Collection::of(Kind::Namespace), "", namespace)
+        .is_some_and(|ns| ns.label(INJECTION_LABEL) == Some("enabled"))
+}
+
+/// Ports on which the server speaks first, so Istio treats them as TCP rather than
+/// sniff them.
+const SERVER_FIRST_PORTS: [i32; 4] = [25, 53, 3306, 27017];
+
+/// The protocol of a Service port as Istio reads it (`kube.ConvertProtocol`): UDP as
+/// declared, else from `appProtocol` or the name's prefix (`http-web` → HTTP,
+/// `grpc-web…` → gRPC-Web); `None` when it is unknown and will be sniffed.
+pub fn port_protocol(port: &ServicePort) -> Option<Protocol> {
+    if port.protocol.as_deref() == Some("UDP") {
+        return Some(Protocol::Udp);
+    }
+    let name = port
+        .app_protocol
+        .as_deref()
+        .or(port.name.as_deref())
+        .unwrap_or_default();
+    const GRPC_WEB: &str = "grpc-web";
+    if name
+        .get(..GRPC_WEB.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(GRPC_WEB))
+    {
+        return Some(Protocol::GrpcWeb);
+    }
+    let prefix = name.split('-').next().unwrap_or_default();
+    match prefix.parse::<Protocol>() {
+        Ok(protocol) => Some(protocol),
+        Err(_) => SERVER_FIRST_PORTS
+            .contains(&port.port)
+            .then_some(Protocol::Tcp),
+    }
+}
+
+/// True when a Kubernetes label selector selects `labels`: a missing selector selects
+/// everything, as a webhook's does; a malformed one selects nothing.
+pub fn label_selector_matches(selector: Option<&LabelSelector>, labels: &Labels) -> bool {
+    let Some(selector) = selector else {
+        return true;
+    };
+    let exact = selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    exact
+        && selector.match_expressions.iter().flatten().all(|e| {
+            let values = e.values.as_deref().unwrap_or_default();
+            let value = labels.get(&e.key);
+            match e.operator.as_str() {
+                "In" => !values.is_empty() && value.is_some_and(|v| values.contains(v)),
+                "NotIn" => !values.is_empty() && value.is_none_or(|v| !values.contains(v)),
+                "Exists" => value.is_some() && values.is_empty(),
+                "DoesNotExist" => value.is_none() && values.is_empty(),
+                _ => false,
+            }
+        })
+}
+
+/// A list as Go's `%v` prints a slice: `[a b c]`.
+pub fn go_list<T: std::fmt::Display>(items: &[T]) -> String {
+    let items: Vec<String> = items.iter().map(ToString::to_string).collect();
+    format!("[{}]", items.join(" "))
+}
 
 /// True when Istio host `a` matches `b` (`host.Name.Matches`): wildcards match by suffix,
 /// either side may be one.
@@ -186,6 +308,61 @@ mod tests {
         assert!(host_matches("*.com", "*.example.com"));
         assert!(host_matches("*", "anything"));
         assert!(!host_matches("a.example.com", "b.example.com"));
+    }
+
+    #[test]
+    fn label_selectors_match_as_kubernetes_matches_them() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+        let labels: Labels = [("istio-injection".to_owned(), "enabled".to_owned())].into();
+        let expr = |key: &str, operator: &str, values: &[&str]| LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: key.into(),
+                operator: operator.into(),
+                values: Some(values.iter().map(|v| v.to_string()).collect()),
+            }]),
+            ..Default::default()
+        };
+        assert!(label_selector_matches(None, &labels));
+        assert!(label_selector_matches(
+            Some(&expr("istio-injection", "In", &["enabled"])),
+            &labels
+        ));
+        assert!(!label_selector_matches(
+            Some(&expr("istio-injection", "NotIn", &["enabled"])),
+            &labels
+        ));
+        assert!(label_selector_matches(
+            Some(&expr("istio.io/rev", "DoesNotExist", &[])),
+            &labels
+        ));
+        assert!(!label_selector_matches(
+            Some(&expr("istio.io/rev", "In", &[])),
+            &labels
+        ));
+    }
+
+    #[test]
+    fn port_protocols_come_from_app_protocol_then_the_name() {
+        let port = |name: &str, number: i32, app: Option<&str>| ServicePort {
+            name: Some(name.into()),
+            port: number,
+            app_protocol: app.map(str::to_owned),
+            ..Default::default()
+        };
+        assert_eq!(
+            port_protocol(&port("http-web", 80, None)),
+            Some(Protocol::Http)
+        );
+        assert_eq!(
+            port_protocol(&port("grpc-web-ui", 80, None)),
+            Some(Protocol::GrpcWeb)
+        );
+        assert_eq!(
+            port_protocol(&port("web", 80, Some("https"))),
+            Some(Protocol::Https)
+        );
+        assert_eq!(port_protocol(&port("db", 3306, None)), Some(Protocol::Tcp));
+        assert_eq!(port_protocol(&port("foo", 8080, None)), None);
     }
 
     #[test]
