@@ -17,6 +17,7 @@ use serde_json::Value;
 /// the table; a case naming an analyzer not listed here fails the run.
 const IMPLEMENTED: &[&str] = &[
     "destinationrule.CaCertificateAnalyzer",
+    "envoyfilter.EnvoyPatchAnalyzer",
     "gateway.CertificateAnalyzer",
     "gateway.ConflictingGatewayAnalyzer",
     "gateway.IngressGatewayPortAnalyzer",

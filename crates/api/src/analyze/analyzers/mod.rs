@@ -1,6 +1,7 @@
 //! Every analyzer, named as Istio names them (what `--analyzer` selects).
 
 mod destination_rule;
+mod envoy_filter;
 mod gateway;
 mod schema;
 mod util;
@@ -12,6 +13,7 @@ use super::Analyzer;
 pub fn all() -> Vec<Box<dyn Analyzer>> {
     let mut all: Vec<Box<dyn Analyzer>> = vec![
         Box::new(destination_rule::CaCertificate),
+        Box::new(envoy_filter::EnvoyPatch),
         Box::new(gateway::Certificate),
         Box::new(gateway::ConflictingGateway),
         Box::new(gateway::IngressGatewayPort),
