@@ -4,6 +4,8 @@ mod destination_rule;
 mod envoy_filter;
 mod gateway;
 mod schema;
+mod sidecar;
+mod telemetry;
 mod util;
 mod virtual_service;
 
@@ -18,6 +20,11 @@ pub fn all() -> Vec<Box<dyn Analyzer>> {
         Box::new(gateway::ConflictingGateway),
         Box::new(gateway::IngressGatewayPort),
         Box::new(gateway::SecretRefs),
+        Box::new(sidecar::Selector),
+        Box::new(telemetry::DefaultSelector),
+        Box::new(telemetry::Lightstep),
+        Box::new(telemetry::Provider),
+        Box::new(telemetry::Selector),
         Box::new(virtual_service::ConflictingMeshGatewayHosts),
         Box::new(virtual_service::DestinationHosts),
         Box::new(virtual_service::DestinationRules),

@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::Service;
 
+use crate::Kind;
 use crate::Resource;
-use crate::analyze::Context;
+use crate::analyze::{Collection, Context, Entry};
 use crate::networking::ServiceEntry;
 use crate::types::Labels;
 
@@ -56,6 +57,50 @@ pub fn selects(selector: &BTreeMap<String, String>, labels: Option<&Labels>) -> 
     selector
         .iter()
         .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+}
+
+/// The pods of `namespace` whose labels carry every label of `selector`.
+pub fn selected_pods<'a>(
+    ctx: &'a Context,
+    namespace: &'a str,
+    selector: &'a BTreeMap<String, String>,
+) -> impl Iterator<Item = &'a Entry> + 'a {
+    ctx.collection(Collection::of(Kind::Pod))
+        .filter(move |pod| {
+            pod.namespace() == namespace && selects(selector, pod.meta().labels.as_ref())
+        })
+}
+
+/// The message path of a selector's first label (`{prefix}[label]`), where selector
+/// messages point (`util.ExtractLabelFromSelectorString`).
+pub fn first_label_path(prefix: &str, selector: &BTreeMap<String, String>) -> String {
+    match selector.keys().next() {
+        Some(label) => format!("{prefix}[{label}]"),
+        None => prefix.to_owned(),
+    }
+}
+
+/// Names as Go prints a `[]string` with `%v`: `[a b]`.
+pub fn go_list<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> String {
+    let names: Vec<String> = names.into_iter().map(|n| n.as_ref().to_owned()).collect();
+    format!("[{}]", names.join(" "))
+}
+
+/// True when ztunnel redirects the pod's traffic (ambient mode): a sidecar-era policy
+/// selecting it has no effect (`util.PodInAmbientMode`).
+pub fn pod_in_ambient(pod: &Entry) -> bool {
+    pod.annotation("ambient.istio.io/redirection") == Some("enabled")
+}
+
+/// True when the namespace is labelled for ambient mode and not also for sidecar
+/// injection (`util.NamespaceInAmbientMode`).
+pub fn namespace_in_ambient(namespace: Option<&Entry>) -> bool {
+    let Some(namespace) = namespace else {
+        return false;
+    };
+    namespace.label("istio-injection") != Some("enabled")
+        && namespace.label("istio.io/rev").is_none_or(str::is_empty)
+        && namespace.label("istio.io/dataplane-mode") == Some("ambient")
 }
 
 /// `(namespace, name)` of a reference written `name` or `namespace/name`
