@@ -17,11 +17,14 @@ use serde_json::Value;
 /// the table; a case naming an analyzer not listed here fails the run.
 const IMPLEMENTED: &[&str] = &[
     "destinationrule.CaCertificateAnalyzer",
+    "destinationrule.SubsetSelectPodAnalyzer",
     "envoyfilter.EnvoyPatchAnalyzer",
     "gateway.CertificateAnalyzer",
     "gateway.ConflictingGatewayAnalyzer",
     "gateway.IngressGatewayPortAnalyzer",
     "gateway.SecretAnalyzer",
+    "serviceentry.Analyzer",
+    "serviceentry.ConflictingServiceEntryProtocolAnalyzer",
     "sidecar.SelectorAnalyzer",
     "telemetry.DefaultSelectorAnalyzer",
     "telemetry.LightstepAnalyzer",

@@ -4,6 +4,7 @@ mod destination_rule;
 mod envoy_filter;
 mod gateway;
 mod schema;
+mod service_entry;
 mod sidecar;
 mod telemetry;
 mod util;
@@ -15,11 +16,14 @@ use super::Analyzer;
 pub fn all() -> Vec<Box<dyn Analyzer>> {
     let mut all: Vec<Box<dyn Analyzer>> = vec![
         Box::new(destination_rule::CaCertificate),
+        Box::new(destination_rule::SubsetSelectsPods),
         Box::new(envoy_filter::EnvoyPatch),
         Box::new(gateway::Certificate),
         Box::new(gateway::ConflictingGateway),
         Box::new(gateway::IngressGatewayPort),
         Box::new(gateway::SecretRefs),
+        Box::new(service_entry::AddressesRequired),
+        Box::new(service_entry::ConflictingProtocol),
         Box::new(sidecar::Selector),
         Box::new(telemetry::DefaultSelector),
         Box::new(telemetry::Lightstep),

@@ -140,8 +140,18 @@ pub fn service_of_fqdn(host: &str) -> Option<(&str, &str)> {
 /// Every Service and ServiceEntry host, by the namespaces it is visible in (`*` for
 /// all), with its ports: what a destination host must be (`util.InitServiceEntryHostMap`).
 pub struct ScopedHosts {
-    /// `scope/fqdn` → ports.
-    hosts: HashMap<String, Vec<u32>>,
+    /// `scope/fqdn` → the service.
+    hosts: HashMap<String, ScopedService>,
+}
+
+/// What a destination host resolves to: a Service or ServiceEntry's ports and the
+/// labels of the workloads behind it.
+#[derive(Debug, Clone)]
+pub struct ScopedService {
+    /// The port numbers.
+    pub ports: Vec<u32>,
+    /// The workload selector (a Service's selector, a ServiceEntry's `workloadSelector`).
+    pub selector: Labels,
 }
 
 impl ScopedHosts {
@@ -149,7 +159,15 @@ impl ScopedHosts {
     pub fn new(ctx: &Context) -> Self {
         let mut hosts = HashMap::new();
         for (entry, se) in ctx.each::<Resource<ServiceEntry>>() {
-            let ports: Vec<u32> = se.spec.ports.iter().map(|p| p.number).collect();
+            let service = ScopedService {
+                ports: se.spec.ports.iter().map(|p| p.number).collect(),
+                selector: se
+                    .spec
+                    .workload_selector
+                    .as_ref()
+                    .map(|s| s.labels.clone())
+                    .unwrap_or_default(),
+            };
             let ns = entry.namespace();
             let scopes: Vec<&str> =
                 if se.spec.export_to.is_empty() || se.spec.export_to.iter().any(|e| e == "*") {
@@ -163,19 +181,21 @@ impl ScopedHosts {
                 };
             for host in &se.spec.hosts {
                 for scope in &scopes {
-                    hosts.insert(format!("{scope}/{}", fqdn(ns, host)), ports.clone());
+                    hosts.insert(format!("{scope}/{}", fqdn(ns, host)), service.clone());
                 }
             }
         }
         for (entry, svc) in ctx.each::<Service>() {
-            let ports: Vec<u32> = svc
-                .spec
-                .as_ref()
-                .and_then(|s| s.ports.as_deref())
-                .unwrap_or_default()
-                .iter()
-                .map(|p| p.port as u32)
-                .collect();
+            let spec = svc.spec.as_ref();
+            let service = ScopedService {
+                ports: spec
+                    .and_then(|s| s.ports.as_deref())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|p| p.port as u32)
+                    .collect(),
+                selector: spec.and_then(|s| s.selector.clone()).unwrap_or_default(),
+            };
             let ns = entry.namespace();
             let scopes: Vec<&str> = match entry.annotation("networking.istio.io/exportTo") {
                 None | Some("") => vec!["*"],
@@ -185,7 +205,10 @@ impl ScopedHosts {
                     .collect(),
             };
             for scope in scopes {
-                hosts.insert(format!("{scope}/{}", fqdn(ns, entry.name())), ports.clone());
+                hosts.insert(
+                    format!("{scope}/{}", fqdn(ns, entry.name())),
+                    service.clone(),
+                );
             }
         }
         Self { hosts }
@@ -194,10 +217,22 @@ impl ScopedHosts {
     /// The ports of the service `host` names, as seen from a VirtualService in
     /// `namespace` exported to `export_to`; `None` when no service has that host.
     pub fn lookup(&self, namespace: &str, export_to: &[String], host: &str) -> Option<&[u32]> {
+        self.service(namespace, export_to, host)
+            .map(|s| s.ports.as_slice())
+    }
+
+    /// The service `host` names, as seen from an object in `namespace` exported to
+    /// `export_to` (`util.GetDestinationHost`).
+    pub fn service(
+        &self,
+        namespace: &str,
+        export_to: &[String],
+        host: &str,
+    ) -> Option<&ScopedService> {
         let fq = fqdn(namespace, host);
-        let get = |scope: &str| self.hosts.get(&format!("{scope}/{fq}")).map(Vec::as_slice);
-        if let Some(ports) = get("*") {
-            return Some(ports);
+        let get = |scope: &str| self.hosts.get(&format!("{scope}/{fq}"));
+        if let Some(service) = get("*") {
+            return Some(service);
         }
         let found = if export_to.is_empty() {
             get(namespace)
@@ -211,11 +246,10 @@ impl ScopedHosts {
         }
         // Wildcard hosts last: visible to all or to this namespace, matched by suffix.
         let bare = fq.trim_start_matches('*');
-        self.hosts.iter().find_map(|(scoped, ports)| {
+        self.hosts.iter().find_map(|(scoped, service)| {
             let (scope, se_host) = scoped.split_once('/')?;
             let suffix = se_host.strip_prefix('*')?;
-            ((scope == "*" || scope == namespace) && bare.ends_with(suffix))
-                .then_some(ports.as_slice())
+            ((scope == "*" || scope == namespace) && bare.ends_with(suffix)).then_some(service)
         })
     }
 }
