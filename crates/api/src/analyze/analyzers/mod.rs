@@ -1,5 +1,6 @@
 //! Every analyzer, named as Istio names them (what `--analyzer` selects).
 
+mod authz;
 mod destination_rule;
 mod envoy_filter;
 mod gateway;
@@ -15,6 +16,7 @@ use super::Analyzer;
 /// The analyzers `istioctl analyze` runs by default (Istio's `analyzers.All()`).
 pub fn all() -> Vec<Box<dyn Analyzer>> {
     let mut all: Vec<Box<dyn Analyzer>> = vec![
+        Box::new(authz::AuthorizationPolicies),
         Box::new(destination_rule::CaCertificate),
         Box::new(destination_rule::SubsetSelectsPods),
         Box::new(envoy_filter::EnvoyPatch),

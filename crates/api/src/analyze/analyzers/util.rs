@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 
 use crate::Kind;
 use crate::Resource;
@@ -101,6 +101,32 @@ pub fn namespace_in_ambient(namespace: Option<&Entry>) -> bool {
     namespace.label("istio-injection") != Some("enabled")
         && namespace.label("istio.io/rev").is_none_or(str::is_empty)
         && namespace.label("istio.io/dataplane-mode") == Some("ambient")
+}
+
+/// True when the pod runs a sidecar or will be injected with one: an `istio-proxy`
+/// container with an image, else the pod's `sidecar.istio.io/inject` label or annotation,
+/// else its namespace's `istio-injection` label (`util.PodInMesh`).
+pub fn pod_in_mesh(ctx: &Context, entry: &Entry, pod: &Pod) -> bool {
+    let spec = pod.spec.as_ref();
+    let containers = spec
+        .map(|s| {
+            s.containers
+                .iter()
+                .chain(s.init_containers.iter().flatten())
+        })
+        .into_iter()
+        .flatten();
+    if let Some(proxy) = containers.into_iter().find(|c| c.name == "istio-proxy") {
+        if proxy.image.as_deref().is_some_and(|i| !i.is_empty()) {
+            return true;
+        }
+    }
+    const INJECT: &str = "sidecar.istio.io/inject";
+    if let Some(inject) = entry.label(INJECT).or_else(|| entry.annotation(INJECT)) {
+        return inject == "true";
+    }
+    ctx.find(Collection::of(Kind::Namespace), "", entry.namespace())
+        .is_some_and(|ns| ns.label("istio-injection") == Some("enabled"))
 }
 
 /// `(namespace, name)` of a reference written `name` or `namespace/name`
