@@ -17,6 +17,7 @@ use serde_json::Value;
 /// the table; a case naming an analyzer not listed here fails the run.
 const IMPLEMENTED: &[&str] = &[
     "auth.AuthorizationPoliciesAnalyzer",
+    "authn.BlockedCIDRsAnalyzer",
     "destinationrule.CaCertificateAnalyzer",
     "destinationrule.SubsetSelectPodAnalyzer",
     "envoyfilter.EnvoyPatchAnalyzer",
@@ -24,6 +25,8 @@ const IMPLEMENTED: &[&str] = &[
     "gateway.ConflictingGatewayAnalyzer",
     "gateway.IngressGatewayPortAnalyzer",
     "gateway.SecretAnalyzer",
+    "k8sgateway.CRDVersionAnalyzer",
+    "k8sgateway.SelectorAnalyzer",
     "serviceentry.Analyzer",
     "serviceentry.ConflictingServiceEntryProtocolAnalyzer",
     "sidecar.SelectorAnalyzer",
@@ -35,6 +38,7 @@ const IMPLEMENTED: &[&str] = &[
     "virtualservice.DestinationHostAnalyzer",
     "virtualservice.DestinationRuleAnalyzer",
     "virtualservice.GatewayAnalyzer",
+    "virtualservice.JWTClaimRouteAnalyzer",
 ];
 
 /// Runs one case, returning what differs from the expectation (empty when it passes).

@@ -1,9 +1,11 @@
 //! Every analyzer, named as Istio names them (what `--analyzer` selects).
 
+mod authn;
 mod authz;
 mod destination_rule;
 mod envoy_filter;
 mod gateway;
+mod k8s_gateway;
 mod schema;
 mod service_entry;
 mod sidecar;
@@ -16,6 +18,7 @@ use super::Analyzer;
 /// The analyzers `istioctl analyze` runs by default (Istio's `analyzers.All()`).
 pub fn all() -> Vec<Box<dyn Analyzer>> {
     let mut all: Vec<Box<dyn Analyzer>> = vec![
+        Box::new(authn::BlockedCidrs),
         Box::new(authz::AuthorizationPolicies),
         Box::new(destination_rule::CaCertificate),
         Box::new(destination_rule::SubsetSelectsPods),
@@ -24,6 +27,8 @@ pub fn all() -> Vec<Box<dyn Analyzer>> {
         Box::new(gateway::ConflictingGateway),
         Box::new(gateway::IngressGatewayPort),
         Box::new(gateway::SecretRefs),
+        Box::new(k8s_gateway::CrdVersion),
+        Box::new(k8s_gateway::Selector),
         Box::new(service_entry::AddressesRequired),
         Box::new(service_entry::ConflictingProtocol),
         Box::new(sidecar::Selector),
@@ -35,6 +40,7 @@ pub fn all() -> Vec<Box<dyn Analyzer>> {
         Box::new(virtual_service::DestinationHosts),
         Box::new(virtual_service::DestinationRules),
         Box::new(virtual_service::Gateways),
+        Box::new(virtual_service::JwtClaimRoute),
     ];
     all.extend(schema::all().map(|s| Box::new(s) as Box<dyn Analyzer>));
     all
