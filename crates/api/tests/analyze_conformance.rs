@@ -27,6 +27,7 @@ const IMPLEMENTED: &[&str] = &[
     "gateway.SecretAnalyzer",
     "k8sgateway.CRDVersionAnalyzer",
     "k8sgateway.SelectorAnalyzer",
+    "schema.ValidationAnalyzer.VirtualService",
     "serviceentry.Analyzer",
     "serviceentry.ConflictingServiceEntryProtocolAnalyzer",
     "sidecar.SelectorAnalyzer",
