@@ -91,14 +91,12 @@ impl Analyzer for Selector {
 
     fn analyze(&self, ctx: &Context, out: &mut Vec<Message>) {
         let mut gateway_pods: BTreeMap<&str, Vec<&Labels>> = BTreeMap::new();
-        for pod in ctx.collection(Collection::of(Kind::Pod)) {
-            if let Some(labels) = pod.meta().labels.as_ref() {
-                if labels.contains_key(GATEWAY_NAME_LABEL) {
-                    gateway_pods
-                        .entry(pod.namespace())
-                        .or_default()
-                        .push(labels);
-                }
+        let labelled = ctx
+            .collection(Collection::of(Kind::Pod))
+            .filter_map(|pod| Some((pod.namespace(), pod.meta().labels.as_ref()?)));
+        for (namespace, labels) in labelled {
+            if labels.contains_key(GATEWAY_NAME_LABEL) {
+                gateway_pods.entry(namespace).or_default().push(labels);
             }
         }
         Self::check::<Resource<AuthorizationPolicy>>(ctx, &gateway_pods, out);

@@ -65,6 +65,12 @@ impl Analyzer for AddressesRequired {
 /// same namespaces must agree on the protocol of a host and port.
 pub struct ConflictingProtocol;
 
+/// A host and port as seen in a scope (`*` or a namespace).
+type HostPort<'a> = (&'a str, &'a str, u32);
+
+/// A protocol a ServiceEntry gives a host and port.
+type Definition<'a> = (&'a str, &'a Entry);
+
 /// Where a ServiceEntry is visible: `*` for everywhere, else its namespaces.
 fn scopes<'a>(export_to: &'a [String], namespace: &'a str) -> BTreeSet<&'a str> {
     if export_to.is_empty() || export_to.iter().any(|e| e == "*") {
@@ -86,8 +92,7 @@ impl Analyzer for ConflictingProtocol {
     }
 
     fn analyze(&self, ctx: &Context, out: &mut Vec<Message>) {
-        // (scope, host, port) -> (protocol, ServiceEntry) for every definition.
-        let mut index: BTreeMap<(&str, &str, u32), Vec<(&str, &Entry)>> = BTreeMap::new();
+        let mut index: BTreeMap<HostPort<'_>, Vec<Definition<'_>>> = BTreeMap::new();
         for (entry, se) in ctx.each::<IstioServiceEntry>() {
             for scope in scopes(&se.spec.export_to, entry.namespace()) {
                 for host in &se.spec.hosts {
@@ -107,7 +112,7 @@ impl Analyzer for ConflictingProtocol {
                 "*" => None,
                 _ => index.get(&("*", host, port)),
             };
-            let defined: Vec<&(&str, &Entry)> = defined
+            let defined: Vec<&Definition<'_>> = defined
                 .iter()
                 .chain(everywhere.into_iter().flatten())
                 .collect();

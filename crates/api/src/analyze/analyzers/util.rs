@@ -116,10 +116,9 @@ pub fn pod_in_mesh(ctx: &Context, entry: &Entry, pod: &Pod) -> bool {
         })
         .into_iter()
         .flatten();
-    if let Some(proxy) = containers.into_iter().find(|c| c.name == "istio-proxy") {
-        if proxy.image.as_deref().is_some_and(|i| !i.is_empty()) {
-            return true;
-        }
+    let proxy = containers.into_iter().find(|c| c.name == "istio-proxy");
+    if proxy.is_some_and(|p| p.image.as_deref().is_some_and(|i| !i.is_empty())) {
+        return true;
     }
     const INJECT: &str = "sidecar.istio.io/inject";
     if let Some(inject) = entry.label(INJECT).or_else(|| entry.annotation(INJECT)) {
