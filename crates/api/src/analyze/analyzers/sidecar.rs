@@ -113,3 +113,47 @@ impl Analyzer for Selector {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::analyze::{ContextBuilder, run};
+    use crate::load::Loader;
+
+    fn analyze(text: &str) -> Vec<Message> {
+        let mut builder = ContextBuilder::new();
+        let loader = Loader::new().default_namespace(None);
+        builder.add_text(&loader, text, Some(Path::new("sidecars.yaml")));
+        run(&builder.build(), &[Box::new(Selector)]).messages
+    }
+
+    #[test]
+    fn selector_matching_no_pod_points_at_its_label() {
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: default, labels: {app: a}}\n---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata:\n  name: s\n  namespace: default\nspec:\n  workloadSelector:\n    labels:\n      app: b\n";
+        let messages = analyze(text);
+        assert_eq!(messages.len(), 1);
+        assert_eq!(
+            messages[0].to_string(),
+            r#"Error [IST0101] (Sidecar default/s sidecars.yaml:13) Referenced selector not found: "app=b""#
+        );
+    }
+
+    #[test]
+    fn pod_selected_twice_names_both_sidecars() {
+        let sidecar = |name: &str| {
+            format!(
+                "apiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  workloadSelector:\n    labels: {{app: a}}\n---\n"
+            )
+        };
+        let text = format!(
+            "{}{}apiVersion: v1\nkind: Pod\nmetadata: {{name: p, namespace: default, labels: {{app: a}}}}\n",
+            sidecar("one"),
+            sidecar("two")
+        );
+        let texts: Vec<String> = analyze(&text).iter().map(Message::text).collect();
+        let want = r#"The Sidecars [one two] in namespace "default" select the same workload pod "p", which can lead to undefined behavior."#;
+        assert_eq!(texts, [want, want]);
+    }
+}
