@@ -460,14 +460,10 @@ impl Analyzer for JwtClaimRoute {
     }
 
     fn analyze(&self, ctx: &Context, out: &mut Vec<Message>) {
-        let mut selectors: BTreeMap<&str, Vec<&Labels>> = BTreeMap::new();
+        // By namespace, each RequestAuthentication's selector; `None` selects every pod.
+        let mut selectors: BTreeMap<&str, Vec<Option<&Labels>>> = BTreeMap::new();
         for (entry, ra) in ctx.each::<Resource<RequestAuthentication>>() {
-            static EVERYTHING: Labels = Labels::new();
-            let selector = ra
-                .spec
-                .selector
-                .as_ref()
-                .map_or(&EVERYTHING, |s| &s.match_labels);
+            let selector = ra.spec.selector.as_ref().map(|s| &s.match_labels);
             selectors
                 .entry(entry.namespace())
                 .or_default()
@@ -495,7 +491,7 @@ impl Analyzer for JwtClaimRoute {
                     let authenticated = [istio_ns, pod.namespace()]
                         .iter()
                         .flat_map(|ns| selectors.get(ns).into_iter().flatten())
-                        .any(|selector| selects(selector, labels));
+                        .any(|selector| selector.is_none_or(|s| selects(s, labels)));
                     if !authenticated {
                         out.push(entry.message(
                             catalogue::JWT_CLAIM_BASED_ROUTING_WITHOUT_REQUEST_AUTH_N,
