@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::types::{Labels, Percent, StringMatch, is_default};
 use crate::validate::{
-    Validate, Validator, check_export_to, check_ip_or_cidr, check_labels, check_port, check_regex,
-    fqdn_error, is_istio_label, wildcard_domain_error,
+    Finding, Validate, Validator, check_export_to, check_ip_or_cidr, check_labels, check_port,
+    check_regex, fqdn_error, is_istio_label, wildcard_domain_error,
 };
 
 /// The reserved gateway name standing for every sidecar in the mesh.
@@ -591,6 +591,13 @@ impl Matches for TlsRoute {
     }
 }
 
+fn unreachable(rule: &str, reason: &str) -> Finding {
+    Finding::UnreachableRule {
+        rule: rule.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
 /// Warns about rules that can never be reached: after a rule without matches, or whose
 /// matches all repeat earlier ones (Istio's `analyzeUnreachable*Rules`).
 fn analyze_unreachable<R: Matches>(v: &mut Validator<'_>, field: &str, routes: &[R]) {
@@ -600,42 +607,38 @@ fn analyze_unreachable<R: Matches>(v: &mut Validator<'_>, field: &str, routes: &
         let name = route.label(index);
         if route.matches().is_empty() {
             if catch_all {
-                v.field(field, |v| {
-                    v.index(index, |v| {
-                        v.warn(format!("virtualService rule {name} not used (only the last rule can have no matches)"))
-                    })
-                });
+                let finding = unreachable(&name, "only the last rule can have no matches");
+                v.field(field, |v| v.index(index, |v| v.warn_finding(finding)));
             }
             catch_all = true;
             continue;
         }
         let mut duplicates = 0;
-        let mut warnings = Vec::new();
+        let mut findings = Vec::new();
         for (i, m) in route.matches().iter().enumerate() {
             if catch_all {
-                warnings.push(format!(
-                    "virtualService rule {name} not used (route without matches defined before)"
-                ));
+                findings.push(unreachable(&name, "route without matches defined before"));
                 continue;
             }
             let (match_name, bare) = R::match_label(m, i);
             if let Some((_, prior)) = seen.iter().find(|(s, _)| *s == bare) {
-                let prior = routes[*prior].label(*prior);
-                warnings.push(format!(
-                    "virtualService rule {name} match {match_name} is not used (duplicate/overlapping match in rule {prior})"
-                ));
+                findings.push(Finding::IneffectiveMatch {
+                    rule: name.clone(),
+                    matched: match_name,
+                    earlier: routes[*prior].label(*prior),
+                });
                 duplicates += 1;
             } else {
                 seen.push((bare, index));
             }
         }
         if duplicates == route.matches().len() {
-            warnings.push(format!(
-                "virtualService rule {name} not used (all matches used by prior rules)"
-            ));
+            findings.push(unreachable(&name, "all matches used by prior rules"));
         }
         v.field(field, |v| {
-            v.index(index, |v| warnings.into_iter().for_each(|w| v.warn(w)))
+            v.index(index, |v| {
+                findings.into_iter().for_each(|f| v.warn_finding(f))
+            })
         });
     }
 }
@@ -731,14 +734,15 @@ fn analyze_overlapping_prefixes(v: &mut Validator<'_>, routes: &[HttpRoute]) {
     for (i, a) in prefixes.iter().enumerate() {
         for b in &prefixes[i + 1..] {
             if b.prefix != a.prefix && covers(a, b) {
-                v.field("http", |v| {
-                    v.index(b.route, |v| {
-                        v.warn(format!(
-                            "virtualService rule {} match {} of prefix {} is not used (duplicate/overlapping match in rule {} of prefix {} on {})",
-                            b.route_name, b.match_name, b.prefix, a.match_name, a.prefix, a.route_name
-                        ))
-                    })
-                });
+                let finding = Finding::IneffectiveMatch {
+                    rule: b.route_name.clone(),
+                    matched: format!("{} of prefix {}", b.match_name, b.prefix),
+                    earlier: format!(
+                        "{} of prefix {} on {}",
+                        a.match_name, a.prefix, a.route_name
+                    ),
+                };
+                v.field("http", |v| v.index(b.route, |v| v.warn_finding(finding)));
             }
         }
     }

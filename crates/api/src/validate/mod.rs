@@ -33,6 +33,49 @@ pub struct Issue {
     pub path: String,
     /// Why the value is wrong, in Istio's words where Istio has some.
     pub message: String,
+    /// What the warning means to the analyzers, when they report it under a message type
+    /// of its own rather than as a schema warning.
+    pub finding: Option<Finding>,
+}
+
+/// A warning with a meaning of its own for configuration analysis (Istio's
+/// `AnalysisAwareError`): reported by `mizzen analyze` under its own code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// A VirtualService rule no request can reach (IST0130).
+    UnreachableRule {
+        /// The rule: `"name"` or `#index`.
+        rule: String,
+        /// Why it is unreachable.
+        reason: String,
+    },
+    /// A VirtualService match that an earlier match already takes (IST0131).
+    IneffectiveMatch {
+        /// The rule: `"name"` or `#index`.
+        rule: String,
+        /// The match: `"name"` or `#index`, with its prefix when that is what overlaps.
+        matched: String,
+        /// The earlier rule (or match) that takes its requests.
+        earlier: String,
+    },
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Finding::UnreachableRule { rule, reason } => {
+                write!(f, "virtualService rule {rule} not used ({reason})")
+            }
+            Finding::IneffectiveMatch {
+                rule,
+                matched,
+                earlier,
+            } => write!(
+                f,
+                "virtualService rule {rule} match {matched} is not used (duplicate/overlapping match in rule {earlier})"
+            ),
+        }
+    }
 }
 
 impl fmt::Display for Issue {
@@ -136,6 +179,16 @@ impl<'a> Validator<'a> {
         self.push(Severity::Warning, message.to_string());
     }
 
+    /// Reports a warning the analyzers report under a code of its own.
+    pub fn warn_finding(&mut self, finding: Finding) {
+        self.issues.push(Issue {
+            severity: Severity::Warning,
+            path: self.path.clone(),
+            message: finding.to_string(),
+            finding: Some(finding),
+        });
+    }
+
     /// Reports an error at the child field `name`.
     pub fn error_at(&mut self, name: &str, message: impl fmt::Display) {
         self.field(name, |v| v.error(message));
@@ -175,6 +228,7 @@ impl<'a> Validator<'a> {
             severity,
             path: self.path.clone(),
             message,
+            finding: None,
         });
     }
 }

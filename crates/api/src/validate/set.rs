@@ -34,6 +34,7 @@ pub fn validate_set<'a>(objects: impl IntoIterator<Item = &'a Object>) -> Vec<Se
                         "Duplicate value: {key} is also defined by object #{}; the later definition wins",
                         first + 1
                     ),
+                    finding: None,
                 },
                 key,
             });

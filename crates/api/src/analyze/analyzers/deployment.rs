@@ -170,7 +170,7 @@ impl Analyzer for MultiService {
                         catalogue::DEPLOYMENT_CONFLICTING_PORTS,
                         args![
                             name,
-                            go_list(&names.into_iter().collect::<Vec<_>>()),
+                            go_list(names),
                             target,
                             go_list(&ports)
                         ],

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::util::{selector_string, selects, short_or_full_name};
+use super::util::{first_label_path, selector_string, selects, short_or_full_name};
 use crate::analyze::{Analyzer, Collection, Context, Entry, Message, Metadata, args, catalogue};
 use crate::networking::{Gateway, Server, ServerTlsSettings};
 use crate::{Kind, Resource};
@@ -15,10 +15,7 @@ type IstioGateway = Resource<Gateway>;
 
 /// The field path of a selector label, where selector messages point.
 fn selector_path(selector: &BTreeMap<String, String>) -> String {
-    match selector.keys().next() {
-        Some(label) => format!("spec.selector[{label}]"),
-        None => "spec.selector".into(),
-    }
+    first_label_path("spec.selector", selector)
 }
 
 /// The message for a selector no pod matches.

@@ -1,16 +1,23 @@
 //! Every analyzer, named as Istio names them (what `--analyzer` selects).
 
 mod annotations;
+mod authn;
+mod authz;
 mod conditions;
 mod deployment;
 mod deprecation;
 mod destination_rule;
+mod envoy_filter;
 mod external_control_plane;
 mod gateway;
 mod injection;
+mod k8s_gateway;
 mod multicluster;
 mod schema;
 mod service;
+mod service_entry;
+mod sidecar;
+mod telemetry;
 mod util;
 mod virtual_service;
 mod webhook;
@@ -21,11 +28,15 @@ use super::Analyzer;
 pub fn all() -> Vec<Box<dyn Analyzer>> {
     let mut all: Vec<Box<dyn Analyzer>> = vec![
         Box::new(annotations::K8sAnnotations),
+        Box::new(authn::BlockedCidrs),
+        Box::new(authz::AuthorizationPolicies),
         Box::new(conditions::Conditions),
         Box::new(deployment::ApplicationUid),
         Box::new(deployment::MultiService),
         Box::new(deprecation::Deprecation),
         Box::new(destination_rule::CaCertificate),
+        Box::new(destination_rule::SubsetSelectsPods),
+        Box::new(envoy_filter::EnvoyPatch),
         Box::new(external_control_plane::ExternalControlPlane),
         Box::new(gateway::Certificate),
         Box::new(gateway::ConflictingGateway),
@@ -34,12 +45,22 @@ pub fn all() -> Vec<Box<dyn Analyzer>> {
         Box::new(injection::Image),
         Box::new(injection::ImageAuto),
         Box::new(injection::Injection),
+        Box::new(k8s_gateway::CrdVersion),
+        Box::new(k8s_gateway::Selector),
         Box::new(multicluster::MeshNetworks),
         Box::new(service::PortName),
+        Box::new(service_entry::AddressesRequired),
+        Box::new(service_entry::ConflictingProtocol),
+        Box::new(sidecar::Selector),
+        Box::new(telemetry::DefaultSelector),
+        Box::new(telemetry::Lightstep),
+        Box::new(telemetry::Provider),
+        Box::new(telemetry::Selector),
         Box::new(virtual_service::ConflictingMeshGatewayHosts),
         Box::new(virtual_service::DestinationHosts),
         Box::new(virtual_service::DestinationRules),
         Box::new(virtual_service::Gateways),
+        Box::new(virtual_service::JwtClaimRoute),
         Box::new(webhook::Webhooks),
     ];
     all.extend(schema::all().map(|s| Box::new(s) as Box<dyn Analyzer>));

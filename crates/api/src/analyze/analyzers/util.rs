@@ -3,13 +3,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::{Container, Service, ServicePort};
+use k8s_openapi::api::core::v1::{Container, Pod, Service, ServicePort};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+use crate::Kind;
+use crate::Resource;
 use crate::analyze::{Collection, Context, Entry};
 use crate::networking::ServiceEntry;
 use crate::types::{Labels, Protocol};
-use crate::{Kind, Resource};
 
 /// The Kubernetes cluster domain Istio assumes.
 pub const CLUSTER_DOMAIN: &str = "svc.cluster.local";
@@ -133,8 +134,8 @@ pub fn label_selector_matches(selector: Option<&LabelSelector>, labels: &Labels)
 }
 
 /// A list as Go's `%v` prints a slice: `[a b c]`.
-pub fn go_list<T: std::fmt::Display>(items: &[T]) -> String {
-    let items: Vec<String> = items.iter().map(ToString::to_string).collect();
+pub fn go_list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    let items: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
     format!("[{}]", items.join(" "))
 }
 
@@ -180,6 +181,69 @@ pub fn selects(selector: &BTreeMap<String, String>, labels: Option<&Labels>) -> 
         .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
 }
 
+/// The pods of `namespace` whose labels carry every label of `selector`.
+pub fn selected_pods<'a>(
+    ctx: &'a Context,
+    namespace: &'a str,
+    selector: &'a BTreeMap<String, String>,
+) -> impl Iterator<Item = &'a Entry> + 'a {
+    ctx.collection(Collection::of(Kind::Pod))
+        .filter(move |pod| {
+            pod.namespace() == namespace && selects(selector, pod.meta().labels.as_ref())
+        })
+}
+
+/// The message path of a selector's first label (`{prefix}[label]`), where selector
+/// messages point (`util.ExtractLabelFromSelectorString`).
+pub fn first_label_path(prefix: &str, selector: &BTreeMap<String, String>) -> String {
+    match selector.keys().next() {
+        Some(label) => format!("{prefix}[{label}]"),
+        None => prefix.to_owned(),
+    }
+}
+
+/// True when ztunnel redirects the pod's traffic (ambient mode): a sidecar-era policy
+/// selecting it has no effect (`util.PodInAmbientMode`).
+pub fn pod_in_ambient(pod: &Entry) -> bool {
+    pod.annotation("ambient.istio.io/redirection") == Some("enabled")
+}
+
+/// True when the namespace is labelled for ambient mode and not also for sidecar
+/// injection (`util.NamespaceInAmbientMode`).
+pub fn namespace_in_ambient(namespace: Option<&Entry>) -> bool {
+    let Some(namespace) = namespace else {
+        return false;
+    };
+    namespace.label("istio-injection") != Some("enabled")
+        && namespace.label("istio.io/rev").is_none_or(str::is_empty)
+        && namespace.label("istio.io/dataplane-mode") == Some("ambient")
+}
+
+/// True when the pod runs a sidecar or will be injected with one: an `istio-proxy`
+/// container with an image, else the pod's `sidecar.istio.io/inject` label or annotation,
+/// else its namespace's `istio-injection` label (`util.PodInMesh`).
+pub fn pod_in_mesh(ctx: &Context, entry: &Entry, pod: &Pod) -> bool {
+    let spec = pod.spec.as_ref();
+    let containers = spec
+        .map(|s| {
+            s.containers
+                .iter()
+                .chain(s.init_containers.iter().flatten())
+        })
+        .into_iter()
+        .flatten();
+    let proxy = containers.into_iter().find(|c| c.name == "istio-proxy");
+    if proxy.is_some_and(|p| p.image.as_deref().is_some_and(|i| !i.is_empty())) {
+        return true;
+    }
+    const INJECT: &str = "sidecar.istio.io/inject";
+    if let Some(inject) = entry.label(INJECT).or_else(|| entry.annotation(INJECT)) {
+        return inject == "true";
+    }
+    ctx.find(Collection::of(Kind::Namespace), "", entry.namespace())
+        .is_some_and(|ns| ns.label("istio-injection") == Some("enabled"))
+}
+
 /// `(namespace, name)` of a reference written `name` or `namespace/name`
 /// (`resource.NewShortOrFullName`).
 pub fn short_or_full_name<'a>(namespace: &'a str, name: &'a str) -> (&'a str, &'a str) {
@@ -217,8 +281,18 @@ pub fn service_of_fqdn(host: &str) -> Option<(&str, &str)> {
 /// Every Service and ServiceEntry host, by the namespaces it is visible in (`*` for
 /// all), with its ports: what a destination host must be (`util.InitServiceEntryHostMap`).
 pub struct ScopedHosts {
-    /// `scope/fqdn` → ports.
-    hosts: HashMap<String, Vec<u32>>,
+    /// `scope/fqdn` → the service.
+    hosts: HashMap<String, ScopedService>,
+}
+
+/// What a destination host resolves to: a Service or ServiceEntry's ports and the
+/// labels of the workloads behind it.
+#[derive(Debug, Clone)]
+pub struct ScopedService {
+    /// The port numbers.
+    pub ports: Vec<u32>,
+    /// The workload selector (a Service's selector, a ServiceEntry's `workloadSelector`).
+    pub selector: Labels,
 }
 
 impl ScopedHosts {
@@ -226,7 +300,15 @@ impl ScopedHosts {
     pub fn new(ctx: &Context) -> Self {
         let mut hosts = HashMap::new();
         for (entry, se) in ctx.each::<Resource<ServiceEntry>>() {
-            let ports: Vec<u32> = se.spec.ports.iter().map(|p| p.number).collect();
+            let service = ScopedService {
+                ports: se.spec.ports.iter().map(|p| p.number).collect(),
+                selector: se
+                    .spec
+                    .workload_selector
+                    .as_ref()
+                    .map(|s| s.labels.clone())
+                    .unwrap_or_default(),
+            };
             let ns = entry.namespace();
             let scopes: Vec<&str> =
                 if se.spec.export_to.is_empty() || se.spec.export_to.iter().any(|e| e == "*") {
@@ -240,19 +322,21 @@ impl ScopedHosts {
                 };
             for host in &se.spec.hosts {
                 for scope in &scopes {
-                    hosts.insert(format!("{scope}/{}", fqdn(ns, host)), ports.clone());
+                    hosts.insert(format!("{scope}/{}", fqdn(ns, host)), service.clone());
                 }
             }
         }
         for (entry, svc) in ctx.each::<Service>() {
-            let ports: Vec<u32> = svc
-                .spec
-                .as_ref()
-                .and_then(|s| s.ports.as_deref())
-                .unwrap_or_default()
-                .iter()
-                .map(|p| p.port as u32)
-                .collect();
+            let spec = svc.spec.as_ref();
+            let service = ScopedService {
+                ports: spec
+                    .and_then(|s| s.ports.as_deref())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|p| p.port as u32)
+                    .collect(),
+                selector: spec.and_then(|s| s.selector.clone()).unwrap_or_default(),
+            };
             let ns = entry.namespace();
             let scopes: Vec<&str> = match entry.annotation("networking.istio.io/exportTo") {
                 None | Some("") => vec!["*"],
@@ -262,7 +346,10 @@ impl ScopedHosts {
                     .collect(),
             };
             for scope in scopes {
-                hosts.insert(format!("{scope}/{}", fqdn(ns, entry.name())), ports.clone());
+                hosts.insert(
+                    format!("{scope}/{}", fqdn(ns, entry.name())),
+                    service.clone(),
+                );
             }
         }
         Self { hosts }
@@ -271,10 +358,22 @@ impl ScopedHosts {
     /// The ports of the service `host` names, as seen from a VirtualService in
     /// `namespace` exported to `export_to`; `None` when no service has that host.
     pub fn lookup(&self, namespace: &str, export_to: &[String], host: &str) -> Option<&[u32]> {
+        self.service(namespace, export_to, host)
+            .map(|s| s.ports.as_slice())
+    }
+
+    /// The service `host` names, as seen from an object in `namespace` exported to
+    /// `export_to` (`util.GetDestinationHost`).
+    pub fn service(
+        &self,
+        namespace: &str,
+        export_to: &[String],
+        host: &str,
+    ) -> Option<&ScopedService> {
         let fq = fqdn(namespace, host);
-        let get = |scope: &str| self.hosts.get(&format!("{scope}/{fq}")).map(Vec::as_slice);
-        if let Some(ports) = get("*") {
-            return Some(ports);
+        let get = |scope: &str| self.hosts.get(&format!("{scope}/{fq}"));
+        if let Some(service) = get("*") {
+            return Some(service);
         }
         let found = if export_to.is_empty() {
             get(namespace)
@@ -288,11 +387,10 @@ impl ScopedHosts {
         }
         // Wildcard hosts last: visible to all or to this namespace, matched by suffix.
         let bare = fq.trim_start_matches('*');
-        self.hosts.iter().find_map(|(scoped, ports)| {
+        self.hosts.iter().find_map(|(scoped, service)| {
             let (scope, se_host) = scoped.split_once('/')?;
             let suffix = se_host.strip_prefix('*')?;
-            ((scope == "*" || scope == namespace) && bare.ends_with(suffix))
-                .then_some(ports.as_slice())
+            ((scope == "*" || scope == namespace) && bare.ends_with(suffix)).then_some(service)
         })
     }
 }

@@ -4,11 +4,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::util::{
-    MESH_GATEWAY, ScopedHosts, fqdn, host_matches, names_for_namespace, service_of_host,
+    MESH_GATEWAY, ScopedHosts, fqdn, host_matches, names_for_namespace, selects, service_of_host,
     short_or_full_name,
 };
 use crate::analyze::{Analyzer, Collection, Context, Entry, Message, Metadata, args, catalogue};
 use crate::networking::{Destination, DestinationRule, Gateway, VirtualService};
+use crate::security::RequestAuthentication;
+use crate::types::Labels;
 use crate::{Kind, Resource};
 
 type IstioVirtualService = Resource<VirtualService>;
@@ -420,6 +422,82 @@ impl Analyzer for ConflictingMeshGatewayHosts {
                         catalogue::CONFLICTING_MESH_GATEWAY_VIRTUAL_SERVICE_HOSTS,
                         args![names.join(","), format!("{scope}/{host}")],
                     ));
+                }
+            }
+        }
+    }
+}
+
+/// The header prefix that routes on a validated JWT's claims.
+const JWT_CLAIM_HEADER: &str = "@request.auth.claims";
+
+/// The first header (or absent header) a VirtualService routes on that is a JWT claim.
+fn jwt_claim_key(vs: &VirtualService) -> Option<&str> {
+    vs.http
+        .iter()
+        .flat_map(|route| &route.r#match)
+        .flat_map(|m| m.headers.keys().chain(m.without_headers.keys()))
+        .map(String::as_str)
+        .find(|key| key.starts_with(JWT_CLAIM_HEADER))
+}
+
+/// `virtualservice.JWTClaimRouteAnalyzer`: routing on JWT claims at a gateway needs a
+/// RequestAuthentication on the gateway's pods, or the claims never exist.
+pub struct JwtClaimRoute;
+
+impl Analyzer for JwtClaimRoute {
+    fn metadata(&self) -> Metadata {
+        Metadata {
+            name: "virtualservice.JWTClaimRouteAnalyzer".into(),
+            description: "Checks the VirtualService using JWT claim based routing has corresponding RequestAuthentication",
+            inputs: vec![
+                Collection::of(Kind::VirtualService),
+                Collection::of(Kind::RequestAuthentication),
+                Collection::of(Kind::Gateway),
+                Collection::of(Kind::Pod),
+            ],
+        }
+    }
+
+    fn analyze(&self, ctx: &Context, out: &mut Vec<Message>) {
+        // By namespace, each RequestAuthentication's selector; `None` selects every pod.
+        let mut selectors: BTreeMap<&str, Vec<Option<&Labels>>> = BTreeMap::new();
+        for (entry, ra) in ctx.each::<Resource<RequestAuthentication>>() {
+            let selector = ra.spec.selector.as_ref().map(|s| &s.match_labels);
+            selectors
+                .entry(entry.namespace())
+                .or_default()
+                .push(selector);
+        }
+        let istio_ns = ctx.istio_namespace();
+        for (entry, vs) in ctx.each::<IstioVirtualService>() {
+            let Some(key) = jwt_claim_key(&vs.spec) else {
+                continue;
+            };
+            for gateway in &vs.spec.gateways {
+                if gateway == MESH_GATEWAY {
+                    continue;
+                }
+                let (ns, name) = short_or_full_name(entry.namespace(), gateway);
+                // A gateway that does not exist is the GatewayAnalyzer's finding.
+                let Some((_, gw)) = ctx.find_typed::<Resource<Gateway>>(ns, name) else {
+                    continue;
+                };
+                for pod in ctx.collection(Collection::of(Kind::Pod)) {
+                    let labels = pod.meta().labels.as_ref();
+                    if !selects(&gw.spec.selector, labels) {
+                        continue;
+                    }
+                    let authenticated = [istio_ns, pod.namespace()]
+                        .iter()
+                        .flat_map(|ns| selectors.get(ns).into_iter().flatten())
+                        .any(|selector| selector.is_none_or(|s| selects(s, labels)));
+                    if !authenticated {
+                        out.push(entry.message(
+                            catalogue::JWT_CLAIM_BASED_ROUTING_WITHOUT_REQUEST_AUTH_N,
+                            args![key, format!("{ns}/{name}"), pod.name()],
+                        ));
+                    }
                 }
             }
         }
