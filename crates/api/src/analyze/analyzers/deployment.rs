@@ -168,12 +168,7 @@ impl Analyzer for MultiService {
                     out.push(entry.message_at(
                         "metadata.name",
                         catalogue::DEPLOYMENT_CONFLICTING_PORTS,
-                        args![
-                            name,
-                            go_list(names),
-                            target,
-                            go_list(&ports)
-                        ],
+                        args![name, go_list(names), target, go_list(&ports)],
                     ));
                 }
             }
