@@ -1,9 +1,10 @@
-//! The checks Mizzen makes on the Kubernetes objects it reads. The API server's own
+//! The checks Mizzen makes on the Kubernetes objects it reads, and how Istio reads them. The API server's own
 //! validation is far wider; these are the rules the mesh relies on.
 
 use k8s_openapi::api::{apps, core, discovery};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use crate::types::Protocol;
 use crate::validate::{Validate, Validator, check_port, is_dns1123_label};
 
 impl Validate for core::v1::Service {
@@ -76,3 +77,36 @@ no_mesh_rules!(
     core::v1::Secret,
     discovery::v1::EndpointSlice
 );
+
+/// Ports whose protocol Istio does not sniff (the server speaks first): SMTP, DNS,
+/// MySQL, MongoDB. An unnamed one of these is TCP.
+const SERVER_FIRST_PORTS: [i32; 4] = [25, 53, 3306, 27017];
+
+/// The protocol of a Service port as Istio reads it (`kube.ConvertProtocol`): UDP as
+/// declared; otherwise `appProtocol`, else the port name's prefix (`http-web` → HTTP,
+/// `grpc-web…` → gRPC-Web); unknown is sniffed (`None`), except on server-first ports
+/// where it is TCP.
+pub fn service_port_protocol(port: &core::v1::ServicePort) -> Option<Protocol> {
+    if port.protocol.as_deref() == Some("UDP") {
+        return Some(Protocol::Udp);
+    }
+    let name = port
+        .app_protocol
+        .as_deref()
+        .or(port.name.as_deref())
+        .unwrap_or_default();
+    const GRPC_WEB: &str = "grpc-web";
+    if name
+        .get(..GRPC_WEB.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(GRPC_WEB))
+    {
+        return Some(Protocol::GrpcWeb);
+    }
+    let prefix = name.split('-').next().unwrap_or_default();
+    match prefix.parse::<Protocol>() {
+        Ok(protocol) => Some(protocol),
+        Err(_) => SERVER_FIRST_PORTS
+            .contains(&port.port)
+            .then_some(Protocol::Tcp),
+    }
+}

@@ -6,7 +6,7 @@
 pub mod analyze;
 pub mod extensions;
 pub mod kind;
-mod kube;
+pub mod kube;
 pub mod load;
 pub mod networking;
 pub mod object;

@@ -3,14 +3,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::{Container, Pod, Service, ServicePort};
+use k8s_openapi::api::core::v1::{Container, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::Kind;
 use crate::Resource;
 use crate::analyze::{Collection, Context, Entry};
 use crate::networking::ServiceEntry;
-use crate::types::{Labels, Protocol};
+use crate::types::Labels;
 
 /// The Kubernetes cluster domain Istio assumes.
 pub const CLUSTER_DOMAIN: &str = "svc.cluster.local";
@@ -76,37 +76,7 @@ pub fn in_mesh(
         .is_some_and(|ns| ns.label(INJECTION_LABEL) == Some("enabled"))
 }
 
-/// Ports on which the server speaks first, so Istio treats them as TCP rather than
-/// sniff them.
-const SERVER_FIRST_PORTS: [i32; 4] = [25, 53, 3306, 27017];
-
-/// The protocol of a Service port as Istio reads it (`kube.ConvertProtocol`): UDP as
-/// declared, else from `appProtocol` or the name's prefix (`http-web` → HTTP,
-/// `grpc-web…` → gRPC-Web); `None` when it is unknown and will be sniffed.
-pub fn port_protocol(port: &ServicePort) -> Option<Protocol> {
-    if port.protocol.as_deref() == Some("UDP") {
-        return Some(Protocol::Udp);
-    }
-    let name = port
-        .app_protocol
-        .as_deref()
-        .or(port.name.as_deref())
-        .unwrap_or_default();
-    const GRPC_WEB: &str = "grpc-web";
-    if name
-        .get(..GRPC_WEB.len())
-        .is_some_and(|p| p.eq_ignore_ascii_case(GRPC_WEB))
-    {
-        return Some(Protocol::GrpcWeb);
-    }
-    let prefix = name.split('-').next().unwrap_or_default();
-    match prefix.parse::<Protocol>() {
-        Ok(protocol) => Some(protocol),
-        Err(_) => SERVER_FIRST_PORTS
-            .contains(&port.port)
-            .then_some(Protocol::Tcp),
-    }
-}
+pub use crate::kube::service_port_protocol as port_protocol;
 
 /// True when a Kubernetes label selector selects `labels`: a missing selector selects
 /// everything, as a webhook's does; a malformed one selects nothing.
@@ -437,30 +407,6 @@ mod tests {
             Some(&expr("istio.io/rev", "In", &[])),
             &labels
         ));
-    }
-
-    #[test]
-    fn port_protocols_come_from_app_protocol_then_the_name() {
-        let port = |name: &str, number: i32, app: Option<&str>| ServicePort {
-            name: Some(name.into()),
-            port: number,
-            app_protocol: app.map(str::to_owned),
-            ..Default::default()
-        };
-        assert_eq!(
-            port_protocol(&port("http-web", 80, None)),
-            Some(Protocol::Http)
-        );
-        assert_eq!(
-            port_protocol(&port("grpc-web-ui", 80, None)),
-            Some(Protocol::GrpcWeb)
-        );
-        assert_eq!(
-            port_protocol(&port("web", 80, Some("https"))),
-            Some(Protocol::Https)
-        );
-        assert_eq!(port_protocol(&port("db", 3306, None)), Some(Protocol::Tcp));
-        assert_eq!(port_protocol(&port("foo", 8080, None)), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use mizzen_api::k8s_openapi::api::core::v1 as core;
 use mizzen_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use mizzen_api::kube::service_port_protocol as protocol;
 use mizzen_api::types::Protocol;
 use mizzen_api::{Kind, Object};
 
@@ -21,9 +22,6 @@ const EXPORT_TO_ANNOTATION: &str = "networking.istio.io/exportTo";
 const CANONICAL_SERVICE_ACCOUNTS_ANNOTATION: &str = "alpha.istio.io/canonical-serviceaccounts";
 /// Kubernetes service accounts the Service's workloads run as, outside Kubernetes.
 const KUBERNETES_SERVICE_ACCOUNTS_ANNOTATION: &str = "alpha.istio.io/kubernetes-serviceaccounts";
-/// Ports whose unknown protocol is TCP rather than sniffed: SMTP, DNS, MySQL, MongoDB
-/// speak first from the server, which sniffing cannot handle.
-const SERVER_FIRST_PORTS: [u16; 4] = [25, 53, 3306, 27017];
 
 /// Every Kubernetes Service in `config`, oldest first, with its endpoints among
 /// `workloads`.
@@ -179,34 +177,6 @@ fn target_port(
         }
         Some(IntOrString::String(name)) if !name.is_empty() => workload.named_port(name),
         Some(_) => Some(port.port),
-    }
-}
-
-/// Istio's `kube.ConvertProtocol`: UDP as declared; otherwise `appProtocol`, else the
-/// port name's prefix (`http-web` → HTTP, `grpc-web…` → gRPC-Web); unknown is sniffed
-/// (`None`), except on server-first ports where it is TCP.
-fn protocol(port: &core::ServicePort) -> Option<Protocol> {
-    if port.protocol.as_deref() == Some("UDP") {
-        return Some(Protocol::Udp);
-    }
-    let name = port
-        .app_protocol
-        .as_deref()
-        .or(port.name.as_deref())
-        .unwrap_or_default();
-    const GRPC_WEB: &str = "grpc-web";
-    if name
-        .get(..GRPC_WEB.len())
-        .is_some_and(|p| p.eq_ignore_ascii_case(GRPC_WEB))
-    {
-        return Some(Protocol::GrpcWeb);
-    }
-    let prefix = name.split('-').next().unwrap_or_default();
-    match prefix.parse::<Protocol>() {
-        Ok(protocol) => Some(protocol),
-        Err(_) => u16::try_from(port.port)
-            .is_ok_and(|p| SERVER_FIRST_PORTS.contains(&p))
-            .then_some(Protocol::Tcp),
     }
 }
 
