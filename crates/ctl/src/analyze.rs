@@ -2,25 +2,20 @@
 //! both (files layered over the live state), printed as `istioctl analyze` prints it and
 //! ending with istioctl's exit codes.
 
-use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use mizzen_api::analyze::{self, Analyzer, ContextBuilder, Level, MeshConfig, Message, analyzers};
+use mizzen_api::Object;
+use mizzen_api::analyze::{
+    self, ANALYSIS_DOCS, Analyzer, ContextBuilder, Finding, Level, MeshConfig, Message, analyzers,
+};
 use mizzen_api::load::{Loader, is_config_file};
-use mizzen_api::{Object, ObjectKey};
 
 /// istioctl's exit code when analysis found messages at or above the failure threshold.
 pub const EXIT_ISSUES_FOUND: u8 = 79;
 /// istioctl's exit code when some input could not be parsed.
 pub const EXIT_PARSE_ERROR: u8 = 65;
-
-/// Where Istio documents each message code.
-const ANALYSIS_DOCS: &str = "https://istio.io/latest/docs/reference/config/analysis";
-
-/// The annotation with which an object silences codes about itself (`*` for all).
-const SUPPRESS_ANNOTATION: &str = "galley.istio.io/analyze-suppress";
 
 /// How findings are printed (`-o`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -227,10 +222,10 @@ pub fn run(options: Options, out: &mut impl Write, err: &mut impl Write) -> anyh
                 writeln!(out, "{message}")?;
             }
         }
-        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&to_json(&shown))?)?,
+        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&findings(&shown))?)?,
         Format::Yaml => {
             if !shown.is_empty() {
-                out.write_all(serde_yaml_ng::to_string(&to_json(&shown))?.as_bytes())?;
+                out.write_all(serde_yaml_ng::to_string(&findings(&shown))?.as_bytes())?;
             } else {
                 writeln!(out, "[]")?;
             }
@@ -261,70 +256,20 @@ fn report(
     scope: &Scope,
     suppressions: &[Suppression],
 ) -> Vec<Message> {
-    let suppressed_codes: HashMap<&ObjectKey, &str> = ctx
-        .entries()
-        .iter()
-        .filter_map(|e| Some((e.key(), e.annotation(SUPPRESS_ANNOTATION)?)))
-        .collect();
-    let annotated = |m: &Message| {
-        m.subject
-            .as_ref()
-            .and_then(|s| suppressed_codes.get(&s.key))
-            .is_some_and(|codes| codes.split(',').any(|c| c == "*" || c == m.ty.code))
-    };
     let in_scope = |m: &Message| match (scope, &m.subject) {
         (Scope::Namespace(ns), Some(s)) => s.key.namespace.is_empty() || s.key.namespace == *ns,
         _ => true,
     };
-    let mut kept: Vec<Message> = messages
+    let kept = messages
         .into_iter()
-        .filter(|m| in_scope(m) && !annotated(m) && !suppressions.iter().any(|s| s.matches(m)))
+        .filter(|m| in_scope(m) && !suppressions.iter().any(|s| s.matches(m)))
         .collect();
-    kept.sort_by(|a, b| {
-        (
-            std::cmp::Reverse(a.level()),
-            a.ty.code,
-            &a.subject,
-            a.to_string(),
-        )
-            .cmp(&(
-                std::cmp::Reverse(b.level()),
-                b.ty.code,
-                &b.subject,
-                b.to_string(),
-            ))
-    });
-    let mut seen = BTreeSet::new();
-    kept.retain(|m| seen.insert(m.to_string()));
-    kept
+    analyze::reportable(kept, ctx)
 }
 
 /// Messages as istioctl's JSON/YAML output has them.
-fn to_json(messages: &[&Message]) -> serde_json::Value {
-    messages
-        .iter()
-        .map(|m| {
-            let mut object = serde_json::Map::new();
-            object.insert("code".into(), m.ty.code.into());
-            object.insert("level".into(), m.level().as_str().into());
-            if let Some(subject) = &m.subject {
-                object.insert("origin".into(), subject.key.to_string().into());
-                if let Some(reference) = subject.reference() {
-                    object.insert("reference".into(), reference.into());
-                }
-            }
-            object.insert("message".into(), m.text().into());
-            object.insert(
-                "documentationUrl".into(),
-                format!(
-                    "{ANALYSIS_DOCS}/{}/?ref=mizzen-analyze",
-                    m.ty.code.to_ascii_lowercase()
-                )
-                .into(),
-            );
-            serde_json::Value::Object(object)
-        })
-        .collect()
+fn findings(messages: &[&Message]) -> Vec<Finding> {
+    messages.iter().map(|m| Finding::from(*m)).collect()
 }
 
 /// The files to read: each input file with a config extension (others are skipped

@@ -5,11 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use mizzen_api::Object;
 use mizzen_api::analyze::Level;
-use mizzen_api::k8s_openapi::api::apps::v1::Deployment;
-use mizzen_api::k8s_openapi::api::core::v1::Pod;
-use mizzen_api::{Object, ObjectMeta};
 use mizzen_ctl::analyze::{self, Format, Options, Scope, Suppression};
+use mizzen_pilot::server::analysis::live_objects;
 use mizzen_pilot::store::{ConfigStore, DirStore};
 
 use crate::up::state::StateDir;
@@ -68,7 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let live = if args.use_kube {
-        Some(live_objects(
+        Some(running_mesh_objects(
             args.state_dir.clone(),
             !args.inputs.is_empty(),
         )?)
@@ -102,7 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// The running mesh's objects, with a Pod for each replica of its Deployments; `None`
 /// (with a notice) when no mesh runs but files were given, as there is still work.
-fn live_objects(
+fn running_mesh_objects(
     state_dir: Option<PathBuf>,
     have_files: bool,
 ) -> anyhow::Result<Option<Vec<Object>>> {
@@ -122,38 +121,5 @@ fn live_objects(
     let dir = &mesh.config_dir;
     let store = DirStore::open(dir)
         .with_context(|| format!("opening config directory {}", dir.display()))?;
-    let snapshot = store.snapshot();
-    let mut objects: Vec<Object> = snapshot.iter().map(|(_, o)| (**o).clone()).collect();
-    let pods: Vec<Object> = objects
-        .iter()
-        .filter_map(|o| match o {
-            Object::Deployment(d) => Some(replica_pods(d)),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    objects.extend(pods);
-    Ok(Some(objects))
-}
-
-/// The Pods `mizzen up` runs for a Deployment: its template, once per replica.
-fn replica_pods(deployment: &Deployment) -> Vec<Object> {
-    let name = deployment.metadata.name.clone().unwrap_or_default();
-    let replicas = deployment.spec.replicas.unwrap_or(1).max(0);
-    let template = &deployment.spec.template;
-    (1..=replicas)
-        .map(|i| {
-            let labels = template.metadata.as_ref().and_then(|m| m.labels.clone());
-            Object::Pod(Box::new(Pod {
-                metadata: ObjectMeta {
-                    name: Some(format!("{name}-{i}")),
-                    namespace: deployment.metadata.namespace.clone(),
-                    labels,
-                    ..ObjectMeta::default()
-                },
-                spec: template.spec.clone(),
-                status: None,
-            }))
-        })
-        .collect()
+    Ok(Some(live_objects(&store.snapshot())))
 }

@@ -1,15 +1,21 @@
 //! `mizzen apply`, `mizzen delete` and `mizzen get`: the running mesh's config, as
 //! `kubectl` edits a cluster's. Writes go to the config directory of the mesh
 //! (`mesh.json`) or `--dir`, validated first (nothing is written if anything is
-//! invalid) and atomically; the mesh's pilot watches that directory.
+//! invalid) and atomically; the mesh's pilot watches that directory. `get` shows what
+//! the analyzers found beside each object, and `get findings` lists it all.
 
+use std::collections::HashMap;
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use mizzen_api::analyze::Finding;
 use mizzen_api::load::{LoadResult, Loader};
 use mizzen_api::{Kind, Object, ObjectKey};
-use mizzen_pilot::store::{ConfigStore, DirStore, admit};
+use mizzen_pilot::model::MeshConfig;
+use mizzen_pilot::server::Findings;
+use mizzen_pilot::store::{ConfigStore, DirStore, Snapshot, admit};
 
 use crate::up::state::StateDir;
 
@@ -40,9 +46,10 @@ pub struct WriteArgs {
 /// `get`'s options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct GetArgs {
-    /// The kind (`virtualservice`, `virtualservices`, `vs`, `pods`…).
+    /// The kind (`virtualservice`, `virtualservices`, `vs`, `pods`…), or `findings`
+    /// (`messages`): what the analyzers found, as `istioctl analyze` prints it.
     kind: String,
-    /// Only the object of this name.
+    /// Only the object of this name (for findings: about objects of this name).
     name: Option<String>,
     /// Only this namespace (default: all).
     #[arg(short = 'n', long)]
@@ -72,6 +79,16 @@ impl Target {
                 .config_dir),
         }
     }
+
+    /// The debug address of the running mesh's pilot, if that mesh's config is `dir`.
+    fn pilot_of(&self, dir: &Path) -> Option<SocketAddr> {
+        let mesh = StateDir::resolve(self.state_dir.clone())
+            .ok()?
+            .mesh()
+            .ok()?;
+        let same = dir.canonicalize().ok()? == mesh.config_dir.canonicalize().ok()?;
+        same.then_some(mesh.debug)
+    }
 }
 
 /// Reads every object of `files`; any file or document that does not load fails it all.
@@ -99,8 +116,11 @@ fn load(files: &[PathBuf], namespace: &str) -> anyhow::Result<Vec<Object>> {
 }
 
 fn open(target: &Target) -> anyhow::Result<DirStore> {
-    let dir = target.dir()?;
-    DirStore::open(&dir).with_context(|| format!("opening config directory {}", dir.display()))
+    open_dir(&target.dir()?)
+}
+
+fn open_dir(dir: &Path) -> anyhow::Result<DirStore> {
+    DirStore::open(dir).with_context(|| format!("opening config directory {}", dir.display()))
 }
 
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
@@ -181,17 +201,17 @@ fn kind_named(name: &str) -> anyhow::Result<Kind> {
     })
 }
 
-/// `mizzen get KIND [NAME]`: the objects in force, as a table, YAML or JSON.
+/// `mizzen get KIND [NAME]`: the objects in force, as a table (with what the analyzers
+/// found about each), YAML or JSON; or the findings themselves.
 pub fn get(args: &GetArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    if matches!(
-        args.kind.to_ascii_lowercase().as_str(),
-        "pod" | "pods" | "po"
-    ) {
-        return get_pods(args, out);
+    match args.kind.to_ascii_lowercase().as_str() {
+        "pod" | "pods" | "po" => return get_pods(args, out),
+        "finding" | "findings" | "message" | "messages" => return get_findings(args, out),
+        _ => {}
     }
     let kind = kind_named(&args.kind)?;
-    let store = open(&args.target)?;
-    let snapshot = store.snapshot();
+    let dir = args.target.dir()?;
+    let snapshot = open_dir(&dir)?.snapshot();
     let objects: Vec<&Object> = snapshot
         .of_kind(kind)
         .map(|o| &**o)
@@ -229,14 +249,92 @@ pub fn get(args: &GetArgs, out: &mut impl Write) -> anyhow::Result<()> {
             writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
         }
         None => {
-            writeln!(out, "{:<20} NAME", "NAMESPACE")?;
-            for object in objects {
-                let key = object.key();
-                writeln!(out, "{:<20} {}", key.namespace, key.name)?;
+            let findings = findings(&args.target, &dir, &snapshot);
+            let mut codes: HashMap<&str, Vec<&str>> = HashMap::new();
+            for finding in &findings {
+                if let Some(origin) = &finding.origin {
+                    let codes = codes.entry(origin).or_default();
+                    if !codes.contains(&finding.code.as_str()) {
+                        codes.push(&finding.code);
+                    }
+                }
+            }
+            let keys: Vec<ObjectKey> = objects.iter().map(|o| o.key()).collect();
+            let width = keys.iter().map(|k| k.name.len()).max().unwrap_or(0).max(20);
+            writeln!(out, "{:<20} {:<width$} FINDINGS", "NAMESPACE", "NAME")?;
+            for key in keys {
+                let found = codes
+                    .get(key.to_string().as_str())
+                    .map_or_else(|| "-".to_owned(), |codes| codes.join(","));
+                writeln!(out, "{:<20} {:<width$} {found}", key.namespace, key.name)?;
             }
         }
     }
     Ok(())
+}
+
+/// `mizzen get findings`: what the analyzers found, one istioctl log line each.
+fn get_findings(args: &GetArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let dir = args.target.dir()?;
+    let snapshot = open_dir(&dir)?.snapshot();
+    let findings: Vec<Finding> = findings(&args.target, &dir, &snapshot)
+        .into_iter()
+        .filter(|f| {
+            let (namespace, name) = f.origin.as_deref().map_or(("", ""), namespace_and_name);
+            // As istioctl scopes them: cluster-scoped objects are in every namespace.
+            args.name.as_ref().is_none_or(|n| n == name)
+                && args
+                    .namespace
+                    .as_ref()
+                    .is_none_or(|n| namespace.is_empty() || n == namespace)
+        })
+        .collect();
+    match args.output {
+        Some(Output::Json) => writeln!(out, "{}", serde_json::to_string_pretty(&findings)?)?,
+        Some(Output::Yaml) => out.write_all(serde_yaml_ng::to_string(&findings)?.as_bytes())?,
+        None if findings.is_empty() => {
+            let target = match &args.namespace {
+                Some(namespace) => format!("namespace: {namespace}"),
+                None => "all namespaces".to_owned(),
+            };
+            eprintln!("\u{2714} No validation issues found when analyzing {target}.");
+        }
+        None => {
+            for finding in findings {
+                writeln!(out, "{finding}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The namespace (empty if cluster-scoped) and name in an origin, `Kind [ns/]name`.
+fn namespace_and_name(origin: &str) -> (&str, &str) {
+    let object = origin.split_once(' ').map_or(origin, |(_, object)| object);
+    object.split_once('/').unwrap_or(("", object))
+}
+
+/// What the analyzers found in the config of `dir`: the running mesh's pilot analyses
+/// it after every change; with no mesh on `dir` (or no answer), the files are analysed
+/// here as pilot would.
+fn findings(target: &Target, dir: &Path, snapshot: &Snapshot) -> Vec<Finding> {
+    if let Some(pilot) = target.pilot_of(dir) {
+        match from_pilot(pilot) {
+            Ok(findings) => return findings,
+            Err(e) => eprintln!("note: analysing the files here, as pilot did not say: {e:#}"),
+        }
+    }
+    Findings::of(snapshot, &MeshConfig::default()).messages
+}
+
+/// Pilot's `/debug/analyzez`.
+fn from_pilot(pilot: SocketAddr) -> anyhow::Result<Vec<Finding>> {
+    let body = mizzen_ctl::http::get(pilot, "/debug/analyzez")
+        .with_context(|| format!("asking pilot at {pilot} what the analyzers found"))?;
+    let mut answer: serde_json::Value =
+        serde_json::from_str(&body).context("pilot's /debug/analyzez is not JSON")?;
+    serde_json::from_value(answer["messages"].take())
+        .context("pilot's /debug/analyzez has no list of messages")
 }
 
 /// The replicas `mizzen up` runs, from `STATE/pods.json`.
@@ -302,5 +400,14 @@ mod tests {
                 .to_string()
                 .contains("widgets")
         );
+    }
+
+    #[test]
+    fn origins_name_namespace_and_object() {
+        assert_eq!(
+            namespace_and_name("VirtualService default/reviews"),
+            ("default", "reviews")
+        );
+        assert_eq!(namespace_and_name("Namespace frod"), ("", "frod"));
     }
 }

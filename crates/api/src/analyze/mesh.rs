@@ -67,6 +67,13 @@ pub struct MeshConfig {
     doc: serde_json::Map<String, Value>,
 }
 
+impl From<serde_json::Map<String, Value>> for MeshConfig {
+    /// MeshConfig from its fields, as a control plane holding them parsed hands them over.
+    fn from(doc: serde_json::Map<String, Value>) -> Self {
+        Self { doc }
+    }
+}
+
 impl MeshConfig {
     /// Parses MeshConfig YAML; unset fields keep Istio's defaults.
     pub fn from_yaml(text: &str) -> Result<Self, MeshError> {

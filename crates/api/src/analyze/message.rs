@@ -6,7 +6,12 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 use crate::object::ObjectKey;
+
+/// Where Istio documents each message code.
+pub const ANALYSIS_DOCS: &str = "https://istio.io/latest/docs/reference/config/analysis";
 
 /// How serious a message is, least serious first (so thresholds compare with `>=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -33,6 +38,19 @@ impl Level {
 impl fmt::Display for Level {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Level {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Level {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -173,16 +191,90 @@ impl Message {
 impl fmt::Display for Message {
     /// istioctl's log line: `Error [IST0101] (VirtualService ns/name file:12) text`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} [{}]", self.ty.level, self.ty.code)?;
-        if let Some(subject) = &self.subject {
-            write!(f, " ({}", subject.key)?;
-            if let Some(reference) = subject.reference() {
-                write!(f, " {reference}")?;
-            }
-            f.write_str(")")?;
-        }
-        write!(f, " {}", self.text())
+        let subject = self.subject.as_ref();
+        log_line(
+            f,
+            self.ty.level,
+            self.ty.code,
+            subject.map(|s| &s.key as &dyn fmt::Display),
+            subject.and_then(Subject::reference).as_deref(),
+            &self.text(),
+        )
     }
+}
+
+/// A message as `istioctl analyze -o json` prints it, rendered to plain strings so that
+/// it crosses processes: pilot serves these, `mizzen get` reads them.
+///
+/// The fields are in alphabetical order, the order in which Go's JSON encoder writes
+/// istioctl's map, so that both print alike.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    /// The code (`IST0101`).
+    pub code: String,
+    /// Where Istio documents the code.
+    pub documentation_url: String,
+    /// How serious it is.
+    pub level: Level,
+    /// What is wrong.
+    pub message: String,
+    /// The object it is about (`VirtualService default/reviews`), unless mesh-wide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// `file:line` when the object came from a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+impl From<&Message> for Finding {
+    fn from(message: &Message) -> Finding {
+        Finding {
+            code: message.ty.code.to_owned(),
+            documentation_url: format!(
+                "{ANALYSIS_DOCS}/{}/?ref=mizzen-analyze",
+                message.ty.code.to_ascii_lowercase()
+            ),
+            level: message.level(),
+            message: message.text(),
+            origin: message.origin(),
+            reference: message.subject.as_ref().and_then(Subject::reference),
+        }
+    }
+}
+
+impl fmt::Display for Finding {
+    /// istioctl's log line, as [`Message`] prints it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        log_line(
+            f,
+            self.level,
+            &self.code,
+            self.origin.as_ref().map(|o| o as &dyn fmt::Display),
+            self.reference.as_deref(),
+            &self.message,
+        )
+    }
+}
+
+/// `Level [CODE] (origin reference) text`, the parenthesis only with an origin.
+fn log_line(
+    f: &mut fmt::Formatter<'_>,
+    level: Level,
+    code: &str,
+    origin: Option<&dyn fmt::Display>,
+    reference: Option<&str>,
+    text: &str,
+) -> fmt::Result {
+    write!(f, "{level} [{code}]")?;
+    if let Some(origin) = origin {
+        write!(f, " ({origin}")?;
+        if let Some(reference) = reference {
+            write!(f, " {reference}")?;
+        }
+        f.write_str(")")?;
+    }
+    write!(f, " {text}")
 }
 
 #[cfg(test)]
@@ -222,6 +314,14 @@ mod tests {
             message.to_string(),
             r#"Error [IST0101] (VirtualService default/reviews testdata/x.yaml:12) Referenced host not found: "reviews2""#
         );
+        let finding = Finding::from(&message);
+        assert_eq!(finding.to_string(), message.to_string());
+        let json = serde_json::to_string(&finding).unwrap();
+        assert_eq!(
+            json,
+            r#"{"code":"IST0101","documentationUrl":"https://istio.io/latest/docs/reference/config/analysis/ist0101/?ref=mizzen-analyze","level":"Error","message":"Referenced host not found: \"reviews2\"","origin":"VirtualService default/reviews","reference":"testdata/x.yaml:12"}"#
+        );
+        assert_eq!(serde_json::from_str::<Finding>(&json).unwrap(), finding);
         assert_eq!("ERROR".parse::<Level>(), Ok(Level::Error));
         assert!(Level::Warning > Level::Info && "x".parse::<Level>().is_err());
     }

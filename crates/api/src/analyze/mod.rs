@@ -14,7 +14,14 @@ mod message;
 
 pub use context::{Collection, Context, ContextBuilder, Entry};
 pub use mesh::{MeshConfig, MeshNetworks};
-pub use message::{Level, Message, MessageType, Subject, UnknownLevel};
+pub use message::{ANALYSIS_DOCS, Finding, Level, Message, MessageType, Subject, UnknownLevel};
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::object::ObjectKey;
+
+/// The annotation with which an object silences codes about itself (`*` for all).
+pub const SUPPRESS_ANNOTATION: &str = "galley.istio.io/analyze-suppress";
 
 /// What an analyzer is and what it reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +67,40 @@ pub fn run(ctx: &Context, analyzers: &[Box<dyn Analyzer>]) -> Analysis {
         }
     }
     analysis
+}
+
+/// The messages as istioctl reports them: without those an object's
+/// [`SUPPRESS_ANNOTATION`] silences, most serious first, each once.
+pub fn reportable(messages: Vec<Message>, ctx: &Context) -> Vec<Message> {
+    let suppressed_codes: HashMap<&ObjectKey, &str> = ctx
+        .entries()
+        .iter()
+        .filter_map(|e| Some((e.key(), e.annotation(SUPPRESS_ANNOTATION)?)))
+        .collect();
+    let annotated = |m: &Message| {
+        m.subject
+            .as_ref()
+            .and_then(|s| suppressed_codes.get(&s.key))
+            .is_some_and(|codes| codes.split(',').any(|c| c == "*" || c == m.ty.code))
+    };
+    let mut kept: Vec<(String, Message)> = messages
+        .into_iter()
+        .filter(|m| !annotated(m))
+        .map(|m| (m.to_string(), m))
+        .collect();
+    kept.sort_by(|(a_line, a), (b_line, b)| {
+        (std::cmp::Reverse(a.level()), a.ty.code, &a.subject, a_line).cmp(&(
+            std::cmp::Reverse(b.level()),
+            b.ty.code,
+            &b.subject,
+            b_line,
+        ))
+    });
+    let mut seen = BTreeSet::new();
+    kept.into_iter()
+        .filter(|(line, _)| seen.insert(line.clone()))
+        .map(|(_, m)| m)
+        .collect()
 }
 
 /// Builds a message's argument list from values of any displayable types.

@@ -113,10 +113,11 @@ async fn service(
 ) -> Response {
     let published = shared.published.load();
     let current = shared.current.load();
+    let findings = shared.findings.borrow().clone();
     match ServicePage::build(
         &current.push,
         &published.history,
-        &*shared.options.findings,
+        &findings,
         &namespace,
         &name,
     ) {

@@ -31,14 +31,15 @@ use axum::http::Uri;
 use mizzen_xds::StatusRegistry;
 use serde::Serialize;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 pub use exposition::{ParseError, Sample, parse};
 pub use graph::{Edge, Graph, Node, NodeKind, Summary};
 pub use scrape::{ProxyMetrics, ScrapeTarget, ScrapeTargets, StaticTargets};
-pub use service::{Finding, Findings, NoFindings, Point, ServicePage};
+pub use service::{Point, ServicePage};
 pub use traffic::{SeriesRate, Traffic};
 
-use crate::server::Current;
+use crate::server::{Current, Findings};
 use history::{History, Tick};
 use prometheus::PrometheusApi;
 use scrape::Scraper;
@@ -67,7 +68,7 @@ impl std::fmt::Debug for MetricsSource {
 }
 
 /// What the dashboard reads, and how often.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct DashboardOptions {
     /// Where the metrics come from.
     pub metrics: MetricsSource,
@@ -77,32 +78,18 @@ pub struct DashboardOptions {
     pub window: Duration,
     /// How many intervals the charts go back.
     pub history: usize,
-    /// What an analyzer finds about a service, for its page.
-    pub findings: Arc<dyn Findings>,
 }
 
 impl Default for DashboardOptions {
     /// Scrape each connected proxy's admin every 5 s, rates over a minute, charts over
-    /// ten minutes, no analyzer.
+    /// ten minutes.
     fn default() -> Self {
         DashboardOptions {
             metrics: MetricsSource::Scrape(Arc::new(ProxyMetrics::default())),
             interval: Duration::from_secs(5),
             window: Duration::from_secs(60),
             history: 120,
-            findings: Arc::new(NoFindings),
         }
-    }
-}
-
-impl std::fmt::Debug for DashboardOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DashboardOptions")
-            .field("metrics", &self.metrics)
-            .field("interval", &self.interval)
-            .field("window", &self.window)
-            .field("history", &self.history)
-            .finish_non_exhaustive()
     }
 }
 
@@ -151,6 +138,8 @@ pub(crate) struct Shared {
     pub status: StatusRegistry,
     /// Pilot's instance name, shown as each proxy's control plane.
     pub pilot: String,
+    /// What the analyzers last found in the config.
+    pub findings: watch::Receiver<Arc<Findings>>,
     /// What the collector last published.
     pub published: ArcSwap<Published>,
 }
@@ -161,13 +150,14 @@ pub struct Dashboard {
 }
 
 impl Dashboard {
-    /// A dashboard over the config (`current`) and connected proxies (`status`) of the
-    /// pilot instance `pilot`.
+    /// A dashboard over the config (`current`), connected proxies (`status`) and
+    /// analysis (`findings`) of the pilot instance `pilot`.
     pub fn new(
         options: DashboardOptions,
         current: Arc<ArcSwap<Current>>,
         status: StatusRegistry,
         pilot: String,
+        findings: watch::Receiver<Arc<Findings>>,
     ) -> Dashboard {
         let published = ArcSwap::from_pointee(Published {
             history: History::new(options.history),
@@ -180,6 +170,7 @@ impl Dashboard {
                 current,
                 status,
                 pilot,
+                findings,
                 published,
             }),
         }

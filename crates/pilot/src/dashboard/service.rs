@@ -1,10 +1,11 @@
 //! A service's page, served at `/api/services/{ns}/{name}`: its traffic in and out over
-//! time, the VirtualServices and DestinationRules that apply to it, and what an
-//! analyzer found about it.
+//! time, the VirtualServices and DestinationRules that apply to it, and what the
+//! analyzers found about it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
+use mizzen_api::analyze::Finding;
 use mizzen_api::{Kind, Object};
 use serde::Serialize;
 use serde_json::Value;
@@ -13,35 +14,7 @@ use super::graph::{Summary, short_name};
 use super::history::History;
 use super::traffic::{Flow, Workload};
 use crate::model::{PushContext, Service, resolve_host};
-
-/// One finding about the config, as `istioctl analyze -o json` prints it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    /// `Error`, `Warning` or `Info`.
-    pub level: String,
-    /// The message code (`IST0101`).
-    pub code: String,
-    /// The object it is about (`VirtualService default/reviews`).
-    pub origin: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-/// What an analyzer finds about a service; the dashboard shows it on the service's page.
-pub trait Findings: Send + Sync + 'static {
-    /// The findings about `service` in the config of `push`.
-    fn for_service(&self, push: &PushContext, service: &Service) -> Vec<Finding>;
-}
-
-/// No analyzer: no findings.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoFindings;
-
-impl Findings for NoFindings {
-    fn for_service(&self, _: &PushContext, _: &Service) -> Vec<Finding> {
-        Vec::new()
-    }
-}
+use crate::server::Findings;
 
 /// One point of a chart.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -72,7 +45,8 @@ pub struct ServicePage {
     pub virtual_services: Vec<Value>,
     /// The DestinationRules whose host matches it.
     pub destination_rules: Vec<Value>,
-    /// What the analyzer found.
+    /// What the analyzers found about the objects that define the service or apply
+    /// to it.
     pub findings: Vec<Finding>,
 }
 
@@ -81,7 +55,7 @@ impl ServicePage {
     pub fn build(
         push: &PushContext,
         history: &History,
-        findings: &dyn Findings,
+        findings: &Findings,
         namespace: &str,
         name: &str,
     ) -> Option<ServicePage> {
@@ -113,6 +87,14 @@ impl ServicePage {
         };
         let inbound = series(&|key| key.service.host == host);
         let outbound = series(&|key| workloads.contains(&key.source));
+        let config = Config::of(push, service);
+        let origins: HashSet<String> = config.all().map(|o| o.key().to_string()).collect();
+        let json = |objects: Vec<&Arc<Object>>| {
+            objects
+                .into_iter()
+                .filter_map(|o| serde_json::to_value(&**o).ok())
+                .collect()
+        };
         Some(ServicePage {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
@@ -120,17 +102,73 @@ impl ServicePage {
             workloads: workloads.iter().map(|w| (*w).clone()).collect(),
             inbound,
             outbound,
+            findings: findings
+                .messages
+                .iter()
+                .filter(|f| f.origin.as_ref().is_some_and(|o| origins.contains(o)))
+                .cloned()
+                .collect(),
+            virtual_services: json(config.virtual_services),
+            destination_rules: json(config.destination_rules),
+        })
+    }
+}
+
+/// The config objects of a service: what defines it and what applies to it. The page
+/// lists the latter, and shows the findings about any of them.
+struct Config<'a> {
+    /// The Kubernetes Service or the ServiceEntries that define its host.
+    defining: Vec<&'a Arc<Object>>,
+    /// See [`applying`].
+    virtual_services: Vec<&'a Arc<Object>>,
+    /// See [`applying`].
+    destination_rules: Vec<&'a Arc<Object>>,
+}
+
+impl<'a> Config<'a> {
+    fn of(push: &'a PushContext, service: &Service) -> Config<'a> {
+        let defines = |host: &str, namespace: &str| {
+            namespace == service.namespace
+                && resolve_host(host, namespace, &push.mesh) == service.hostname
+        };
+        let defining = push
+            .config
+            .of_kind(Kind::Service)
+            .chain(push.config.of_kind(Kind::ServiceEntry))
+            .filter(|object| match object.as_ref() {
+                Object::Service(s) => {
+                    let meta = &s.metadata;
+                    defines(
+                        meta.name.as_deref().unwrap_or_default(),
+                        meta.namespace.as_deref().unwrap_or_default(),
+                    )
+                }
+                Object::ServiceEntry(se) => {
+                    let namespace = se.metadata.namespace.as_deref().unwrap_or_default();
+                    se.spec.hosts.iter().any(|h| defines(h, namespace))
+                }
+                _ => false,
+            })
+            .collect();
+        Config {
+            defining,
             virtual_services: applying(push, service, Kind::VirtualService),
             destination_rules: applying(push, service, Kind::DestinationRule),
-            findings: findings.for_service(push, service),
-        })
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &&'a Arc<Object>> {
+        self.defining
+            .iter()
+            .chain(&self.virtual_services)
+            .chain(&self.destination_rules)
     }
 }
 
 /// The VirtualServices that route for `service` (bound to the mesh, with a host that
 /// matches it) or to it (a route's destination), as Kiali lists them; the
 /// DestinationRules whose host matches it.
-fn applying(push: &PushContext, service: &Arc<Service>, kind: Kind) -> Vec<Value> {
+fn applying<'a>(push: &'a PushContext, service: &Service, kind: Kind) -> Vec<&'a Arc<Object>> {
     let matches = |host: &str, namespace: &str| {
         resolve_host(host, namespace, &push.mesh).matches(&service.hostname)
     };
@@ -166,6 +204,5 @@ fn applying(push: &PushContext, service: &Arc<Service>, kind: Kind) -> Vec<Value
             ),
             _ => false,
         })
-        .filter_map(|object| serde_json::to_value(&**object).ok())
         .collect()
 }

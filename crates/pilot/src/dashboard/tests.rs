@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use axum::extract::{Query, State};
+use mizzen_api::analyze::{Finding, Level};
 use mizzen_api::load::Loader;
 use mizzen_xds::StatusRegistry;
 use serde_json::{Value, json};
@@ -179,7 +180,24 @@ fn a_service_page_charts_its_traffic_and_lists_the_config_that_applies() {
         });
     }
     let push = push_context();
-    let page = ServicePage::build(&push, &history, &NoFindings, "default", "reviews").unwrap();
+    let finding = |code: &str, origin: &str| Finding {
+        code: code.into(),
+        documentation_url: String::new(),
+        level: Level::Error,
+        message: format!("about {origin}"),
+        origin: Some(origin.into()),
+        reference: None,
+    };
+    let findings = Findings {
+        revision: 1,
+        messages: vec![
+            finding("IST0101", "VirtualService default/reviews"),
+            finding("IST0101", "DestinationRule default/ratings"),
+            finding("IST0173", "DestinationRule default/reviews"),
+            finding("IST0118", "Service default/reviews"),
+        ],
+    };
+    let page = ServicePage::build(&push, &history, &findings, "default", "reviews").unwrap();
     let page = serde_json::to_value(&page).unwrap();
     assert_eq!(page["host"], "reviews.default.svc.cluster.local");
     let workloads: Vec<&str> = page["workloads"]
@@ -220,8 +238,23 @@ fn a_service_page_charts_its_traffic_and_lists_the_config_that_applies() {
         names(&page["destination_rules"]),
         ["DestinationRule reviews"]
     );
-    assert_eq!(page["findings"], json!([]));
-    assert!(ServicePage::build(&push, &history, &NoFindings, "default", "nope").is_none());
+    // The findings about reviews, its VirtualService and DestinationRule; not ratings'.
+    let origins: Vec<&str> = page["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["origin"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        origins,
+        [
+            "VirtualService default/reviews",
+            "DestinationRule default/reviews",
+            "Service default/reviews"
+        ]
+    );
+    assert_eq!(page["findings"][0]["code"], "IST0101");
+    assert!(ServicePage::build(&push, &history, &findings, "default", "nope").is_none());
 }
 
 /// A fake Prometheus: answers each `/api/v1/query` with the rates of the metric the
@@ -284,7 +317,18 @@ async fn prometheus_mode_serves_the_same_graph_from_the_query_api() {
         push_context(),
         "1".to_owned(),
     )));
-    let dashboard = Dashboard::new(options, current, StatusRegistry::default(), "pilot".into());
+    let findings = watch::channel(Arc::new(Findings {
+        revision: 1,
+        messages: Vec::new(),
+    }))
+    .1;
+    let dashboard = Dashboard::new(
+        options,
+        current,
+        StatusRegistry::default(),
+        "pilot".into(),
+        findings,
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(dashboard.serve(listener, std::future::pending()));

@@ -1,6 +1,7 @@
 //! Istio's debug endpoints on 15014: `/debug/syncz`, `/debug/registryz`,
-//! `/debug/configz`, `/debug/config_dump?proxyID=…`, and `/metrics`; and
-//! `/debug/dashboardz`, where `mizzen dashboard` finds the dashboard.
+//! `/debug/configz`, `/debug/config_dump?proxyID=…`, and `/metrics`; and Mizzen's
+//! `/debug/dashboardz`, where `mizzen dashboard` finds the dashboard, and
+//! `/debug/analyzez`, what the analyzers found in the config.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub(crate) fn router(state: Arc<State>) -> axum::Router {
         .route("/debug/configz", get(configz))
         .route("/debug/config_dump", get(config_dump))
         .route("/debug/dashboardz", get(dashboardz))
+        .route("/debug/analyzez", get(analyzez))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
@@ -52,6 +54,16 @@ async fn dashboardz(Extract(state): Extract<Arc<State>>) -> Response {
         Some(addr) => Json(json!({ "url": format!("http://{addr}/") })).into_response(),
         None => (StatusCode::NOT_FOUND, "this pilot serves no dashboard\n").into_response(),
     }
+}
+
+/// The findings of the last analysis, as `mizzen analyze -o json` prints them, with the
+/// config version they are about.
+async fn analyzez(Extract(state): Extract<Arc<State>>) -> Json<Value> {
+    let findings = state.findings.borrow().clone();
+    Json(json!({
+        "version": findings.revision.to_string(),
+        "messages": findings.messages,
+    }))
 }
 
 async fn configz(Extract(state): Extract<Arc<State>>) -> Json<Value> {

@@ -3,6 +3,7 @@
 //! debug endpoints.
 
 mod affected;
+pub mod analysis;
 mod debug;
 pub mod jwks;
 mod metrics;
@@ -16,8 +17,10 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use mizzen_xds::{AdsServer, Affected, Debounce, Debouncer, PushRequest, StatusRegistry};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 pub use affected::types_for;
+pub use analysis::Findings;
 pub use jwks::JwksResolver;
 pub use secure::SecureOptions;
 pub use source::{Current, Source};
@@ -101,6 +104,7 @@ pub struct Pilot {
     store: Arc<dyn ConfigStore>,
     debounce: Duration,
     jwks: JwksResolver,
+    analyst: analysis::Analyst,
 }
 
 /// What the debug endpoints read.
@@ -112,6 +116,8 @@ pub(crate) struct State {
     pub name: String,
     /// Where the dashboard is served, if it is.
     pub dashboard: Option<SocketAddr>,
+    /// What the analyzers last found in the config.
+    pub findings: watch::Receiver<Arc<Findings>>,
 }
 
 impl Pilot {
@@ -141,6 +147,7 @@ impl Pilot {
         let mesh = Arc::new(options.mesh);
         let jwks = JwksResolver::default();
         let current = Arc::new(ArcSwap::from_pointee(build(&*store, &mesh, &jwks)));
+        let analyst = analysis::Analyst::start(&*store, &mesh);
         let ads = AdsServer::new(Source::new(current.clone()));
         let name = format!("mizzen-pilot-{}", xds.local_addr().map_or(0, |a| a.port()));
         let dashboard = match options.dashboard_addr {
@@ -151,6 +158,7 @@ impl Pilot {
                     current.clone(),
                     ads.status(),
                     name.clone(),
+                    analyst.findings(),
                 );
                 Some((listener, dashboard))
             }
@@ -162,6 +170,7 @@ impl Pilot {
             metrics: Metrics::default(),
             name,
             dashboard: dashboard.as_ref().and_then(|(l, _)| l.local_addr().ok()),
+            findings: analyst.findings(),
         });
         Ok(Pilot {
             xds,
@@ -173,6 +182,7 @@ impl Pilot {
             store,
             debounce: options.debounce,
             jwks,
+            analyst,
         })
     }
 
@@ -205,6 +215,11 @@ impl Pilot {
         self.state.status.clone()
     }
 
+    /// What the analyzers found in the config, republished after every change.
+    pub fn findings(&self) -> watch::Receiver<Arc<Findings>> {
+        self.state.findings.clone()
+    }
+
     /// Serves until `shutdown` completes.
     pub async fn run(
         self,
@@ -220,17 +235,20 @@ impl Pilot {
             store,
             debounce,
             jwks,
+            analyst,
         } = self;
+        let debounce = Debounce {
+            quiet: debounce,
+            ..Debounce::default()
+        };
+        tokio::spawn(analyst.run(debounce));
         let pusher = ads.pusher();
         let mesh = state.current.load().push.mesh.clone();
         let push_state = state.clone();
         let push_store = store.clone();
         let push_jwks = jwks.clone();
         let debouncer = Debouncer::spawn(
-            Debounce {
-                quiet: debounce,
-                ..Debounce::default()
-            },
+            debounce,
             move |request: PushRequest<crate::model::Proxy>| {
                 let started = Instant::now();
                 push_state
