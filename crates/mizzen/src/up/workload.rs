@@ -13,9 +13,7 @@ use mizzen_api::k8s_openapi::api::core::v1::Service;
 use mizzen_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 
-/// The label that tells one replica from the others of its Deployment, so a Sidecar
-/// can select exactly it.
-pub const POD_LABEL: &str = "mizzen.io/pod";
+pub use mizzen_pilot::server::analysis::POD_LABEL;
 
 /// What a Deployment (or `mizzen run`) asks to run.
 #[derive(Debug, Clone, PartialEq)]

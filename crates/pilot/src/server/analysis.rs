@@ -5,11 +5,12 @@
 //! are, and runs on a blocking thread: a push never waits for it, and a large config
 //! (10,000 objects take a fraction of a second) holds up no other task.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use mizzen_api::analyze::{self, Analyzer, ContextBuilder, Finding, analyzers};
 use mizzen_api::k8s_openapi::api::apps::v1::Deployment;
-use mizzen_api::k8s_openapi::api::core::v1::Pod;
+use mizzen_api::k8s_openapi::api::core::v1::{Pod, Service, ServicePort, ServiceSpec};
 use mizzen_api::{Object, ObjectMeta};
 use mizzen_xds::Debounce;
 use serde_json::{Map, Value};
@@ -55,11 +56,22 @@ fn analyse(
     }
 }
 
-/// The objects of `snapshot` with a Pod for each replica of its Deployments, named as
-/// `mizzen up` names the replicas it runs: the mesh as the analyzers see a cluster.
+/// The label `mizzen up` gives each replica it runs: the pod's name, by which its
+/// registration's Sidecar selects it alone.
+pub const POD_LABEL: &str = "mizzen.io/pod";
+
+/// The namespace and labels of the ingress gateway `mizzen up` runs.
+const INGRESS_NAMESPACE: &str = "istio-system";
+const INGRESS_LABELS: [(&str, &str); 2] =
+    [("istio", "ingressgateway"), ("app", "istio-ingressgateway")];
+
+/// The objects of `snapshot` and the Pods `mizzen up` runs for them: the mesh as the
+/// analyzers see a cluster. A Pod per replica of each Deployment, named and labelled
+/// as `mizzen up` names and labels it, and the ingress gateway's Pod with a Service in
+/// front of it on every port the Gateways selecting it name (it listens on each).
 pub fn live_objects(snapshot: &Snapshot) -> Vec<Object> {
     let mut objects: Vec<Object> = snapshot.iter().map(|(_, o)| (**o).clone()).collect();
-    let pods: Vec<Object> = objects
+    let mut pods: Vec<Object> = objects
         .iter()
         .filter_map(|o| match o {
             Object::Deployment(d) => Some(replica_pods(d)),
@@ -67,6 +79,7 @@ pub fn live_objects(snapshot: &Snapshot) -> Vec<Object> {
         })
         .flatten()
         .collect();
+    pods.extend(ingress_gateway(&objects));
     objects.extend(pods);
     objects
 }
@@ -78,12 +91,18 @@ fn replica_pods(deployment: &Deployment) -> Vec<Object> {
     let template = &deployment.spec.template;
     (1..=replicas)
         .map(|i| {
-            let labels = template.metadata.as_ref().and_then(|m| m.labels.clone());
+            let pod = format!("{name}-{i}");
+            let mut labels = template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.labels.clone())
+                .unwrap_or_default();
+            labels.insert(POD_LABEL.to_owned(), pod.clone());
             Object::Pod(Box::new(Pod {
                 metadata: ObjectMeta {
-                    name: Some(format!("{name}-{i}")),
+                    name: Some(pod),
                     namespace: deployment.metadata.namespace.clone(),
-                    labels,
+                    labels: Some(labels),
                     ..ObjectMeta::default()
                 },
                 spec: template.spec.clone(),
@@ -91,6 +110,57 @@ fn replica_pods(deployment: &Deployment) -> Vec<Object> {
             }))
         })
         .collect()
+}
+
+/// The ingress gateway's Pod, and its Service on the ports of the Gateways it serves.
+fn ingress_gateway(objects: &[Object]) -> [Object; 2] {
+    let labels: BTreeMap<String, String> = INGRESS_LABELS
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let ports: BTreeSet<u32> = objects
+        .iter()
+        .filter_map(|o| match o {
+            Object::Gateway(gw) => Some(&gw.spec),
+            _ => None,
+        })
+        .filter(|gw| gw.selector.iter().all(|(k, v)| labels.get(k) == Some(v)))
+        .flat_map(|gw| gw.servers.iter().filter_map(|s| s.port.as_ref()))
+        .map(|port| port.number)
+        .collect();
+    let meta = |name: &str| ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: Some(INGRESS_NAMESPACE.to_owned()),
+        labels: Some(labels.clone()),
+        ..ObjectMeta::default()
+    };
+    let pod = Pod {
+        metadata: meta("istio-ingressgateway-1"),
+        ..Pod::default()
+    };
+    let service = Service {
+        metadata: meta("istio-ingressgateway"),
+        spec: Some(ServiceSpec {
+            selector: Some(labels.clone()),
+            ports: Some(
+                ports
+                    .into_iter()
+                    .map(|port| ServicePort {
+                        name: Some(format!("port-{port}")),
+                        port: port as i32,
+                        protocol: Some("TCP".to_owned()),
+                        ..ServicePort::default()
+                    })
+                    .collect(),
+            ),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    };
+    [
+        Object::Pod(Box::new(pod)),
+        Object::Service(Box::new(service)),
+    ]
 }
 
 /// Pilot's mesh settings as the analyzers read them: MeshConfig's fields. Of each
@@ -184,5 +254,44 @@ impl Analyst {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use mizzen_api::load::Loader;
+
+    use super::*;
+
+    /// What `mizzen up` registers for a replica, beside its WorkloadEntry.
+    const REPLICA_SIDECAR: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: reviews-v1-1, namespace: default}
+spec:
+  workloadSelector: {labels: {mizzen.io/pod: reviews-v1-1}}
+  egress: [{hosts: ["*/*"]}]
+"#;
+
+    #[test]
+    fn bookinfo_as_up_runs_it_has_its_pods_and_ingress_gateway() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bookinfo");
+        let mut loaded = Loader::new().load_path(&dir);
+        loaded
+            .objects
+            .extend(Loader::new().load_str(REPLICA_SIDECAR, None).objects);
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let objects = loaded
+            .objects
+            .into_iter()
+            .map(|l| (l.object.key(), Arc::new(l.object)))
+            .collect();
+        let findings = Findings::of(&Snapshot::new(7, objects), &MeshConfig::default());
+        // Without the replicas' pods, the Sidecar and the Gateway would select nothing
+        // (IST0101); without a Service on 8080, the Gateway's port would be IST0162.
+        assert_eq!(findings.revision, 7);
+        assert_eq!(findings.messages, []);
     }
 }
