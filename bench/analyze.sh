@@ -54,7 +54,8 @@ else
     times=() rss=()
     for _ in $(seq "$runs"); do
         /usr/bin/time -f "%e %M" -o "$dir/time" "${cmd[@]}" >/dev/null 2>&1 || true
-        read -r t m <"$dir/time"
+        # The last line: time says "Command exited with non-zero status 79" first.
+        read -r t m < <(tail -n 1 "$dir/time")
         times+=("$t"); rss+=("$m")
     done
     med() { printf '%s\n' "$@" | sort -n | sed -n "$(( (runs + 1) / 2 ))p"; }
