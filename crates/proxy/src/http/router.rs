@@ -95,7 +95,7 @@ pub async fn serve(
         downstream,
         activity,
         request,
-        exchange.as_mut(),
+        &mut exchange,
     );
     let mut response = Box::pin(routing).await;
     stats.downstream_rq.record(response.status().as_u16());
@@ -117,7 +117,7 @@ async fn route(
     downstream: Downstream,
     activity: Arc<Activity>,
     mut request: Request<Incoming>,
-    mut exchange: Option<&mut Exchange>,
+    exchange: &mut Option<Exchange>,
 ) -> Response<ProxyBody> {
     let Some(table) = snapshot.route_table(manager) else {
         return flagged(local(StatusCode::NOT_FOUND, ""), ResponseFlags::NR);
@@ -143,10 +143,15 @@ async fn route(
     manager
         .client_cert
         .apply(request.headers_mut(), downstream.tls.as_deref());
-    if let Some(tracing) = &manager.tracing {
-        tracing.start(request.headers_mut());
+    if let Some(tracing) = &manager.tracing
+        && let Some(span) = tracing.trace(shared, &mut request)
+    {
+        let (local, remote) = (downstream.destination, downstream.peer);
+        exchange
+            .get_or_insert_with(|| Exchange::begin(&manager.access_log, local, remote))
+            .trace(span);
     }
-    if let Some(x) = &mut exchange {
+    if let Some(x) = exchange {
         x.request(&request);
     }
     // Cheap copies (shared bytes) that routing borrows from while the request changes.
@@ -189,8 +194,8 @@ async fn route(
         append(response.headers_mut(), &filtered);
         return response;
     };
-    if let Some(x) = &mut exchange {
-        x.route(&selected.route.name);
+    if let Some(x) = exchange {
+        x.route(selected.route);
     }
     // The fault filter runs before the router, on the route it picked.
     let injected = match &manager.fault {
@@ -238,7 +243,7 @@ async fn route(
         response.extensions_mut().insert(upstream);
         finish(response)
     };
-    if let Some(x) = &mut exchange {
+    if let Some(x) = exchange {
         x.cluster(&cluster.cluster.name);
     }
     if connect {
@@ -318,7 +323,7 @@ async fn route(
         upstream_host: &mut upstream_host,
     };
     let result = forward::forward_to(shared, cluster, &downstream, request, target).await;
-    if let Some(x) = &mut exchange {
+    if let Some(x) = exchange {
         x.upstream_host(upstream_host);
     }
     let mut response = match result {

@@ -15,9 +15,7 @@ fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
 }
 
 fn always() -> Tracing {
-    Tracing {
-        random_sampling: 100.0,
-    }
+    Tracing::propagating(100.0)
 }
 
 #[test]
@@ -65,10 +63,7 @@ fn b3_multi_headers_continue_as_b3() {
         ("x-b3-parentspanid", "0020000000000001"),
         ("x-b3-sampled", "1"),
     ]);
-    let hop = Tracing {
-        random_sampling: 0.0,
-    }
-    .start(&mut h);
+    let hop = Tracing::propagating(0.0).start(&mut h);
     assert_eq!(hop.span.trace_id, 0x463ac35c9f6413ad);
     assert_eq!(hop.parent, Some(0xa2fb4a1d1a96d312));
     assert!(hop.span.sampled);
@@ -115,9 +110,7 @@ fn malformed_context_starts_a_new_trace_in_both_formats() {
 fn new_traces_are_sampled_at_the_percentage() {
     // 10,000 new traces at 50%: within 5 standard deviations of 5,000.
     let n = 10_000u32;
-    let tracing = Tracing {
-        random_sampling: 50.0,
-    };
+    let tracing = Tracing::propagating(50.0);
     let sampled = (0..n)
         .filter(|_| tracing.start(&mut HeaderMap::new()).span.sampled)
         .count() as f64;
@@ -126,9 +119,7 @@ fn new_traces_are_sampled_at_the_percentage() {
         (sampled - mean).abs() <= 5.0 * sd,
         "{sampled} of {n} sampled"
     );
-    let none = Tracing {
-        random_sampling: 0.0,
-    };
+    let none = Tracing::propagating(0.0);
     assert!((0..1000).all(|_| !none.start(&mut HeaderMap::new()).span.sampled));
     assert!((0..1000).all(|_| always().start(&mut HeaderMap::new()).span.sampled));
 }
