@@ -267,3 +267,61 @@ async fn lines_match_envoys() {
     }
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
+
+/// Istio's Telemetry `filter.expression`, as pilot writes it: Envoy's CEL filter.
+fn cel_filter(expression: &str) -> String {
+    format!(
+        "{{extension_filter: {{name: envoy.access_loggers.extension_filters.cel, typed_config: {{\"@type\": type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter, expression: \"{expression}\"}}}}}}"
+    )
+}
+
+#[tokio::test]
+async fn a_cel_filter_logs_what_envoys_logs() {
+    let format =
+        "{text_format_source: {inline_string: \"%REQ(X-REQUEST-ID)% %RESPONSE_CODE%\\n\"}}";
+    let filter = cel_filter(
+        "response.code >= 400 && request.headers['x-request-id'] != 'id-3' && xds.cluster_name != 'backend' || request.url_path.startsWith('/o')",
+    );
+    let (backend, down) = (hello().await, closed().await);
+    let dir = work_dir();
+    let (ours, theirs) = (fifo_in(&dir, "mizzen-cel"), fifo_in(&dir, "envoy-cel"));
+    let (mut our_lines, mut their_lines) = (Lines::open(&ours), Lines::open(&theirs));
+    let mizzen = proxy(&bootstrap(&logger(&ours, format, &filter), backend, down)).await;
+    send_all(mizzen.listener_addr("http").await).await;
+    // `/missing` has no cluster: the comparison errs, and the line is not written.
+    let expected = ["id-0 200", "id-2 503"];
+    for want in expected {
+        assert_eq!(our_lines.next().await, want);
+    }
+    let Some(envoy) =
+        Envoy::start(&bootstrap(&logger(&theirs, format, &filter), backend, down)).await
+    else {
+        return;
+    };
+    send_all(envoy.listener_addr("http").await).await;
+    for want in expected {
+        assert_eq!(their_lines.next().await, want);
+    }
+}
+
+#[tokio::test]
+async fn an_unsupported_cel_expression_is_refused_by_name() {
+    let (backend, down) = (hello().await, closed().await);
+    let filter = cel_filter("request.url_path.lowerAscii() == '/ok'");
+    let path = fifo_in(&work_dir(), "refused.log");
+    let yaml = bootstrap(&logger(&path, "", &filter), backend, down);
+    let raw = mizzen_xds::json::bootstrap_from_yaml(&yaml).unwrap();
+    let error = match mizzen_proxy::Bootstrap::from_pb(raw) {
+        Err(e) => e.to_string(),
+        Ok(bootstrap) => mizzen_proxy::Proxy::start(mizzen_proxy::ProxyOptions::new(bootstrap))
+            .await
+            .err()
+            .expect("the listener is refused")
+            .to_string(),
+    };
+    assert!(
+        error.contains("request.url_path.lowerAscii() == '/ok'")
+            && error.contains("lowerAscii() is not supported"),
+        "{error}"
+    );
+}

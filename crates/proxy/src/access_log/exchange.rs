@@ -16,7 +16,7 @@ use http_body::{Body as _, Frame};
 use super::AccessLog;
 use super::record::Record;
 use crate::flags::ResponseFlags;
-use crate::http::{BodyError, ProxyBody};
+use crate::http::{BodyError, Downstream, ProxyBody};
 use crate::route::Route;
 use crate::trace::Span;
 use crate::upstream::UpstreamError;
@@ -34,11 +34,13 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    /// Starts recording a request that arrived on a connection from `remote` to `local`.
-    pub fn begin(log: &Arc<AccessLog>, local: SocketAddr, remote: SocketAddr) -> Exchange {
+    /// Starts recording a request that arrived on the connection `downstream`.
+    pub fn begin(log: &Arc<AccessLog>, downstream: &Downstream) -> Exchange {
+        let mut record = Record::new(downstream.destination, downstream.peer);
+        record.tls = downstream.tls.clone();
         Exchange {
             log: log.clone(),
-            record: Record::new(local, remote),
+            record,
             started: Instant::now(),
             logged: false,
             span: None,

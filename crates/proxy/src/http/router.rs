@@ -84,8 +84,8 @@ pub async fn serve(
         .telemetry
         .as_ref()
         .map(|t| t.begin(&mut request, &downstream));
-    let mut exchange = (!manager.access_log.is_empty())
-        .then(|| Exchange::begin(&manager.access_log, downstream.destination, downstream.peer));
+    let mut exchange =
+        (!manager.access_log.is_empty()).then(|| Exchange::begin(&manager.access_log, &downstream));
     // Boxed: the routing future is large, and hyper moves the service's future into each
     // stream's task; a pointer moves cheaper than kilobytes of state.
     let routing = route(
@@ -146,9 +146,8 @@ async fn route(
     if let Some(tracing) = &manager.tracing
         && let Some(span) = tracing.trace(shared, &mut request)
     {
-        let (local, remote) = (downstream.destination, downstream.peer);
         exchange
-            .get_or_insert_with(|| Exchange::begin(&manager.access_log, local, remote))
+            .get_or_insert_with(|| Exchange::begin(&manager.access_log, &downstream))
             .trace(span);
     }
     if let Some(x) = exchange {
