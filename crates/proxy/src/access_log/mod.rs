@@ -7,6 +7,7 @@
 //! line and hands it to the destination's writer thread.
 
 mod cel;
+mod connection;
 mod exchange;
 mod filter;
 mod format;
@@ -22,6 +23,7 @@ use mizzen_xds::pb::envoy::extensions::access_loggers::stream::v3::{
 use prost::Message;
 
 pub use cel::Expression;
+pub use connection::{Connection, Counted};
 pub use exchange::{Details, Exchange, Observed};
 pub use filter::{Comparison, Filter};
 pub use format::{DEFAULT_FORMAT, Format};
