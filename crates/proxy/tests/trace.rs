@@ -35,6 +35,8 @@ struct Exported {
     protocol: &'static str,
     /// The resource's `service.name`.
     service: String,
+    /// The resource's attributes.
+    resource: BTreeMap<String, String>,
     /// The export request's `x-tenant` header (the HTTP exporter's added header).
     tenant: Option<String>,
     span: Span,
@@ -99,13 +101,25 @@ async fn export(
     }
     let request = ExportTraceServiceRequest::decode(body).unwrap();
     for resource in request.resource_spans {
-        let service = attribute(&resource.resource.unwrap().attributes, "service.name")
-            .unwrap()
-            .to_owned();
-        for span in resource.scope_spans.into_iter().flat_map(|s| s.spans) {
+        let scope_spans = resource.scope_spans;
+        let resource = resource.resource.unwrap().attributes;
+        let service = attribute(&resource, "service.name").unwrap().to_owned();
+        // The SDK's language, name and version are each proxy's own.
+        let resource: BTreeMap<String, String> = resource
+            .iter()
+            .map(|kv| {
+                let value = match kv.key.starts_with("telemetry.sdk.") {
+                    true => "*",
+                    false => attribute(std::slice::from_ref(kv), &kv.key).unwrap_or("?"),
+                };
+                (kv.key.clone(), value.to_owned())
+            })
+            .collect();
+        for span in scope_spans.into_iter().flat_map(|s| s.spans) {
             let exported = Exported {
                 protocol: if grpc { "grpc" } else { "http" },
                 service: service.clone(),
+                resource: resource.clone(),
                 tenant: tenant.clone(),
                 span,
             };
@@ -462,4 +476,55 @@ async fn half_of_new_traces_are_sampled_and_only_those_exported() {
     for spans in traces.values() {
         in_hop_order(spans);
     }
+}
+
+/// A span's attributes as a map, with the request id (random per request) and the
+/// response size (the backend echoes the request's headers, which each proxy adds its
+/// own to) masked.
+fn attributes(exported: &Exported) -> BTreeMap<String, String> {
+    exported
+        .span
+        .attributes
+        .iter()
+        .map(|kv| {
+            let value = attribute(std::slice::from_ref(kv), &kv.key).unwrap_or("?");
+            let masked = ["guid:x-request-id", "response_size"].contains(&kv.key.as_str());
+            let value = if masked { "*" } else { value };
+            (kv.key.clone(), value.to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn spans_are_shaped_as_envoys() {
+    let backend = backend("backend").await;
+    let (otel, mut spans) = collector().await;
+    let yaml = |direction: &str| hop("b", direction, Exporter::Grpc, "100", backend, otel) + ADMIN;
+    let Some(envoy) = common::envoy::Envoy::start(&yaml("INBOUND")).await else {
+        return;
+    };
+    let ours = proxy(&yaml("INBOUND")).await;
+    let request = || {
+        let mut request = get("shop.example.com", "/cart?item=1");
+        request.headers_mut().insert(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                .parse()
+                .unwrap(),
+        );
+        request
+            .headers_mut()
+            .insert("user-agent", "curl/8".parse().unwrap());
+        request
+    };
+    send(ours.listener_addr("http").await, request()).await;
+    let [mizzen] = receive(&mut spans, 1).await.try_into().unwrap();
+    send(envoy.listener_addr("http").await, request()).await;
+    let [envoy] = receive(&mut spans, 1).await.try_into().unwrap();
+    assert_eq!(mizzen.span.name, envoy.span.name);
+    assert_eq!(mizzen.span.kind, envoy.span.kind);
+    assert_eq!(mizzen.span.parent_span_id, envoy.span.parent_span_id);
+    assert_eq!(mizzen.span.status, envoy.span.status);
+    assert_eq!(attributes(&mizzen), attributes(&envoy));
+    assert_eq!(mizzen.resource, envoy.resource);
 }

@@ -21,7 +21,8 @@ use mizzen_xds::pb::envoy::config::core::v3::{
     http_uri::HttpUpstreamType,
 };
 use mizzen_xds::pb::envoy::config::trace::v3::OpenTelemetryConfig;
-use mizzen_xds::pb::google::protobuf::Any;
+use mizzen_xds::pb::google::protobuf::{Any, BoolValue};
+use mizzen_xds::pb::opentelemetry::proto::common::v1::InstrumentationScope;
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -47,6 +48,8 @@ const DEFAULT_MAX_CACHE_SIZE: u32 = 1024;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Envoy's `service.name` when the config names none.
 const UNKNOWN_SERVICE: &str = "unknown_service:envoy";
+/// The SDK and instrumentation scope the spans name (Envoy names itself, `envoy`).
+const SDK_NAME: &str = "mizzen";
 
 /// An OpenTelemetry tracer's exporter, compiled; the batching task starts on first use.
 #[derive(Debug)]
@@ -72,11 +75,12 @@ impl Handle {
     }
 }
 
-/// What the batching task needs: the collector, the resource, the counters.
+/// What the batching task needs: the collector, the resource and scope, the counters.
 #[derive(Debug)]
 struct Delivery {
     collector: Collector,
     resource: Resource,
+    scope: Option<InstrumentationScope>,
     stats: ExportStats,
 }
 
@@ -155,6 +159,13 @@ impl Exporter {
             delivery: Arc::new(Delivery {
                 collector,
                 resource: resource(&raw)?,
+                scope: enabled(raw.set_instrumentation_scope.as_ref()).then(|| {
+                    InstrumentationScope {
+                        name: SDK_NAME.to_owned(),
+                        version: env!("CARGO_PKG_VERSION").to_owned(),
+                        ..InstrumentationScope::default()
+                    }
+                }),
                 stats: ExportStats {
                     spans_sent: counter("spans_sent"),
                     spans_dropped: counter("spans_dropped"),
@@ -230,8 +241,9 @@ impl Delivery {
             resource_spans: vec![ResourceSpans {
                 resource: Some(self.resource.clone()),
                 scope_spans: vec![ScopeSpans {
+                    scope: self.scope.clone(),
                     spans,
-                    ..ScopeSpans::default()
+                    schema_url: String::new(),
                 }],
                 schema_url: String::new(),
             }],
@@ -432,15 +444,29 @@ fn timeout(raw: Option<&mizzen_xds::pb::google::protobuf::Duration>) -> Result<D
     }
 }
 
-/// The resource the spans come from: `service.name`, then what the resource detectors
-/// find (the environment detector reads `OTEL_RESOURCE_ATTRIBUTES`, once, as Envoy does).
+/// Whether an optional switch that defaults to on is on.
+fn enabled(switch: Option<&BoolValue>) -> bool {
+    switch.is_none_or(|b| b.value)
+}
+
+/// The resource the spans come from: `service.name` and the SDK (each unless switched
+/// off, as in Envoy), then what the resource detectors find (the environment detector
+/// reads `OTEL_RESOURCE_ATTRIBUTES`, once, as Envoy does).
 fn resource(raw: &OpenTelemetryConfig) -> Result<Resource, (String, String)> {
     let service = if raw.service_name.is_empty() {
         UNKNOWN_SERVICE
     } else {
         &raw.service_name
     };
-    let mut attributes = vec![tag("service.name", service)];
+    let mut attributes = Vec::new();
+    if enabled(raw.set_service_name_resource_attribute.as_ref()) {
+        attributes.push(tag("service.name", service));
+    }
+    if enabled(raw.set_telemetry_sdk_resource_attributes.as_ref()) {
+        attributes.push(tag("telemetry.sdk.language", "rust"));
+        attributes.push(tag("telemetry.sdk.name", SDK_NAME));
+        attributes.push(tag("telemetry.sdk.version", env!("CARGO_PKG_VERSION")));
+    }
     for (i, detector) in raw.resource_detectors.iter().enumerate() {
         match detector.typed_config.as_ref().map(|a| a.type_url.as_str()) {
             Some(ENVIRONMENT_DETECTOR) => {

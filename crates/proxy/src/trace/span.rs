@@ -123,9 +123,6 @@ impl Span {
             attributes.push(tag(tags::UPSTREAM_CLUSTER, &**cluster));
             attributes.push(tag(tags::UPSTREAM_CLUSTER_NAME, &**cluster));
         }
-        if let Some(host) = record.upstream_host {
-            attributes.push(tag(tags::UPSTREAM_ADDRESS, host.to_string()));
-        }
         let status = record.status.map_or(0, |s| s.as_u16());
         attributes.push(tag(tags::HTTP_STATUS_CODE, status.to_string()));
         attributes.push(tag(tags::RESPONSE_FLAGS, record.flags.to_string()));

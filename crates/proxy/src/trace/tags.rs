@@ -37,8 +37,6 @@ pub(super) const COMPONENT: &str = "component";
 pub(super) const UPSTREAM_CLUSTER: &str = "upstream_cluster";
 /// The `upstream_cluster.name` tag.
 pub(super) const UPSTREAM_CLUSTER_NAME: &str = "upstream_cluster.name";
-/// The `upstream_address` tag.
-pub(super) const UPSTREAM_ADDRESS: &str = "upstream_address";
 /// The `error` tag.
 pub(super) const ERROR: &str = "error";
 

@@ -123,3 +123,41 @@ fn new_traces_are_sampled_at_the_percentage() {
     assert!((0..1000).all(|_| !none.start(&mut HeaderMap::new()).span.sampled));
     assert!((0..1000).all(|_| always().start(&mut HeaderMap::new()).span.sampled));
 }
+
+#[test]
+fn what_tracing_cannot_honour_is_refused_by_field() {
+    use mizzen_xds::pb::envoy::config::trace::v3::tracing::{Http, http::ConfigType};
+    use mizzen_xds::pb::envoy::r#type::tracing::v3::{CustomTag as PbCustomTag, custom_tag};
+    use mizzen_xds::pb::google::protobuf::{Any, BoolValue};
+
+    let stats = Stats::default();
+    let refused = |raw: PbTracing| Tracing::compile(&raw, Operation::Ingress, &stats).unwrap_err();
+    let zipkin = PbTracing {
+        provider: Some(Http {
+            name: "envoy.tracers.zipkin".into(),
+            config_type: Some(ConfigType::TypedConfig(Any {
+                type_url: "type.googleapis.com/envoy.config.trace.v3.ZipkinConfig".into(),
+                value: Vec::new(),
+            })),
+        }),
+        ..PbTracing::default()
+    };
+    let (field, reason) = refused(zipkin);
+    assert_eq!(field, "tracing.provider.typed_config.type_url");
+    assert!(reason.contains("ZipkinConfig"), "{reason}");
+
+    let metadata = PbTracing {
+        custom_tags: vec![PbCustomTag {
+            tag: "istio.x".into(),
+            r#type: Some(custom_tag::Type::Metadata(Default::default())),
+        }],
+        ..PbTracing::default()
+    };
+    assert_eq!(refused(metadata).0, "tracing.custom_tags[0].metadata");
+
+    let spawn = PbTracing {
+        spawn_upstream_span: Some(BoolValue { value: true }),
+        ..PbTracing::default()
+    };
+    assert_eq!(refused(spawn).0, "tracing.spawn_upstream_span");
+}
