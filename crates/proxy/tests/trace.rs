@@ -404,7 +404,7 @@ async fn a_failed_request_is_an_error_span() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let proxy = proxy(&hop("b", "INBOUND", Exporter::Grpc, "100", closed, otel)).await;
+    let proxy = proxy(&(hop("b", "INBOUND", Exporter::Grpc, "100", closed, otel) + ADMIN)).await;
     let got = send(proxy.listener_addr("http").await, get("shop", "/")).await;
     assert_eq!(got.status, 503);
     let [span] = receive(&mut spans, 1).await.try_into().unwrap();
@@ -412,6 +412,21 @@ async fn a_failed_request_is_an_error_span() {
     assert_eq!(span.attribute("response_flags"), Some("UF"));
     assert_eq!(span.attribute("error"), Some("true"));
     assert_eq!(span.span.status.unwrap().code, StatusCode::Error as i32);
+    // Counted as Envoy counts: sent when its batch went, by the flush timer (one lone
+    // span never fills a batch).
+    let stats = send(proxy.admin_addr().unwrap(), get("admin", "/stats"))
+        .await
+        .body;
+    let stat = |name: &str| {
+        let prefix = format!("tracing.opentelemetry.{name}: ");
+        let line = stats.lines().find_map(|l| l.strip_prefix(prefix.as_str()));
+        line.unwrap_or_else(|| panic!("no {name} in\n{stats}"))
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert_eq!(stat("spans_sent"), 1);
+    assert_eq!(stat("spans_dropped"), 0);
+    assert!(stat("timer_flushed") >= 1);
 }
 
 #[tokio::test]

@@ -35,8 +35,7 @@ use crate::stats::{Counter, Stats};
 use crate::upstream::{PoolKey, PoolSettings};
 
 /// The tracer's type URL.
-pub const OPEN_TELEMETRY_CONFIG: &str =
-    "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig";
+const OPEN_TELEMETRY_CONFIG: &str = "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig";
 const ENVIRONMENT_DETECTOR: &str = "type.googleapis.com/envoy.extensions.tracers.opentelemetry.resource_detectors.v3.EnvironmentResourceDetectorConfig";
 /// Envoy's defaults for its runtime keys `tracing.opentelemetry.min_flush_spans` and
 /// `tracing.opentelemetry.flush_interval_ms`.

@@ -23,7 +23,7 @@ use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager
 use crate::Shared;
 use crate::stats::Stats;
 pub use context::{Propagation, SpanContext, extract, inject};
-pub use export::{Exporter, Handle, OPEN_TELEMETRY_CONFIG};
+pub use export::{Exporter, Handle};
 pub use span::Span;
 pub use tags::CustomTag;
 
