@@ -337,7 +337,10 @@ async fn every_hop_exports_its_span_each_the_child_of_the_one_before() {
     assert_eq!(b.span.kind, SpanKind::Server as i32);
     assert_eq!(gateway.span.name, "gateway.default.svc.cluster.local:80/*");
     assert_eq!(a.span.name, "a.default.svc.cluster.local:80/*");
-    assert_eq!(b.span.name, "b.default.svc.cluster.local:80/*");
+    // The outbound hop tells the inbound one its decorator, which names the inbound
+    // span and goes no further.
+    assert_eq!(b.span.name, "a.default.svc.cluster.local:80/*");
+    assert!(!seen.headers.contains_key("x-envoy-decorator-operation"));
     assert_eq!(
         [gateway.protocol, a.protocol, b.protocol],
         ["grpc", "http", "grpc"]

@@ -295,6 +295,9 @@ async fn route(
         headers.insert(X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, headers::millis(t));
     }
     selected.apply_request_headers(headers);
+    if let Some(tracing) = &manager.tracing {
+        tracing.propagate_decorator(headers, selected.route.decorator.as_ref());
+    }
     if let Some(NewHost::Route(_)) = &new_host {
         headers::record_original_host(headers, authority, forward.append_x_forwarded_host);
     }

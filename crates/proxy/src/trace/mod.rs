@@ -15,8 +15,9 @@ mod tags;
 
 use std::sync::Arc;
 
-use http::{HeaderMap, Request};
+use http::{HeaderMap, HeaderValue, Request};
 use mizzen_xds::otlp::SpanKind;
+use mizzen_xds::pb::envoy::config::route::v3::Decorator;
 use mizzen_xds::pb::envoy::config::trace::v3::tracing::http::ConfigType;
 use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing as PbTracing;
 
@@ -155,6 +156,23 @@ impl Tracing {
                 .map_or(DEFAULT_MAX_PATH_TAG_LENGTH, |v| v.value as usize),
             exporter,
         })
+    }
+
+    /// On an outbound connection manager, tells the next hop the route's decorator
+    /// (`x-envoy-decorator-operation`), which names its inbound span, as Envoy does
+    /// unless the decorator says `propagate: false`.
+    pub fn propagate_decorator(&self, headers: &mut HeaderMap, decorator: Option<&Decorator>) {
+        let Some(decorator) = decorator else {
+            return;
+        };
+        let propagate = decorator.propagate.as_ref().is_none_or(|p| p.value);
+        if self.kind == SpanKind::Client
+            && propagate
+            && !decorator.operation.is_empty()
+            && let Ok(operation) = HeaderValue::from_str(&decorator.operation)
+        {
+            headers.insert(span::DECORATOR_OPERATION, operation);
+        }
     }
 
     /// Starts this hop's span of `request`'s trace, writes its context into the request
