@@ -25,6 +25,11 @@ impl Counter {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Adds `n`.
+    pub fn inc_by(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// The count.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
@@ -326,6 +331,8 @@ pub struct Stats {
     /// (network filters': `<stat_prefix>rbac.allowed`).
     named: Named,
     istio: Arc<Registry>,
+    node_id: String,
+    zone: String,
 }
 
 impl Stats {
@@ -334,8 +341,24 @@ impl Stats {
     pub fn for_node(node: &Node) -> Stats {
         Stats {
             istio: Arc::new(Registry::for_node(node)),
+            node_id: node.id.clone(),
+            zone: node
+                .locality
+                .as_ref()
+                .map(|l| l.zone.clone())
+                .unwrap_or_default(),
             ..Stats::default()
         }
+    }
+
+    /// The proxy's node id (Envoy's `node_id` span tag).
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// The proxy's zone (Envoy's `zone` span tag; empty when the node names none).
+    pub fn zone(&self) -> &str {
+        &self.zone
     }
 
     /// Istio's metrics.

@@ -6,9 +6,11 @@ use std::io;
 use tokio::io::{AsyncRead, AsyncWrite, copy_bidirectional};
 
 use crate::Shared;
+use crate::access_log::Connection;
 use crate::activity::{Activity, IdleTimer, Tracked};
 use crate::authz;
 use crate::config::TcpProxy;
+use crate::flags::ResponseFlags;
 use crate::http::Downstream;
 use crate::metrics::Metering;
 use crate::tls::Carried;
@@ -26,6 +28,7 @@ pub async fn relay<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut logged = Connection::begin(&proxy.access_log, downstream);
     if !proxy.authz.is_empty() && !admitted(shared, proxy, downstream).await {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
@@ -34,12 +37,17 @@ where
     }
     let snapshot = shared.store.snapshot();
     let name = proxy.target.pick(fastrand::u64(..));
+    logged.cluster(name);
     let Some(state) = snapshot.clusters.get(name) else {
+        logged.flag(ResponseFlags::NC);
         return Err(io::Error::other(format!("cluster {name:?} not found")));
     };
     let cluster = &state.cluster;
-    let chosen = endpoint::choose(state, downstream.destination, None)
-        .map_err(|e| io::Error::other(format!("cluster {name:?}: {e}")))?;
+    let chosen = endpoint::choose(state, downstream.destination, None).map_err(|e| {
+        logged.flag(ResponseFlags::UH);
+        io::Error::other(format!("cluster {name:?}: {e}"))
+    })?;
+    logged.upstream_host(chosen.address);
     if let Some(principal) = downstream.principal() {
         tracing::debug!(peer = %downstream.peer, principal, cluster = %name, "relaying an mTLS connection");
     }
@@ -51,9 +59,18 @@ where
         &state.stats,
     )
     .await
-    .map_err(io::Error::other)?;
+    .map_err(|e| {
+        // Envoy's TCP proxy makes one connect attempt by default: a failed one has
+        // also exhausted its retries.
+        logged.flag(match e {
+            upstream::UpstreamError::Overflow => ResponseFlags::UO,
+            _ => ResponseFlags::UF | ResponseFlags::URX,
+        });
+        io::Error::other(e)
+    })?;
     let _open = state.stats.upstream_cx_active.track();
     let ends = (downstream.peer, chosen.address);
+    let stream = logged.count(stream);
     let mut stream = Metering::new(proxy.telemetry.as_deref(), stream, ends, cluster);
     let Some(idle) = proxy.idle_timeout else {
         return copy_bidirectional(&mut stream, &mut upstream)

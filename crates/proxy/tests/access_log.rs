@@ -267,3 +267,153 @@ async fn lines_match_envoys() {
     }
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
+
+/// Istio's Telemetry `filter.expression`, as pilot writes it: Envoy's CEL filter.
+fn cel_filter(expression: &str) -> String {
+    format!(
+        "{{extension_filter: {{name: envoy.access_loggers.extension_filters.cel, typed_config: {{\"@type\": type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter, expression: \"{expression}\"}}}}}}"
+    )
+}
+
+#[tokio::test]
+async fn a_cel_filter_logs_what_envoys_logs() {
+    let format =
+        "{text_format_source: {inline_string: \"%REQ(X-REQUEST-ID)% %RESPONSE_CODE%\\n\"}}";
+    let filter = cel_filter(
+        "response.code >= 400 && request.headers['x-request-id'] != 'id-3' && xds.cluster_name != 'backend' || request.url_path.startsWith('/o')",
+    );
+    let (backend, down) = (hello().await, closed().await);
+    let dir = work_dir();
+    let (ours, theirs) = (fifo_in(&dir, "mizzen-cel"), fifo_in(&dir, "envoy-cel"));
+    let (mut our_lines, mut their_lines) = (Lines::open(&ours), Lines::open(&theirs));
+    let mizzen = proxy(&bootstrap(&logger(&ours, format, &filter), backend, down)).await;
+    send_all(mizzen.listener_addr("http").await).await;
+    // `/missing` has no cluster: the comparison errs, and the line is not written.
+    let expected = ["id-0 200", "id-2 503"];
+    for want in expected {
+        assert_eq!(our_lines.next().await, want);
+    }
+    let Some(envoy) =
+        Envoy::start(&bootstrap(&logger(&theirs, format, &filter), backend, down)).await
+    else {
+        return;
+    };
+    send_all(envoy.listener_addr("http").await).await;
+    for want in expected {
+        assert_eq!(their_lines.next().await, want);
+    }
+}
+
+#[tokio::test]
+async fn an_unsupported_cel_expression_is_refused_by_name() {
+    let (backend, down) = (hello().await, closed().await);
+    let filter = cel_filter("request.url_path.lowerAscii() == '/ok'");
+    let path = fifo_in(&work_dir(), "refused.log");
+    let yaml = bootstrap(&logger(&path, "", &filter), backend, down);
+    let raw = mizzen_xds::json::bootstrap_from_yaml(&yaml).unwrap();
+    let error = match mizzen_proxy::Bootstrap::from_pb(raw) {
+        Err(e) => e.to_string(),
+        Ok(bootstrap) => mizzen_proxy::Proxy::start(mizzen_proxy::ProxyOptions::new(bootstrap))
+            .await
+            .err()
+            .expect("the listener is refused")
+            .to_string(),
+    };
+    assert!(
+        error.contains("request.url_path.lowerAscii() == '/ok'")
+            && error.contains("lowerAscii() is not supported"),
+        "{error}"
+    );
+}
+
+/// A TCP proxy listener named `tcp` to `target`, logging in Envoy's default format to
+/// `path`; clusters `echo` (an echo backend) and `down` (nothing listening).
+fn tcp_bootstrap(path: &Path, target: &str, echo: SocketAddr, down: SocketAddr) -> String {
+    format!(
+        r#"
+static_resources:
+  listeners:
+  - name: tcp
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: tcp
+          cluster: {target}
+          access_log:
+{}
+  clusters:
+{}
+{}
+{ADMIN}"#,
+        indent(&logger(path, "", ""), 10),
+        indent(&cluster("echo", &[echo]), 2),
+        indent(&cluster("down", &[down]), 2),
+    )
+}
+
+/// Sends `hello`, half-closes, and reads until the proxy closes.
+async fn talk(addr: SocketAddr) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"hello").await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut got = Vec::new();
+    let _ = stream.read_to_end(&mut got).await;
+    got
+}
+
+#[tokio::test]
+async fn tcp_connections_are_logged_as_envoy_logs_them() {
+    let (echo, down) = (echo("echo").await, closed().await);
+    let dir = work_dir();
+    let files = |who: &str| {
+        (
+            fifo_in(&dir, &format!("{who}-tcp-ok")),
+            fifo_in(&dir, &format!("{who}-tcp-down")),
+        )
+    };
+    let bootstraps = |(ok, failed): &(PathBuf, PathBuf)| {
+        (
+            tcp_bootstrap(ok, "echo", echo, down),
+            tcp_bootstrap(failed, "down", echo, down),
+        )
+    };
+    let (ours, theirs) = (files("mizzen"), files("envoy"));
+    let mut our_lines = (Lines::open(&ours.0), Lines::open(&ours.1));
+    let mut their_lines = (Lines::open(&theirs.0), Lines::open(&theirs.1));
+
+    let (to_echo, to_down) = bootstraps(&ours);
+    let (relaying, refused) = (proxy(&to_echo).await, proxy(&to_down).await);
+    assert_eq!(
+        talk(relaying.listener_addr("tcp").await).await,
+        b"echo:hello"
+    );
+    talk(refused.listener_addr("tcp").await).await;
+    let (ok, failed) = (our_lines.0.next().await, our_lines.1.next().await);
+    // Envoy's default format for a connection: no request, bytes each way, the endpoint.
+    let expected_ok = format!("[*] \"- - -\" 0 - 5 10 * - \"-\" \"-\" \"-\" \"-\" \"{echo}\"");
+    assert_eq!(masked_default(&ok), masked_default(&expected_ok));
+    let expected_failed =
+        format!("[*] \"- - -\" 0 UF,URX 0 0 * - \"-\" \"-\" \"-\" \"-\" \"{down}\"");
+    assert_eq!(masked_default(&failed), masked_default(&expected_failed));
+
+    let (to_echo, to_down) = bootstraps(&theirs);
+    let (Some(relaying), Some(refused)) =
+        (Envoy::start(&to_echo).await, Envoy::start(&to_down).await)
+    else {
+        return;
+    };
+    talk(relaying.listener_addr("tcp").await).await;
+    talk(refused.listener_addr("tcp").await).await;
+    assert_eq!(
+        masked_default(&ok),
+        masked_default(&their_lines.0.next().await)
+    );
+    assert_eq!(
+        masked_default(&failed),
+        masked_default(&their_lines.1.next().await)
+    );
+}

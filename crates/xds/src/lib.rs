@@ -8,6 +8,7 @@ pub use envoy_types::pb;
 pub mod ca;
 pub mod client;
 pub mod json;
+pub mod otlp;
 pub mod push;
 pub mod resource;
 pub mod server;

@@ -1,7 +1,8 @@
-//! One HTTP request on its way through the router, recorded for the access log: the
-//! router fills the record in as it learns things (the request as routed, the route, the
-//! cluster, the endpoint), and the response body, wrapped in [`Observed`], counts the
-//! bytes sent and logs the record when the response ends.
+//! One HTTP request on its way through the router, recorded for the access log and the
+//! request's span: the router fills the record in as it learns things (the request as
+//! routed, the route, the cluster, the endpoint), and the response body, wrapped in
+//! [`Observed`], counts the bytes sent and logs the record (and ends the span) when the
+//! response ends.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +16,9 @@ use http_body::{Body as _, Frame};
 use super::AccessLog;
 use super::record::Record;
 use crate::flags::ResponseFlags;
-use crate::http::{BodyError, ProxyBody};
+use crate::http::{BodyError, Downstream, ProxyBody};
+use crate::route::Route;
+use crate::trace::Span;
 use crate::upstream::UpstreamError;
 
 /// An HTTP request being recorded. Dropped before a response was made (the client went
@@ -26,17 +29,27 @@ pub struct Exchange {
     record: Record,
     started: Instant,
     logged: bool,
+    /// The request's span, when it is sampled.
+    span: Option<Span>,
 }
 
 impl Exchange {
-    /// Starts recording a request that arrived on a connection from `remote` to `local`.
-    pub fn begin(log: &Arc<AccessLog>, local: SocketAddr, remote: SocketAddr) -> Exchange {
+    /// Starts recording a request that arrived on the connection `downstream`.
+    pub fn begin(log: &Arc<AccessLog>, downstream: &Downstream) -> Exchange {
+        let mut record = Record::new(downstream.destination, downstream.peer);
+        record.tls = downstream.tls.clone();
         Exchange {
             log: log.clone(),
-            record: Record::new(local, remote),
+            record,
             started: Instant::now(),
             logged: false,
+            span: None,
         }
+    }
+
+    /// Records the request's span too, ended with the exchange.
+    pub fn trace(&mut self, span: Span) {
+        self.span = Some(span);
     }
 
     /// Records the request as the router saw it (after the connection manager's header
@@ -54,9 +67,13 @@ impl Exchange {
             .unwrap_or(0);
     }
 
-    /// Records the route matched.
-    pub fn route(&mut self, name: &str) {
-        self.record.route_name = (!name.is_empty()).then(|| name.into());
+    /// Records the route matched; its decorator names the span.
+    pub fn route(&mut self, route: &Route) {
+        let name = &route.name;
+        self.record.route_name = (!name.is_empty()).then(|| name.as_str().into());
+        if let (Some(span), Some(decorator)) = (&mut self.span, &route.decorator) {
+            span.decorate(&decorator.operation);
+        }
     }
 
     /// Records the cluster routed to.
@@ -110,6 +127,9 @@ impl Exchange {
         self.logged = true;
         self.record.duration = self.started.elapsed();
         self.log.log(&self.record);
+        if let Some(span) = self.span.take() {
+            span.end(&self.record);
+        }
     }
 }
 

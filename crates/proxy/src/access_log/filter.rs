@@ -1,14 +1,24 @@
 //! Access log filters (`AccessLogFilter`): which exchanges a logger writes. The ones
-//! Istio's configs use are supported: status code, duration, response flags, and their
-//! `and`/`or` combinations; `not_health_check` passes everything (the proxy makes no
-//! health-check requests of its own to exclude).
+//! Istio's configs use are supported: status code, duration, response flags, CEL
+//! expressions (the Telemetry API's `filter.expression`), and their `and`/`or`
+//! combinations; `not_health_check` passes everything (the proxy makes no health-check
+//! requests of its own to exclude).
 
 use mizzen_xds::pb::envoy::config::accesslog::v3::{
-    AccessLogFilter, ComparisonFilter, access_log_filter::FilterSpecifier, comparison_filter::Op,
+    AccessLogFilter, ComparisonFilter, ExtensionFilter, access_log_filter::FilterSpecifier,
+    comparison_filter::Op, extension_filter::ConfigType,
 };
 
-use super::record::Record;
+use mizzen_xds::pb::envoy::extensions::access_loggers::filters::cel::v3::ExpressionFilter;
+use prost::Message;
+
+use super::cel::Expression;
+use super::record::{Headers, Record};
 use crate::flags::ResponseFlags;
+
+/// The CEL filter's type URL.
+const CEL_FILTER: &str =
+    "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter";
 
 /// A compiled access log filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +29,8 @@ pub enum Filter {
     Duration(Comparison),
     /// Any of these flags set (any flag at all when empty).
     ResponseFlags(Option<ResponseFlags>),
+    /// A CEL expression is true.
+    Cel(Expression),
     /// Every filter passes.
     And(Vec<Filter>),
     /// Some filter passes.
@@ -54,13 +66,16 @@ impl Comparison {
 }
 
 impl Filter {
-    /// Compiles a filter; errors name the field within it.
-    pub fn compile(raw: &AccessLogFilter) -> Result<Filter, String> {
-        let all = |filters: &[AccessLogFilter], field: &str| {
+    /// Compiles a filter, registering the headers it reads in `headers`; errors name
+    /// the field within it.
+    pub fn compile(raw: &AccessLogFilter, headers: &mut Headers) -> Result<Filter, String> {
+        let mut all = |filters: &[AccessLogFilter], field: &str| {
             filters
                 .iter()
                 .enumerate()
-                .map(|(i, f)| Filter::compile(f).map_err(|e| format!("{field}.filters[{i}].{e}")))
+                .map(|(i, f)| {
+                    Filter::compile(f, headers).map_err(|e| format!("{field}.filters[{i}].{e}"))
+                })
                 .collect::<Result<Vec<_>, _>>()
         };
         match &raw.filter_specifier {
@@ -88,6 +103,9 @@ impl Filter {
             Some(FilterSpecifier::AndFilter(f)) => all(&f.filters, "and_filter").map(Filter::And),
             Some(FilterSpecifier::OrFilter(f)) => all(&f.filters, "or_filter").map(Filter::Or),
             Some(FilterSpecifier::NotHealthCheckFilter(_)) => Ok(Filter::Always),
+            Some(FilterSpecifier::ExtensionFilter(extension)) => cel(extension, headers)
+                .map(Filter::Cel)
+                .map_err(|e| format!("extension_filter.{e}")),
             Some(other) => Err(format!("{}: not supported", filter_name(other))),
             None => Err("filter_specifier: is missing".into()),
         }
@@ -102,9 +120,27 @@ impl Filter {
             Filter::ResponseFlags(Some(flags)) => record.flags.intersects(*flags),
             Filter::And(filters) => filters.iter().all(|f| f.passes(record)),
             Filter::Or(filters) => filters.iter().any(|f| f.passes(record)),
+            Filter::Cel(expression) => expression.passes(record),
             Filter::Always => true,
         }
     }
+}
+
+/// The CEL filter of an `extension_filter`; errors name the field within it.
+fn cel(extension: &ExtensionFilter, headers: &mut Headers) -> Result<Expression, String> {
+    let Some(ConfigType::TypedConfig(any)) = &extension.config_type else {
+        return Err("typed_config: is missing".into());
+    };
+    if any.type_url != CEL_FILTER {
+        return Err(format!(
+            "typed_config: extension filter {:?} ({}) is not supported; expected {CEL_FILTER}",
+            extension.name, any.type_url
+        ));
+    }
+    let raw = ExpressionFilter::decode(any.value.as_slice())
+        .map_err(|e| format!("typed_config: cannot decode: {e}"))?;
+    Expression::compile(&raw.expression, headers)
+        .map_err(|reason| format!("typed_config.expression: {:?}: {reason}", raw.expression))
 }
 
 fn filter_name(specifier: &FilterSpecifier) -> &'static str {

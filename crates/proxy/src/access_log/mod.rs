@@ -6,6 +6,8 @@
 //! values its formats read; when it ends, each logger whose filter passes formats its
 //! line and hands it to the destination's writer thread.
 
+mod cel;
+mod connection;
 mod exchange;
 mod filter;
 mod format;
@@ -20,6 +22,8 @@ use mizzen_xds::pb::envoy::extensions::access_loggers::stream::v3::{
 };
 use prost::Message;
 
+pub use cel::Expression;
+pub use connection::{Connection, Counted};
 pub use exchange::{Details, Exchange, Observed};
 pub use filter::{Comparison, Filter};
 pub use format::{DEFAULT_FORMAT, Format};
@@ -116,7 +120,7 @@ impl Logger {
         let filter = raw
             .filter
             .as_ref()
-            .map(Filter::compile)
+            .map(|f| Filter::compile(f, headers))
             .transpose()
             .map_err(|e| ("filter".to_owned(), e))?;
         let Some(access_log::ConfigType::TypedConfig(any)) = &raw.config_type else {

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version};
 
 use crate::flags::ResponseFlags;
+use crate::tls::Session;
 
 /// One request (or TCP connection) as the access log sees it.
 #[derive(Debug, Clone)]
@@ -44,6 +45,8 @@ pub struct Record {
     pub downstream_local: SocketAddr,
     /// The client.
     pub downstream_remote: SocketAddr,
+    /// The downstream connection's TLS session, when it is TLS.
+    pub tls: Option<Arc<Session>>,
 }
 
 impl Record {
@@ -66,6 +69,7 @@ impl Record {
             route_name: None,
             downstream_local,
             downstream_remote,
+            tls: None,
         }
     }
 

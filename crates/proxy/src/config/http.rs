@@ -20,7 +20,7 @@ use crate::http::ClientCertPolicy;
 use crate::metrics::{self, HttpTelemetry, ReporterChoice};
 use crate::route::{FAULT_FILTER, Fault, RouteTable};
 use crate::stats::{HttpStats, Stats};
-use crate::trace::Tracing;
+use crate::trace::{Operation, Tracing};
 
 /// The router filter, which every filter list must end with.
 const ROUTER: &str = "envoy.filters.http.router";
@@ -173,6 +173,7 @@ impl HttpManager {
         hcm: &HttpConnectionManager,
         stats: &Stats,
         direction: ReporterChoice,
+        operation: Operation,
     ) -> Result<HttpManager, (String, String)> {
         let field = |f: &str, r: String| (f.to_owned(), r);
         let routes = match &hcm.route_specifier {
@@ -283,11 +284,15 @@ impl HttpManager {
             .map(|d| duration(d).map_err(|r| field("request_headers_timeout", r)))
             .transpose()?
             .filter(|d| !d.is_zero());
+        let tracing = hcm
+            .tracing
+            .as_ref()
+            .map(|t| Tracing::compile(t, operation, stats))
+            .transpose()?;
         let stats = stats.http(&hcm.stat_prefix);
         let authz = HttpFilters::compile(&hcm.http_filters, &stats)?;
         let access_log =
             AccessLog::compile(&hcm.access_log).map_err(|e| (e.field_path(), e.reason))?;
-        let tracing = hcm.tracing.as_ref().map(Tracing::compile).transpose()?;
         Ok(HttpManager {
             access_log: Arc::new(access_log),
             tracing,
@@ -356,6 +361,7 @@ mod tests {
             },
             &crate::stats::Stats::default(),
             ReporterChoice::Outbound,
+            Operation::Egress,
         )
     }
 

@@ -21,6 +21,7 @@ use crate::authz::NetworkAuthz;
 use crate::metrics::{ReporterChoice, TcpTelemetry, is_telemetry_filter};
 use crate::stats::{SslStats, Stats};
 use crate::tls::{RAW_BUFFER, Secrets, ServerTls, TLS};
+use crate::trace::Operation;
 
 const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_connection_manager";
 const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
@@ -118,8 +119,15 @@ impl Listener {
         } else {
             ReporterChoice::Outbound
         };
+        let operation = if raw.traffic_direction == TrafficDirection::Outbound as i32 {
+            Operation::Egress
+        } else {
+            Operation::Ingress
+        };
         let ssl = stats.listener(address).ssl.clone();
-        let compile = |c: &PbFilterChain| FilterChain::compile(c, stats, secrets, &ssl, direction);
+        let compile = |c: &PbFilterChain| {
+            FilterChain::compile(c, stats, secrets, &ssl, (direction, operation))
+        };
         let chains = raw
             .filter_chains
             .iter()
@@ -178,7 +186,7 @@ impl FilterChain {
         stats: &Stats,
         secrets: &Secrets,
         ssl: &Arc<SslStats>,
-        direction: ReporterChoice,
+        (direction, operation): (ReporterChoice, Operation),
     ) -> Result<FilterChain, (String, String)> {
         let criteria = match &raw.filter_chain_match {
             Some(m) => ChainMatch::compile(m)?,
@@ -220,7 +228,7 @@ impl FilterChain {
         )
         .map_err(|(i, r)| (format!("filters[{i}].typed_config"), r))?;
         let i = raw.filters.len() - 1;
-        let filter = terminal_filter(last, stats, authz, direction, telemetry)
+        let filter = terminal_filter(last, stats, authz, (direction, operation), telemetry)
             .map_err(|(f, r)| (format!("filters[{i}].{f}"), r))?;
         Ok(FilterChain {
             name: raw.name.clone(),
@@ -272,7 +280,7 @@ fn terminal_filter(
     f: &Filter,
     stats: &Stats,
     authz: Vec<NetworkAuthz>,
-    direction: ReporterChoice,
+    (direction, operation): (ReporterChoice, Operation),
     telemetry: Option<TcpTelemetry>,
 ) -> Result<NetworkFilter, (String, String)> {
     let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else {
@@ -293,7 +301,7 @@ fn terminal_filter(
                 ));
             }
             let hcm = HttpConnectionManager::decode(any.value.as_slice()).map_err(decode_err)?;
-            let manager = HttpManager::compile(&hcm, stats, direction)
+            let manager = HttpManager::compile(&hcm, stats, direction, operation)
                 .map_err(|(field, r)| (format!("typed_config.{field}"), r))?;
             Ok(NetworkFilter::Http(Arc::new(manager)))
         }

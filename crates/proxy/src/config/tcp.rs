@@ -9,6 +9,7 @@ use mizzen_xds::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
 };
 
 use super::duration;
+use crate::access_log::AccessLog;
 use crate::authz::NetworkAuthz;
 use crate::metrics::TcpTelemetry;
 
@@ -29,6 +30,8 @@ pub struct TcpProxy {
     pub authz: Arc<[NetworkAuthz]>,
     /// Istio's TCP metrics, when `istio.stats` precedes the proxy in its chain.
     pub telemetry: Option<Arc<TcpTelemetry>>,
+    /// Its access loggers, one line per connection.
+    pub access_log: Arc<AccessLog>,
 }
 
 /// Where a TCP proxy sends connections.
@@ -98,7 +101,10 @@ impl TcpProxy {
             }
             None => Some(DEFAULT_IDLE_TIMEOUT),
         };
+        let access_log =
+            AccessLog::compile(&raw.access_log).map_err(|e| (e.field_path(), e.reason))?;
         Ok(TcpProxy {
+            access_log: Arc::new(access_log),
             stat_prefix: raw.stat_prefix.clone(),
             target,
             idle_timeout,

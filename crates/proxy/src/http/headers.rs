@@ -385,6 +385,7 @@ mod tests {
             },
             &crate::stats::Stats::default(),
             crate::metrics::ReporterChoice::Outbound,
+            crate::trace::Operation::Egress,
         )
         .unwrap()
     }

@@ -84,8 +84,8 @@ pub async fn serve(
         .telemetry
         .as_ref()
         .map(|t| t.begin(&mut request, &downstream));
-    let mut exchange = (!manager.access_log.is_empty())
-        .then(|| Exchange::begin(&manager.access_log, downstream.destination, downstream.peer));
+    let mut exchange =
+        (!manager.access_log.is_empty()).then(|| Exchange::begin(&manager.access_log, &downstream));
     // Boxed: the routing future is large, and hyper moves the service's future into each
     // stream's task; a pointer moves cheaper than kilobytes of state.
     let routing = route(
@@ -95,7 +95,7 @@ pub async fn serve(
         downstream,
         activity,
         request,
-        exchange.as_mut(),
+        &mut exchange,
     );
     let mut response = Box::pin(routing).await;
     stats.downstream_rq.record(response.status().as_u16());
@@ -117,7 +117,7 @@ async fn route(
     downstream: Downstream,
     activity: Arc<Activity>,
     mut request: Request<Incoming>,
-    mut exchange: Option<&mut Exchange>,
+    exchange: &mut Option<Exchange>,
 ) -> Response<ProxyBody> {
     let Some(table) = snapshot.route_table(manager) else {
         return flagged(local(StatusCode::NOT_FOUND, ""), ResponseFlags::NR);
@@ -143,10 +143,14 @@ async fn route(
     manager
         .client_cert
         .apply(request.headers_mut(), downstream.tls.as_deref());
-    if let Some(tracing) = &manager.tracing {
-        tracing.start(request.headers_mut());
+    if let Some(tracing) = &manager.tracing
+        && let Some(span) = tracing.trace(shared, &mut request)
+    {
+        exchange
+            .get_or_insert_with(|| Exchange::begin(&manager.access_log, &downstream))
+            .trace(span);
     }
-    if let Some(x) = &mut exchange {
+    if let Some(x) = exchange {
         x.request(&request);
     }
     // Cheap copies (shared bytes) that routing borrows from while the request changes.
@@ -189,8 +193,8 @@ async fn route(
         append(response.headers_mut(), &filtered);
         return response;
     };
-    if let Some(x) = &mut exchange {
-        x.route(&selected.route.name);
+    if let Some(x) = exchange {
+        x.route(selected.route);
     }
     // The fault filter runs before the router, on the route it picked.
     let injected = match &manager.fault {
@@ -238,7 +242,7 @@ async fn route(
         response.extensions_mut().insert(upstream);
         finish(response)
     };
-    if let Some(x) = &mut exchange {
+    if let Some(x) = exchange {
         x.cluster(&cluster.cluster.name);
     }
     if connect {
@@ -291,6 +295,9 @@ async fn route(
         headers.insert(X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, headers::millis(t));
     }
     selected.apply_request_headers(headers);
+    if let Some(tracing) = &manager.tracing {
+        tracing.propagate_decorator(headers, selected.route.decorator.as_ref());
+    }
     if let Some(NewHost::Route(_)) = &new_host {
         headers::record_original_host(headers, authority, forward.append_x_forwarded_host);
     }
@@ -318,7 +325,7 @@ async fn route(
         upstream_host: &mut upstream_host,
     };
     let result = forward::forward_to(shared, cluster, &downstream, request, target).await;
-    if let Some(x) = &mut exchange {
+    if let Some(x) = exchange {
         x.upstream_host(upstream_host);
     }
     let mut response = match result {

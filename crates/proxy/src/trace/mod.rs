@@ -5,22 +5,58 @@
 //! A request that comes with a trace continues it: same trace id, the sampling decision
 //! it carries, a fresh span id for this hop whose parent is the caller's span. A request
 //! without one starts a trace, sampled at the configured `random_sampling` percentage.
+//! With an OpenTelemetry `provider`, each sampled request's span is recorded
+//! ([`span`]) and exported over OTLP ([`export`]).
 
 mod context;
+mod export;
+mod span;
+mod tags;
 
-use http::HeaderMap;
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, Request};
+use mizzen_xds::otlp::SpanKind;
+use mizzen_xds::pb::envoy::config::route::v3::Decorator;
+use mizzen_xds::pb::envoy::config::trace::v3::tracing::http::ConfigType;
 use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing as PbTracing;
 
+use crate::Shared;
+use crate::stats::Stats;
 pub use context::{Propagation, SpanContext, extract, inject};
+pub use export::{Exporter, Handle};
+pub use span::Span;
+pub use tags::CustomTag;
 
 /// Envoy's default `random_sampling`: every new trace is sampled.
 const DEFAULT_SAMPLING: f64 = 100.0;
+/// Envoy's default `max_path_tag_length`: how much of the path `http.url` keeps.
+const DEFAULT_MAX_PATH_TAG_LENGTH: usize = 256;
 
 /// A connection manager's tracing, compiled.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Tracing {
     /// The percentage of new traces that are sampled (0–100).
     pub random_sampling: f64,
+    /// SERVER on inbound and ingress listeners, CLIENT on outbound ones.
+    kind: SpanKind,
+    /// The span tags `node_id` and `zone`.
+    node_id: String,
+    zone: String,
+    custom_tags: Vec<CustomTag>,
+    max_path_tag_length: usize,
+    /// Where spans go; none: context is propagated, no span is recorded.
+    exporter: Option<Arc<Exporter>>,
+}
+
+/// Which way a connection manager's requests go, as its listener's `traffic_direction`
+/// says; Envoy's tracing `operation_name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// Requests into the mesh or the workload (inbound, or unspecified): SERVER spans.
+    Ingress,
+    /// Requests out of the workload (outbound): CLIENT spans.
+    Egress,
 }
 
 /// This hop's span of a request's trace.
@@ -33,8 +69,27 @@ pub struct Hop {
 }
 
 impl Tracing {
-    /// Compiles the connection manager's `tracing`; errors are `(field, reason)`.
-    pub fn compile(raw: &PbTracing) -> Result<Tracing, (String, String)> {
+    /// Tracing that propagates context, sampling new traces at `random_sampling` percent,
+    /// and records no spans.
+    pub fn propagating(random_sampling: f64) -> Tracing {
+        Tracing {
+            random_sampling,
+            kind: SpanKind::Server,
+            node_id: String::new(),
+            zone: String::new(),
+            custom_tags: Vec::new(),
+            max_path_tag_length: DEFAULT_MAX_PATH_TAG_LENGTH,
+            exporter: None,
+        }
+    }
+
+    /// Compiles the connection manager's `tracing` for requests going `operation`, its
+    /// exporter's counters in `stats`; errors are `(field, reason)`.
+    pub fn compile(
+        raw: &PbTracing,
+        operation: Operation,
+        stats: &Stats,
+    ) -> Result<Tracing, (String, String)> {
         let random_sampling = raw
             .random_sampling
             .as_ref()
@@ -45,7 +100,103 @@ impl Tracing {
                 format!("{random_sampling} is not a percentage"),
             ));
         }
-        Ok(Tracing { random_sampling })
+        if raw.spawn_upstream_span.as_ref().is_some_and(|b| b.value) {
+            return Err((
+                "tracing.spawn_upstream_span".into(),
+                "upstream spans are not supported; each hop makes one span".into(),
+            ));
+        }
+        let custom_tags = raw
+            .custom_tags
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                CustomTag::compile(t).map_err(|(f, r)| (format!("tracing.custom_tags[{i}].{f}"), r))
+            })
+            .collect::<Result<_, _>>()?;
+        let exporter = raw
+            .provider
+            .as_ref()
+            .map(|provider| {
+                let any = provider.config_type.as_ref().map(|t| match t {
+                    ConfigType::TypedConfig(any) => any,
+                });
+                let any = any.ok_or_else(|| {
+                    (
+                        "tracing.provider.typed_config".to_owned(),
+                        "is missing".to_owned(),
+                    )
+                })?;
+                Exporter::compile(any, stats).map_err(|(f, r)| {
+                    let at = "tracing.provider.typed_config";
+                    (
+                        if f.is_empty() {
+                            at.to_owned()
+                        } else {
+                            format!("{at}.{f}")
+                        },
+                        r,
+                    )
+                })
+            })
+            .transpose()?
+            .map(Arc::new);
+        Ok(Tracing {
+            random_sampling,
+            kind: match operation {
+                Operation::Ingress => SpanKind::Server,
+                Operation::Egress => SpanKind::Client,
+            },
+            node_id: stats.node_id().to_owned(),
+            zone: stats.zone().to_owned(),
+            custom_tags,
+            max_path_tag_length: raw
+                .max_path_tag_length
+                .as_ref()
+                .map_or(DEFAULT_MAX_PATH_TAG_LENGTH, |v| v.value as usize),
+            exporter,
+        })
+    }
+
+    /// On an outbound connection manager, tells the next hop the route's decorator
+    /// (`x-envoy-decorator-operation`), which names its inbound span, as Envoy does
+    /// unless the decorator says `propagate: false`.
+    pub fn propagate_decorator(&self, headers: &mut HeaderMap, decorator: Option<&Decorator>) {
+        let Some(decorator) = decorator else {
+            return;
+        };
+        let propagate = decorator.propagate.as_ref().is_none_or(|p| p.value);
+        if self.kind == SpanKind::Client
+            && propagate
+            && !decorator.operation.is_empty()
+            && let Ok(operation) = HeaderValue::from_str(&decorator.operation)
+        {
+            headers.insert(span::DECORATOR_OPERATION, operation);
+        }
+    }
+
+    /// Starts this hop's span of `request`'s trace, writes its context into the request
+    /// for the next hop, and opens the span when the trace is sampled and spans are
+    /// exported (`shared` runs the exporter).
+    pub fn trace<B>(&self, shared: &Arc<Shared>, request: &mut Request<B>) -> Option<Span> {
+        // The caller's route decorator names an inbound span; it goes no further.
+        let caller_name = match self.kind {
+            SpanKind::Client => None,
+            _ => request
+                .headers_mut()
+                .remove(span::DECORATOR_OPERATION)
+                .and_then(|v| v.to_str().ok().map(str::to_owned))
+                .filter(|name| !name.is_empty()),
+        };
+        let hop = self.start(request.headers_mut());
+        let exporter = self.exporter.as_ref().filter(|_| hop.span.sampled)?;
+        Some(Span::open(
+            self,
+            &hop,
+            request,
+            caller_name,
+            exporter.handle(shared),
+        ))
     }
 
     /// Starts this hop's span of the request's trace and writes its context into the

@@ -15,9 +15,7 @@ fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
 }
 
 fn always() -> Tracing {
-    Tracing {
-        random_sampling: 100.0,
-    }
+    Tracing::propagating(100.0)
 }
 
 #[test]
@@ -65,10 +63,7 @@ fn b3_multi_headers_continue_as_b3() {
         ("x-b3-parentspanid", "0020000000000001"),
         ("x-b3-sampled", "1"),
     ]);
-    let hop = Tracing {
-        random_sampling: 0.0,
-    }
-    .start(&mut h);
+    let hop = Tracing::propagating(0.0).start(&mut h);
     assert_eq!(hop.span.trace_id, 0x463ac35c9f6413ad);
     assert_eq!(hop.parent, Some(0xa2fb4a1d1a96d312));
     assert!(hop.span.sampled);
@@ -115,9 +110,7 @@ fn malformed_context_starts_a_new_trace_in_both_formats() {
 fn new_traces_are_sampled_at_the_percentage() {
     // 10,000 new traces at 50%: within 5 standard deviations of 5,000.
     let n = 10_000u32;
-    let tracing = Tracing {
-        random_sampling: 50.0,
-    };
+    let tracing = Tracing::propagating(50.0);
     let sampled = (0..n)
         .filter(|_| tracing.start(&mut HeaderMap::new()).span.sampled)
         .count() as f64;
@@ -126,9 +119,45 @@ fn new_traces_are_sampled_at_the_percentage() {
         (sampled - mean).abs() <= 5.0 * sd,
         "{sampled} of {n} sampled"
     );
-    let none = Tracing {
-        random_sampling: 0.0,
-    };
+    let none = Tracing::propagating(0.0);
     assert!((0..1000).all(|_| !none.start(&mut HeaderMap::new()).span.sampled));
     assert!((0..1000).all(|_| always().start(&mut HeaderMap::new()).span.sampled));
+}
+
+#[test]
+fn what_tracing_cannot_honour_is_refused_by_field() {
+    use mizzen_xds::pb::envoy::config::trace::v3::tracing::{Http, http::ConfigType};
+    use mizzen_xds::pb::envoy::r#type::tracing::v3::{CustomTag as PbCustomTag, custom_tag};
+    use mizzen_xds::pb::google::protobuf::{Any, BoolValue};
+
+    let stats = Stats::default();
+    let refused = |raw: PbTracing| Tracing::compile(&raw, Operation::Ingress, &stats).unwrap_err();
+    let zipkin = PbTracing {
+        provider: Some(Http {
+            name: "envoy.tracers.zipkin".into(),
+            config_type: Some(ConfigType::TypedConfig(Any {
+                type_url: "type.googleapis.com/envoy.config.trace.v3.ZipkinConfig".into(),
+                value: Vec::new(),
+            })),
+        }),
+        ..PbTracing::default()
+    };
+    let (field, reason) = refused(zipkin);
+    assert_eq!(field, "tracing.provider.typed_config.type_url");
+    assert!(reason.contains("ZipkinConfig"), "{reason}");
+
+    let metadata = PbTracing {
+        custom_tags: vec![PbCustomTag {
+            tag: "istio.x".into(),
+            r#type: Some(custom_tag::Type::Metadata(Default::default())),
+        }],
+        ..PbTracing::default()
+    };
+    assert_eq!(refused(metadata).0, "tracing.custom_tags[0].metadata");
+
+    let spawn = PbTracing {
+        spawn_upstream_span: Some(BoolValue { value: true }),
+        ..PbTracing::default()
+    };
+    assert_eq!(refused(spawn).0, "tracing.spawn_upstream_span");
 }
