@@ -19,6 +19,7 @@ use super::cluster::proto::{filter_metadata, string, u32v};
 use super::cluster::rules::{DestinationRules, Policy};
 use super::cluster::tls::{TLS_MODE_KEY, TLS_MODE_LABEL};
 use super::names::{ClusterName, Direction};
+use crate::model::security::{MutualTls, workload_peer_authentication};
 use crate::model::{Endpoint, HealthStatus, Proxy, PushContext, Service};
 
 /// The cluster load assignment of each of `cluster_names`, in the order asked. A name
@@ -168,7 +169,7 @@ pub(crate) fn load_assignment(input: &LoadAssignmentInput<'_>) -> ClusterLoadAss
         group
             .lb
             .lb_endpoints
-            .push(lb_endpoint(ep, &input.proxy.cluster_id));
+            .push(lb_endpoint(ep, &input.proxy.cluster_id, input.push));
         group.sources.push(ep);
     }
     let mut groups: Vec<Group<'_>> = by_locality.into_values().collect();
@@ -192,13 +193,28 @@ pub(crate) fn load_assignment(input: &LoadAssignmentInput<'_>) -> ClusterLoadAss
     }
 }
 
+/// True when the PeerAuthentication in force for the endpoint's workload disables mTLS
+/// on its port.
+fn mtls_disabled(ep: &Endpoint, push: &PushContext) -> bool {
+    let peer = workload_peer_authentication(
+        &push.config,
+        &push.mesh.root_namespace,
+        &ep.workload_namespace,
+        &ep.labels,
+    );
+    peer.mode_for(ep.port) == MutualTls::Disable
+}
+
 /// One endpoint: its address, health, weight and Istio's metadata (`istio.workload` for
 /// telemetry, `envoy.transport_socket_match.tlsMode` for auto mTLS).
-fn lb_endpoint(ep: &Endpoint, cluster_id: &str) -> LbEndpoint {
+fn lb_endpoint(ep: &Endpoint, cluster_id: &str, push: &PushContext) -> LbEndpoint {
     let mut metadata = None;
     // Istio's `GetTLSModeFromEndpointLabels`: only `istio` marks a workload with a
-    // proxy; any other value is plain text.
-    if let Some(mode) = ep.labels.get(TLS_MODE_LABEL).filter(|m| *m == "istio") {
+    // proxy; any other value is plain text. A workload whose PeerAuthentication
+    // disables mTLS on the port is not marked either, so its clients talk plain text to
+    // it (Istio's `ENABLE_AUTO_MTLS_CHECK_POLICIES`).
+    let marked = ep.labels.get(TLS_MODE_LABEL).filter(|m| *m == "istio");
+    if let Some(mode) = marked.filter(|_| !mtls_disabled(ep, push)) {
         filter_metadata(&mut metadata, "envoy.transport_socket_match")
             .fields
             .insert(TLS_MODE_KEY.into(), string(mode.clone()));
