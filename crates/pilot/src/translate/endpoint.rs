@@ -681,6 +681,60 @@ mod tests {
     }
 
     #[test]
+    fn workloads_whose_peer_authentication_disables_mtls_are_not_marked_for_auto_mtls() {
+        let name = ["outbound|9080||reviews.default.svc.cluster.local"];
+        // The addresses of the reviews endpoints auto mTLS reaches (v1..v3: .1..3).
+        let marked = |yaml: &str| -> Vec<String> {
+            let out = eds(yaml, bookinfo(), &name);
+            let mut marked: Vec<String> = out[0]
+                .endpoints
+                .iter()
+                .flat_map(|l| &l.lb_endpoints)
+                .filter(|e| {
+                    e.metadata.as_ref().is_some_and(|m| {
+                        m.filter_metadata
+                            .contains_key("envoy.transport_socket_match")
+                    })
+                })
+                .map(|e| format!("{:?}", e.host_identifier))
+                .map(|d| d[d.find("10.0.0.").unwrap()..][..8].to_owned())
+                .collect();
+            marked.sort();
+            marked
+        };
+        let policy = |name: &str, spec: &str| {
+            format!(
+                "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: {name}, namespace: default}}\nspec: {spec}\n---\n"
+            )
+        };
+        assert_eq!(marked(""), ["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+        // A workload's own policy.
+        let v2_off = policy(
+            "v2",
+            "{selector: {matchLabels: {version: v2}}, mtls: {mode: DISABLE}}",
+        );
+        assert_eq!(marked(&v2_off), ["10.0.0.1", "10.0.0.3"]);
+        // The namespace's, with one workload back on STRICT.
+        let mostly_off = policy("default", "{mtls: {mode: DISABLE}}")
+            + &policy(
+                "v1",
+                "{selector: {matchLabels: {version: v1}}, mtls: {mode: STRICT}}",
+            );
+        assert_eq!(marked(&mostly_off), ["10.0.0.1"]);
+        // By port: the endpoints' port (9080) is off, another one would not matter.
+        let port_off = policy(
+            "reviews",
+            "{selector: {matchLabels: {app: reviews}}, mtls: {mode: STRICT}, portLevelMtls: {9080: {mode: DISABLE}}}",
+        );
+        assert!(marked(&port_off).is_empty());
+        let other_port = policy(
+            "reviews",
+            "{selector: {matchLabels: {app: reviews}}, portLevelMtls: {9090: {mode: DISABLE}}}",
+        );
+        assert_eq!(marked(&other_port).len(), 3);
+    }
+
+    #[test]
     fn localities_group_endpoints_and_fail_over_from_the_proxys_locality() {
         let name = ["outbound|9080||reviews.default.svc.cluster.local"];
         // Without outlier detection nothing can fail over: one priority.
