@@ -37,6 +37,9 @@ pub struct Args {
     /// The namespace.
     #[arg(short = 'n', long, default_value = "default")]
     namespace: String,
+    /// The lifetime of the sidecar's certificate (Istio's `SECRET_TTL`).
+    #[arg(long, env = "SECRET_TTL", default_value = "24h")]
+    secret_ttl: mizzen_api::types::Duration,
     /// The state directory of the running mesh; default $MIZZEN_HOME or ~/.mizzen.
     #[arg(long)]
     state_dir: Option<PathBuf>,
@@ -110,6 +113,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         tls: ClientTls::new(&root, ISTIOD_SAN)
             .with_context(|| format!("{}", root_path.display()))?,
         trust_domain: MeshConfig::default().trust_domain,
+        secret_ttl: args.secret_ttl.get(),
     };
     let tokens = LocalTokens::open(&state.tokens_dir())?;
     let token = tokens.issue(&ServiceAccount {

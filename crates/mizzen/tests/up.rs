@@ -6,19 +6,14 @@
 //!
 //! Tests wait on what the mesh prints and on answers; they never sleep.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// One mesh at a time: meshes started at the same moment would race for the same
-/// workload addresses (each `up` takes the first free ones it finds).
-static ONE_MESH: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Far longer than startup or a config push should take: only a lost event hits it.
-const WAIT: Duration = Duration::from_secs(60);
+use common::up::{ONE_MESH, Up, WAIT, mizzen};
 
 const HELLO: &str = r#"
 import http.server, os
@@ -90,20 +85,6 @@ spec:
     .concat()
 }
 
-/// A running `mizzen up` and what it printed.
-struct Up {
-    child: Child,
-    state: tempfile::TempDir,
-    config: tempfile::TempDir,
-    _apps: Option<tempfile::TempDir>,
-    lines: mpsc::Receiver<String>,
-    printed: Vec<String>,
-}
-
-fn mizzen() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_mizzen"))
-}
-
 impl Up {
     /// The mesh of the two Python apps.
     fn start() -> Up {
@@ -113,91 +94,6 @@ impl Up {
         let config = tempfile::tempdir().unwrap();
         std::fs::write(config.path().join("mesh.yaml"), mesh_yaml(apps.path())).unwrap();
         Up::start_on(config, Some(apps), "127.0.0.1:0")
-    }
-
-    /// The mesh of the config in `config`, its ingress gateway on `ingress` (the port
-    /// its Gateways' servers name); `apps` lives as long as the mesh.
-    fn start_on(config: tempfile::TempDir, apps: Option<tempfile::TempDir>, ingress: &str) -> Up {
-        let state = tempfile::tempdir().unwrap();
-        let mut child = mizzen()
-            .arg("up")
-            .arg(config.path())
-            .arg("--state-dir")
-            .arg(state.path())
-            .args(["--xds-addr", "127.0.0.1:0", "--debug-addr", "127.0.0.1:0"])
-            .args(["--ingress-addr", ingress])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut up = Up {
-            child,
-            state,
-            config,
-            _apps: apps,
-            lines,
-            printed: Vec::new(),
-        };
-        up.wait_for_line("Mesh ready in");
-        up
-    }
-
-    /// Waits for a line of output starting with `prefix`.
-    fn wait_for_line(&mut self, prefix: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.printed.push(line.clone());
-                    if line.starts_with(prefix) {
-                        return line;
-                    }
-                }
-                Err(e) => panic!("no line {prefix:?} ({e}); printed: {:#?}", self.printed),
-            }
-        }
-    }
-
-    /// `mizzen ARGS… --state-dir STATE`.
-    fn ctl(&self, args: &[&str]) -> Output {
-        mizzen()
-            .args(args)
-            .arg("--state-dir")
-            .arg(self.state.path())
-            .output()
-            .unwrap()
-    }
-
-    /// The pod IP of replica `pod`, from `mizzen get pods -o json`.
-    fn pod_ip(&self, pod: &str) -> String {
-        let out = self.ctl(&["get", "pods", pod, "-o", "json"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let pods: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        pods[0]["ip"].as_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        // A failed test still stops its mesh.
-        if self.child.try_wait().ok().flatten().is_none() {
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
-            let _ = self.child.wait();
-        }
     }
 }
 

@@ -203,6 +203,9 @@ impl Proxy {
             tokio::spawn(config::dns::run(store.clone(), options.resolver.clone())),
             tokio::spawn(metrics::follow_endpoints(shared.clone())),
         ];
+        if identity.is_none() {
+            tasks.push(tokio::spawn(identity::report_missing(store.clone())));
+        }
         let admin = match bootstrap.admin {
             Some(address) => {
                 let socket = TcpListener::bind(address)

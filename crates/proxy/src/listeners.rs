@@ -1,6 +1,8 @@
 //! The listeners' sockets, kept in step with the config: a new listener binds, a
-//! changed one keeps its socket and serves its next connections with the new config,
-//! a removed one stops accepting and drains its connections.
+//! changed one keeps its socket, serves its next connections with the new config and
+//! drains the connections made with the old one (as Envoy drains a changed filter
+//! chain: a new policy is never bypassed by a kept-alive connection), a removed one
+//! stops accepting and drains its connections.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -67,8 +69,18 @@ impl Bound {
 /// A listener with its own socket.
 struct Running {
     address: SocketAddr,
-    config: Arc<ArcSwap<Listener>>,
+    config: Arc<ArcSwap<Serving>>,
+    /// Stops the accept loop.
     drain: DrainTrigger,
+    /// Drains the connections accepted with the current config.
+    connections: DrainTrigger,
+}
+
+/// What new connections of a listener are served with: its config, and the drain of
+/// the connections made with it.
+struct Serving {
+    listener: Arc<Listener>,
+    connections: DrainWatch,
 }
 
 /// The listeners with sockets, kept in step with the config.
@@ -148,6 +160,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: DrainWatch) {
     let running = shared.listeners.lock().take();
     for (name, r) in running.into_iter().flatten() {
         r.drain.drain();
+        r.connections.drain();
         shared.bound.set(&name, None);
     }
 }
@@ -191,18 +204,27 @@ fn reconcile(
         if !keep {
             tracing::info!(listener = %name, "listener removed; draining");
             shared.bound.set(name, None);
-            let drain = std::mem::replace(&mut r.drain, drain::channel().0);
-            tokio::spawn(async move {
-                drain.drain();
-                tokio::time::sleep(drain_time).await;
-                drop(drain);
-            });
+            r.drain.drain();
+            drain_for(
+                std::mem::replace(&mut r.connections, drain::channel().0),
+                drain_time,
+            );
         }
         keep
     });
     for (name, listener) in &snapshot.listeners {
-        if let Some(r) = running.get(name) {
-            r.config.store(listener.clone());
+        if let Some(r) = running.get_mut(name) {
+            // Recompiled but equal config leaves the connections alone.
+            if r.config.load().listener.raw == listener.raw {
+                continue;
+            }
+            tracing::info!(listener = %name, "listener changed; draining its connections");
+            let (trigger, connections) = drain::channel();
+            r.config.store(Arc::new(Serving {
+                listener: listener.clone(),
+                connections,
+            }));
+            drain_for(std::mem::replace(&mut r.connections, trigger), drain_time);
             continue;
         }
         let Some(socket) = sockets.remove(name) else {
@@ -211,7 +233,11 @@ fn reconcile(
         let local = socket.local_addr().unwrap_or(listener.address);
         tracing::info!(listener = %name, address = %local, "listening");
         let (trigger, watch) = drain::channel();
-        let config = Arc::new(ArcSwap::new(listener.clone()));
+        let (connections, serving) = drain::channel();
+        let config = Arc::new(ArcSwap::from_pointee(Serving {
+            listener: listener.clone(),
+            connections: serving,
+        }));
         tokio::spawn(accept(shared.clone(), socket, config.clone(), watch));
         running.insert(
             name.clone(),
@@ -219,10 +245,21 @@ fn reconcile(
                 address: listener.address,
                 config,
                 drain: trigger,
+                connections,
             },
         );
         shared.bound.set(name, Some(local));
     }
+}
+
+/// Tells the connections made under `trigger` to finish their requests and close; the
+/// trigger is held for `drain_time`, as a removed listener's.
+fn drain_for(trigger: DrainTrigger, drain_time: Duration) {
+    tokio::spawn(async move {
+        trigger.drain();
+        tokio::time::sleep(drain_time).await;
+        drop(trigger);
+    });
 }
 
 fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
@@ -240,15 +277,16 @@ fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
 async fn accept(
     shared: Arc<Shared>,
     socket: TcpListener,
-    config: Arc<ArcSwap<Listener>>,
+    config: Arc<ArcSwap<Serving>>,
     drain: DrainWatch,
 ) {
     loop {
         tokio::select! {
             accepted = socket.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let listener = config.load_full();
-                    tokio::spawn(conn::handle(shared.clone(), listener, stream, peer, drain.clone()));
+                    let serving = config.load();
+                    let (listener, connections) = (serving.listener.clone(), serving.connections.clone());
+                    tokio::spawn(conn::handle(shared.clone(), listener, stream, peer, connections));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");

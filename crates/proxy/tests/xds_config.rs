@@ -1,7 +1,7 @@
 //! The proxy taking its config over ADS: it serves once listeners, clusters, endpoints
 //! and routes arrived; follows endpoint changes; NACKs a bad route table, or a listener
-//! that cannot bind, and keeps serving on the last good config; and keeps serving when
-//! the server is gone.
+//! that cannot bind, and keeps serving on the last good config; keeps serving when the
+//! server is gone; and closes the connections a changed listener accepted.
 
 mod common;
 
@@ -19,6 +19,7 @@ use mizzen_xds::{
     AdsServer, Generated, NamedResource, Protocol, PushRequest, ResourceSource, ResourceType,
     Subscription, TypeSet, json,
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// An xDS server's resources, by type, with one version for all.
@@ -54,11 +55,12 @@ impl Source {
 }
 
 fn listener() -> NamedResource {
-    listener_on("http", 0)
+    listener_on("http", 0, "outbound")
 }
 
-/// The listener `name` on 127.0.0.1:`port`, routing with RDS "9080".
-fn listener_on(name: &str, port: u16) -> NamedResource {
+/// The listener `name` on 127.0.0.1:`port`, routing with RDS "9080", its statistics
+/// under `stat_prefix`.
+fn listener_on(name: &str, port: u16, stat_prefix: &str) -> NamedResource {
     let l: Listener = json::from_yaml(&format!(
         r#"
 name: {name}
@@ -68,7 +70,7 @@ filter_chains:
   - name: envoy.filters.network.http_connection_manager
     typed_config:
       "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-      stat_prefix: outbound
+      stat_prefix: {stat_prefix}
       rds: {{route_config_name: "9080", config_source: {{ads: {{}}}}}}
       http_filters:
       - name: envoy.filters.http.router
@@ -296,7 +298,7 @@ async fn a_listener_that_cannot_bind_is_nacked_and_the_old_listeners_keep_servin
     let port = taken.local_addr().unwrap().port();
     source.set(
         ResourceType::Listener,
-        vec![listener(), listener_on("taken", port)],
+        vec![listener(), listener_on("taken", port, "outbound")],
     );
     server
         .pusher()
@@ -338,5 +340,54 @@ async fn a_listener_that_cannot_bind_is_nacked_and_the_old_listeners_keep_servin
     let taken = proxy.listener_addr("taken").await;
     assert_eq!(taken.port(), port);
     assert_eq!(send(taken, get("svc", "/b")).await.seen().backend, "v1");
+    assert_eq!(send(addr, get("svc", "/c")).await.seen().backend, "v1");
+}
+
+#[tokio::test]
+async fn a_changed_listener_drains_the_connections_it_accepted_before() {
+    let v1 = backend("v1").await;
+    let source = source_with(v1);
+    let server = AdsServer::new(source.clone());
+    let (xds, _serving) = serve_ads(&server, std::future::pending()).await;
+    let (proxy, addr) = proxy_following(xds, Protocol::StateOfTheWorld).await;
+
+    // A kept-alive connection, idle after its first answer.
+    let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
+    kept.write_all(b"GET /a HTTP/1.1\r\nhost: svc\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0; 4096];
+    let n = kept.read(&mut answer).await.unwrap();
+    assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
+
+    // The same listener sent again: the connection stays.
+    let push = |listener: NamedResource| {
+        source.set(ResourceType::Listener, vec![listener]);
+        server
+            .pusher()
+            .push(&PushRequest::all(TypeSet::of([ResourceType::Listener])));
+        source.0.lock().unwrap().version.to_string()
+    };
+    let version = push(listener());
+    proxy
+        .wait_xds(|s| s.version(ResourceType::Listener) == Some(&version))
+        .await;
+    kept.write_all(b"GET /b HTTP/1.1\r\nhost: svc\r\n\r\n")
+        .await
+        .unwrap();
+    let n = kept.read(&mut answer).await.unwrap();
+    assert!(answer[..n].starts_with(b"HTTP/1.1 200"), "still served");
+
+    // A changed listener (a policy, say) must not be bypassed by the connections made
+    // before it: the proxy closes them, as Envoy drains a changed filter chain.
+    let version = push(listener_on("http", 0, "changed"));
+    proxy
+        .wait_xds(|s| s.version(ResourceType::Listener) == Some(&version))
+        .await;
+    let closed = tokio::time::timeout(Duration::from_secs(10), kept.read(&mut answer)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the old connection is closed: {closed:?}"
+    );
     assert_eq!(send(addr, get("svc", "/c")).await.seen().backend, "v1");
 }

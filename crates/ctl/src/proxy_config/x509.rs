@@ -23,12 +23,17 @@ pub(crate) struct Certificate {
 }
 
 impl Certificate {
-    /// Whether `now` lies strictly inside the validity period.
+    /// Whether `now` lies strictly inside the validity period, as istioctl compares
+    /// (Go's `After`/`Before` on full-precision time against whole-second bounds).
     pub(crate) fn valid_at(&self, now: SystemTime) -> bool {
-        let now = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        now > self.not_before.unix && now < self.not_after.unix
+        let Ok(now) = now.duration_since(UNIX_EPOCH) else {
+            return false;
+        };
+        let (secs, fraction) = (now.as_secs() as i64, now.subsec_nanos());
+        // A certificate issued this very second is valid once any of it has passed.
+        let after_start =
+            secs > self.not_before.unix || (secs == self.not_before.unix && fraction > 0);
+        after_start && secs < self.not_after.unix
     }
 }
 
@@ -342,6 +347,10 @@ mod tests {
         assert!(cert.valid_at(at(20_000)));
         assert!(!cert.valid_at(at(18_000)));
         assert!(!cert.valid_at(at(29_300)));
+        // Issued this second: valid once any of it has passed, as istioctl sees it.
+        let start = UNIX_EPOCH + Duration::from_secs(cert.not_before.unix as u64);
+        assert!(!cert.valid_at(start));
+        assert!(cert.valid_at(start + Duration::from_millis(1)));
     }
 
     #[test]

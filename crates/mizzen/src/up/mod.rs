@@ -65,6 +65,10 @@ pub struct UpArgs {
     /// Where pilot serves its debug endpoints; a busy default falls back to a free port.
     #[arg(long, default_value = "127.0.0.1:15014")]
     pub debug_addr: SocketAddr,
+    /// The lifetime of the proxies' certificates (Istio's `SECRET_TTL`: `24h`; `4s`
+    /// to watch them rotate); each renews at half its life.
+    #[arg(long, env = "SECRET_TTL", default_value = "24h")]
+    pub secret_ttl: mizzen_api::types::Duration,
 }
 
 /// A running replica: its workload, address, app and sidecar.
@@ -157,6 +161,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         addr: tls,
         tls: ClientTls::new(ca.root_pem().as_bytes(), ISTIOD_SAN)?,
         trust_domain,
+        secret_ttl: args.secret_ttl.get(),
     };
     let (stop_tx, stop) = watch::channel(false);
     let mut pilot_stop = stop.clone();

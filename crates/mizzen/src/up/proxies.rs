@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use mizzen_proxy::identity::IdentityOptions;
 use mizzen_proxy::{Bootstrap, Proxy, ProxyOptions};
@@ -40,7 +41,7 @@ pub struct Identity {
 }
 
 /// How the mesh's proxies reach pilot: xDS and the CA over TLS (Istio's 15012),
-/// verified against the mesh's root.
+/// verified against the mesh's root; and the certificates they ask its CA for.
 #[derive(Debug, Clone)]
 pub struct PilotAccess {
     /// Pilot's TLS address.
@@ -49,6 +50,8 @@ pub struct PilotAccess {
     pub tls: ClientTls,
     /// The SPIFFE trust domain.
     pub trust_domain: String,
+    /// The certificate lifetime to ask for (Istio's `SECRET_TTL`).
+    pub secret_ttl: Duration,
 }
 
 /// Starts a proxy for `who` taking its config and its certificate from `pilot`,
@@ -68,12 +71,13 @@ pub async fn start(
         pilot.tls.clone(),
     )?;
     identity.token = Some(token);
+    identity.ttl = pilot.secret_ttl;
     let bootstrap =
         Bootstrap::for_pilot_tls(&pilot.addr.to_string(), pilot.tls.clone(), node, admin);
     let mut options = ProxyOptions::new(bootstrap);
     options.identity = Some(identity);
     // A stopping mesh does not wait for connections to drain.
-    options.drain_time = std::time::Duration::ZERO;
+    options.drain_time = Duration::ZERO;
     if let Some(admin) = admin {
         options.prometheus_addrs = PROMETHEUS_PORTS
             .map(|port| SocketAddr::new(admin.ip(), port))

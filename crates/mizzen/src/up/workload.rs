@@ -11,6 +11,7 @@ use mizzen_api::Object;
 use mizzen_api::k8s_openapi::api::apps::v1::Deployment;
 use mizzen_api::k8s_openapi::api::core::v1::Service;
 use mizzen_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use mizzen_pilot::translate::cluster::tls::TLS_MODE_LABEL;
 use serde_json::json;
 
 pub use mizzen_pilot::server::analysis::POD_LABEL;
@@ -201,10 +202,13 @@ impl Workload {
         )
     }
 
-    /// The replica's labels: the pod's and [`POD_LABEL`].
+    /// The replica's labels: the pod's, [`POD_LABEL`], and `security.istio.io/tlsMode:
+    /// istio`, which Istio's injector gives every pod with a sidecar so that meshed
+    /// clients talk mTLS to it (auto mTLS).
     pub fn labels_of(&self, replica: &Replica) -> BTreeMap<String, String> {
         let mut labels = self.labels.clone();
         labels.insert(POD_LABEL.into(), replica.pod.clone());
+        labels.insert(TLS_MODE_LABEL.into(), "istio".into());
         labels
     }
 
@@ -404,6 +408,10 @@ spec:
             assert!(issues.is_empty(), "{:?}", issues);
         }
         let text = w.registration(&replica);
+        assert!(
+            text.contains("\"security.istio.io/tlsMode\":\"istio\""),
+            "a replica has a sidecar, so meshed clients talk mTLS to it: {text}"
+        );
         assert!(
             text.contains("\"defaultEndpoint\":\"0.0.0.0:40000\""),
             "{text}"

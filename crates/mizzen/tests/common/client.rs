@@ -63,31 +63,52 @@ impl Client {
 
     /// `GET http://AUTHORITY/` with `headers`.
     pub async fn get(&mut self, authority: &str, headers: &[(&str, &str)]) -> Response {
-        let mut request = format!("GET http://{authority}/ HTTP/1.1\r\nhost: {authority}\r\n");
+        self.send("GET", authority, "/", headers).await
+    }
+
+    /// `METHOD http://AUTHORITY PATH` with `headers`; a connection closed unanswered
+    /// is the test's failure.
+    pub async fn send(
+        &mut self,
+        method: &str,
+        authority: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        self.try_send(method, authority, path, headers)
+            .await
+            .unwrap_or_else(|| panic!("{authority}: the sidecar closed the connection"))
+    }
+
+    /// [`Client::send`], `None` when the connection is closed unanswered (a refused
+    /// one, say).
+    pub async fn try_send(
+        &mut self,
+        method: &str,
+        authority: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Option<Response> {
+        let mut request =
+            format!("{method} http://{authority}{path} HTTP/1.1\r\nhost: {authority}\r\n");
         for (name, value) in headers {
             request.push_str(&format!("{name}: {value}\r\n"));
         }
         request.push_str("\r\n");
         let started = Instant::now();
         // A kept-alive connection the proxy closed in between is reopened once, as
-        // every HTTP client does; a fresh one failing is the test's failure.
+        // every HTTP client does; a fresh one failing is the answer.
         let reused = self.stream.is_some();
-        match self.exchange(request.as_bytes()).await {
-            Some(mut response) => {
-                response.elapsed = started.elapsed();
-                response
-            }
+        let mut response = match self.exchange(request.as_bytes()).await {
+            Some(response) => response,
             None if reused => {
                 self.stream = None;
-                let mut response = self
-                    .exchange(request.as_bytes())
-                    .await
-                    .unwrap_or_else(|| panic!("{authority}: the sidecar closed the connection"));
-                response.elapsed = started.elapsed();
-                response
+                self.exchange(request.as_bytes()).await?
             }
-            None => panic!("{authority}: the sidecar closed the connection"),
-        }
+            None => return None,
+        };
+        response.elapsed = started.elapsed();
+        Some(response)
     }
 
     async fn exchange(&mut self, request: &[u8]) -> Option<Response> {

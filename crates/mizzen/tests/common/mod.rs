@@ -1,6 +1,6 @@
 //! The end-to-end harness: a local mesh (pilot, the client's sidecar, controllable
 //! backends) configured from `examples/traffic/`, an application client, and the
-//! statistics the scenario tests judge traffic with.
+//! statistics the scenario tests judge traffic with; and a real `mizzen up` (`up.rs`).
 //!
 //! Tests synchronise on events (config acknowledged, requests arrived, responses
 //! received), bounded by [`WAIT`]; they never sleep.
@@ -11,6 +11,7 @@
 pub mod backend;
 pub mod client;
 pub mod mesh;
+pub mod up;
 
 use std::time::Duration;
 

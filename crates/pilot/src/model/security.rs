@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use mizzen_api::security::{
     AuthorizationAction, AuthorizationPolicy, MtlsMode, PeerAuthentication, RequestAuthentication,
 };
-use mizzen_api::types::{PolicyTargetReference, WorkloadSelector};
+use mizzen_api::types::{Labels, PolicyTargetReference, WorkloadSelector};
 use mizzen_api::{Kind, Object, Resource};
 
 use super::proxy::{NodeType, Proxy};
@@ -65,8 +65,19 @@ impl PeerAuthn {
 /// policy over the oldest mesh policy (root namespace, no selector); `UNSET` inherits;
 /// nothing set is PERMISSIVE. Port-level modes count only on workload policies.
 pub fn peer_authentication(config: &Snapshot, root_namespace: &str, proxy: &Proxy) -> PeerAuthn {
+    workload_peer_authentication(config, root_namespace, &proxy.namespace, &proxy.labels)
+}
+
+/// [`peer_authentication`] for the workload with `labels` in `namespace`, proxy or not:
+/// what a server accepts, which auto mTLS reads for its clients too.
+pub fn workload_peer_authentication(
+    config: &Snapshot,
+    root_namespace: &str,
+    namespace: &str,
+    labels: &Labels,
+) -> PeerAuthn {
     let mut mesh = None;
-    let mut namespace = None;
+    let mut own_namespace = None;
     let mut workload = None;
     for policy in sorted::<PeerAuthentication>(config, Kind::PeerAuthentication) {
         let ns = policy.metadata.namespace.as_deref().unwrap_or_default();
@@ -79,12 +90,10 @@ pub fn peer_authentication(config: &Snapshot, root_namespace: &str, proxy: &Prox
             None if ns == root_namespace => {
                 mesh.get_or_insert(policy);
             }
-            None if ns == proxy.namespace => {
-                namespace.get_or_insert(policy);
+            None if ns == namespace => {
+                own_namespace.get_or_insert(policy);
             }
-            Some(s)
-                if ns == proxy.namespace && ns != root_namespace && s.matches(&proxy.labels) =>
-            {
+            Some(s) if ns == namespace && ns != root_namespace && s.matches(labels) => {
                 workload.get_or_insert(policy);
             }
             _ => {}
@@ -95,7 +104,7 @@ pub fn peer_authentication(config: &Snapshot, root_namespace: &str, proxy: &Prox
             .and_then(|m| MutualTls::of(m.mode))
     };
     let mut mode = MutualTls::Permissive;
-    for inherited in [level(mesh), level(namespace), level(workload)] {
+    for inherited in [level(mesh), level(own_namespace), level(workload)] {
         mode = inherited.unwrap_or(mode);
     }
     let per_port = workload

@@ -19,8 +19,9 @@ pub fn types_for(kind: &str) -> TypeSet {
         // Policies after routing: clusters, their endpoints (subsets) and routes (hash
         // policies for consistent hashing).
         Ok(Kind::DestinationRule) => TypeSet::of([Cluster, Endpoint, Route]),
-        // mTLS modes shape inbound listeners; clusters follow as Istio pushes them.
-        Ok(Kind::PeerAuthentication) => TypeSet::of([Listener, Cluster]),
+        // mTLS modes shape inbound listeners; clusters follow as Istio pushes them, and
+        // endpoints, whose auto mTLS marks follow their workloads' modes.
+        Ok(Kind::PeerAuthentication) => TypeSet::of([Listener, Cluster, Endpoint]),
         // Authentication and authorization filters live in listeners.
         Ok(Kind::RequestAuthentication | Kind::AuthorizationPolicy) => TypeSet::of([Listener]),
         // Kinds the translation does not read yet.
@@ -47,9 +48,10 @@ pub fn types_for_changes<'a>(changes: impl IntoIterator<Item = &'a Change>) -> T
 
 /// The proxies `change` can affect, from the object as it was (`before`) and is
 /// (`after`): a Sidecar configures only its namespace's proxies (unless it is the root
-/// namespace's mesh default), and so do security policies; a VirtualService or
-/// DestinationRule reaches only the namespaces it is exported to; anything else may
-/// touch every proxy.
+/// namespace's mesh default), and so do request authentication and authorization
+/// policies; a VirtualService or DestinationRule reaches only the namespaces it is
+/// exported to; anything else may touch every proxy (a PeerAuthentication does: the
+/// clients of its workloads, wherever they are, follow its mode by auto mTLS).
 pub fn proxies_for(
     change: &Change,
     before: &Snapshot,
@@ -65,7 +67,6 @@ pub fn proxies_for(
         let own = object.meta().namespace.clone().unwrap_or_default();
         let export_to: &[String] = match &**object {
             Object::Sidecar(_)
-            | Object::PeerAuthentication(_)
             | Object::RequestAuthentication(_)
             | Object::AuthorizationPolicy(_)
                 if own != root_namespace =>
@@ -108,6 +109,7 @@ mod tests {
         assert_eq!(types_for("HTTPRoute"), TypeSet::ALL);
         let peer = types_for("PeerAuthentication");
         assert!(peer.contains(ResourceType::Listener) && peer.contains(ResourceType::Cluster));
+        assert!(peer.contains(ResourceType::Endpoint), "auto mTLS marks");
         let authz = types_for("AuthorizationPolicy");
         assert!(authz.contains(ResourceType::Listener) && !authz.contains(ResourceType::Route));
         assert!(types_for("RequestAuthentication").contains(ResourceType::Listener));
@@ -190,6 +192,17 @@ mod tests {
             &change("PeerAuthentication", "istio-system", "default"),
             &Snapshot::default(),
             &mesh_wide,
+            "istio-system",
+        );
+        assert!(matches!(a, Affected::All));
+        // A namespace's PeerAuthentication reaches the clients of its workloads too.
+        let namespaced = snapshot(
+            "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: shop}\nspec: {mtls: {mode: DISABLE}}\n",
+        );
+        let a = proxies_for(
+            &change("PeerAuthentication", "shop", "default"),
+            &Snapshot::default(),
+            &namespaced,
             "istio-system",
         );
         assert!(matches!(a, Affected::All));

@@ -19,6 +19,7 @@ use super::cluster::proto::{filter_metadata, string, u32v};
 use super::cluster::rules::{DestinationRules, Policy};
 use super::cluster::tls::{TLS_MODE_KEY, TLS_MODE_LABEL};
 use super::names::{ClusterName, Direction};
+use crate::model::security::{MutualTls, workload_peer_authentication};
 use crate::model::{Endpoint, HealthStatus, Proxy, PushContext, Service};
 
 /// The cluster load assignment of each of `cluster_names`, in the order asked. A name
@@ -168,7 +169,7 @@ pub(crate) fn load_assignment(input: &LoadAssignmentInput<'_>) -> ClusterLoadAss
         group
             .lb
             .lb_endpoints
-            .push(lb_endpoint(ep, &input.proxy.cluster_id));
+            .push(lb_endpoint(ep, &input.proxy.cluster_id, input.push));
         group.sources.push(ep);
     }
     let mut groups: Vec<Group<'_>> = by_locality.into_values().collect();
@@ -192,13 +193,28 @@ pub(crate) fn load_assignment(input: &LoadAssignmentInput<'_>) -> ClusterLoadAss
     }
 }
 
+/// True when the PeerAuthentication in force for the endpoint's workload disables mTLS
+/// on its port.
+fn mtls_disabled(ep: &Endpoint, push: &PushContext) -> bool {
+    let peer = workload_peer_authentication(
+        &push.config,
+        &push.mesh.root_namespace,
+        &ep.workload_namespace,
+        &ep.labels,
+    );
+    peer.mode_for(ep.port) == MutualTls::Disable
+}
+
 /// One endpoint: its address, health, weight and Istio's metadata (`istio.workload` for
 /// telemetry, `envoy.transport_socket_match.tlsMode` for auto mTLS).
-fn lb_endpoint(ep: &Endpoint, cluster_id: &str) -> LbEndpoint {
+fn lb_endpoint(ep: &Endpoint, cluster_id: &str, push: &PushContext) -> LbEndpoint {
     let mut metadata = None;
     // Istio's `GetTLSModeFromEndpointLabels`: only `istio` marks a workload with a
-    // proxy; any other value is plain text.
-    if let Some(mode) = ep.labels.get(TLS_MODE_LABEL).filter(|m| *m == "istio") {
+    // proxy; any other value is plain text. A workload whose PeerAuthentication
+    // disables mTLS on the port is not marked either, so its clients talk plain text to
+    // it (Istio's `ENABLE_AUTO_MTLS_CHECK_POLICIES`).
+    let marked = ep.labels.get(TLS_MODE_LABEL).filter(|m| *m == "istio");
+    if let Some(mode) = marked.filter(|_| !mtls_disabled(ep, push)) {
         filter_metadata(&mut metadata, "envoy.transport_socket_match")
             .fields
             .insert(TLS_MODE_KEY.into(), string(mode.clone()));
@@ -662,6 +678,60 @@ mod tests {
                 .filter_metadata
                 .contains_key("envoy.transport_socket_match")
         );
+    }
+
+    #[test]
+    fn workloads_whose_peer_authentication_disables_mtls_are_not_marked_for_auto_mtls() {
+        let name = ["outbound|9080||reviews.default.svc.cluster.local"];
+        // The addresses of the reviews endpoints auto mTLS reaches (v1..v3: .1..3).
+        let marked = |yaml: &str| -> Vec<String> {
+            let out = eds(yaml, bookinfo(), &name);
+            let mut marked: Vec<String> = out[0]
+                .endpoints
+                .iter()
+                .flat_map(|l| &l.lb_endpoints)
+                .filter(|e| {
+                    e.metadata.as_ref().is_some_and(|m| {
+                        m.filter_metadata
+                            .contains_key("envoy.transport_socket_match")
+                    })
+                })
+                .map(|e| format!("{:?}", e.host_identifier))
+                .map(|d| d[d.find("10.0.0.").unwrap()..][..8].to_owned())
+                .collect();
+            marked.sort();
+            marked
+        };
+        let policy = |name: &str, spec: &str| {
+            format!(
+                "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: {name}, namespace: default}}\nspec: {spec}\n---\n"
+            )
+        };
+        assert_eq!(marked(""), ["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+        // A workload's own policy.
+        let v2_off = policy(
+            "v2",
+            "{selector: {matchLabels: {version: v2}}, mtls: {mode: DISABLE}}",
+        );
+        assert_eq!(marked(&v2_off), ["10.0.0.1", "10.0.0.3"]);
+        // The namespace's, with one workload back on STRICT.
+        let mostly_off = policy("default", "{mtls: {mode: DISABLE}}")
+            + &policy(
+                "v1",
+                "{selector: {matchLabels: {version: v1}}, mtls: {mode: STRICT}}",
+            );
+        assert_eq!(marked(&mostly_off), ["10.0.0.1"]);
+        // By port: the endpoints' port (9080) is off, another one would not matter.
+        let port_off = policy(
+            "reviews",
+            "{selector: {matchLabels: {app: reviews}}, mtls: {mode: STRICT}, portLevelMtls: {9080: {mode: DISABLE}}}",
+        );
+        assert!(marked(&port_off).is_empty());
+        let other_port = policy(
+            "reviews",
+            "{selector: {matchLabels: {app: reviews}}, portLevelMtls: {9090: {mode: DISABLE}}}",
+        );
+        assert_eq!(marked(&other_port).len(), 3);
     }
 
     #[test]

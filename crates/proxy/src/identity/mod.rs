@@ -3,11 +3,13 @@
 //! on as the Envoy secrets Istio's agent serves, `default` and `ROOTCA`. It renews at
 //! half the certificate's life (Istio's `SECRET_GRACE_PERIOD_RATIO`), retries with
 //! jittered backoff while the CA is away, and keeps the current certificate meanwhile.
+//! A proxy with no CA to ask whose config wants those secrets says so once.
 
 mod certificate;
 mod client;
 mod csr;
 mod manager;
+mod missing;
 mod secrets;
 
 use std::time::Duration;
@@ -20,6 +22,7 @@ use mizzen_xds::tls::ClientTls;
 
 pub use certificate::Certificate;
 pub use manager::IdentityManager;
+pub(crate) use missing::report as report_missing;
 pub use secrets::{ROOT_CA, WORKLOAD_CERT};
 
 /// Istio's default certificate lifetime (`SECRET_TTL`).

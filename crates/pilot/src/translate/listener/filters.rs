@@ -251,8 +251,17 @@ pub(crate) fn http_connection_manager(
     match side {
         Side::Inbound => {
             hcm.server_name = "istio-envoy".to_owned();
+            // As Istio's inbound listeners: the app learns who called (the peer's
+            // subject, URI and DNS SANs) from x-forwarded-client-cert.
             hcm.forward_client_cert_details =
                 http_connection_manager::ForwardClientCertDetails::AppendForward as i32;
+            hcm.set_current_client_cert_details =
+                Some(http_connection_manager::SetCurrentClientCertDetails {
+                    subject: Some(BoolValue { value: true }),
+                    dns: true,
+                    uri: true,
+                    ..http_connection_manager::SetCurrentClientCertDetails::default()
+                });
         }
         Side::HttpProxy => {
             hcm.http_protocol_options = Some(Http1ProtocolOptions {

@@ -145,6 +145,9 @@ fn redirect_mode_has_istios_capture_listeners() {
     assert_eq!(rc.virtual_hosts[0].name, "inbound|http|9080");
     assert!(format!("{:?}", rc.virtual_hosts[0].routes[0]).contains("inbound|9080||"));
     assert_eq!(h.server_name, "istio-envoy");
+    // The app learns its caller from x-forwarded-client-cert, as behind Istio.
+    let xfcc = h.set_current_client_cert_details.as_ref().expect("set");
+    assert!(xfcc.uri && xfcc.dns && xfcc.subject.is_some_and(|s| s.value));
     let last = vi.filter_chains.last().unwrap();
     assert_eq!(tcp_cluster(last), "InboundPassthroughCluster");
     assert!(ls.iter().all(|l| !l.name.ends_with("_15080")));
