@@ -2,7 +2,6 @@
 //! every proxy's translation (Istio's `PushContext`): services and their endpoints, the
 //! config that applies to them, and who is asking.
 
-pub mod extension;
 pub mod jwks;
 pub mod proxy;
 pub mod push;
