@@ -8,6 +8,7 @@ pub mod push;
 pub mod registry;
 pub mod security;
 pub mod service;
+pub mod telemetry;
 pub mod visibility;
 
 #[cfg(test)]
