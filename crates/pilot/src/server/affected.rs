@@ -112,7 +112,11 @@ mod tests {
         let authz = types_for("AuthorizationPolicy");
         assert!(authz.contains(ResourceType::Listener) && !authz.contains(ResourceType::Route));
         assert!(types_for("RequestAuthentication").contains(ResourceType::Listener));
-        assert!(types_for("Telemetry").is_empty());
+        assert_eq!(
+            types_for("Telemetry"),
+            TypeSet::of([ResourceType::Listener])
+        );
+        assert!(types_for("WasmPlugin").is_empty());
     }
 
     fn snapshot(yaml: &str) -> Snapshot {
