@@ -13,7 +13,6 @@ use anyhow::Context;
 use mizzen_api::analyze::Finding;
 use mizzen_api::load::{LoadResult, Loader};
 use mizzen_api::{Kind, Object, ObjectKey};
-use mizzen_pilot::model::MeshConfig;
 use mizzen_pilot::server::Findings;
 use mizzen_pilot::store::{ConfigStore, DirStore, Snapshot, admit};
 
@@ -324,7 +323,7 @@ fn findings(target: &Target, dir: &Path, snapshot: &Snapshot) -> Vec<Finding> {
             Err(e) => eprintln!("note: analysing the files here, as pilot did not say: {e:#}"),
         }
     }
-    Findings::of(snapshot, &MeshConfig::default()).messages
+    Findings::of(snapshot, &Default::default()).messages
 }
 
 /// Pilot's `/debug/analyzez`.

@@ -13,7 +13,6 @@ use mizzen_api::k8s_openapi::api::apps::v1::Deployment;
 use mizzen_api::k8s_openapi::api::core::v1::{Pod, Service, ServicePort, ServiceSpec};
 use mizzen_api::{Object, ObjectMeta};
 use mizzen_xds::Debounce;
-use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -32,19 +31,22 @@ pub struct Findings {
 impl Findings {
     /// Every analyzer over `snapshot`, read as a running mesh (see [`live_objects`])
     /// with pilot's mesh settings.
-    pub fn of(snapshot: &Snapshot, mesh: &MeshConfig) -> Findings {
-        analyse(snapshot, &analyzed_mesh(mesh), &analyzers::all())
+    pub fn of(snapshot: &Snapshot, mesh: &Arc<MeshConfig>) -> Findings {
+        analyse(snapshot, mesh, &analyzers::all())
     }
 }
 
+/// Analyses `snapshot` with the mesh config in force for it (the `istio` ConfigMap's,
+/// when pilot follows it).
 fn analyse(
     snapshot: &Snapshot,
-    mesh: &analyze::MeshConfig,
+    mesh: &Arc<MeshConfig>,
     analyzers: &[Box<dyn Analyzer>],
 ) -> Findings {
+    let in_force = mesh.in_force(snapshot, None);
     let mut builder = ContextBuilder::new()
         .cli_files(true)
-        .mesh_config(mesh.clone());
+        .mesh_config(analyze::MeshConfig::clone(&in_force));
     for object in live_objects(snapshot) {
         builder.add_object(object);
     }
@@ -163,49 +165,18 @@ fn ingress_gateway(objects: &[Object]) -> [Object; 2] {
     ]
 }
 
-/// Pilot's mesh settings as the analyzers read them: MeshConfig's fields. Of each
-/// extension provider only its name and kind are carried, which is all analyzers read.
-fn analyzed_mesh(mesh: &MeshConfig) -> analyze::MeshConfig {
-    let providers: Vec<Value> = mesh
-        .extension_providers
-        .iter()
-        .map(|p| {
-            let mut provider = Map::new();
-            provider.insert("name".into(), p.name.clone().into());
-            if p.envoy_ext_authz_http.is_some() {
-                provider.insert("envoyExtAuthzHttp".into(), Map::new().into());
-            }
-            if p.envoy_ext_authz_grpc.is_some() {
-                provider.insert("envoyExtAuthzGrpc".into(), Map::new().into());
-            }
-            provider.into()
-        })
-        .collect();
-    let mut doc = Map::new();
-    doc.insert("rootNamespace".into(), mesh.root_namespace.clone().into());
-    doc.insert("trustDomain".into(), mesh.trust_domain.clone().into());
-    doc.insert(
-        "trustDomainAliases".into(),
-        mesh.trust_domain_aliases.clone().into(),
-    );
-    doc.insert("enableAutoMtls".into(), mesh.enable_auto_mtls.into());
-    doc.insert("extensionProviders".into(), providers.into());
-    doc.into()
-}
-
 /// Keeps the [`Findings`] of the store's latest config published.
 pub(crate) struct Analyst {
     changes: Subscription,
-    mesh: Arc<analyze::MeshConfig>,
+    mesh: Arc<MeshConfig>,
     analyzers: Arc<[Box<dyn Analyzer>]>,
     published: watch::Sender<Arc<Findings>>,
 }
 
 impl Analyst {
     /// Analyses the store's config as it is now; [`Analyst::run`] follows its changes.
-    pub(crate) fn start(store: &dyn ConfigStore, mesh: &MeshConfig) -> Analyst {
+    pub(crate) fn start(store: &dyn ConfigStore, mesh: Arc<MeshConfig>) -> Analyst {
         let changes = store.subscribe();
-        let mesh = Arc::new(analyzed_mesh(mesh));
         let analyzers: Arc<[Box<dyn Analyzer>]> = analyzers::all().into();
         let first = analyse(&changes.initial, &mesh, &analyzers);
         Analyst {
@@ -288,7 +259,7 @@ spec:
             .into_iter()
             .map(|l| (l.object.key(), Arc::new(l.object)))
             .collect();
-        let findings = Findings::of(&Snapshot::new(7, objects), &MeshConfig::default());
+        let findings = Findings::of(&Snapshot::new(7, objects), &Arc::default());
         // Without the replicas' pods, the Sidecar and the Gateway would select nothing
         // (IST0101); without a Service on 8080, the Gateway's port would be IST0162.
         assert_eq!(findings.revision, 7);
