@@ -6,7 +6,9 @@ use mizzen_xds::pb::envoy::config::listener::v3::{FilterChain, Listener};
 
 use super::servers::{HttpPort, http_ports};
 use crate::model::{InterceptionMode, Proxy, PushContext};
-use crate::translate::listener::{Routes, Side, address, http_connection_manager};
+use crate::translate::listener::{
+    Class, Routes, Side, Telemetry, address, http_connection_manager,
+};
 use crate::translate::names::listener_name;
 use crate::translate::security::ServerFilters;
 use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
@@ -54,6 +56,7 @@ fn http_listener(proxy: &Proxy, port: &HttpPort<'_>, security: &[HttpFilter]) ->
                 Routes::Rds(port.route_name()),
                 Side::Gateway,
                 security.to_vec(),
+                Telemetry::new(proxy, Class::Gateway),
             )],
             ..FilterChain::default()
         }],

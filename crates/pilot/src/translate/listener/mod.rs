@@ -4,18 +4,22 @@
 mod filters;
 mod inbound;
 mod outbound;
+mod stats;
 
 #[cfg(test)]
 mod tests;
 
 use mizzen_api::networking::CaptureMode;
 use mizzen_xds::pb::envoy::config::core::v3::TrafficDirection;
-use mizzen_xds::pb::envoy::config::listener::v3::{FilterChain, FilterChainMatch, Listener};
+use mizzen_xds::pb::envoy::config::listener::v3::{
+    Filter, FilterChain, FilterChainMatch, Listener,
+};
 use mizzen_xds::pb::google::protobuf::{BoolValue, UInt32Value};
 
 pub(crate) use filters::{Routes, Side, address, cidr, http_connection_manager};
 use filters::{TcpTarget, tcp_proxy};
 pub use inbound::VIRTUAL_INBOUND_PORT;
+pub(crate) use stats::{Class, Telemetry};
 
 use crate::model::{InterceptionMode, Proxy, PushContext};
 use crate::translate::names::{BLACKHOLE_CLUSTER, VIRTUAL_OUTBOUND_LISTENER, listener_name};
@@ -103,6 +107,7 @@ fn http_proxy_listener(proxy: &Proxy) -> Listener {
                 Routes::Rds(HTTP_PROXY_ROUTE.to_owned()),
                 Side::HttpProxy,
                 Vec::new(),
+                Telemetry::new(proxy, Class::SidecarOutbound),
             )],
             ..FilterChain::default()
         }],
@@ -118,6 +123,7 @@ fn http_proxy_listener(proxy: &Proxy) -> Listener {
 /// `buildVirtualOutboundListener`).
 fn virtual_outbound(proxy: &Proxy, scope: &SidecarScope<'_>) -> Listener {
     let fallback = scope.catch_all_cluster();
+    let telemetry = Telemetry::new(proxy, Class::SidecarOutbound);
     Listener {
         name: VIRTUAL_OUTBOUND_LISTENER.to_owned(),
         address: Some(address("0.0.0.0", VIRTUAL_OUTBOUND_PORT)),
@@ -141,11 +147,20 @@ fn virtual_outbound(proxy: &Proxy, scope: &SidecarScope<'_>) -> Listener {
             },
             FilterChain {
                 name: format!("{VIRTUAL_OUTBOUND_LISTENER}-catchall-tcp"),
-                filters: vec![tcp_proxy(&fallback, TcpTarget::Cluster(fallback.clone()))],
+                filters: with_proxy(
+                    telemetry.tcp_filters(Vec::new()),
+                    tcp_proxy(&fallback, TcpTarget::Cluster(fallback.clone())),
+                ),
                 ..FilterChain::default()
             },
         ],
         traffic_direction: TrafficDirection::Outbound as i32,
         ..Listener::default()
     }
+}
+
+/// `filters` followed by a chain's terminal `tcp_proxy`.
+pub(crate) fn with_proxy(mut filters: Vec<Filter>, tcp_proxy: Filter) -> Vec<Filter> {
+    filters.push(tcp_proxy);
+    filters
 }

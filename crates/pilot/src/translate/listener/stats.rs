@@ -1,0 +1,163 @@
+//! Istio's telemetry filters in listeners: the metadata exchange that tells each end of a
+//! request who the other is (Istio's `appendMxFilter` and `TCPListenerMx`), and the
+//! stats filter that records Istio's standard metrics (the Telemetry API's prometheus
+//! provider: `HTTPFilters` and `TCPFilters`), in the shapes istiod writes them.
+//!
+//! Both are istio-proxy's own filters, which a plain Envoy rejects along with the whole
+//! listener; so they go only to proxies that say they are Istio's (`ISTIO_VERSION` in
+//! their node metadata, as Istio's agent and Mizzen's proxies send it).
+
+use mizzen_xds::istio::{MetadataExchange, PEER_METADATA_TYPE_URL, PluginConfig, TypedStruct};
+use mizzen_xds::pb::envoy::config::listener::v3::{Filter, filter};
+use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
+use mizzen_xds::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
+
+use super::filters::http_filter;
+use crate::model::Proxy;
+use crate::translate::route::to_any;
+
+/// Both filters' name, in HTTP and TCP chains alike.
+const METADATA_EXCHANGE: &str = "istio.metadata_exchange";
+/// The stats filter's name, in HTTP and TCP chains alike.
+const STATS: &str = "istio.stats";
+/// The ALPN of Istio's in-band TCP metadata exchange.
+const PEER_EXCHANGE_ALPN: &str = "istio-peer-exchange";
+
+/// Istio's listener classes, as its telemetry filters tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// A sidecar's inbound chains: reports as the destination.
+    SidecarInbound,
+    /// A sidecar's outbound chains (and its HTTP proxy listener): reports as the source.
+    SidecarOutbound,
+    /// A gateway's chains: reports as the source, as Istio's gateways do.
+    Gateway,
+}
+
+/// The telemetry filters of one proxy's chains of one class.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Telemetry {
+    class: Class,
+    /// Whether the proxy runs Istio's filters at all.
+    istio: bool,
+}
+
+impl Telemetry {
+    /// The telemetry of `proxy`'s chains of `class`.
+    pub(crate) fn new(proxy: &Proxy, class: Class) -> Telemetry {
+        Telemetry {
+            class,
+            istio: !proxy.istio_version.is_empty(),
+        }
+    }
+
+    /// The HTTP metadata exchange, first among a connection manager's filters (before
+    /// authorization, which may read the peer): inbound reads the client's headers and
+    /// answers with its own; outbound and gateways send theirs and read the server's.
+    pub(crate) fn http_exchange(self) -> Option<HttpFilter> {
+        self.istio.then(|| {
+            let (discovery, propagation) = match self.class {
+                Class::SidecarInbound => ("downstream_discovery", "downstream_propagation"),
+                Class::SidecarOutbound | Class::Gateway => {
+                    ("upstream_discovery", "upstream_propagation")
+                }
+            };
+            let method = |name: &str| object([(name, object([]))]);
+            let config = [
+                (
+                    discovery,
+                    list([method("istio_headers"), method("workload_discovery")]),
+                ),
+                (propagation, list([method("istio_headers")])),
+            ];
+            http_filter(
+                METADATA_EXCHANGE,
+                &TypedStruct {
+                    type_url: PEER_METADATA_TYPE_URL.to_owned(),
+                    value: Some(fields(config)),
+                },
+            )
+        })
+    }
+
+    /// The HTTP stats filter, last before the router.
+    pub(crate) fn http_stats(self) -> Option<HttpFilter> {
+        self.plugin_config()
+            .map(|config| http_filter(STATS, &config))
+    }
+
+    /// The network filters a TCP chain's `tcp_proxy` comes after: the metadata exchange
+    /// (inbound only: outbound, Istio puts it on the cluster), then `authz`, then stats.
+    pub(crate) fn tcp_filters(self, authz: Vec<Filter>) -> Vec<Filter> {
+        let exchange = (self.istio && self.class == Class::SidecarInbound).then(|| {
+            network_filter(
+                METADATA_EXCHANGE,
+                &TypedStruct {
+                    type_url: <MetadataExchange as prost::Name>::type_url(),
+                    value: Some(fields([
+                        ("protocol", text(PEER_EXCHANGE_ALPN)),
+                        ("enable_discovery", boolean(true)),
+                    ])),
+                },
+            )
+        });
+        let stats = self
+            .plugin_config()
+            .map(|config| network_filter(STATS, &config));
+        exchange.into_iter().chain(authz).chain(stats).collect()
+    }
+
+    /// The stats filter's config (Istio's `generateStatsConfig`): the `Host` header is
+    /// no source of the destination service where it comes from outside the mesh.
+    fn plugin_config(self) -> Option<PluginConfig> {
+        self.istio.then(|| PluginConfig {
+            disable_host_header_fallback: matches!(
+                self.class,
+                Class::SidecarInbound | Class::Gateway
+            ),
+            ..PluginConfig::default()
+        })
+    }
+}
+
+fn network_filter<M: prost::Name + prost::Message>(name: &str, config: &M) -> Filter {
+    Filter {
+        name: name.to_owned(),
+        config_type: Some(filter::ConfigType::TypedConfig(to_any(config))),
+    }
+}
+
+fn fields<'a>(entries: impl IntoIterator<Item = (&'a str, Value)>) -> Struct {
+    Struct {
+        fields: entries
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect(),
+    }
+}
+
+fn object<'a>(entries: impl IntoIterator<Item = (&'a str, Value)>) -> Value {
+    Value {
+        kind: Some(Kind::StructValue(fields(entries))),
+    }
+}
+
+fn list(values: impl IntoIterator<Item = Value>) -> Value {
+    Value {
+        kind: Some(Kind::ListValue(ListValue {
+            values: values.into_iter().collect(),
+        })),
+    }
+}
+
+fn text(s: &str) -> Value {
+    Value {
+        kind: Some(Kind::StringValue(s.to_owned())),
+    }
+}
+
+fn boolean(b: bool) -> Value {
+    Value {
+        kind: Some(Kind::BoolValue(b)),
+    }
+}
