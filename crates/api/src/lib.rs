@@ -8,6 +8,7 @@ pub mod extensions;
 pub mod kind;
 pub mod kube;
 pub mod load;
+pub mod mesh;
 pub mod networking;
 pub mod object;
 pub mod position;

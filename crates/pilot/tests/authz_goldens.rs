@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use mizzen_api::load::Loader;
-use mizzen_pilot::model::extension::ExtensionProvider;
+use mizzen_api::mesh::ExtensionProvider;
 use mizzen_pilot::model::{MeshConfig, Proxy, PushContext};
 use mizzen_pilot::store::Snapshot;
 use mizzen_pilot::translate::authz::Authorization;
@@ -51,10 +51,8 @@ fn push(dir: &Path, table: &Value, case: &Value) -> PushContext {
         .into_iter()
         .map(|l| (l.object.key(), Arc::new(l.object)))
         .collect();
-    let mut mesh = MeshConfig {
-        trust_domain: String::new(),
-        ..MeshConfig::default()
-    };
+    let mut mesh = MeshConfig::default();
+    mesh.trust_domain = String::new();
     if let Some(bundle) = case.get("trustDomainBundle") {
         mesh.trust_domain = bundle["trustDomain"].as_str().unwrap().to_owned();
         mesh.trust_domain_aliases = serde_json::from_value(bundle["aliases"].clone()).unwrap();

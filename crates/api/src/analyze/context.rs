@@ -262,11 +262,11 @@ impl ContextBuilder {
     /// Adds the ingress gateway Pod and Service istioctl assumes for file-only analysis,
     /// unless the mesh config turns ingress off.
     pub fn add_default_resources(&mut self) {
-        if self.mesh.ingress_controller_mode() == IngressControllerMode::Off {
+        if self.mesh.ingress_controller_mode == IngressControllerMode::Off {
             return;
         }
         let text = DEFAULT_INGRESS
-            .replace("{service}", self.mesh.ingress_service())
+            .replace("{service}", &self.mesh.ingress_service)
             .replace("{namespace}", self.istio_ns());
         let loaded = Loader::new().default_namespace(None).load_str(&text, None);
         debug_assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);

@@ -2,13 +2,13 @@
 //! every proxy's translation (Istio's `PushContext`): services and their endpoints, the
 //! config that applies to them, and who is asking.
 
-pub mod extension;
 pub mod jwks;
 pub mod proxy;
 pub mod push;
 pub mod registry;
 pub mod security;
 pub mod service;
+pub mod telemetry;
 pub mod visibility;
 
 #[cfg(test)]

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use mizzen_api::Resource;
+use mizzen_api::mesh::Provider;
 use mizzen_api::networking::Sidecar;
 
-use super::extension::ExtensionProvider;
 use super::jwks::JwksKeys;
 use super::proxy::Proxy;
 use super::registry::Registry;
@@ -14,35 +14,74 @@ use super::service::Service;
 use super::visibility::{self, EgressImports};
 use crate::store::Snapshot;
 
-/// Mesh-wide settings (Istio's MeshConfig, the parts Mizzen uses).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Mesh-wide settings as pilot uses them: the user's MeshConfig (read through
+/// `Deref`) and pilot's own settings that Istio takes from flags rather than MeshConfig.
+#[derive(Debug, Clone, PartialEq)]
 pub struct MeshConfig {
-    /// The namespace whose config applies mesh-wide (`istio-system`).
-    pub root_namespace: String,
-    /// The SPIFFE trust domain (`cluster.local`).
-    pub trust_domain: String,
-    /// The DNS suffix of Kubernetes services (`cluster.local`).
+    /// What the user set (the `istio` ConfigMap or `--mesh-config`), with Istio's
+    /// defaults.
+    pub config: mizzen_api::mesh::MeshConfig,
+    /// The DNS suffix of Kubernetes services (`cluster.local`; istiod's `--domain`).
     pub domain_suffix: String,
-    /// Other trust domains whose identities count as this one's
-    /// (`trustDomainAliases`), for authorization during a trust domain migration.
-    pub trust_domain_aliases: Vec<String>,
-    /// Whether clients use mTLS to endpoints whose workloads have a proxy without being
-    /// told (Istio's `enableAutoMtls`, on by default).
-    pub enable_auto_mtls: bool,
-    /// External authorizers CUSTOM AuthorizationPolicies delegate to.
-    pub extension_providers: Vec<ExtensionProvider>,
 }
 
 impl Default for MeshConfig {
     fn default() -> Self {
+        Self::from(mizzen_api::mesh::MeshConfig::default())
+    }
+}
+
+impl From<mizzen_api::mesh::MeshConfig> for MeshConfig {
+    fn from(config: mizzen_api::mesh::MeshConfig) -> Self {
         Self {
-            root_namespace: "istio-system".into(),
-            trust_domain: "cluster.local".into(),
+            config,
             domain_suffix: "cluster.local".into(),
-            trust_domain_aliases: Vec::new(),
-            enable_auto_mtls: true,
-            extension_providers: Vec::new(),
         }
+    }
+}
+
+impl MeshConfig {
+    /// This mesh with `config` in place of the user's settings, pilot's own kept.
+    pub fn with_config(&self, config: mizzen_api::mesh::MeshConfig) -> Self {
+        Self {
+            config,
+            domain_suffix: self.domain_suffix.clone(),
+        }
+    }
+
+    /// Warns once per (re)load about providers Mizzen reads but does not act on, so
+    /// that a Telemetry naming one is not silently without effect.
+    pub fn warn_unsupported(&self) {
+        for p in &self.config.extension_providers {
+            if matches!(
+                p.provider,
+                Provider::EnvoyOtelAls(_) | Provider::Unsupported(_)
+            ) && !BUILTIN_UNSUPPORTED.contains(&p.name.as_str())
+            {
+                tracing::warn!(
+                    provider = %p.name,
+                    kind = p.provider.key(),
+                    "extension provider kind is not supported by Mizzen; Telemetry naming it has no effect"
+                );
+            }
+        }
+    }
+}
+
+/// Built-in providers of unsupported kinds that Istio always declares.
+const BUILTIN_UNSUPPORTED: [&str; 1] = ["stackdriver"];
+
+impl std::ops::Deref for MeshConfig {
+    type Target = mizzen_api::mesh::MeshConfig;
+
+    fn deref(&self) -> &Self::Target {
+        &self.config
+    }
+}
+
+impl std::ops::DerefMut for MeshConfig {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.config
     }
 }
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use mizzen_api::security::{
     AuthorizationAction, AuthorizationPolicy, MtlsMode, PeerAuthentication, RequestAuthentication,
 };
+use mizzen_api::telemetry::Telemetry;
 use mizzen_api::types::{PolicyTargetReference, WorkloadSelector};
 use mizzen_api::{Kind, Object, Resource};
 
@@ -245,7 +246,11 @@ where
 }
 
 /// True when `reference` (from a policy in `namespace`) names the Gateway `proxy` serves.
-fn targets_gateway(reference: &PolicyTargetReference, namespace: &str, proxy: &Proxy) -> bool {
+pub(crate) fn targets_gateway(
+    reference: &PolicyTargetReference,
+    namespace: &str,
+    proxy: &Proxy,
+) -> bool {
     reference.kind == "Gateway"
         && proxy.node_type == NodeType::Router
         && proxy.namespace == namespace
@@ -273,11 +278,12 @@ macro_rules! as_resource {
 as_resource!(
     PeerAuthentication,
     AuthorizationPolicy,
-    RequestAuthentication
+    RequestAuthentication,
+    Telemetry
 );
 
 /// Every object of `kind`, oldest first, then by namespace and name.
-fn sorted<S>(config: &Snapshot, kind: Kind) -> Vec<&Resource<S>>
+pub(crate) fn sorted<S>(config: &Snapshot, kind: Kind) -> Vec<&Resource<S>>
 where
     Object: AsResource<S>,
 {

@@ -10,3 +10,4 @@ pub mod listener;
 pub mod names;
 pub mod route;
 pub(crate) mod security;
+pub mod telemetry;

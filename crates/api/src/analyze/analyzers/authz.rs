@@ -52,7 +52,7 @@ impl Analyzer for AuthorizationPolicies {
             .collection(Collection::of(Kind::Namespace))
             .map(|ns| ns.name())
             .collect();
-        let root = ctx.mesh().root_namespace();
+        let root = ctx.mesh().root_namespace.as_str();
         for (entry, policy) in ctx.each::<Resource<AuthorizationPolicy>>() {
             let spec = &policy.spec;
             let ns = entry.namespace();

@@ -192,9 +192,11 @@ fn injected_image(values: &Value) -> String {
 fn image_type(ctx: &Context, pod: &Entry) -> String {
     let mut variant = ctx
         .mesh()
-        .default_image_type()
-        .unwrap_or_default()
-        .to_owned();
+        .default_config
+        .image
+        .as_ref()
+        .map(|i| i.image_type.clone())
+        .unwrap_or_default();
     let mut set = |v: Option<&str>| {
         if let Some(v) = v.filter(|v| !v.is_empty()) {
             variant = v.to_owned();
@@ -202,7 +204,7 @@ fn image_type(ctx: &Context, pod: &Entry) -> String {
     };
     let of = |pc: &ProxyConfig| pc.image.as_ref().map(|i| i.image_type.clone());
     let configs: Vec<(&Entry, &Resource<ProxyConfig>)> = ctx.each().collect();
-    let root = ctx.mesh().root_namespace();
+    let root = ctx.mesh().root_namespace.as_str();
     for (entry, pc) in &configs {
         if entry.namespace() == root {
             set(of(&pc.spec).as_deref());

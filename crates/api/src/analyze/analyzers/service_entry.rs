@@ -17,9 +17,14 @@ pub struct AddressesRequired;
 /// True when the mesh's proxies capture DNS and allocate addresses for ServiceEntries.
 fn addresses_auto_allocated(ctx: &Context) -> bool {
     let mesh = ctx.mesh();
-    mesh.proxy_metadata("ISTIO_META_DNS_CAPTURE") == Some("true")
-        && (mesh.proxy_metadata("ISTIO_META_DNS_AUTO_ALLOCATE") == Some("true")
-            || mesh.proxy_metadata("PILOT_ENABLE_IP_AUTOALLOCATE") == Some("true"))
+    let set = |name: &str| {
+        mesh.default_config
+            .proxy_metadata
+            .get(name)
+            .is_some_and(|v| v == "true")
+    };
+    set("ISTIO_META_DNS_CAPTURE")
+        && (set("ISTIO_META_DNS_AUTO_ALLOCATE") || set("PILOT_ENABLE_IP_AUTOALLOCATE"))
 }
 
 /// True when the controller has allocated addresses (`status.addresses`).

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::util::{first_label_path, go_list, selected_pods, selector_string};
 use crate::analyze::{Analyzer, Collection, Context, Entry, Message, Metadata, args, catalogue};
+use crate::mesh;
 use crate::object::ObjectKey;
 use crate::telemetry::Telemetry;
 use crate::{Kind, Resource};
@@ -122,7 +123,7 @@ impl Analyzer for Provider {
     }
 
     fn analyze(&self, ctx: &Context, out: &mut Vec<Message>) {
-        if !ctx.mesh().default_providers("accessLogging").is_empty() {
+        if !ctx.mesh().default_providers.access_logging.is_empty() {
             return;
         }
         for (entry, telemetry) in ctx.each::<IstioTelemetry>() {
@@ -155,10 +156,10 @@ impl Analyzer for Lightstep {
     fn analyze(&self, ctx: &Context, out: &mut Vec<Message>) {
         let lightstep: Vec<&str> = ctx
             .mesh()
-            .extension_providers()
+            .extension_providers
             .iter()
-            .filter(|p| p.get("lightstep").is_some())
-            .filter_map(|p| p.get("name")?.as_str())
+            .filter(|p| p.provider == mesh::Provider::Unsupported(mesh::UnsupportedKind::Lightstep))
+            .map(|p| p.name.as_str())
             .collect();
         if lightstep.is_empty() {
             return;

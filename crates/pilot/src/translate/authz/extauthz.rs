@@ -2,6 +2,7 @@
 //! mesh config's extension provider (Istio's `builder/extauthz.go`): they run only for
 //! requests the RBAC filter before them marked as matching a CUSTOM rule.
 
+use mizzen_api::mesh::{ExtAuthzGrpc, ExtAuthzHttp, Provider, RequestBody};
 use mizzen_xds::pb::envoy::config::core::v3::{
     ApiVersion, GrpcService, HeaderValue, HttpUri, grpc_service, http_uri,
 };
@@ -17,7 +18,6 @@ use mizzen_xds::pb::envoy::r#type::v3::{HttpStatus, StatusCode};
 use mizzen_xds::pb::google::protobuf::Duration;
 
 use super::matcher;
-use crate::model::extension::{ExtAuthzGrpc, ExtAuthzHttp, ExtensionProvider, RequestBody};
 use crate::model::{PushContext, Registry};
 use crate::translate::names::outbound_cluster;
 
@@ -69,15 +69,9 @@ pub(crate) fn build(push: &PushContext, name: &str) -> Result<BuiltExtAuthz, Pro
         .iter()
         .find(|p| p.name == name)
         .ok_or_else(|| ProviderError::NotFound(name.to_owned()))?;
-    match provider {
-        ExtensionProvider {
-            envoy_ext_authz_http: Some(http),
-            ..
-        } => http_provider(&push.registry, name, http),
-        ExtensionProvider {
-            envoy_ext_authz_grpc: Some(grpc),
-            ..
-        } => grpc_provider(&push.registry, name, grpc),
+    match &provider.provider {
+        Provider::EnvoyExtAuthzHttp(http) => http_provider(&push.registry, name, http),
+        Provider::EnvoyExtAuthzGrpc(grpc) => grpc_provider(&push.registry, name, grpc),
         _ => Err(ProviderError::Unsupported(name.to_owned())),
     }
 }
@@ -212,7 +206,11 @@ fn port(port: u32) -> Result<u16, String> {
 
 /// `[NAMESPACE/]HOSTNAME` → the hostname and its outbound cluster; without a namespace
 /// the hostname must be defined in exactly one.
-fn service(registry: &Registry, service: &str, port: u16) -> Result<(String, String), String> {
+pub(crate) fn service(
+    registry: &Registry,
+    service: &str,
+    port: u16,
+) -> Result<(String, String), String> {
     if service.is_empty() {
         return Err("must not be empty".to_owned());
     }

@@ -3,7 +3,7 @@
 //! `ext_authz`; AUDIT, DENY (the root namespace's first) and ALLOW policies become one
 //! RBAC filter each, in that order; dry-run policies go to shadow rules.
 
-mod extauthz;
+pub(crate) mod extauthz;
 mod matcher;
 mod rule;
 mod trust_domain;

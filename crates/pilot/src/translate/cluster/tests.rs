@@ -1032,10 +1032,9 @@ fn every_cluster_encodes() {
 #[test]
 fn without_auto_mtls_mesh_clusters_are_plain_text() {
     let mut p = push(&reviews_rule(""), bookinfo());
-    p.mesh = Arc::new(MeshConfig {
-        enable_auto_mtls: false,
-        ..MeshConfig::default()
-    });
+    let mut mesh = MeshConfig::default();
+    mesh.enable_auto_mtls = false;
+    p.mesh = Arc::new(mesh);
     let out = clusters(&p, &productpage());
     let c = find(&out, "outbound|9080||reviews.default.svc.cluster.local");
     assert!(c.transport_socket_matches.is_empty() && c.transport_socket.is_none());

@@ -18,10 +18,12 @@ use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager
 /// authorization filters of the policies selecting the gateway.
 pub fn listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
     let security = ServerFilters::new(push, proxy);
-    http_ports(push, proxy)
+    let mut out: Vec<Listener> = http_ports(push, proxy)
         .iter()
         .map(|port| http_listener(proxy, port, &security.http))
-        .collect()
+        .collect();
+    crate::translate::telemetry::apply(push, proxy, &mut out);
+    out
 }
 
 /// True when the proxy's listeners bind its own address rather than the wildcard:

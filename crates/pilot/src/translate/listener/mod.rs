@@ -16,7 +16,9 @@ use mizzen_xds::pb::envoy::config::listener::v3::{
 };
 use mizzen_xds::pb::google::protobuf::{BoolValue, UInt32Value};
 
-pub(crate) use filters::{Routes, Side, address, cidr, http_connection_manager};
+pub(crate) use filters::{
+    HTTP_CONNECTION_MANAGER, Routes, Side, TCP_PROXY, address, cidr, http_connection_manager,
+};
 use filters::{TcpTarget, tcp_proxy};
 pub use inbound::VIRTUAL_INBOUND_PORT;
 pub(crate) use stats::{Class, Telemetry};
@@ -80,6 +82,7 @@ pub fn outbound_side(push: &PushContext, proxy: &Proxy) -> OutboundSide {
     if !none_mode {
         out.push(virtual_outbound(proxy, &scope));
     }
+    crate::translate::telemetry::apply(push, proxy, &mut out);
     OutboundSide {
         listeners: out,
         address_bound: none_mode || uncaptured,
@@ -88,7 +91,9 @@ pub fn outbound_side(push: &PushContext, proxy: &Proxy) -> OutboundSide {
 
 /// The inbound side of [`listeners`]: `virtualInbound` and the workload's own ports.
 pub fn inbound_side(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
-    inbound::inbound_listeners(push, proxy, push.sidecar_for(proxy))
+    let mut out = inbound::inbound_listeners(push, proxy, push.sidecar_for(proxy));
+    crate::translate::telemetry::apply(push, proxy, &mut out);
+    out
 }
 
 /// The HTTP proxy listener, bound on the workload's own address (in local mode every
