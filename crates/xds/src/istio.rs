@@ -135,3 +135,149 @@ impl prost::Name for TypedStruct {
         format!("type.googleapis.com/{}", Self::full_name())
     }
 }
+
+/// The standard metrics' names in a `MetricConfig` (Istio's `metricToPrometheusMetric`),
+/// by the Telemetry API's names for them.
+pub const STANDARD_METRICS: [(&str, &str); 8] = [
+    ("REQUEST_COUNT", "requests_total"),
+    ("REQUEST_DURATION", "request_duration_milliseconds"),
+    ("REQUEST_SIZE", "request_bytes"),
+    ("RESPONSE_SIZE", "response_bytes"),
+    ("TCP_OPENED_CONNECTIONS", "tcp_connections_opened_total"),
+    ("TCP_CLOSED_CONNECTIONS", "tcp_connections_closed_total"),
+    ("TCP_SENT_BYTES", "tcp_sent_bytes_total"),
+    ("TCP_RECEIVED_BYTES", "tcp_received_bytes_total"),
+];
+
+/// What a peer's metadata says about it, as the stats filter's `upstream_peer` and
+/// `downstream_peer` objects name the fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeerField {
+    /// `workload`.
+    Workload,
+    /// `namespace`.
+    Namespace,
+    /// `service`: the canonical service.
+    Service,
+    /// `revision`: the canonical revision.
+    Revision,
+    /// `app`.
+    App,
+    /// `version`.
+    Version,
+    /// `cluster`.
+    Cluster,
+}
+
+/// The value of a metric label a Telemetry `tagOverrides` sets: the subset of Istio's
+/// CEL attributes its docs use, each evaluated once per request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Attribute {
+    /// A string literal (`'canary'`).
+    Literal(String),
+    /// `request.host`: the `:authority`.
+    Host,
+    /// `request.method`.
+    Method,
+    /// `request.path` (with the query) or `request.url_path` (without).
+    Path {
+        /// Keep the query.
+        query: bool,
+    },
+    /// `request.headers['name']`, the name lowercased.
+    Header(String),
+    /// A field of the server's (`upstream_peer`) or the client's (`downstream_peer`)
+    /// metadata.
+    Peer {
+        /// `upstream_peer`: the server.
+        upstream: bool,
+        /// The field.
+        field: PeerField,
+    },
+}
+
+impl Attribute {
+    /// Parses an expression; the error says what is supported.
+    pub fn parse(expression: &str) -> Result<Attribute, String> {
+        let e = expression.trim();
+        let quoted = |s: &str| {
+            let inner = s
+                .strip_prefix('\'')
+                .and_then(|s| s.strip_suffix('\''))
+                .or_else(|| s.strip_prefix('"').and_then(|s| s.strip_suffix('"')))?;
+            (!inner.contains(['\'', '"', '\\'])).then(|| inner.to_owned())
+        };
+        if let Some(literal) = quoted(e) {
+            return Ok(Attribute::Literal(literal));
+        }
+        if let Some(name) = e
+            .strip_prefix("request.headers[")
+            .and_then(|s| s.strip_suffix(']'))
+            .and_then(quoted)
+        {
+            return Ok(Attribute::Header(name.to_ascii_lowercase()));
+        }
+        let peer = |upstream: bool, field: &str| {
+            let field = match field {
+                "workload" => PeerField::Workload,
+                "namespace" => PeerField::Namespace,
+                "service" => PeerField::Service,
+                "revision" => PeerField::Revision,
+                "app" => PeerField::App,
+                "version" => PeerField::Version,
+                "cluster" => PeerField::Cluster,
+                _ => return None,
+            };
+            Some(Attribute::Peer { upstream, field })
+        };
+        let parsed = match e {
+            "request.host" => Some(Attribute::Host),
+            "request.method" => Some(Attribute::Method),
+            "request.path" => Some(Attribute::Path { query: true }),
+            "request.url_path" => Some(Attribute::Path { query: false }),
+            _ => e
+                .strip_prefix("upstream_peer.")
+                .and_then(|f| peer(true, f))
+                .or_else(|| {
+                    e.strip_prefix("downstream_peer.")
+                        .and_then(|f| peer(false, f))
+                }),
+        };
+        parsed.ok_or_else(|| {
+            format!(
+                "expression {expression:?} is not supported: use a 'string literal', \
+                 request.host, request.method, request.path, request.url_path, \
+                 request.headers['NAME'], or upstream_peer./downstream_peer. with \
+                 workload, namespace, service, revision, app, version or cluster"
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cel_subset_of_istios_tag_override_docs_parses() {
+        assert_eq!(Attribute::parse("request.host"), Ok(Attribute::Host));
+        assert_eq!(
+            Attribute::parse("request.headers['User-Agent']"),
+            Ok(Attribute::Header("user-agent".into()))
+        );
+        assert_eq!(
+            Attribute::parse("'canary'"),
+            Ok(Attribute::Literal("canary".into()))
+        );
+        assert_eq!(
+            Attribute::parse("upstream_peer.version"),
+            Ok(Attribute::Peer {
+                upstream: true,
+                field: PeerField::Version
+            })
+        );
+        let err = Attribute::parse("string(destination.port)").unwrap_err();
+        assert!(err.contains("destination.port"), "{err}");
+        assert!(Attribute::parse("'a' + 'b'").is_err());
+    }
+}

@@ -15,6 +15,7 @@ use mizzen_xds::pb::google::protobuf::{Any, Struct, Value, value::Kind};
 use prost::{Message, Name};
 
 use super::Registry;
+use super::overrides::Overrides;
 use super::series::{Reporter, Service};
 
 /// The metadata exchange filter's name, in HTTP and TCP chains alike.
@@ -41,10 +42,11 @@ pub enum ReporterChoice {
 }
 
 /// What a chain's telemetry filters ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 struct Filters {
     exchange: bool,
     reporter: Option<Reporter>,
+    overrides: Option<Arc<Overrides>>,
 }
 
 /// The type an `Any` holds, without its `type.googleapis.com/` prefix.
@@ -130,9 +132,51 @@ fn plugin_config(any: Option<&Any>) -> Result<PluginConfig, String> {
     PluginConfig::decode(any.value.as_slice()).map_err(|e| e.to_string())
 }
 
-/// The `PluginConfig` fields the proxy acts on, from their JSON form.
+/// The `PluginConfig` fields the proxy acts on, from their JSON form: the reporter and
+/// the metric overrides.
 fn plugin_from_struct(value: &Struct) -> Result<PluginConfig, String> {
-    use mizzen_xds::istio::StatsReporter;
+    use mizzen_xds::istio::{MetricConfig, StatsReporter};
+    let text = |v: &Value, at: &str| match &v.kind {
+        Some(Kind::StringValue(s)) => Ok(s.clone()),
+        _ => Err(format!("{at} is not a string")),
+    };
+    let list = |v: Option<&Value>, at: &str| match v.and_then(|v| v.kind.as_ref()) {
+        None => Ok(Vec::new()),
+        Some(Kind::ListValue(l)) => Ok(l.values.clone()),
+        Some(_) => Err(format!("{at} is not a list")),
+    };
+    let mut metrics = Vec::new();
+    for (i, m) in list(value.fields.get("metrics"), "metrics")?
+        .iter()
+        .enumerate()
+    {
+        let Some(Kind::StructValue(m)) = &m.kind else {
+            return Err(format!("metrics[{i}] is not an object"));
+        };
+        let mut config = MetricConfig::default();
+        for (key, v) in &m.fields {
+            let at = format!("metrics[{i}].{key}");
+            match (key.as_str(), &v.kind) {
+                ("name", _) => config.name = text(v, &at)?,
+                ("drop", Some(Kind::BoolValue(b))) => config.drop = *b,
+                ("tags_to_remove" | "tagsToRemove", _) => {
+                    for (j, tag) in list(Some(v), &at)?.iter().enumerate() {
+                        config
+                            .tags_to_remove
+                            .push(text(tag, &format!("{at}[{j}]"))?);
+                    }
+                }
+                ("dimensions", Some(Kind::StructValue(d))) => {
+                    for (label, expression) in &d.fields {
+                        let expression = text(expression, &format!("{at}.{label}"))?;
+                        config.dimensions.insert(label.clone(), expression);
+                    }
+                }
+                _ => return Err(format!("{at} is not supported")),
+            }
+        }
+        metrics.push(config);
+    }
     let reporter = match value.fields.get("reporter").and_then(|v| v.kind.as_ref()) {
         None => StatsReporter::Unspecified,
         Some(Kind::StringValue(r)) if r == "UNSPECIFIED" => StatsReporter::Unspecified,
@@ -146,6 +190,7 @@ fn plugin_from_struct(value: &Struct) -> Result<PluginConfig, String> {
     };
     Ok(PluginConfig {
         reporter: reporter as i32,
+        metrics,
         ..PluginConfig::default()
     })
 }
@@ -175,6 +220,7 @@ fn read<'a>(
     let mut out = Filters {
         exchange: false,
         reporter: None,
+        overrides: None,
     };
     for (i, name, any) in filters {
         match name {
@@ -185,6 +231,10 @@ fn read<'a>(
             STATS => {
                 let config = plugin_config(any).map_err(|r| (i, r))?;
                 out.reporter = Some(reporter(&config, choice).map_err(|r| (i, r))?);
+                if !config.definitions.is_empty() {
+                    return Err((i, "custom metric definitions are not supported".into()));
+                }
+                out.overrides = Overrides::compile(&config.metrics).map_err(|r| (i, r))?;
             }
             _ => {}
         }
@@ -203,6 +253,8 @@ pub struct HttpTelemetry {
     pub exchange: bool,
     /// Whether requests are recorded (the stats filter is in the chain).
     pub record: bool,
+    /// The stats config's changes to the metrics.
+    pub overrides: Option<Arc<Overrides>>,
 }
 
 impl HttpTelemetry {
@@ -226,6 +278,7 @@ impl HttpTelemetry {
             reporter: read.reporter.unwrap_or(fallback),
             exchange: read.exchange,
             record: read.reporter.is_some(),
+            overrides: read.overrides,
         }))
     }
 }
@@ -237,6 +290,8 @@ pub struct TcpTelemetry {
     pub registry: Arc<Registry>,
     /// Who the chain reports as.
     pub reporter: Reporter,
+    /// The stats config's changes to the metrics.
+    pub overrides: Option<Arc<Overrides>>,
 }
 
 impl TcpTelemetry {
@@ -247,12 +302,12 @@ impl TcpTelemetry {
         choice: ReporterChoice,
         registry: &Arc<Registry>,
     ) -> Result<Option<TcpTelemetry>, (usize, String)> {
-        Ok(read(filters, choice)?
-            .reporter
-            .map(|reporter| TcpTelemetry {
-                registry: registry.clone(),
-                reporter,
-            }))
+        let read = read(filters, choice)?;
+        Ok(read.reporter.map(|reporter| TcpTelemetry {
+            registry: registry.clone(),
+            reporter,
+            overrides: read.overrides,
+        }))
     }
 }
 

@@ -46,6 +46,15 @@ pub struct Exchange {
     request_bytes: u64,
     protocol: Protocol,
     security: Security,
+    /// What the chain's overrides read of the request, kept only when it has some.
+    request: Option<Box<RequestView>>,
+}
+
+/// The parts of a request that override attributes read.
+struct RequestView {
+    method: http::Method,
+    uri: http::Uri,
+    headers: HeaderMap,
 }
 
 impl HttpTelemetry {
@@ -76,7 +85,15 @@ impl HttpTelemetry {
             (Reporter::Destination, true) => Security::MutualTls,
             (Reporter::Destination, false) => Security::None,
         };
+        let view = self.overrides.as_ref().map(|_| {
+            Box::new(RequestView {
+                method: request.method().clone(),
+                uri: request.uri().clone(),
+                headers: request.headers().clone(),
+            })
+        });
         Exchange {
+            request: view,
             telemetry: self.clone(),
             started: Instant::now(),
             downstream,
@@ -127,7 +144,20 @@ impl Exchange {
             || registry.no_service.clone(),
             |c| registry.service_of(&c.0),
         );
+        let custom = telemetry.overrides.as_ref().map(|o| {
+            let view = self.request.as_deref();
+            let ends = match telemetry.reporter {
+                Reporter::Source => (registry.local(), &*peer),
+                Reporter::Destination => (&*peer, registry.local()),
+            };
+            o.evaluate(
+                view.map(|v| &v.headers),
+                view.map(|v| (&v.method, &v.uri)),
+                ends,
+            )
+        });
         let key = HttpKey {
+            custom,
             reporter: telemetry.reporter,
             peer,
             service,

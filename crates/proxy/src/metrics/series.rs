@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::histogram::{BYTES, DURATION_MS, Histogram};
 use super::interned::Digested;
+use super::overrides::Custom;
 use super::workload::Peer;
 use crate::flags::ResponseFlags;
 
@@ -122,6 +123,8 @@ pub struct HttpKey {
     pub flags: ResponseFlags,
     /// How the downstream connection was secured.
     pub security: Security,
+    /// The chain's overrides and their values for this series, if it has any.
+    pub custom: Option<Custom>,
 }
 
 /// The labels of a TCP series besides the proxy's own workload.
@@ -137,6 +140,8 @@ pub struct TcpKey {
     pub flags: ResponseFlags,
     /// How the downstream connection was secured.
     pub security: Security,
+    /// The chain's overrides and their values for this series, if it has any.
+    pub custom: Option<Custom>,
 }
 
 /// A monotonic count.

@@ -49,7 +49,15 @@ impl TcpTelemetry {
             Reporter::Source => (registry.peer_at(upstream.ip()), Security::Unknown),
             Reporter::Destination => (registry.peer_at(downstream.ip()), Security::None),
         };
+        let custom = self.overrides.as_ref().map(|o| {
+            let ends = match self.reporter {
+                Reporter::Source => (registry.local(), &*peer),
+                Reporter::Destination => (&*peer, registry.local()),
+            };
+            o.evaluate(None, None, ends)
+        });
         let key = TcpKey {
+            custom,
             reporter: self.reporter,
             peer,
             service: registry.service_of(cluster),

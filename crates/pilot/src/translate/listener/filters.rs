@@ -213,7 +213,7 @@ pub(crate) fn http_connection_manager(
     routes: Routes,
     side: Side,
     security: Vec<HttpFilter>,
-    telemetry: Telemetry,
+    telemetry: &Telemetry,
 ) -> Filter {
     let route_specifier = match routes {
         Routes::Rds(name) => http_connection_manager::RouteSpecifier::Rds(Rds {

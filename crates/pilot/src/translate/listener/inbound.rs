@@ -118,7 +118,7 @@ pub(crate) fn inbound_listeners(
     let server = Server {
         peer: peer_authentication(&push.config, &push.mesh.root_namespace, proxy),
         filters: ServerFilters::new(push, proxy),
-        telemetry: Telemetry::new(proxy, Class::SidecarInbound),
+        telemetry: Telemetry::new(push, proxy, Class::SidecarInbound),
     };
     let mut out = Vec::new();
     for p in ports.iter().filter(|p| !p.captured) {
@@ -378,7 +378,7 @@ fn port_chains(
                     Routes::Inline(Box::new(inbound_route_config(p))),
                     Side::Inbound,
                     server.filters.http.clone(),
-                    server.telemetry,
+                    &server.telemetry,
                 )]
             } else {
                 with_proxy(

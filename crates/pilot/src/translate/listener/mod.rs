@@ -77,10 +77,10 @@ pub fn outbound_side(push: &PushContext, proxy: &Proxy) -> OutboundSide {
                 .any(|l| l.capture_mode == CaptureMode::None)
     });
     if none_mode || uncaptured {
-        out.push(http_proxy_listener(proxy));
+        out.push(http_proxy_listener(push, proxy));
     }
     if !none_mode {
-        out.push(virtual_outbound(proxy, &scope));
+        out.push(virtual_outbound(push, proxy, &scope));
     }
     crate::translate::telemetry::apply(push, proxy, &mut out);
     OutboundSide {
@@ -98,7 +98,7 @@ pub fn inbound_side(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
 
 /// The HTTP proxy listener, bound on the workload's own address (in local mode every
 /// workload has its own loopback address, so `127.0.0.1` would collide).
-fn http_proxy_listener(proxy: &Proxy) -> Listener {
+fn http_proxy_listener(push: &PushContext, proxy: &Proxy) -> Listener {
     let ip = proxy
         .ips
         .first()
@@ -112,7 +112,7 @@ fn http_proxy_listener(proxy: &Proxy) -> Listener {
                 Routes::Rds(HTTP_PROXY_ROUTE.to_owned()),
                 Side::HttpProxy,
                 Vec::new(),
-                Telemetry::new(proxy, Class::SidecarOutbound),
+                &Telemetry::new(push, proxy, Class::SidecarOutbound),
             )],
             ..FilterChain::default()
         }],
@@ -126,9 +126,9 @@ fn http_proxy_listener(proxy: &Proxy) -> Listener {
 /// of its original destination; what no listener takes goes to the catch-all cluster,
 /// and connections to 15001 itself are dropped (Istio's
 /// `buildVirtualOutboundListener`).
-fn virtual_outbound(proxy: &Proxy, scope: &SidecarScope<'_>) -> Listener {
+fn virtual_outbound(push: &PushContext, proxy: &Proxy, scope: &SidecarScope<'_>) -> Listener {
     let fallback = scope.catch_all_cluster();
-    let telemetry = Telemetry::new(proxy, Class::SidecarOutbound);
+    let telemetry = Telemetry::new(push, proxy, Class::SidecarOutbound);
     Listener {
         name: VIRTUAL_OUTBOUND_LISTENER.to_owned(),
         address: Some(address("0.0.0.0", VIRTUAL_OUTBOUND_PORT)),

@@ -118,10 +118,10 @@ pub(crate) fn outbound_listeners(
         }
     }
     let fallback = scope.catch_all_cluster();
-    let telemetry = Telemetry::new(proxy, Class::SidecarOutbound);
+    let telemetry = Telemetry::new(push, proxy, Class::SidecarOutbound);
     entries
         .into_values()
-        .map(|e| finish(e, &fallback, telemetry))
+        .map(|e| finish(e, &fallback, &telemetry))
         .collect()
 }
 
@@ -159,7 +159,7 @@ fn add(entries: &mut BTreeMap<(String, u16), Entry>, c: Candidate<'_>) {
                 Routes::Rds(route_name),
                 side,
                 Vec::new(),
-                Telemetry::new(c.proxy, Class::SidecarOutbound),
+                &Telemetry::new(c.push, c.proxy, Class::SidecarOutbound),
             )],
             ..FilterChain::default()
         }
@@ -261,7 +261,7 @@ fn tcp_chains(c: &Candidate<'_>, cidrs: &[String]) -> Vec<FilterChain> {
     let mut out = Vec::new();
     let tls_port = c.protocol.is_none_or(Protocol::is_tls);
     let default_cluster = outbound_cluster(c.port, "", c.service.hostname.as_str());
-    let telemetry = Telemetry::new(c.proxy, Class::SidecarOutbound);
+    let telemetry = Telemetry::new(c.push, c.proxy, Class::SidecarOutbound);
     let chain = |m: FilterChainMatch, route: &[RouteDestination], vs: &MeshVirtualService<'_>| {
         FilterChain {
             filter_chain_match: Some(m),
@@ -356,7 +356,7 @@ fn tcp_target(
 /// Turns an entry into a listener: a chain that matches everything becomes the default
 /// chain (or the only one), else unmatched traffic passes through (Istio's
 /// `buildListenerFromEntry`).
-fn finish(entry: Entry, fallback: &str, telemetry: Telemetry) -> Listener {
+fn finish(entry: Entry, fallback: &str, telemetry: &Telemetry) -> Listener {
     let name = if entry.address.starts_with("unix://") {
         entry.address.clone()
     } else {

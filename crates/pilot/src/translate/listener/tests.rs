@@ -513,3 +513,59 @@ fn a_plain_envoy_gets_none_of_istios_own_filters() {
         .collect();
     assert!(names.iter().all(|n| !n.starts_with("istio.")), "{names:?}");
 }
+
+/// Telemetry metrics as the stats config carries them: a client-side override of
+/// REQUEST_COUNT (a tag removed, one set, one with an expression the proxy cannot
+/// evaluate left out), and all metrics off on the server side (no stats filter).
+#[test]
+fn telemetry_metrics_shape_the_stats_config() {
+    let push = push_of(
+        bookinfo_registry(),
+        r#"
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: istio-system}
+spec:
+  metrics:
+  - providers: [{name: prometheus}]
+    overrides:
+    - match: {metric: REQUEST_COUNT, mode: CLIENT}
+      tagOverrides:
+        request_protocol: {operation: REMOVE}
+        request_host: {value: request.host}
+        port: {value: "string(destination.port)"}
+    - match: {mode: SERVER}
+      disabled: true
+"#,
+    );
+    let ls = listeners(&push, &istio_productpage());
+    let out = hcm(&find(&ls, "0.0.0.0_9080").filter_chains[0]);
+    let config = stats_config(&out);
+    let [metric] = &config.metrics[..] else {
+        panic!("one override expected: {:?}", config.metrics);
+    };
+    assert_eq!(metric.name, "requests_total");
+    assert!(!metric.drop);
+    assert_eq!(metric.tags_to_remove, ["request_protocol"]);
+    assert_eq!(
+        metric.dimensions,
+        [("request_host".to_owned(), "request.host".to_owned())].into()
+    );
+
+    let vi = find(&ls, "virtualInbound");
+    let inbound = vi
+        .filter_chains
+        .iter()
+        .find(|c| c.filters.last().unwrap().name == "envoy.filters.network.http_connection_manager")
+        .unwrap();
+    let names: Vec<String> = hcm(inbound)
+        .http_filters
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert!(
+        names.contains(&"istio.metadata_exchange".to_owned()),
+        "{names:?}"
+    );
+    assert!(!names.contains(&"istio.stats".to_owned()), "{names:?}");
+}
