@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use super::histogram::Histogram;
 use super::overrides::{Custom, Family as Metric};
-use super::series::{HttpKey, HttpSeries, Reporter, Service, TcpKey, TcpSeries};
+use super::series::{HttpKey, HttpSeries, Principals, Reporter, Service, TcpKey, TcpSeries};
 use super::workload::{UNKNOWN, Workload};
 use crate::stats::escape;
 
@@ -40,7 +40,9 @@ fn ends<'a>(
     local: &'a Workload,
     peer: &'a Workload,
     service: &'a Service,
+    principals: &'a Principals,
 ) -> Labels<'a> {
+    let principal = |p: &'a Option<std::sync::Arc<str>>| p.as_deref().unwrap_or(UNKNOWN);
     let (s, d) = match reporter {
         Reporter::Source => (local, peer),
         Reporter::Destination => (peer, local),
@@ -51,13 +53,13 @@ fn ends<'a>(
         ("source_canonical_service", &s.canonical_service),
         ("source_canonical_revision", &s.canonical_revision),
         ("source_workload_namespace", &s.namespace),
-        ("source_principal", UNKNOWN),
+        ("source_principal", principal(&principals.source)),
         ("source_app", &s.app),
         ("source_version", &s.version),
         ("source_cluster", &s.cluster),
         ("destination_workload", &d.name),
         ("destination_workload_namespace", &d.namespace),
-        ("destination_principal", UNKNOWN),
+        ("destination_principal", principal(&principals.destination)),
         ("destination_app", &d.app),
         ("destination_version", &d.version),
         ("destination_service", &service.host),
@@ -211,7 +213,13 @@ pub fn prometheus(
         let code = key.code.to_string();
         let grpc = key.grpc.map(|g| g.to_string()).unwrap_or_default();
         let flags = key.flags.to_string();
-        let mut labels = ends(key.reporter, local, &key.peer, &key.service);
+        let mut labels = ends(
+            key.reporter,
+            local,
+            &key.peer,
+            &key.service,
+            &key.principals,
+        );
         labels.extend([
             ("request_protocol", key.protocol.as_str()),
             ("response_code", code.as_str()),
@@ -259,7 +267,13 @@ pub fn prometheus(
     );
     for (key, series) in tcp {
         let flags = key.flags.to_string();
-        let mut labels = ends(key.reporter, local, &key.peer, &key.service);
+        let mut labels = ends(
+            key.reporter,
+            local,
+            &key.peer,
+            &key.service,
+            &key.principals,
+        );
         labels.extend([
             ("request_protocol", "tcp"),
             ("response_flags", flags.as_str()),
