@@ -117,6 +117,11 @@ enum Command {
         /// ~/.mizzen/tokens, where `mizzen up` and `mizzen run` mint them).
         #[arg(long, value_name = "DIR")]
         tokens: Option<PathBuf>,
+        /// A MeshConfig file (YAML: what the `mesh` key of Istio's `istio` ConfigMap
+        /// holds), read as istiod reads its mounted ConfigMap. Without it, the `istio`
+        /// ConfigMap in DIR's root namespace is read and followed as it changes.
+        #[arg(long, value_name = "FILE")]
+        mesh_config: Option<PathBuf>,
     },
     /// Print the URL of the running mesh's dashboard (`--browser` opens it).
     ///
@@ -226,12 +231,16 @@ fn run(command: Command, levels: proxy::LogControl) -> anyhow::Result<ExitCode> 
             cacerts,
             ca_dir,
             tokens,
+            mesh_config,
         } => {
             let mut dashboard = DashboardOptions::default();
             if let Some(url) = prometheus {
                 dashboard.metrics = MetricsSource::Prometheus(url);
             }
-            let mesh = MeshConfig::default();
+            let mesh = match mesh_config {
+                Some(path) => MeshConfig::from_file(&path)?,
+                None => MeshConfig::default(),
+            };
             let state = up::state::StateDir::resolve(None)?;
             let (ca, ca_dir) = match cacerts {
                 Some(dir) => (Ca::load(&dir), dir),

@@ -109,7 +109,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         addr: mesh.tls,
         tls: ClientTls::new(&root, ISTIOD_SAN)
             .with_context(|| format!("{}", root_path.display()))?,
-        trust_domain: MeshConfig::default().trust_domain,
+        trust_domain: MeshConfig::default().trust_domain.clone(),
     };
     let tokens = LocalTokens::open(&state.tokens_dir())?;
     let token = tokens.issue(&ServiceAccount {

@@ -51,8 +51,10 @@ fn push(dir: &Path, table: &Value, case: &Value) -> PushContext {
         .into_iter()
         .map(|l| (l.object.key(), Arc::new(l.object)))
         .collect();
-    let mut mesh = MeshConfig::default();
-    mesh.trust_domain = String::new();
+    let mut mesh = MeshConfig::from(mizzen_api::mesh::MeshConfig {
+        trust_domain: String::new(),
+        ..Default::default()
+    });
     if let Some(bundle) = case.get("trustDomainBundle") {
         mesh.trust_domain = bundle["trustDomain"].as_str().unwrap().to_owned();
         mesh.trust_domain_aliases = serde_json::from_value(bundle["aliases"].clone()).unwrap();

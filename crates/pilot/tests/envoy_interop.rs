@@ -105,8 +105,10 @@ async fn envoy_accepts_everything_pilot_sends_and_follows_changes() {
     // A bare Envoy has no agent serving the workload certificate over `sds-grpc`, and
     // waits for it before taking clusters and listeners that name it: plain text here.
     std::fs::write(dir.path().join("plaintext.yaml"), PLAINTEXT_MESH).unwrap();
-    let mut plain = MeshConfig::default();
-    plain.enable_auto_mtls = false;
+    let plain = MeshConfig::from(mizzen_api::mesh::MeshConfig {
+        enable_auto_mtls: false,
+        ..Default::default()
+    });
     let (xds, http, status) = start_pilot_with(dir.path(), plain).await;
 
     let work = tempfile::tempdir().unwrap();

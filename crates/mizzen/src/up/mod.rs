@@ -49,6 +49,11 @@ pub struct UpArgs {
     /// The mesh's config directory (Istio and Kubernetes YAML).
     #[arg(default_value = "examples/bookinfo")]
     pub dir: PathBuf,
+    /// A MeshConfig file (YAML: what the `mesh` key of Istio's `istio` ConfigMap
+    /// holds), read as istiod reads its mounted ConfigMap. Without it, the `istio`
+    /// ConfigMap in DIR's root namespace is read and followed as it changes.
+    #[arg(long, value_name = "FILE")]
+    pub mesh_config: Option<PathBuf>,
     /// The state directory (lock, mesh.json, logs); default $MIZZEN_HOME or ~/.mizzen.
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
@@ -94,7 +99,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&workloads_dir)?;
     std::fs::create_dir_all(state.logs_dir())?;
-    let mesh_config = MeshConfig::default();
+    let mesh_config = match &args.mesh_config {
+        Some(path) => MeshConfig::from_file(path)?,
+        None => MeshConfig::default(),
+    };
     let ca_dir = state.ca_dir();
     let ca = Arc::new(
         Ca::load_or_create(&ca_dir, &mesh_config.trust_domain)

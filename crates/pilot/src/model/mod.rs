@@ -15,7 +15,7 @@ pub mod visibility;
 mod testing;
 
 pub use proxy::{InterceptionMode, NodeType, Proxy, ProxyError};
-pub use push::{MeshConfig, PushContext};
+pub use push::{MeshConfig, MeshSource, PushContext};
 pub use registry::{Registry, resolve_host};
 pub use service::{Endpoint, HealthStatus, Hostname, Location, Resolution, Service, ServicePort};
 pub use visibility::EgressImports;

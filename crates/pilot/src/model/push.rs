@@ -1,10 +1,11 @@
 //! Everything one push needs, computed once per config change and shared by all
 //! proxies (Istio's `PushContext`). Per-proxy work only filters it.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use mizzen_api::Resource;
-use mizzen_api::mesh::Provider;
+use mizzen_api::mesh::{MeshError, Provider};
 use mizzen_api::networking::Sidecar;
 
 use super::jwks::JwksKeys;
@@ -23,6 +24,20 @@ pub struct MeshConfig {
     pub config: mizzen_api::mesh::MeshConfig,
     /// The DNS suffix of Kubernetes services (`cluster.local`; istiod's `--domain`).
     pub domain_suffix: String,
+    /// Where `config` comes from.
+    pub source: MeshSource,
+}
+
+/// Where the user's MeshConfig comes from, as istiod decides it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum MeshSource {
+    /// The `istio` ConfigMap (`data.mesh`) in the root namespace of the config, read
+    /// again on every change; Istio's defaults while there is none.
+    #[default]
+    ConfigMap,
+    /// A file (`--mesh-config`), as istiod reads the ConfigMap mounted as a file: a
+    /// ConfigMap in the config is then not read.
+    File(PathBuf),
 }
 
 impl Default for MeshConfig {
@@ -36,17 +51,54 @@ impl From<mizzen_api::mesh::MeshConfig> for MeshConfig {
         Self {
             config,
             domain_suffix: "cluster.local".into(),
+            source: MeshSource::ConfigMap,
         }
     }
 }
 
 impl MeshConfig {
-    /// This mesh with `config` in place of the user's settings, pilot's own kept.
-    pub fn with_config(&self, config: mizzen_api::mesh::MeshConfig) -> Self {
-        Self {
-            config,
-            domain_suffix: self.domain_suffix.clone(),
+    /// The settings of the MeshConfig file at `path`.
+    pub fn from_file(path: &Path) -> Result<Self, MeshError> {
+        let config = mizzen_api::mesh::MeshConfig::from_file(path)?;
+        Ok(Self {
+            source: MeshSource::File(path.to_owned()),
+            ..Self::from(config)
+        })
+    }
+
+    /// The settings in force for `snapshot`: with [`MeshSource::ConfigMap`], its
+    /// `istio` ConfigMap over Istio's defaults (pilot's own settings kept); `previous`
+    /// (the last push's) is reused when nothing changed, and kept when the ConfigMap
+    /// does not parse, as istiod keeps its last good mesh config.
+    pub fn in_force(
+        self: &Arc<Self>,
+        snapshot: &Snapshot,
+        previous: Option<&Arc<MeshConfig>>,
+    ) -> Arc<MeshConfig> {
+        if self.source != MeshSource::ConfigMap {
+            return self.clone();
         }
+        let key = mizzen_api::mesh::MeshConfig::config_map_key(&self.root_namespace);
+        let read = snapshot
+            .get(&key)
+            .and_then(|o| mizzen_api::mesh::MeshConfig::from_config_map(o));
+        let config = match read {
+            None => return self.clone(),
+            Some(Ok(config)) => config,
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "mesh config not applied; keeping the last good one");
+                return previous.unwrap_or(self).clone();
+            }
+        };
+        if let Some(previous) = previous.filter(|p| p.config == config) {
+            return previous.clone();
+        }
+        let mesh = Self {
+            config,
+            ..(**self).clone()
+        };
+        mesh.warn_unsupported();
+        Arc::new(mesh)
     }
 
     /// Warns once per (re)load about providers Mizzen reads but does not act on, so
@@ -156,5 +208,48 @@ impl PushContext {
             .services()
             .filter(|s| visibility::exported_to(s, &proxy.namespace) && imports.imports(s));
         visibility::one_per_hostname(candidates, &proxy.namespace)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::testing::snapshot;
+
+    fn config_map(mesh: &str) -> Snapshot {
+        snapshot(&format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: istio, namespace: istio-system}}\ndata:\n  mesh: '{mesh}'\n"
+        ))
+    }
+
+    #[test]
+    fn the_config_map_overrides_defaults_and_a_bad_one_keeps_the_last_good() {
+        let base = Arc::new(MeshConfig::default());
+        assert!(Arc::ptr_eq(&base.in_force(&snapshot(""), None), &base));
+        let good = base.in_force(&config_map("accessLogFile: /dev/stdout"), None);
+        assert_eq!(good.access_log_file, "/dev/stdout");
+        assert_eq!(good.domain_suffix, "cluster.local");
+        let again = base.in_force(&config_map("accessLogFile: /dev/stdout"), Some(&good));
+        assert!(
+            Arc::ptr_eq(&again, &good),
+            "unchanged config keeps the push's mesh"
+        );
+        let bad = base.in_force(&config_map("accessLogEncoding: XML"), Some(&good));
+        assert!(Arc::ptr_eq(&bad, &good));
+        // Removed: back to the defaults.
+        assert!(Arc::ptr_eq(
+            &base.in_force(&snapshot(""), Some(&good)),
+            &base
+        ));
+    }
+
+    #[test]
+    fn a_mesh_config_file_ignores_the_config_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mesh.yaml");
+        std::fs::write(&path, "accessLogFile: /tmp/file.log\n").unwrap();
+        let base = Arc::new(MeshConfig::from_file(&path).unwrap());
+        let mesh = base.in_force(&config_map("accessLogFile: /dev/stdout"), None);
+        assert_eq!(mesh.access_log_file, "/tmp/file.log");
     }
 }

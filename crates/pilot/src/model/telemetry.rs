@@ -192,10 +192,15 @@ impl<'a> Telemetry<'a> {
             );
 
         #[derive(Default)]
+        struct Metric {
+            disabled: Option<bool>,
+            tags: BTreeMap<String, Option<String>>,
+        }
+        #[derive(Default)]
         struct Merged {
             disabled_all: bool,
             interval: Option<mizzen_api::types::Duration>,
-            metrics: BTreeMap<String, (Option<bool>, BTreeMap<String, Option<String>>)>,
+            metrics: BTreeMap<String, Metric>,
         }
         let mut merged: BTreeMap<&str, Merged> = BTreeMap::new();
         if entries.is_empty() {
@@ -231,12 +236,12 @@ impl<'a> Telemetry<'a> {
                     for metric in metric_names(&selector) {
                         let entry = provider.metrics.entry(metric).or_default();
                         if o.disabled.is_some() {
-                            entry.0 = o.disabled;
+                            entry.disabled = o.disabled;
                         }
                         for (tag, change) in &o.tag_overrides {
                             let value = (change.operation == TagOverrideOperation::Upsert)
                                 .then(|| change.value.clone());
-                            entry.1.insert(tag.clone(), value);
+                            entry.tags.insert(tag.clone(), value);
                         }
                     }
                 }
@@ -253,10 +258,11 @@ impl<'a> Telemetry<'a> {
                     overrides: m
                         .metrics
                         .into_iter()
-                        .map(|(metric, (disabled, tags))| MetricOverride {
+                        .map(|(metric, m)| MetricOverride {
                             metric,
-                            disabled: disabled == Some(true),
-                            tags: tags
+                            disabled: m.disabled == Some(true),
+                            tags: m
+                                .tags
                                 .into_iter()
                                 .map(|(name, value)| TagOverride { name, value })
                                 .collect(),

@@ -23,10 +23,11 @@ pub fn types_for(kind: &str) -> TypeSet {
         Ok(Kind::PeerAuthentication) => TypeSet::of([Listener, Cluster]),
         // Authentication and authorization filters live in listeners.
         Ok(Kind::RequestAuthentication | Kind::AuthorizationPolicy) => TypeSet::of([Listener]),
+        // Access logging and tracing live in listeners.
+        Ok(Kind::Telemetry) => TypeSet::of([Listener]),
         // Kinds the translation does not read yet.
         Ok(
-            Kind::Telemetry
-            | Kind::ProxyConfig
+            Kind::ProxyConfig
             | Kind::EnvoyFilter
             | Kind::WasmPlugin
             | Kind::Secret
@@ -111,7 +112,11 @@ mod tests {
         let authz = types_for("AuthorizationPolicy");
         assert!(authz.contains(ResourceType::Listener) && !authz.contains(ResourceType::Route));
         assert!(types_for("RequestAuthentication").contains(ResourceType::Listener));
-        assert!(types_for("Telemetry").is_empty());
+        assert_eq!(
+            types_for("Telemetry"),
+            TypeSet::of([ResourceType::Listener])
+        );
+        assert!(types_for("WasmPlugin").is_empty());
     }
 
     fn snapshot(yaml: &str) -> Snapshot {

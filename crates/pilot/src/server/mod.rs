@@ -101,6 +101,8 @@ pub struct Pilot {
     store: Arc<dyn ConfigStore>,
     debounce: Duration,
     jwks: JwksResolver,
+    /// The options' mesh settings, which the `istio` ConfigMap may override per push.
+    mesh: Arc<MeshConfig>,
 }
 
 /// What the debug endpoints read.
@@ -140,7 +142,8 @@ impl Pilot {
         };
         let mesh = Arc::new(options.mesh);
         let jwks = JwksResolver::default();
-        let current = Arc::new(ArcSwap::from_pointee(build(&*store, &mesh, &jwks)));
+        mesh.warn_unsupported();
+        let current = Arc::new(ArcSwap::from_pointee(build(&*store, &mesh, None, &jwks)));
         let ads = AdsServer::new(Source::new(current.clone()));
         let name = format!("mizzen-pilot-{}", xds.local_addr().map_or(0, |a| a.port()));
         let dashboard = match options.dashboard_addr {
@@ -173,6 +176,7 @@ impl Pilot {
             store,
             debounce: options.debounce,
             jwks,
+            mesh,
         })
     }
 
@@ -220,9 +224,9 @@ impl Pilot {
             store,
             debounce,
             jwks,
+            mesh,
         } = self;
         let pusher = ads.pusher();
-        let mesh = state.current.load().push.mesh.clone();
         let push_state = state.clone();
         let push_store = store.clone();
         let push_jwks = jwks.clone();
@@ -233,9 +237,13 @@ impl Pilot {
             },
             move |request: PushRequest<crate::model::Proxy>| {
                 let started = Instant::now();
-                push_state
-                    .current
-                    .store(Arc::new(build(&*push_store, &mesh, &push_jwks)));
+                let previous = push_state.current.load().push.mesh.clone();
+                push_state.current.store(Arc::new(build(
+                    &*push_store,
+                    &mesh,
+                    Some(&previous),
+                    &push_jwks,
+                )));
                 let woken = pusher.push(&request);
                 push_state
                     .metrics
@@ -310,11 +318,18 @@ impl Pilot {
     }
 }
 
-/// The push context for the store's current snapshot, with the key sets fetched so
-/// far, versioned by its revision.
-fn build(store: &dyn ConfigStore, mesh: &Arc<MeshConfig>, jwks: &JwksResolver) -> Current {
+/// The push context for the store's current snapshot, with the mesh config in force
+/// for it (from `mesh`, the options' settings, and the `previous` push's) and the key
+/// sets fetched so far, versioned by its revision.
+fn build(
+    store: &dyn ConfigStore,
+    mesh: &Arc<MeshConfig>,
+    previous: Option<&Arc<MeshConfig>>,
+    jwks: &JwksResolver,
+) -> Current {
     let snapshot = store.snapshot();
     let version = snapshot.revision.to_string();
-    let push = PushContext::new(snapshot, mesh.clone()).with_jwks(jwks.keys());
+    let mesh = mesh.in_force(&snapshot, previous);
+    let push = PushContext::new(snapshot, mesh).with_jwks(jwks.keys());
     Current::new(push, version)
 }

@@ -1032,9 +1032,10 @@ fn every_cluster_encodes() {
 #[test]
 fn without_auto_mtls_mesh_clusters_are_plain_text() {
     let mut p = push(&reviews_rule(""), bookinfo());
-    let mut mesh = MeshConfig::default();
-    mesh.enable_auto_mtls = false;
-    p.mesh = Arc::new(mesh);
+    p.mesh = Arc::new(MeshConfig::from(mizzen_api::mesh::MeshConfig {
+        enable_auto_mtls: false,
+        ..Default::default()
+    }));
     let out = clusters(&p, &productpage());
     let c = find(&out, "outbound|9080||reviews.default.svc.cluster.local");
     assert!(c.transport_socket_matches.is_empty() && c.transport_socket.is_none());

@@ -296,3 +296,18 @@ fn server_side_follows_server_mode_entries() {
             .all(|h| h.tracing.is_some() && h.access_log.is_empty())
     );
 }
+
+#[test]
+fn gateways_trace_as_clients_and_spawn_upstream_spans() {
+    let gateway = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: istio-system}\nspec:\n  selector: {istio: ingressgateway}\n  servers:\n  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: ['*']\n---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh, namespace: istio-system}\nspec:\n  tracing:\n  - providers: [{name: otel}]\n  - match: {mode: SERVER}\n    disableSpanReporting: true\n";
+    let p = push(OTEL, gateway);
+    let mut proxy = Proxy::from_node_id(
+        "router~10.2.0.1~istio-ingressgateway-1.istio-system~istio-system.svc.cluster.local",
+    )
+    .unwrap();
+    proxy.labels.insert("istio".into(), "ingressgateway".into());
+    let listeners = crate::translate::gateway::listeners(&p, &proxy);
+    let hcm = managers(&listeners).remove(0);
+    let tracing = hcm.tracing.expect("gateways are the client side");
+    assert_eq!(tracing.spawn_upstream_span, Some(BoolValue { value: true }));
+}
