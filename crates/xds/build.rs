@@ -163,8 +163,10 @@ fn collect_protos(dir: &Path, files: &mut Vec<PathBuf>) {
 }
 
 /// xDS types that Istio's generated config puts in `Any`s but `envoy-types` does not ship,
-/// written out here (schema only): `TypedStruct` in both of its packages, and `IPMatcher`
-/// (Istio's `virtualInbound` filter chain matcher).
+/// written out here (schema only): `TypedStruct` in both of its packages, `IPMatcher`
+/// (Istio's `virtualInbound` filter chain matcher), and the configs of istio-proxy's own
+/// telemetry filters (`istio.stats`, `istio.metadata_exchange`), as `mizzen_xds::istio`
+/// has them.
 const EXTRA_PROTOS: &[(&str, &str)] = &[
     (
         "xds/type/v3/typed_struct.proto",
@@ -185,6 +187,85 @@ import "google/protobuf/struct.proto";
 message TypedStruct {
   string type_url = 1;
   google.protobuf.Struct value = 2;
+}
+"#,
+    ),
+    (
+        "istio/stats/config.proto",
+        r#"syntax = "proto3";
+package stats;
+import "google/protobuf/duration.proto";
+message MetricConfig {
+  map<string, string> dimensions = 1;
+  string name = 2;
+  repeated string tags_to_remove = 3;
+  string match = 4;
+  bool drop = 5;
+}
+enum MetricType {
+  COUNTER = 0;
+  GAUGE = 1;
+  HISTOGRAM = 2;
+}
+message MetricDefinition {
+  string name = 1;
+  string value = 2;
+  MetricType type = 3;
+}
+enum Reporter {
+  UNSPECIFIED = 0;
+  SERVER_GATEWAY = 1;
+}
+message PluginConfig {
+  bool disable_host_header_fallback = 6;
+  google.protobuf.Duration tcp_reporting_duration = 7;
+  repeated MetricConfig metrics = 8;
+  repeated MetricDefinition definitions = 9;
+  Reporter reporter = 10;
+  google.protobuf.Duration rescoping_duration = 11;
+  google.protobuf.Duration scope_grace_period_duration = 12;
+}
+"#,
+    ),
+    (
+        "istio/peer_metadata/config.proto",
+        r#"syntax = "proto3";
+package io.istio.http.peer_metadata;
+message Config {
+  message Baggage {}
+  message WorkloadDiscovery {}
+  message IstioHeaders {
+    bool skip_external_clusters = 1;
+  }
+  message DiscoveryMethod {
+    oneof method_specifier {
+      Baggage baggage = 1;
+      WorkloadDiscovery workload_discovery = 2;
+      IstioHeaders istio_headers = 3;
+    }
+  }
+  repeated DiscoveryMethod downstream_discovery = 1;
+  repeated DiscoveryMethod upstream_discovery = 2;
+  message PropagationMethod {
+    oneof method_specifier {
+      IstioHeaders istio_headers = 1;
+    }
+  }
+  repeated PropagationMethod downstream_propagation = 3;
+  repeated PropagationMethod upstream_propagation = 4;
+  bool shared_with_upstream = 5;
+  repeated string additional_labels = 6;
+}
+"#,
+    ),
+    (
+        "istio/metadata_exchange/config.proto",
+        r#"syntax = "proto3";
+package envoy.tcp.metadataexchange.config;
+message MetadataExchange {
+  string protocol = 1;
+  bool enable_discovery = 2;
+  repeated string additional_labels = 3;
 }
 "#,
     ),

@@ -69,9 +69,14 @@ where
         io::Error::other(e)
     })?;
     let _open = state.stats.upstream_cx_active.track();
-    let ends = (downstream.peer, chosen.address);
     let stream = logged.count(stream);
-    let mut stream = Metering::new(proxy.telemetry.as_deref(), stream, ends, cluster);
+    let mut stream = Metering::new(
+        proxy.telemetry.as_deref(),
+        stream,
+        downstream,
+        chosen.address,
+        cluster,
+    );
     let Some(idle) = proxy.idle_timeout else {
         return copy_bidirectional(&mut stream, &mut upstream)
             .await

@@ -52,6 +52,11 @@ fn node(pod: &str, workload: &str, app: &str, version: &str) -> String {
 /// An HTTP listener named `http` on 127.0.0.1:0 with Istio's telemetry filters, routing
 /// everything to `cluster`.
 fn http_listener(direction: &str, cluster: &str) -> String {
+    http_listener_with(direction, cluster, STATS)
+}
+
+/// [`http_listener`] with its own `istio.stats` filter.
+fn http_listener_with(direction: &str, cluster: &str, stats: &str) -> String {
     format!(
         r#"- name: http
   address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
@@ -72,7 +77,7 @@ fn http_listener(direction: &str, cluster: &str) -> String {
 {}
 "#,
         nest(EXCHANGE, 8),
-        nest(STATS, 8),
+        nest(stats, 8),
         nest(
             &format!(
                 "- name: all\n  domains: [\"*\"]\n  routes: [{{match: {{prefix: \"/\"}}, route: {{cluster: \"{cluster}\"}}}}]\n"
@@ -483,4 +488,67 @@ async fn tcp_connections_and_bytes_are_counted_on_both_sides() {
         }
         assert_eq!(closed, 2.0);
     }
+}
+
+/// A stats config's overrides, as pilot writes them from Telemetry: labels removed, set
+/// from the request or a literal, a metric dropped; series made alike are summed.
+#[tokio::test]
+async fn stats_overrides_remove_set_and_drop() {
+    const OVERRIDES: &str = r#"- name: istio.stats
+  typed_config:
+    "@type": type.googleapis.com/stats.PluginConfig
+    metrics:
+    - dimensions: {mesh: "'local'"}
+    - name: requests_total
+      tags_to_remove: [response_code]
+      dimensions: {request_host: request.host}
+    - name: request_bytes
+      drop: true
+"#;
+    let app = app().await;
+    let client = start(format!(
+        "{}static_resources:\n  listeners:\n{}  clusters:\n{}",
+        node("productpage-v1-1", "productpage-v1", "productpage", "v1"),
+        nest(&http_listener_with("OUTBOUND", OUTBOUND, OVERRIDES), 2),
+        nest(&istio_cluster(OUTBOUND, app, None, None), 2),
+    ))
+    .await;
+    let entry = client.listener_addr("http").await;
+    for (host, path, status) in [
+        ("a.example", "/status/200", 200),
+        ("a.example", "/status/200", 200),
+        ("a.example", "/status/200", 200),
+        ("a.example", "/status/503", 503),
+        ("b.example", "/", 200),
+        ("b.example", "/", 200),
+    ] {
+        assert_eq!(send(entry, get(host, path)).await.status, status);
+    }
+    let text = scrape(&client).await;
+    let a = [("request_host", "a.example"), ("mesh", "local")];
+    assert_eq!(sample(&text, "istio_requests_total", &a), 4.0);
+    assert_eq!(
+        sample(
+            &text,
+            "istio_requests_total",
+            &[("request_host", "b.example")]
+        ),
+        2.0
+    );
+    let requests = text
+        .lines()
+        .find(|l| l.starts_with("istio_requests_total{"))
+        .unwrap();
+    assert!(!requests.contains("response_code="), "{requests}");
+    let ok = [("response_code", "200"), ("mesh", "local")];
+    assert_eq!(
+        sample(&text, "istio_request_duration_milliseconds_count", &ok),
+        5.0
+    );
+    let duration = text
+        .lines()
+        .find(|l| l.starts_with("istio_request_duration_milliseconds_count{"))
+        .unwrap();
+    assert!(!duration.contains("request_host="), "{duration}");
+    assert!(!text.contains("istio_request_bytes"), "{text}");
 }

@@ -822,3 +822,76 @@ mod envoy_parity {
         assert!(differences.is_empty(), "{}", differences.join("\n"));
     }
 }
+
+/// `yaml` with Istio's stats filter before every router and its listeners inbound.
+fn with_stats(yaml: &str) -> String {
+    let mut out = String::new();
+    for line in yaml.lines() {
+        if line.trim_start() == "- name: envoy.filters.http.router" {
+            let indent = &line[..line.len() - line.trim_start().len()];
+            out.push_str(&format!(
+                "{indent}- name: istio.stats\n{indent}  typed_config: {{\"@type\": type.googleapis.com/stats.PluginConfig}}\n"
+            ));
+        }
+        out.push_str(line);
+        out.push('\n');
+        if line == "  - name: inbound" {
+            out.push_str("    traffic_direction: INBOUND\n");
+        }
+    }
+    out
+}
+
+/// The server sidecar's metrics name both ends by their certificates' SPIFFE ids and
+/// the connection `mutual_tls`; a plaintext request on the same port has neither.
+#[tokio::test]
+async fn the_destination_reports_both_principals_of_an_mtls_request() {
+    let ca = Ca::new();
+    let backend = backend("httpbin").await;
+    let yaml = with_stats(&server_yaml(Mode::Permissive, Source::Agent, backend, ""));
+    let server = start(
+        &yaml,
+        &[identity_secret(&ca.leaf(SERVER_ID, 1)), root_secret(&ca)],
+    )
+    .await;
+    let inbound = server.listener_addr("inbound").await;
+    let (_client, outbound) = client(&ca, &Origination::default(), inbound).await;
+    for _ in 0..3 {
+        assert_eq!(send(outbound, get("httpbin", "/get")).await.status, 200);
+    }
+    assert_eq!(send(inbound, get("httpbin", "/get")).await.status, 200);
+
+    let text = send(
+        server.admin_addr().unwrap(),
+        get("admin", "/stats/prometheus"),
+    )
+    .await
+    .body;
+    let requests: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("istio_requests_total{"))
+        .collect();
+    let mtls = format!(
+        "source_principal=\"{CLIENT_ID}\",destination_principal=\"{SERVER_ID}\",connection_security_policy=\"mutual_tls\""
+    );
+    let plain = "source_principal=\"unknown\",destination_principal=\"unknown\",connection_security_policy=\"none\"";
+    let strip = |line: &str| {
+        // Only the labels this test is about, in order.
+        line.split(['{', ','])
+            .filter(|kv| {
+                kv.starts_with("source_principal=")
+                    || kv.starts_with("destination_principal=")
+                    || kv.starts_with("connection_security_policy=")
+            })
+            .map(|kv| kv.trim_end_matches(|c: char| c == '}' || c.is_ascii_digit() || c == ' '))
+            .collect::<Vec<_>>()
+            .join(",")
+            + " "
+            + line.rsplit(' ').next().unwrap()
+    };
+    let mut got: Vec<String> = requests.iter().map(|l| strip(l)).collect();
+    got.sort();
+    let mut want = vec![format!("{mtls} 3"), format!("{plain} 1")];
+    want.sort();
+    assert_eq!(got, want, "{text}");
+}

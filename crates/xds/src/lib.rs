@@ -7,6 +7,7 @@ pub use envoy_types::pb;
 
 pub mod ca;
 pub mod client;
+pub mod istio;
 pub mod json;
 pub mod otlp;
 pub mod push;

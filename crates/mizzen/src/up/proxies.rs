@@ -20,6 +20,12 @@ pub const PROMETHEUS_PORTS: [u16; 2] = [15020, 15090];
 
 /// The cluster id Istio gives a cluster nobody named.
 const CLUSTER_ID: &str = "Kubernetes";
+/// The Istio release whose agent Mizzen's proxies present themselves as: pilot sends
+/// istio-proxy's own filters (telemetry) only to proxies that report one.
+const ISTIO_VERSION: &str = "1.28.0";
+/// The labels Istio's injector gives every pod, which its metrics read.
+const CANONICAL_NAME: &str = "service.istio.io/canonical-name";
+const CANONICAL_REVISION: &str = "service.istio.io/canonical-revision";
 
 /// Who a proxy is, as Istio's agent presents it.
 #[derive(Debug, Clone)]
@@ -63,7 +69,7 @@ pub async fn start(
     token: String,
     admin: Option<SocketAddr>,
 ) -> anyhow::Result<Proxy> {
-    let node = node(who);
+    let node = node(who, &pilot.trust_domain);
     let mut identity = IdentityOptions::for_node(
         &node,
         &pilot.trust_domain,
@@ -92,19 +98,30 @@ fn text(s: &str) -> Value {
     }
 }
 
-fn node(who: &Identity) -> Node {
+/// The node metadata Istio's agent sends, as far as Mizzen's proxies and pilot read it:
+/// who the workload is (its metrics' labels), its identity and addresses, the mesh.
+fn node(who: &Identity, mesh_id: &str) -> Node {
     let labels = Struct {
-        fields: who
-            .labels
+        fields: canonical_labels(who)
             .iter()
             .map(|(k, v)| (k.clone(), text(v)))
             .collect(),
     };
     let ip = who.ip.to_string();
+    // The node id's third part is `POD.NAMESPACE`.
+    let pod = who
+        .node_id
+        .split('~')
+        .nth(2)
+        .and_then(|p| p.rsplit_once('.'))
+        .map_or(who.workload.as_str(), |(pod, _)| pod);
     let mut fields: BTreeMap<String, Value> = [
+        ("NAME", pod),
         ("NAMESPACE", who.namespace.as_str()),
         ("WORKLOAD_NAME", who.workload.as_str()),
         ("CLUSTER_ID", CLUSTER_ID),
+        ("MESH_ID", mesh_id),
+        ("ISTIO_VERSION", ISTIO_VERSION),
         ("SERVICE_ACCOUNT", who.service_account.as_str()),
         ("INSTANCE_IPS", ip.as_str()),
     ]
@@ -127,6 +144,22 @@ fn node(who: &Identity) -> Node {
         }),
         ..Node::default()
     }
+}
+
+/// The workload's labels with the canonical service and revision Istio's injector adds
+/// when the pod has none: the `app` label (else the workload's name) and the `version`
+/// label (else `latest`).
+fn canonical_labels(who: &Identity) -> BTreeMap<String, String> {
+    let mut labels = who.labels.clone();
+    let label = |keys: &[&str]| keys.iter().find_map(|k| who.labels.get(*k).cloned());
+    let name = label(&["app.kubernetes.io/name", "app"]).unwrap_or_else(|| who.workload.clone());
+    let revision =
+        label(&["app.kubernetes.io/version", "version"]).unwrap_or_else(|| "latest".to_owned());
+    labels.entry(CANONICAL_NAME.to_owned()).or_insert(name);
+    labels
+        .entry(CANONICAL_REVISION.to_owned())
+        .or_insert(revision);
+    labels
 }
 
 /// The ingress gateway's identity (Istio's `istio-ingressgateway` in `istio-system`).

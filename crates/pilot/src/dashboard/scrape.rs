@@ -32,8 +32,8 @@ pub trait ScrapeTargets: Send + Sync + 'static {
 }
 
 /// Every connected proxy's metrics at `http://IP:PORT/PATH`, IP being the proxy's
-/// primary address (Istio's 15020 `/stats/prometheus`; a sidecar's admin on 15000
-/// serves the same path).
+/// primary address (Istio's merged 15020 `/stats/prometheus`, where Prometheus's
+/// `prometheus.io/port` annotation points in an Istio mesh).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyMetrics {
     /// The port on each proxy's address.
@@ -43,10 +43,10 @@ pub struct ProxyMetrics {
 }
 
 impl Default for ProxyMetrics {
-    /// The admin API (15000), which local-mode sidecars serve on their pod address.
+    /// The merged endpoint (15020), which local-mode proxies serve on their pod address.
     fn default() -> Self {
         ProxyMetrics {
-            port: 15000,
+            port: 15020,
             path: "/stats/prometheus".to_owned(),
         }
     }

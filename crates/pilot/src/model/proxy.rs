@@ -50,6 +50,9 @@ pub struct Proxy {
     pub cluster_id: String,
     /// How traffic reaches it (`INTERCEPTION_MODE`).
     pub interception_mode: InterceptionMode,
+    /// The Istio version its agent reports (`ISTIO_VERSION`); empty for a plain Envoy,
+    /// which lacks istio-proxy's own filters.
+    pub istio_version: String,
 }
 
 /// Why a node could not be understood.
@@ -117,6 +120,7 @@ impl Proxy {
             service_account: String::new(),
             cluster_id: String::new(),
             interception_mode: InterceptionMode::default(),
+            istio_version: String::new(),
         })
     }
 }

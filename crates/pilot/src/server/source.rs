@@ -91,6 +91,8 @@ struct Scope {
     labels: BTreeMap<String, String>,
     dns_domain: String,
     interception_mode: InterceptionMode,
+    /// Istio's own filters go only to Istio's proxies.
+    istio_proxy: bool,
     cluster_id: String,
     /// Region, zone and sub-zone, which locality-aware endpoints depend on.
     locality: [String; 3],
@@ -107,6 +109,7 @@ impl Scope {
             labels: proxy.labels.clone(),
             dns_domain: proxy.dns_domain.clone(),
             interception_mode: proxy.interception_mode,
+            istio_proxy: !proxy.istio_version.is_empty(),
             cluster_id: proxy.cluster_id.clone(),
             locality: [locality.region, locality.zone, locality.sub_zone],
             ipv6_only: !proxy.ips.is_empty() && proxy.ips.iter().all(IpAddr::is_ipv6),
@@ -236,7 +239,7 @@ fn encode<M: prost::Message + Name>(
 
 /// Builds a [`Proxy`] from Istio's node id and the metadata Istio's agent sends:
 /// `LABELS`, `NAMESPACE`, `SERVICE_ACCOUNT`, `INSTANCE_IPS`, `CLUSTER_ID`,
-/// `INTERCEPTION_MODE`.
+/// `INTERCEPTION_MODE`, `ISTIO_VERSION`.
 pub fn proxy_from_node(node: &Node) -> Result<Proxy, crate::model::ProxyError> {
     let mut proxy = Proxy::from_node_id(&node.id)?;
     let Some(metadata) = &node.metadata else {
@@ -257,6 +260,7 @@ pub fn proxy_from_node(node: &Node) -> Result<Proxy, crate::model::ProxyError> {
     }
     proxy.service_account = text("SERVICE_ACCOUNT").unwrap_or_default();
     proxy.cluster_id = text("CLUSTER_ID").unwrap_or_default();
+    proxy.istio_version = text("ISTIO_VERSION").unwrap_or_default();
     if let Some(ips) = text("INSTANCE_IPS") {
         let parsed: Result<Vec<IpAddr>, _> = ips
             .split(',')

@@ -13,7 +13,7 @@ mod metadata;
 mod network;
 pub mod rbac;
 #[cfg(test)]
-mod testdata;
+pub(crate) mod testdata;
 
 use std::net::{IpAddr, SocketAddr};
 

@@ -15,7 +15,7 @@ use http::{HeaderMap, HeaderName, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 
 use super::config::HttpTelemetry;
-use super::series::{HttpKey, HttpSeries, Protocol, Reporter, Security};
+use super::series::{HttpKey, HttpSeries, Principals, Protocol, Reporter, Security};
 use super::workload::Peer;
 use crate::config::Cluster;
 use crate::flags::ResponseFlags;
@@ -46,6 +46,16 @@ pub struct Exchange {
     request_bytes: u64,
     protocol: Protocol,
     security: Security,
+    principals: Principals,
+    /// What the chain's overrides read of the request, kept only when it has some.
+    request: Option<Box<RequestView>>,
+}
+
+/// The parts of a request that override attributes read.
+struct RequestView {
+    method: http::Method,
+    uri: http::Uri,
+    headers: HeaderMap,
 }
 
 impl HttpTelemetry {
@@ -71,12 +81,16 @@ impl HttpTelemetry {
                 Reporter::Source => self.registry.identify(headers),
             }
         }
-        let security = match (self.reporter, from.is_tls()) {
-            (Reporter::Source, _) => Security::Unknown,
-            (Reporter::Destination, true) => Security::MutualTls,
-            (Reporter::Destination, false) => Security::None,
-        };
+        let (principals, security) = Principals::of(self.reporter, from.tls.as_deref());
+        let view = self.overrides.as_ref().map(|_| {
+            Box::new(RequestView {
+                method: request.method().clone(),
+                uri: request.uri().clone(),
+                headers: request.headers().clone(),
+            })
+        });
         Exchange {
+            request: view,
             telemetry: self.clone(),
             started: Instant::now(),
             downstream,
@@ -84,6 +98,7 @@ impl HttpTelemetry {
             request_bytes,
             protocol,
             security,
+            principals,
         }
     }
 }
@@ -127,7 +142,20 @@ impl Exchange {
             || registry.no_service.clone(),
             |c| registry.service_of(&c.0),
         );
+        let custom = telemetry.overrides.as_ref().map(|o| {
+            let view = self.request.as_deref();
+            let ends = match telemetry.reporter {
+                Reporter::Source => (registry.local(), &*peer),
+                Reporter::Destination => (&*peer, registry.local()),
+            };
+            o.evaluate(
+                view.map(|v| &v.headers),
+                view.map(|v| (&v.method, &v.uri)),
+                ends,
+            )
+        });
         let key = HttpKey {
+            custom,
             reporter: telemetry.reporter,
             peer,
             service,
@@ -140,6 +168,7 @@ impl Exchange {
                 .copied()
                 .unwrap_or_default(),
             security: self.security,
+            principals: self.principals,
         };
         let pending = Pending {
             telemetry: self.telemetry,

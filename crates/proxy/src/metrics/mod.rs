@@ -10,6 +10,7 @@ mod config;
 mod histogram;
 mod http;
 mod interned;
+mod overrides;
 mod render;
 mod series;
 mod tcp;

@@ -1,11 +1,14 @@
 //! One series of each Istio metric family: what labels it (its key) and what it counts.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::histogram::{BYTES, DURATION_MS, Histogram};
 use super::interned::Digested;
+use super::overrides::Custom;
 use super::workload::Peer;
 use crate::flags::ResponseFlags;
+use crate::tls::Session;
 
 /// Which side of a request reports it (Istio's `reporter` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,6 +47,36 @@ impl Security {
             Security::MutualTls => "mutual_tls",
             Security::None => "none",
             Security::Unknown => "unknown",
+        }
+    }
+}
+
+/// `source_principal` and `destination_principal`: the SPIFFE identities of the ends, as
+/// the destination's mutual TLS connection shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Principals {
+    /// The client's certificate's URI SAN.
+    pub source: Option<Arc<str>>,
+    /// The URI SAN of the certificate this proxy presented.
+    pub destination: Option<Arc<str>>,
+}
+
+impl Principals {
+    /// What a downstream connection secured by `tls` shows `reporter`, and how it was
+    /// secured: at the destination, the client's certificate and this proxy's own; the
+    /// source's proxy, whose downstream is its own app, knows neither (`unknown`).
+    pub fn of(reporter: Reporter, tls: Option<&Session>) -> (Principals, Security) {
+        match (reporter, tls) {
+            (Reporter::Source, _) => (Principals::default(), Security::Unknown),
+            (Reporter::Destination, None) => (Principals::default(), Security::None),
+            (Reporter::Destination, Some(session)) => {
+                let first = |sans: &[String]| sans.first().map(|s| Arc::<str>::from(s.as_str()));
+                let principals = Principals {
+                    source: session.peer.as_ref().and_then(|p| first(&p.info.uri_sans)),
+                    destination: first(&session.local_uri_sans),
+                };
+                (principals, Security::MutualTls)
+            }
         }
     }
 }
@@ -122,6 +155,10 @@ pub struct HttpKey {
     pub flags: ResponseFlags,
     /// How the downstream connection was secured.
     pub security: Security,
+    /// The ends' identities.
+    pub principals: Principals,
+    /// The chain's overrides and their values for this series, if it has any.
+    pub custom: Option<Custom>,
 }
 
 /// The labels of a TCP series besides the proxy's own workload.
@@ -137,6 +174,10 @@ pub struct TcpKey {
     pub flags: ResponseFlags,
     /// How the downstream connection was secured.
     pub security: Security,
+    /// The ends' identities.
+    pub principals: Principals,
+    /// The chain's overrides and their values for this series, if it has any.
+    pub custom: Option<Custom>,
 }
 
 /// A monotonic count.

@@ -10,9 +10,10 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::config::TcpTelemetry;
-use super::series::{Reporter, Security, TcpKey, TcpSeries};
+use super::series::{Principals, Reporter, TcpKey, TcpSeries};
 use crate::config::Cluster;
 use crate::flags::ResponseFlags;
+use crate::http::Downstream;
 
 /// A downstream connection whose bytes count into its series, if it has one; counted
 /// closed when dropped.
@@ -22,39 +23,52 @@ pub struct Metering<S> {
 }
 
 impl<S> Metering<S> {
-    /// Counts a connection `(downstream, upstream)` relayed to `cluster` as opened,
-    /// and meters `stream` until it is dropped; without `telemetry`, only relays.
+    /// Counts a connection from `downstream` relayed to `upstream` in `cluster` as
+    /// opened, and meters `stream` until it is dropped; without `telemetry`, only relays.
     pub fn new(
         telemetry: Option<&TcpTelemetry>,
         stream: S,
-        ends: (SocketAddr, SocketAddr),
+        downstream: &Downstream,
+        upstream: SocketAddr,
         cluster: &Cluster,
     ) -> Metering<S> {
         Metering {
             inner: stream,
-            series: telemetry.map(|t| t.open(ends, cluster)),
+            series: telemetry.map(|t| t.open(downstream, upstream, cluster)),
         }
     }
 }
 
 impl TcpTelemetry {
-    /// The series of a connection `(downstream, upstream)` to `cluster`, counted opened.
+    /// The series of a connection from `downstream` to `upstream` in `cluster`,
+    /// counted opened.
     fn open(
         &self,
-        (downstream, upstream): (SocketAddr, SocketAddr),
+        downstream: &Downstream,
+        upstream: SocketAddr,
         cluster: &Cluster,
     ) -> Arc<TcpSeries> {
         let registry = &self.registry;
-        let (peer, security) = match self.reporter {
-            Reporter::Source => (registry.peer_at(upstream.ip()), Security::Unknown),
-            Reporter::Destination => (registry.peer_at(downstream.ip()), Security::None),
+        let peer = match self.reporter {
+            Reporter::Source => registry.peer_at(upstream.ip()),
+            Reporter::Destination => registry.peer_at(downstream.peer.ip()),
         };
+        let (principals, security) = Principals::of(self.reporter, downstream.tls.as_deref());
+        let custom = self.overrides.as_ref().map(|o| {
+            let ends = match self.reporter {
+                Reporter::Source => (registry.local(), &*peer),
+                Reporter::Destination => (&*peer, registry.local()),
+            };
+            o.evaluate(None, None, ends)
+        });
         let key = TcpKey {
+            custom,
             reporter: self.reporter,
             peer,
             service: registry.service_of(cluster),
             flags: ResponseFlags::NONE,
             security,
+            principals,
         };
         let series = registry
             .tcp

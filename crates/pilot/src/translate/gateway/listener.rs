@@ -6,7 +6,9 @@ use mizzen_xds::pb::envoy::config::listener::v3::{FilterChain, Listener};
 
 use super::servers::{HttpPort, http_ports};
 use crate::model::{InterceptionMode, Proxy, PushContext};
-use crate::translate::listener::{Routes, Side, address, http_connection_manager};
+use crate::translate::listener::{
+    Class, Routes, Side, Telemetry, address, http_connection_manager,
+};
 use crate::translate::names::listener_name;
 use crate::translate::security::ServerFilters;
 use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
@@ -16,9 +18,10 @@ use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager
 /// authorization filters of the policies selecting the gateway.
 pub fn listeners(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
     let security = ServerFilters::new(push, proxy);
+    let telemetry = Telemetry::new(push, proxy, Class::Gateway);
     let mut out: Vec<Listener> = http_ports(push, proxy)
         .iter()
-        .map(|port| http_listener(proxy, port, &security.http))
+        .map(|port| http_listener(proxy, port, &security.http, &telemetry))
         .collect();
     crate::translate::telemetry::apply(push, proxy, &mut out);
     out
@@ -41,7 +44,12 @@ fn default_bind(proxy: &Proxy) -> String {
     }
 }
 
-fn http_listener(proxy: &Proxy, port: &HttpPort<'_>, security: &[HttpFilter]) -> Listener {
+fn http_listener(
+    proxy: &Proxy,
+    port: &HttpPort<'_>,
+    security: &[HttpFilter],
+    telemetry: &Telemetry,
+) -> Listener {
     let bind = if port.bind.is_empty() {
         default_bind(proxy)
     } else {
@@ -56,6 +64,7 @@ fn http_listener(proxy: &Proxy, port: &HttpPort<'_>, security: &[HttpFilter]) ->
                 Routes::Rds(port.route_name()),
                 Side::Gateway,
                 security.to_vec(),
+                telemetry,
             )],
             ..FilterChain::default()
         }],

@@ -9,7 +9,7 @@ use mizzen_xds::pb::envoy::config::route::v3::{
     Route, RouteConfiguration, VirtualHost, route, route_action, route_match,
 };
 use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, http_connection_manager,
+    HttpConnectionManager, http_connection_manager, http_filter,
 };
 use prost::Message;
 
@@ -315,4 +315,32 @@ fn gateway_names_resolve_as_istio_does() {
     ] {
         assert_eq!(resolve_gateway_name(name, "bookinfo"), want, "{name}");
     }
+}
+
+/// An Istio gateway reports as the source (no `SERVER_GATEWAY`: that is a waypoint's),
+/// sends its metadata upstream, and trusts no `Host` header for the service.
+#[test]
+fn an_istio_gateway_gets_the_telemetry_filters_as_istio_does() {
+    let Some(push) = bookinfo_gateway_push() else {
+        return;
+    };
+    let mut proxy = ingress(InterceptionMode::Redirect);
+    proxy.istio_version = "1.28.0".into();
+    let [listener] = &listeners(&push, &proxy)[..] else {
+        panic!("one listener expected");
+    };
+    let h = hcm(listener);
+    let names: Vec<&str> = h.http_filters.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names[0], "istio.metadata_exchange");
+    assert_eq!(
+        names[names.len() - 2..],
+        ["istio.stats", "envoy.filters.http.router"]
+    );
+    let stats = &h.http_filters[names.len() - 2];
+    let Some(http_filter::ConfigType::TypedConfig(any)) = &stats.config_type else {
+        panic!("untyped stats filter");
+    };
+    let config = mizzen_xds::istio::PluginConfig::decode(any.value.as_slice()).unwrap();
+    assert!(config.disable_host_header_fallback);
+    assert_eq!(config.reporter, 0, "UNSPECIFIED");
 }

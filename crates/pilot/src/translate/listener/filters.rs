@@ -24,6 +24,7 @@ use mizzen_xds::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
 };
 use mizzen_xds::pb::google::protobuf::{BoolValue, Duration, UInt32Value};
 
+use super::stats::Telemetry;
 use crate::translate::route::{CORS_FILTER, FAULT_FILTER, to_any};
 
 /// `envoy.filters.network.http_connection_manager`.
@@ -205,12 +206,14 @@ pub(crate) enum Side {
 /// An `http_connection_manager` network filter in Istio's sidecar shape. Its filter
 /// chain always holds the fault and CORS filters (inert unless a route configures them)
 /// before the router, as Istio's does, since routes arrive separately over RDS.
-/// `security` (authentication and authorization) runs first.
+/// `telemetry`'s metadata exchange runs first, then `security` (authentication and
+/// authorization), and its stats filter last before the router.
 pub(crate) fn http_connection_manager(
     stat_prefix: &str,
     routes: Routes,
     side: Side,
     security: Vec<HttpFilter>,
+    telemetry: &Telemetry,
 ) -> Filter {
     let route_specifier = match routes {
         Routes::Rds(name) => http_connection_manager::RouteSpecifier::Rds(Rds {
@@ -226,12 +229,14 @@ pub(crate) fn http_connection_manager(
         }),
         Routes::Inline(config) => http_connection_manager::RouteSpecifier::RouteConfig(*config),
     };
-    let mut http_filters = security;
+    let mut http_filters: Vec<HttpFilter> = telemetry.http_exchange().into_iter().collect();
+    http_filters.extend(security);
     http_filters.extend([
         http_filter(FAULT_FILTER, &HttpFault::default()),
         http_filter(CORS_FILTER, &Cors {}),
-        http_filter(ROUTER_FILTER, &Router::default()),
     ]);
+    http_filters.extend(telemetry.http_stats());
+    http_filters.push(http_filter(ROUTER_FILTER, &Router::default()));
     let mut hcm = HttpConnectionManager {
         codec_type: http_connection_manager::CodecType::Auto as i32,
         stat_prefix: stat_prefix.to_owned(),

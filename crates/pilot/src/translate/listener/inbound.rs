@@ -15,6 +15,8 @@ use super::filters::{
     ListenerProtocol, PLAINTEXT_HTTP_ALPNS, RAW_BUFFER, Routes, Side, TLS_TRANSPORT, TcpTarget,
     address, http_connection_manager, inspectors, original_dst, tcp_proxy, zero,
 };
+use super::stats::{Class, Telemetry};
+use super::with_proxy;
 use crate::model::security::{MutualTls, PeerAuthn, peer_authentication};
 use crate::model::{InterceptionMode, Proxy, PushContext};
 use crate::translate::names::{
@@ -97,11 +99,12 @@ fn inbound_ports(
     out
 }
 
-/// What every inbound chain of one proxy shares: its PeerAuthentication and the
-/// security filters of the policies selecting it.
+/// What every inbound chain of one proxy shares: its PeerAuthentication, the
+/// security filters of the policies selecting it, and its telemetry filters.
 struct Server {
     peer: PeerAuthn,
     filters: ServerFilters,
+    telemetry: Telemetry,
 }
 
 /// The inbound listeners of `proxy`: `virtualInbound` unless interception is off, and a
@@ -115,6 +118,7 @@ pub(crate) fn inbound_listeners(
     let server = Server {
         peer: peer_authentication(&push.config, &push.mesh.root_namespace, proxy),
         filters: ServerFilters::new(push, proxy),
+        telemetry: Telemetry::new(push, proxy, Class::SidecarInbound),
     };
     let mut out = Vec::new();
     for p in ports.iter().filter(|p| !p.captured) {
@@ -174,10 +178,13 @@ fn virtual_inbound(ports: &[InboundPort], server: &Server) -> Listener {
     listener_filters.extend(inspectors(&chains));
     chains.push(FilterChain {
         name: VIRTUAL_INBOUND_LISTENER.to_owned(),
-        filters: vec![tcp_proxy(
-            INBOUND_PASSTHROUGH_CLUSTER,
-            TcpTarget::Cluster(INBOUND_PASSTHROUGH_CLUSTER.to_owned()),
-        )],
+        filters: with_proxy(
+            server.telemetry.tcp_filters(Vec::new()),
+            tcp_proxy(
+                INBOUND_PASSTHROUGH_CLUSTER,
+                TcpTarget::Cluster(INBOUND_PASSTHROUGH_CLUSTER.to_owned()),
+            ),
+        ),
         ..FilterChain::default()
     });
     Listener {
@@ -371,11 +378,13 @@ fn port_chains(
                     Routes::Inline(Box::new(inbound_route_config(p))),
                     Side::Inbound,
                     server.filters.http.clone(),
+                    &server.telemetry,
                 )]
             } else {
-                let mut filters = server.filters.network.clone();
-                filters.push(tcp_proxy(&cluster, TcpTarget::Cluster(cluster.clone())));
-                filters
+                with_proxy(
+                    server.telemetry.tcp_filters(server.filters.network.clone()),
+                    tcp_proxy(&cluster, TcpTarget::Cluster(cluster.clone())),
+                )
             };
             let kind = match (protocol, o.http) {
                 (ListenerProtocol::Auto, true) => "-http",

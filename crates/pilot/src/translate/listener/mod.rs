@@ -4,13 +4,16 @@
 mod filters;
 mod inbound;
 mod outbound;
+mod stats;
 
 #[cfg(test)]
 mod tests;
 
 use mizzen_api::networking::CaptureMode;
 use mizzen_xds::pb::envoy::config::core::v3::TrafficDirection;
-use mizzen_xds::pb::envoy::config::listener::v3::{FilterChain, FilterChainMatch, Listener};
+use mizzen_xds::pb::envoy::config::listener::v3::{
+    Filter, FilterChain, FilterChainMatch, Listener,
+};
 use mizzen_xds::pb::google::protobuf::{BoolValue, UInt32Value};
 
 pub(crate) use filters::{
@@ -18,6 +21,7 @@ pub(crate) use filters::{
 };
 use filters::{TcpTarget, tcp_proxy};
 pub use inbound::VIRTUAL_INBOUND_PORT;
+pub(crate) use stats::{Class, Telemetry};
 
 use crate::model::{InterceptionMode, Proxy, PushContext};
 use crate::translate::names::{BLACKHOLE_CLUSTER, VIRTUAL_OUTBOUND_LISTENER, listener_name};
@@ -73,10 +77,10 @@ pub fn outbound_side(push: &PushContext, proxy: &Proxy) -> OutboundSide {
                 .any(|l| l.capture_mode == CaptureMode::None)
     });
     if none_mode || uncaptured {
-        out.push(http_proxy_listener(proxy));
+        out.push(http_proxy_listener(push, proxy));
     }
     if !none_mode {
-        out.push(virtual_outbound(proxy, &scope));
+        out.push(virtual_outbound(push, proxy, &scope));
     }
     crate::translate::telemetry::apply(push, proxy, &mut out);
     OutboundSide {
@@ -94,7 +98,7 @@ pub fn inbound_side(push: &PushContext, proxy: &Proxy) -> Vec<Listener> {
 
 /// The HTTP proxy listener, bound on the workload's own address (in local mode every
 /// workload has its own loopback address, so `127.0.0.1` would collide).
-fn http_proxy_listener(proxy: &Proxy) -> Listener {
+fn http_proxy_listener(push: &PushContext, proxy: &Proxy) -> Listener {
     let ip = proxy
         .ips
         .first()
@@ -108,6 +112,7 @@ fn http_proxy_listener(proxy: &Proxy) -> Listener {
                 Routes::Rds(HTTP_PROXY_ROUTE.to_owned()),
                 Side::HttpProxy,
                 Vec::new(),
+                &Telemetry::new(push, proxy, Class::SidecarOutbound),
             )],
             ..FilterChain::default()
         }],
@@ -121,8 +126,9 @@ fn http_proxy_listener(proxy: &Proxy) -> Listener {
 /// of its original destination; what no listener takes goes to the catch-all cluster,
 /// and connections to 15001 itself are dropped (Istio's
 /// `buildVirtualOutboundListener`).
-fn virtual_outbound(proxy: &Proxy, scope: &SidecarScope<'_>) -> Listener {
+fn virtual_outbound(push: &PushContext, proxy: &Proxy, scope: &SidecarScope<'_>) -> Listener {
     let fallback = scope.catch_all_cluster();
+    let telemetry = Telemetry::new(push, proxy, Class::SidecarOutbound);
     Listener {
         name: VIRTUAL_OUTBOUND_LISTENER.to_owned(),
         address: Some(address("0.0.0.0", VIRTUAL_OUTBOUND_PORT)),
@@ -146,11 +152,20 @@ fn virtual_outbound(proxy: &Proxy, scope: &SidecarScope<'_>) -> Listener {
             },
             FilterChain {
                 name: format!("{VIRTUAL_OUTBOUND_LISTENER}-catchall-tcp"),
-                filters: vec![tcp_proxy(&fallback, TcpTarget::Cluster(fallback.clone()))],
+                filters: with_proxy(
+                    telemetry.tcp_filters(Vec::new()),
+                    tcp_proxy(&fallback, TcpTarget::Cluster(fallback.clone())),
+                ),
                 ..FilterChain::default()
             },
         ],
         traffic_direction: TrafficDirection::Outbound as i32,
         ..Listener::default()
     }
+}
+
+/// `filters` followed by a chain's terminal `tcp_proxy`.
+pub(crate) fn with_proxy(mut filters: Vec<Filter>, tcp_proxy: Filter) -> Vec<Filter> {
+    filters.push(tcp_proxy);
+    filters
 }

@@ -16,6 +16,8 @@ use super::filters::{
     ListenerProtocol, PASSTHROUGH_FILTER_CHAIN, Routes, Side, TcpTarget, address, chain_match,
     http_alpn_match, http_connection_manager, inspectors, tcp_proxy, zero,
 };
+use super::stats::{Class, Telemetry};
+use super::with_proxy;
 use crate::model::{InterceptionMode, Proxy, PushContext, Service};
 use crate::translate::names::{listener_name, outbound_cluster};
 use crate::translate::route::destination_cluster;
@@ -116,9 +118,10 @@ pub(crate) fn outbound_listeners(
         }
     }
     let fallback = scope.catch_all_cluster();
+    let telemetry = Telemetry::new(push, proxy, Class::SidecarOutbound);
     entries
         .into_values()
-        .map(|e| finish(e, &fallback))
+        .map(|e| finish(e, &fallback, &telemetry))
         .collect()
 }
 
@@ -156,6 +159,7 @@ fn add(entries: &mut BTreeMap<(String, u16), Entry>, c: Candidate<'_>) {
                 Routes::Rds(route_name),
                 side,
                 Vec::new(),
+                &Telemetry::new(c.push, c.proxy, Class::SidecarOutbound),
             )],
             ..FilterChain::default()
         }
@@ -257,10 +261,14 @@ fn tcp_chains(c: &Candidate<'_>, cidrs: &[String]) -> Vec<FilterChain> {
     let mut out = Vec::new();
     let tls_port = c.protocol.is_none_or(Protocol::is_tls);
     let default_cluster = outbound_cluster(c.port, "", c.service.hostname.as_str());
+    let telemetry = Telemetry::new(c.push, c.proxy, Class::SidecarOutbound);
     let chain = |m: FilterChainMatch, route: &[RouteDestination], vs: &MeshVirtualService<'_>| {
         FilterChain {
             filter_chain_match: Some(m),
-            filters: vec![tcp_proxy(&default_cluster, tcp_target(c, vs, route))],
+            filters: with_proxy(
+                telemetry.tcp_filters(Vec::new()),
+                tcp_proxy(&default_cluster, tcp_target(c, vs, route)),
+            ),
             ..FilterChain::default()
         }
     };
@@ -316,10 +324,13 @@ fn tcp_chains(c: &Candidate<'_>, cidrs: &[String]) -> Vec<FilterChain> {
     }
     out.push(FilterChain {
         filter_chain_match: Some(chain_match(cidrs, &[])),
-        filters: vec![tcp_proxy(
-            &default_cluster,
-            TcpTarget::Cluster(default_cluster.clone()),
-        )],
+        filters: with_proxy(
+            telemetry.tcp_filters(Vec::new()),
+            tcp_proxy(
+                &default_cluster,
+                TcpTarget::Cluster(default_cluster.clone()),
+            ),
+        ),
         ..FilterChain::default()
     });
     out
@@ -345,7 +356,7 @@ fn tcp_target(
 /// Turns an entry into a listener: a chain that matches everything becomes the default
 /// chain (or the only one), else unmatched traffic passes through (Istio's
 /// `buildListenerFromEntry`).
-fn finish(entry: Entry, fallback: &str) -> Listener {
+fn finish(entry: Entry, fallback: &str, telemetry: &Telemetry) -> Listener {
     let name = if entry.address.starts_with("unix://") {
         entry.address.clone()
     } else {
@@ -371,7 +382,10 @@ fn finish(entry: Entry, fallback: &str) -> Listener {
         None => Some(FilterChain {
             filter_chain_match: Some(FilterChainMatch::default()),
             name: PASSTHROUGH_FILTER_CHAIN.to_owned(),
-            filters: vec![tcp_proxy(fallback, TcpTarget::Cluster(fallback.to_owned()))],
+            filters: with_proxy(
+                telemetry.tcp_filters(Vec::new()),
+                tcp_proxy(fallback, TcpTarget::Cluster(fallback.to_owned())),
+            ),
             ..FilterChain::default()
         }),
     };

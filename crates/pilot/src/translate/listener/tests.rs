@@ -5,7 +5,7 @@ use mizzen_api::types::Protocol;
 use mizzen_xds::pb::envoy::config::core::v3::{address, socket_address};
 use mizzen_xds::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
 use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, http_connection_manager,
+    HttpConnectionManager, http_connection_manager, http_filter,
 };
 use mizzen_xds::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
 use prost::Message;
@@ -373,4 +373,202 @@ fn tcp_and_tls_routes_become_filter_chains() {
         tcp_cluster(secure.default_filter_chain.as_ref().unwrap()),
         "outbound|443||secure.default.svc.cluster.local"
     );
+}
+
+fn filter_names(filters: &[Filter]) -> Vec<&str> {
+    filters.iter().map(|f| f.name.as_str()).collect()
+}
+
+fn http_filter_names(h: &HttpConnectionManager) -> Vec<&str> {
+    h.http_filters.iter().map(|f| f.name.as_str()).collect()
+}
+
+fn istio_productpage() -> Proxy {
+    let mut p = productpage_proxy();
+    p.istio_version = "1.28.0".into();
+    p
+}
+
+fn stats_config(h: &HttpConnectionManager) -> mizzen_xds::istio::PluginConfig {
+    let f = h
+        .http_filters
+        .iter()
+        .find(|f| f.name == "istio.stats")
+        .unwrap();
+    match &f.config_type {
+        Some(http_filter::ConfigType::TypedConfig(any)) => {
+            assert_eq!(any.type_url, "type.googleapis.com/stats.PluginConfig");
+            mizzen_xds::istio::PluginConfig::decode(any.value.as_slice()).unwrap()
+        }
+        other => panic!("untyped {other:?}"),
+    }
+}
+
+/// The exchange's TypedStruct: its type and the discovery/propagation keys it sets.
+fn exchange_keys(h: &HttpConnectionManager) -> (String, Vec<String>) {
+    let f = &h.http_filters[0];
+    assert_eq!(f.name, "istio.metadata_exchange");
+    let Some(http_filter::ConfigType::TypedConfig(any)) = &f.config_type else {
+        panic!("untyped exchange");
+    };
+    assert_eq!(any.type_url, "type.googleapis.com/udpa.type.v1.TypedStruct");
+    let typed = mizzen_xds::istio::TypedStruct::decode(any.value.as_slice()).unwrap();
+    let mut keys: Vec<String> = typed.value.unwrap().fields.into_keys().collect();
+    keys.sort();
+    (typed.type_url, keys)
+}
+
+#[test]
+fn istio_proxies_get_the_telemetry_filters_where_istio_puts_them() {
+    let mut registry = bookinfo_registry();
+    registry.insert_service(service(
+        "mongodb",
+        "10.0.0.9",
+        &[("mongo", 27017, Some(Protocol::Tcp))],
+    ));
+    let push = push_of(registry, "");
+    let ls = listeners(&push, &istio_productpage());
+
+    // Outbound HTTP: exchange first (upstream), stats last before the router, the Host
+    // header a fallback for the service.
+    let out = hcm(&find(&ls, "0.0.0.0_9080").filter_chains[0]);
+    assert_eq!(
+        http_filter_names(&out),
+        [
+            "istio.metadata_exchange",
+            "envoy.filters.http.fault",
+            "envoy.filters.http.cors",
+            "istio.stats",
+            "envoy.filters.http.router"
+        ]
+    );
+    assert_eq!(
+        exchange_keys(&out),
+        (
+            "type.googleapis.com/io.istio.http.peer_metadata.Config".to_owned(),
+            vec![
+                "upstream_discovery".to_owned(),
+                "upstream_propagation".to_owned()
+            ]
+        )
+    );
+    assert!(!stats_config(&out).disable_host_header_fallback);
+
+    // Outbound TCP: stats before the proxy; the exchange is the cluster's.
+    let mongo = find(&ls, "10.0.0.9_27017");
+    let chain = mongo
+        .filter_chains
+        .iter()
+        .chain(&mongo.default_filter_chain)
+        .find(|c| tcp_cluster(c).contains("mongodb"))
+        .unwrap();
+    assert_eq!(
+        filter_names(&chain.filters),
+        ["istio.stats", "envoy.filters.network.tcp_proxy"]
+    );
+
+    // Inbound: HTTP chains exchange downstream and skip the Host header; TCP ones (the
+    // passthrough) exchange in band first.
+    let vi = find(&ls, "virtualInbound");
+    let http_in = vi
+        .filter_chains
+        .iter()
+        .find(|c| c.filters.last().unwrap().name == "envoy.filters.network.http_connection_manager")
+        .unwrap();
+    let inbound = hcm(http_in);
+    assert_eq!(inbound.http_filters[0].name, "istio.metadata_exchange");
+    assert_eq!(
+        exchange_keys(&inbound).1,
+        ["downstream_discovery", "downstream_propagation"]
+    );
+    assert_eq!(
+        http_filter_names(&inbound)[inbound.http_filters.len() - 2..],
+        ["istio.stats", "envoy.filters.http.router"]
+    );
+    assert!(stats_config(&inbound).disable_host_header_fallback);
+    let passthrough = vi.filter_chains.last().unwrap();
+    assert_eq!(
+        filter_names(&passthrough.filters),
+        [
+            "istio.metadata_exchange",
+            "istio.stats",
+            "envoy.filters.network.tcp_proxy"
+        ]
+    );
+}
+
+#[test]
+fn a_plain_envoy_gets_none_of_istios_own_filters() {
+    let push = push_of(bookinfo_registry(), "");
+    let ls = listeners(&push, &productpage_proxy());
+    let names: Vec<String> = ls
+        .iter()
+        .flat_map(|l| l.filter_chains.iter().chain(&l.default_filter_chain))
+        .flat_map(|c| &c.filters)
+        .flat_map(|f| {
+            let mut names = vec![f.name.clone()];
+            if f.name == "envoy.filters.network.http_connection_manager" {
+                let h = HttpConnectionManager::decode(typed(f)).unwrap();
+                names.extend(h.http_filters.into_iter().map(|f| f.name));
+            }
+            names
+        })
+        .collect();
+    assert!(names.iter().all(|n| !n.starts_with("istio.")), "{names:?}");
+}
+
+/// Telemetry metrics as the stats config carries them: a client-side override of
+/// REQUEST_COUNT (a tag removed, one set, one with an expression the proxy cannot
+/// evaluate left out), and all metrics off on the server side (no stats filter).
+#[test]
+fn telemetry_metrics_shape_the_stats_config() {
+    let push = push_of(
+        bookinfo_registry(),
+        r#"
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: istio-system}
+spec:
+  metrics:
+  - providers: [{name: prometheus}]
+    overrides:
+    - match: {metric: REQUEST_COUNT, mode: CLIENT}
+      tagOverrides:
+        request_protocol: {operation: REMOVE}
+        request_host: {value: request.host}
+        port: {value: "string(destination.port)"}
+    - match: {mode: SERVER}
+      disabled: true
+"#,
+    );
+    let ls = listeners(&push, &istio_productpage());
+    let out = hcm(&find(&ls, "0.0.0.0_9080").filter_chains[0]);
+    let config = stats_config(&out);
+    let [metric] = &config.metrics[..] else {
+        panic!("one override expected: {:?}", config.metrics);
+    };
+    assert_eq!(metric.name, "requests_total");
+    assert!(!metric.drop);
+    assert_eq!(metric.tags_to_remove, ["request_protocol"]);
+    assert_eq!(
+        metric.dimensions,
+        [("request_host".to_owned(), "request.host".to_owned())].into()
+    );
+
+    let vi = find(&ls, "virtualInbound");
+    let inbound = vi
+        .filter_chains
+        .iter()
+        .find(|c| c.filters.last().unwrap().name == "envoy.filters.network.http_connection_manager")
+        .unwrap();
+    let names: Vec<String> = hcm(inbound)
+        .http_filters
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert!(
+        names.contains(&"istio.metadata_exchange".to_owned()),
+        "{names:?}"
+    );
+    assert!(!names.contains(&"istio.stats".to_owned()), "{names:?}");
 }
