@@ -307,8 +307,10 @@ async fn route(
         path: rewritten.as_deref().unwrap_or(path),
         hash: hashed.hash,
         timeout,
-        idle: super::timeout::idle(forward.idle_timeout, manager.stream_idle_timeout)
-            .map(|t| IdleTimer::new(t, activity)),
+        timer: IdleTimer::new(
+            super::timeout::idle(forward.idle_timeout, manager.stream_idle_timeout),
+            activity,
+        ),
         auto_host_rewrite: forward.auto_host_rewrite(),
         append_x_forwarded_host: forward.append_x_forwarded_host,
         retry: forward.retry_policy.as_ref(),
