@@ -2,12 +2,6 @@
 //! one request at a time and go back to the pool when their response ends; one HTTP/2
 //! connection per endpoint carries every request concurrently.
 //!
-//! An HTTP/1.1 connection has no task of its own: the request that holds it drives it,
-//! through the exchange and then through the response body, so a request and its
-//! response never wait for another task to be scheduled. Idle in its pool, nothing polls
-//! it; the next request to take it finds out whether it is still open. An HTTP/2
-//! connection, shared by many requests at once, runs in a task of its own.
-//!
 //! Pools are found by a lock-free lookup; a pool's own lock guards only a push or a pop.
 //!
 //! The cluster's circuit breakers bound connections and pending requests as Envoy's
@@ -20,7 +14,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -127,35 +121,26 @@ impl Upstreams {
         if key.http2 {
             let (mut sender, stream) = pool.http2(settings, stats).await?;
             let response = sender.send_request(request).await?;
-            return Ok(response.map(|body| PooledBody {
+            Ok(response.map(|body| PooledBody {
                 body,
                 back: None,
                 _stream: Some(stream),
-            }));
-        }
-        let (mut connection, uses) = pool.http1(settings, stats).await?;
-        if upgrade {
-            // A 101 response hands the connection to the tunnel: it needs a task of its
-            // own to carry out the upgrade, and never comes back to the pool.
-            let response = connection.upgrade().send_request(request).await?;
-            return Ok(response.map(|body| PooledBody {
+            }))
+        } else {
+            let (mut sender, uses) = pool.http1(settings, stats).await?;
+            let response = sender.send_request(request).await?;
+            let back = (!upgrade).then_some(GiveBack {
+                pool,
+                sender,
+                uses: uses + 1,
+                max: settings.max_requests,
+            });
+            Ok(response.map(|body| PooledBody {
                 body,
-                back: None,
+                back,
                 _stream: None,
-            }));
+            }))
         }
-        let response = connection.exchange(request).await?;
-        let back = Lease {
-            pool,
-            connection,
-            uses: uses + 1,
-            max: settings.max_requests,
-        };
-        Ok(response.map(|body| PooledBody {
-            body,
-            back: Some(back),
-            _stream: None,
-        }))
     }
 
     fn pool(&self, key: &PoolKey) -> Arc<Pool> {
@@ -240,111 +225,9 @@ impl Drop for Http2Stream {
 
 /// An HTTP/1.1 connection waiting for its next request.
 struct Idle {
-    connection: Http1Connection,
+    sender: http1::SendRequest<RequestBody>,
     since: Instant,
     uses: u32,
-}
-
-/// An HTTP/1.1 connection, driven by the request that holds it.
-struct Http1Connection {
-    sender: http1::SendRequest<RequestBody>,
-    /// Boxed once per connection, so that handing it from pool to request to response
-    /// body and back moves a pointer, not the connection's state.
-    driven: Box<Driven>,
-}
-
-/// What an [`Http1Connection`] drives, and what counts it open.
-struct Driven {
-    /// `None` once it ended: closed, failed, or not kept alive after a response.
-    connection: Option<http1::Connection<TokioIo<TcpStream>, RequestBody>>,
-    open: Open,
-}
-
-impl Http1Connection {
-    /// Moves the connection's state on (writes the request, reads the response); on its
-    /// end, drops it, which fails a request still waiting on it.
-    fn drive(&mut self, cx: &mut Context<'_>) {
-        let driven = &mut self.driven.connection;
-        if let Some(connection) = driven
-            && let Poll::Ready(ended) = Pin::new(connection).poll(cx)
-        {
-            if let Err(e) = ended {
-                tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
-            }
-            *driven = None;
-        }
-    }
-
-    fn ended(&self) -> bool {
-        self.driven.connection.is_none()
-    }
-
-    /// Whether the connection is still open and ready for a request.
-    async fn ready(&mut self) -> bool {
-        std::future::poll_fn(|cx| {
-            self.drive(cx);
-            if self.ended() {
-                return Poll::Ready(false);
-            }
-            self.sender.poll_ready(cx).map(|ready| ready.is_ok())
-        })
-        .await
-    }
-
-    /// Sends `request` and waits for the response head.
-    async fn exchange(
-        &mut self,
-        request: http::Request<RequestBody>,
-    ) -> Result<http::Response<Incoming>, hyper::Error> {
-        let response = self.sender.send_request(request);
-        tokio::pin!(response);
-        std::future::poll_fn(|cx| {
-            self.drive(cx);
-            response.as_mut().poll(cx)
-        })
-        .await
-    }
-
-    /// Gives the connection a task of its own, which carries out an upgrade; what is
-    /// left sends the request.
-    fn upgrade(self) -> http1::SendRequest<RequestBody> {
-        let Http1Connection { sender, driven } = self;
-        let Driven { connection, open } = *driven;
-        if let Some(connection) = connection {
-            tokio::spawn(async move {
-                if let Err(e) = connection.with_upgrades().await {
-                    tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
-                }
-                drop(open);
-            });
-        }
-        sender
-    }
-}
-
-/// Counts a connection open, in its cluster (`upstream_cx_active`) and in its pool,
-/// until dropped; then a request waiting for room to open one may.
-struct Open {
-    counted: Option<(GaugeGuard, GaugeGuard)>,
-    pool: Weak<Pool>,
-}
-
-impl Open {
-    fn new(pool: &Arc<Pool>, slot: GaugeGuard) -> Open {
-        Open {
-            counted: Some((slot, pool.connections.track())),
-            pool: Arc::downgrade(pool),
-        }
-    }
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.counted = None;
-        if let Some(pool) = self.pool.upgrade() {
-            pool.freed.notify_waiters();
-        }
-    }
 }
 
 impl Pool {
@@ -394,10 +277,12 @@ impl Pool {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let open = Open::new(self, slot);
+        let pool = self.clone();
+        let mine = self.connections.track();
         tokio::spawn(async move {
             connection.await;
-            drop(open);
+            drop((slot, mine));
+            pool.freed.notify_waiters();
         });
     }
 
@@ -440,7 +325,7 @@ impl Pool {
         self: &Arc<Self>,
         settings: PoolSettings,
         stats: &Arc<ClusterStats>,
-    ) -> Result<(Http1Connection, u32), UpstreamError> {
+    ) -> Result<(http1::SendRequest<RequestBody>, u32), UpstreamError> {
         let (slot, _pending) = match self
             .take_or_open(settings, stats, || self.reuse(settings))
             .await?
@@ -450,25 +335,27 @@ impl Pool {
         };
         let io = TokioIo::new(self.connect(settings, stats).await?);
         let (sender, connection) = http1::Builder::new().handshake(io).await?;
-        let connection = Http1Connection {
-            sender,
-            driven: Box::new(Driven {
-                connection: Some(connection),
-                open: Open::new(self, slot),
-            }),
-        };
-        Ok((connection, 0))
+        self.spawn_connection(slot, async move {
+            // With upgrades, a 101 response hands the connection to the tunnel.
+            if let Err(e) = connection.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
+            }
+        });
+        Ok((sender, 0))
     }
 
     /// An idle HTTP/1.1 connection still fit for a request, if any.
-    async fn reuse(&self, settings: PoolSettings) -> Option<(Http1Connection, u32)> {
+    async fn reuse(
+        &self,
+        settings: PoolSettings,
+    ) -> Option<(http1::SendRequest<RequestBody>, u32)> {
         loop {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
-            if idle.since.elapsed() >= settings.idle_timeout {
+            if idle.since.elapsed() >= settings.idle_timeout || idle.sender.is_closed() {
                 continue;
             }
-            if idle.connection.ready().await {
-                return Some((idle.connection, idle.uses));
+            if idle.sender.ready().await.is_ok() {
+                return Some((idle.sender, idle.uses));
             }
         }
     }
@@ -543,12 +430,12 @@ impl Pool {
         .await
     }
 
-    fn give_back(&self, connection: Http1Connection, uses: u32) {
+    fn give_back(&self, sender: http1::SendRequest<RequestBody>, uses: u32) {
         self.idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(Idle {
-                connection,
+                sender,
                 since: Instant::now(),
                 uses,
             });
@@ -601,28 +488,26 @@ async fn open(endpoint: SocketAddr, bind: Option<SocketAddr>) -> Result<TcpStrea
     Ok(stream)
 }
 
-/// A response body from a pooled connection; an HTTP/1.1 connection is driven while the
-/// body is read, and goes back to its pool when it ends (unless it carried its maximum
-/// of requests).
+/// A response body from a pooled connection; when it ends, an HTTP/1.1 connection goes
+/// back to its pool (unless it carried its maximum of requests).
 pub struct PooledBody {
     body: Incoming,
-    back: Option<Lease>,
+    back: Option<GiveBack>,
     /// The HTTP/2 stream it holds until it ends.
     _stream: Option<Http2Stream>,
 }
 
-/// An HTTP/1.1 connection taken from its pool for one request.
-struct Lease {
+struct GiveBack {
     pool: Arc<Pool>,
-    connection: Http1Connection,
+    sender: http1::SendRequest<RequestBody>,
     uses: u32,
     max: Option<u32>,
 }
 
-impl Lease {
+impl GiveBack {
     fn done(self) {
-        if self.max.is_none_or(|max| self.uses < max) && !self.connection.ended() {
-            self.pool.give_back(self.connection, self.uses);
+        if self.max.is_none_or(|max| self.uses < max) && !self.sender.is_closed() {
+            self.pool.give_back(self.sender, self.uses);
         }
     }
 }
@@ -635,9 +520,6 @@ impl Body for PooledBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        if let Some(back) = &mut self.back {
-            back.connection.drive(cx);
-        }
         let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
         match &frame {
             None => {
