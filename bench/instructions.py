@@ -15,6 +15,8 @@ HTTP/1.1 (h2load --h1) and h2c (h2load, prior knowledge), both to an HTTP/1.1 ba
 
 Usage: bench/instructions.sh [REQUESTS]   (default 20000)
        MIZZEN_BIN=path/to/mizzen bench/instructions.sh   (measure that binary, no build)
+       MIZZEN_PROFILES=DIR bench/instructions.sh   (keep the loaded runs' callgrind
+           dumps as DIR/callgrind-h1.out and DIR/callgrind-h2.out, for callgrind_annotate)
 Needs: valgrind, h2load (nghttp2-client), nginx.
 """
 import os
@@ -128,8 +130,9 @@ def proxy_argv(boot):
     return [MIZZEN, "proxy", "-c", boot, "--concurrency", "1", "-l", "warn"]
 
 
-def callgrind_total(pid):
-    """Dumps callgrind's counters of `pid` and returns the Ir since the last zeroing."""
+def callgrind_total(pid, keep=None):
+    """Dumps callgrind's counters of `pid` and returns the Ir since the last zeroing; the
+    dump is copied to `keep` when given."""
     before = set(os.listdir(WORK))
     subprocess.run(["callgrind_control", "--dump", str(pid)], capture_output=True, check=True)
     for _ in range(600):
@@ -140,6 +143,8 @@ def callgrind_total(pid):
                 text = open(path).read()
                 m = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
                 if m:
+                    if keep:
+                        shutil.copyfile(path, keep)
                     return int(m.group(1))
                 time.sleep(0.1)
         time.sleep(0.1)
@@ -155,7 +160,9 @@ def instructions(boot, port, proto):
     subprocess.run(["callgrind_control", "--zero", str(p.pid)], capture_output=True, check=True)
     began = time.monotonic()
     load(port, proto, REQUESTS)
-    busy = callgrind_total(p.pid)
+    profiles = os.environ.get("MIZZEN_PROFILES")
+    keep = os.path.join(profiles, f"callgrind-{proto}.out") if profiles else None
+    busy = callgrind_total(p.pid, keep)
     took = time.monotonic() - began
     subprocess.run(["callgrind_control", "--zero", str(p.pid)], capture_output=True, check=True)
     time.sleep(took)

@@ -25,7 +25,6 @@ use crate::balance::Outcome;
 use crate::config::{ClusterState, UpstreamProtocol};
 use crate::endpoint::{self, Unreachable};
 use crate::flags::ResponseFlags;
-use crate::metrics::UpstreamHost;
 use crate::route::AttemptCount;
 use crate::stats::{ClusterStats, GaugeGuard};
 use crate::upstream::{PoolKey, PoolSettings, PooledBody, UpstreamError};
@@ -318,7 +317,6 @@ pub(super) async fn forward_to(
                 if !flags.is_empty() {
                     response.extensions_mut().insert(flags);
                 }
-                response.extensions_mut().insert(UpstreamHost(endpoint));
                 return Ok(response);
             }
             Err(AttemptError::Final(failure)) => return Err(Failed { failure, flags }),
