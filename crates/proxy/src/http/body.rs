@@ -12,7 +12,7 @@ use crate::activity::IdleTimer;
 use crate::balance::InFlight;
 use crate::metrics::Metered;
 use crate::stats::GaugeGuard;
-use crate::upstream::PooledBody;
+use crate::upstream::{HttpError, PooledBody};
 
 /// A downstream response body.
 pub enum ProxyBody {
@@ -42,7 +42,7 @@ pub struct Relayed {
 pub enum BodyError {
     /// The upstream failed.
     #[error(transparent)]
-    Upstream(#[from] hyper::Error),
+    Upstream(#[from] HttpError),
     /// Nothing moved for the stream idle timeout: the stream is reset, as in Envoy.
     #[error("stream idle timeout")]
     Idle,
@@ -116,7 +116,7 @@ impl Body for ProxyBody {
             }
             ProxyBody::Unpooled(body) => Pin::new(body)
                 .poll_frame(cx)
-                .map(|frame| frame.map(|f| f.map_err(BodyError::from))),
+                .map(|frame| frame.map(|f| f.map_err(|e| BodyError::Upstream(e.into())))),
             ProxyBody::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Metered(metered) => Pin::new(metered.as_mut()).poll_frame(cx),
             ProxyBody::Observed(observed) => observed.poll_frame(cx),

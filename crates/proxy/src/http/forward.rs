@@ -2,9 +2,7 @@
 //! the response head, and what the client hears when it fails (Envoy's status codes,
 //! bodies and response flags).
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
@@ -13,7 +11,7 @@ use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use super::body::{Active, ProxyBody};
 use super::headers::{self, X_ENVOY_EXPECTED_RQ_TIMEOUT_MS};
@@ -27,7 +25,6 @@ use crate::balance::Outcome;
 use crate::config::{ClusterState, UpstreamProtocol};
 use crate::endpoint::{self, Unreachable};
 use crate::flags::ResponseFlags;
-use crate::metrics::UpstreamHost;
 use crate::route::AttemptCount;
 use crate::stats::{ClusterStats, GaugeGuard};
 use crate::upstream::{PoolKey, PoolSettings, PooledBody, UpstreamError};
@@ -42,8 +39,8 @@ pub(super) struct Target<'a> {
     pub(super) hash: Option<u64>,
     /// The route's timeout.
     pub(super) timeout: Option<Duration>,
-    /// The stream's idle timer, when a stream idle timeout is in force.
-    pub(super) idle: Option<IdleTimer>,
+    /// The stream's timer (and its idle timeout, when one is in force).
+    pub(super) timer: IdleTimer,
     /// Whether the authority becomes the picked endpoint's hostname, when it has one.
     pub(super) auto_host_rewrite: bool,
     /// Whether a rewritten authority is appended to `x-forwarded-host`.
@@ -205,7 +202,7 @@ pub(super) async fn forward_to(
     }
     let route_deadline = target.timeout.map(|t| Instant::now() + t);
     let per_try = target.retry.and_then(|p| p.per_try_timeout);
-    let mut clock = Clock::new(target.idle);
+    let mut timer = target.timer;
     let mut flags = ResponseFlags::NONE;
     let settings = PoolSettings::of(cluster);
     loop {
@@ -269,7 +266,7 @@ pub(super) async fn forward_to(
         let outcome = tokio::select! {
             biased;
             sent = send => sent.map_err(AttemptError::Upstream),
-            expiry = std::future::poll_fn(|cx| clock.poll(cx, deadline)) => Err(match expiry {
+            expiry = std::future::poll_fn(|cx| timer.poll_until(cx, deadline)) => Err(match expiry {
                 Expiry::Idle => AttemptError::Final(Failure::StreamIdle),
                 Expiry::Deadline if route_deadline.is_some_and(|d| d <= Instant::now()) => {
                     stats.upstream_rq_timeout.inc();
@@ -300,7 +297,7 @@ pub(super) async fn forward_to(
                 match decision {
                     Decision::Retry(back_off) => {
                         drop((response, active));
-                        wait(&mut clock, back_off, route_deadline, stats)
+                        wait(&mut timer, back_off, route_deadline, stats)
                             .await
                             .map_err(|failure| Failed { failure, flags })?;
                         continue;
@@ -309,8 +306,9 @@ pub(super) async fn forward_to(
                     Decision::Overflow => flags.insert(ResponseFlags::UO),
                     Decision::Done => {}
                 }
-                let mut response =
-                    response.map(|body| ProxyBody::relayed(body, active, clock.into_idle()));
+                let mut response = response.map(|body| {
+                    ProxyBody::relayed(body, active, timer.watches_idleness().then_some(timer))
+                });
                 if target.attempt_count.response {
                     response
                         .headers_mut()
@@ -319,7 +317,6 @@ pub(super) async fn forward_to(
                 if !flags.is_empty() {
                     response.extensions_mut().insert(flags);
                 }
-                response.extensions_mut().insert(UpstreamHost(endpoint));
                 return Ok(response);
             }
             Err(AttemptError::Final(failure)) => return Err(Failed { failure, flags }),
@@ -344,7 +341,7 @@ pub(super) async fn forward_to(
         };
         match decision {
             Decision::Retry(back_off) => {
-                wait(&mut clock, back_off, route_deadline, stats)
+                wait(&mut timer, back_off, route_deadline, stats)
                     .await
                     .map_err(|failure| Failed { failure, flags })?;
             }
@@ -415,14 +412,14 @@ fn pick<'s>(
 /// Waits out a retry's back-off, unless the route's deadline or the stream's idle
 /// timeout comes first.
 async fn wait(
-    clock: &mut Clock,
+    timer: &mut IdleTimer,
     back_off: Duration,
     route_deadline: Option<Instant>,
     stats: &ClusterStats,
 ) -> Result<(), Failure> {
     let until = Instant::now() + back_off;
     let deadline = route_deadline.map_or(until, |d| d.min(until));
-    match std::future::poll_fn(|cx| clock.poll(cx, Some(deadline))).await {
+    match std::future::poll_fn(|cx| timer.poll_until(cx, Some(deadline))).await {
         Expiry::Idle => Err(Failure::StreamIdle),
         Expiry::Deadline if route_deadline.is_some_and(|d| d <= Instant::now()) => {
             stats.upstream_rq_timeout.inc();
@@ -479,44 +476,6 @@ impl Source {
             Source::Once(_) => false,
             Source::Empty => true,
             Source::Kept(kept) => kept.can_replay(),
-        }
-    }
-}
-
-/// The one timer an exchange waits on: the stream's idle timer when there is one (it
-/// goes on to watch the response body), else a plain sleep made when a deadline needs
-/// it.
-enum Clock {
-    Idle(IdleTimer),
-    Plain(Option<Pin<Box<Sleep>>>),
-}
-
-impl Clock {
-    fn new(idle: Option<IdleTimer>) -> Clock {
-        idle.map_or(Clock::Plain(None), Clock::Idle)
-    }
-
-    fn poll(&mut self, cx: &mut Context<'_>, deadline: Option<Instant>) -> Poll<Expiry> {
-        match self {
-            Clock::Idle(timer) => timer.poll_until(cx, deadline),
-            Clock::Plain(sleep) => {
-                let Some(deadline) = deadline else {
-                    return Poll::Pending;
-                };
-                let sleep =
-                    sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                if sleep.deadline() != deadline {
-                    sleep.as_mut().reset(deadline);
-                }
-                sleep.as_mut().poll(cx).map(|()| Expiry::Deadline)
-            }
-        }
-    }
-
-    fn into_idle(self) -> Option<IdleTimer> {
-        match self {
-            Clock::Idle(timer) => Some(timer),
-            Clock::Plain(_) => None,
         }
     }
 }

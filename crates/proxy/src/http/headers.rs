@@ -37,7 +37,7 @@ pub const X_ENVOY_EXTERNAL_ADDRESS: HeaderName =
 
 /// `x-envoy-*` request headers that steer Envoy (retries, timeouts, tracing), which only a
 /// client inside the mesh may send: Envoy removes them from every other request.
-const INTERNAL_ONLY: [HeaderName; 14] = [
+static INTERNAL_ONLY: [HeaderName; 14] = [
     HeaderName::from_static("x-envoy-retriable-status-codes"),
     HeaderName::from_static("x-envoy-retriable-header-names"),
     HeaderName::from_static("x-envoy-retry-on"),
@@ -56,7 +56,7 @@ const INTERNAL_ONLY: [HeaderName; 14] = [
 
 /// `x-envoy-*` request headers that describe the request's way through the mesh, which
 /// an edge proxy does not take from its clients.
-const EDGE_STRIPPED: [HeaderName; 4] = [
+static EDGE_STRIPPED: [HeaderName; 4] = [
     HeaderName::from_static("x-envoy-decorator-operation"),
     HeaderName::from_static("x-envoy-downstream-service-cluster"),
     HeaderName::from_static("x-envoy-downstream-service-node"),
@@ -64,7 +64,7 @@ const EDGE_STRIPPED: [HeaderName; 4] = [
 ];
 
 /// Headers that describe one connection, not the request, and never cross a proxy.
-const HOP_BY_HOP: [HeaderName; 6] = [
+static HOP_BY_HOP: [HeaderName; 6] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -97,18 +97,30 @@ pub fn keep_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
 
 /// Removes hop-by-hop headers, including those the `connection` header names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most requests carry none: one pass over the names beats six hashed removals.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    // Most messages carry none, or `connection` and `keep-alive` alone: one pass over
+    // the names finds those present, and only they are removed by hash.
+    let mut present = [false; HOP_BY_HOP.len()];
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
+        }
+    }
+    if !present.contains(&true) {
         return;
     }
+    // Names `connection` lists beyond the usual ones (which go anyway).
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter(|name| !HOP_BY_HOP.contains(name))
         .collect();
-    for name in named.iter().chain(&HOP_BY_HOP) {
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
+        headers.remove(name);
+    }
+    for name in &named {
         headers.remove(name);
     }
 }
@@ -138,7 +150,13 @@ pub fn sanitize_request(
     tls: bool,
 ) -> IpAddr {
     strip_hop_by_hop(headers);
-    headers.remove(X_ENVOY_INTERNAL);
+    // Most requests carry no `x-envoy-*` header: look before removing any by hash.
+    let envoy_headers = headers
+        .keys()
+        .any(|name| name.as_str().starts_with("x-envoy-"));
+    if envoy_headers {
+        headers.remove(X_ENVOY_INTERNAL);
+    }
     let forwarding = &manager.forwarding;
     let proto = HeaderValue::from_static(if tls { "https" } else { "http" });
     // The client as far as this proxy can trust `x-forwarded-for`, and whether it is the
@@ -178,10 +196,6 @@ pub fn sanitize_request(
     if internal {
         headers.insert(X_ENVOY_INTERNAL, HeaderValue::from_static("true"));
     } else {
-        // Most requests carry no `x-envoy-*` header: look before removing each by hash.
-        let envoy_headers = headers
-            .keys()
-            .any(|name| name.as_str().starts_with("x-envoy-"));
         let edge_stripped = if edge { &EDGE_STRIPPED[..] } else { &[] };
         for name in (edge_stripped.iter().chain(&INTERNAL_ONLY))
             .filter(|_| envoy_headers)
@@ -207,21 +221,27 @@ pub fn sanitize_request(
 /// whether it is the only one there; `None` when there is no such entry or it is not an
 /// IP address.
 fn last_forwarded_for(headers: &HeaderMap, skip: u32) -> Option<(IpAddr, bool)> {
-    let all = headers
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .map(|v| v.to_str().ok())
-        .collect::<Option<Vec<_>>>()?;
-    if all.is_empty() {
-        return None;
-    }
-    let mut rest = all.join(",");
+    let mut lines = headers.get_all(&X_FORWARDED_FOR).iter();
+    let first = lines.next()?.to_str().ok()?;
+    // Usually one line: read in place; several are read as one, joined.
+    let joined;
+    let mut rest = if lines.next().is_none() {
+        first
+    } else {
+        joined = headers
+            .get_all(&X_FORWARDED_FOR)
+            .iter()
+            .map(|v| v.to_str().ok())
+            .collect::<Option<Vec<_>>>()?
+            .join(",");
+        joined.as_str()
+    };
     for _ in 0..skip {
-        rest.truncate(rest.rfind(',')?);
+        rest = &rest[..rest.rfind(',')?];
     }
     let (last, single) = match rest.rfind(',') {
         Some(comma) => (&rest[comma + 1..], false),
-        None => (rest.as_str(), true),
+        None => (rest, true),
     };
     let ip: IpAddr = last.trim().parse().ok()?;
     Some((ip.to_canonical(), single))
@@ -283,16 +303,20 @@ pub fn uuid_v4() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let hi = (fastrand::u64(..) & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
     let lo = (fastrand::u64(..) & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-    let bits = u128::from(hi) << 64 | u128::from(lo);
-    // Written in place: one request, one allocation (the header's own).
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&hi.to_be_bytes());
+    bytes[8..].copy_from_slice(&lo.to_be_bytes());
+    // Written in place, a byte (two digits) at a time: one request, one allocation (the
+    // header's own).
     let mut text = [b'-'; 36];
-    let mut nibble = 32;
-    for (i, byte) in text.iter_mut().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            continue;
+    let mut at = 0;
+    for (i, byte) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            at += 1;
         }
-        nibble -= 1;
-        *byte = HEX[(bits >> (nibble * 4)) as usize & 0xf];
+        text[at] = HEX[usize::from(byte >> 4)];
+        text[at + 1] = HEX[usize::from(byte & 0xf)];
+        at += 2;
     }
     HeaderValue::from_bytes(&text).expect("hex digits and dashes")
 }

@@ -28,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use body::{BodyError, ProxyBody};
 pub use mirror::{InvalidMirror, MirrorPolicy};
-pub use request_body::{Kept, RequestBody};
+pub use request_body::{Kept, RequestBody, RequestBodyError};
 pub use retry::{InvalidPolicy, RetryPolicy};
 pub(crate) use router::request_head;
 pub use router::{Downstream, local};

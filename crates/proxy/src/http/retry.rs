@@ -10,7 +10,7 @@ use mizzen_xds::pb::envoy::config::route::v3::RetryPolicy as PbRetryPolicy;
 
 use crate::config::{ClusterState, RetryLimit};
 use crate::stats::GaugeGuard;
-use crate::upstream::UpstreamError;
+use crate::upstream::{HttpError, UpstreamError};
 
 /// Envoy's default `retry_back_off.base_interval`.
 const DEFAULT_BASE_INTERVAL: Duration = Duration::from_millis(25);
@@ -307,7 +307,9 @@ impl AttemptFailure {
             UpstreamError::Connect(_)
             | UpstreamError::LocalConnect(_)
             | UpstreamError::ConnectTimeout => AttemptFailure::ConnectFailure,
-            UpstreamError::Http(e) if refused_stream(e) => AttemptFailure::RefusedStream,
+            UpstreamError::Http(HttpError::Hyper(e)) if refused_stream(e) => {
+                AttemptFailure::RefusedStream
+            }
             UpstreamError::Http(_) => AttemptFailure::Reset,
             UpstreamError::Overflow => AttemptFailure::Overflow,
         }

@@ -26,7 +26,7 @@ use crate::authz::{self, Outcome};
 use crate::balance::HashInput;
 use crate::config::{HttpManager, Snapshot};
 use crate::flags::ResponseFlags;
-use crate::metrics::UpstreamCluster;
+use crate::metrics::{UpstreamCluster, UpstreamHost};
 use crate::route::{Action, NewHost, RequestHead};
 use crate::tls::Session;
 
@@ -236,10 +236,14 @@ async fn route(
         let response = local(forward.cluster_not_found_response_code, "");
         return finish(flagged(response, ResponseFlags::NC));
     };
-    // From here, answers name the cluster for Istio's metrics.
+    // From here, answers name the cluster for Istio's metrics, when they are recorded
+    // (an extension costs allocations per response).
+    let metered = manager.telemetry.is_some();
     let finish = |mut response: Response<ProxyBody>| {
-        let upstream = UpstreamCluster(cluster.cluster.clone());
-        response.extensions_mut().insert(upstream);
+        if metered {
+            let upstream = UpstreamCluster(cluster.cluster.clone());
+            response.extensions_mut().insert(upstream);
+        }
         finish(response)
     };
     if let Some(x) = exchange {
@@ -314,8 +318,10 @@ async fn route(
         path: rewritten.as_deref().unwrap_or(path),
         hash: hashed.hash,
         timeout,
-        idle: super::timeout::idle(forward.idle_timeout, manager.stream_idle_timeout)
-            .map(|t| IdleTimer::new(t, activity)),
+        timer: IdleTimer::new(
+            super::timeout::idle(forward.idle_timeout, manager.stream_idle_timeout),
+            activity,
+        ),
         auto_host_rewrite: forward.auto_host_rewrite(),
         append_x_forwarded_host: forward.append_x_forwarded_host,
         retry: forward.retry_policy.as_ref(),
@@ -332,6 +338,9 @@ async fn route(
         Ok(response) => response,
         Err(failure) => return finish(failure.response()),
     };
+    if metered && let Some(host) = upstream_host {
+        response.extensions_mut().insert(UpstreamHost(host));
+    }
     headers::strip_hop_by_hop(response.headers_mut());
     // The client hears its own HTTP version, whatever the upstream spoke.
     *response.version_mut() = version;

@@ -2,6 +2,12 @@
 //! one request at a time and go back to the pool when their response ends; one HTTP/2
 //! connection per endpoint carries every request concurrently.
 //!
+//! An HTTP/1.1 connection has no task of its own: the request that holds it writes and
+//! reads it from the request's task, through [`http1`]'s codec; idle in its pool, nothing
+//! polls it, and the next request to take it finds out whether it is still open. An
+//! HTTP/2 connection, shared by many requests at once, runs in a task of its own on
+//! hyper, as does an HTTP/1.1 connection that carries an upgrade.
+//!
 //! Pools are found by a lock-free lookup; a pool's own lock guards only a push or a pop.
 //!
 //! The cluster's circuit breakers bound connections and pending requests as Envoy's
@@ -14,7 +20,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -22,7 +28,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Notify;
@@ -31,6 +37,10 @@ use crate::config::{CircuitBreakers, Cluster};
 use crate::http::RequestBody;
 use crate::stats::{ClusterStats, Gauge, GaugeGuard};
 use crate::tls::{Carried, Stream, Transport};
+
+mod http1;
+
+pub use http1::Http1Error;
 
 /// What a pool is for: one endpoint, one HTTP version, one source address, one
 /// transport (a TLS and a plaintext connection to one address are not interchangeable).
@@ -90,11 +100,34 @@ pub enum UpstreamError {
     ConnectTimeout,
     /// The connection failed or was reset before response headers.
     #[error("{0}")]
-    Http(#[from] hyper::Error),
+    Http(#[from] HttpError),
     /// A circuit breaker turned the request away (`max_pending_requests`,
     /// `max_requests`); worded as Envoy's reset reason.
     #[error("overflow")]
     Overflow,
+}
+
+/// How an exchange on an upstream connection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// On hyper: HTTP/2, and HTTP/1.1 upgrades.
+    #[error(transparent)]
+    Hyper(#[from] hyper::Error),
+    /// On the proxy's own HTTP/1.1 codec.
+    #[error(transparent)]
+    Http1(#[from] Http1Error),
+}
+
+impl From<hyper::Error> for UpstreamError {
+    fn from(e: hyper::Error) -> Self {
+        UpstreamError::Http(e.into())
+    }
+}
+
+impl From<Http1Error> for UpstreamError {
+    fn from(e: Http1Error) -> Self {
+        UpstreamError::Http(e.into())
+    }
 }
 
 /// Every pool of the proxy.
@@ -121,26 +154,28 @@ impl Upstreams {
         if key.http2 {
             let (mut sender, stream) = pool.http2(settings, stats).await?;
             let response = sender.send_request(request).await?;
-            Ok(response.map(|body| PooledBody {
-                body,
-                back: None,
-                _stream: Some(stream),
-            }))
-        } else {
-            let (mut sender, uses) = pool.http1(settings, stats).await?;
-            let response = sender.send_request(request).await?;
-            let back = (!upgrade).then_some(GiveBack {
-                pool,
-                sender,
-                uses: uses + 1,
-                max: settings.max_requests,
-            });
-            Ok(response.map(|body| PooledBody {
-                body,
-                back,
-                _stream: None,
-            }))
+            return Ok(response.map(|body| {
+                PooledBody(Pooled::Http2 {
+                    body,
+                    _stream: stream,
+                })
+            }));
         }
+        let (connection, uses) = pool.http1(settings, stats).await?;
+        if upgrade {
+            return Ok(upgrade_on(connection, request)
+                .await?
+                .map(|body| PooledBody(Pooled::Upgrade(body))));
+        }
+        let mut exchange = connection.start(request);
+        let head = std::future::poll_fn(|cx| exchange.poll_head(cx)).await?;
+        let lease = Lease {
+            exchange,
+            pool,
+            uses: uses + 1,
+            max: settings.max_requests,
+        };
+        Ok(head.map(|()| PooledBody(Pooled::Http1(Some(lease)))))
     }
 
     fn pool(&self, key: &PoolKey) -> Arc<Pool> {
@@ -225,9 +260,54 @@ impl Drop for Http2Stream {
 
 /// An HTTP/1.1 connection waiting for its next request.
 struct Idle {
-    sender: http1::SendRequest<RequestBody>,
+    connection: Box<http1::Connection>,
     since: Instant,
     uses: u32,
+}
+
+/// Counts a connection open, in its cluster (`upstream_cx_active`) and in its pool,
+/// until dropped; then a request waiting for room to open one may.
+pub(super) struct Open {
+    counted: Option<(GaugeGuard, GaugeGuard)>,
+    /// Weak: idle connections live in their pool.
+    pool: Weak<Pool>,
+}
+
+impl Open {
+    fn new(pool: &Arc<Pool>, slot: GaugeGuard) -> Open {
+        Open {
+            counted: Some((slot, pool.connections.track())),
+            pool: Arc::downgrade(pool),
+        }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.counted = None;
+        if let Some(pool) = self.pool.upgrade() {
+            pool.freed.notify_waiters();
+        }
+    }
+}
+
+/// Sends an upgrade request on hyper, which carries out a 101 and hands the connection
+/// to the tunnel; the connection never comes back to the pool.
+async fn upgrade_on(
+    connection: Box<http1::Connection>,
+    request: http::Request<RequestBody>,
+) -> Result<http::Response<Incoming>, UpstreamError> {
+    let (io, open) = connection
+        .into_parts()
+        .ok_or(Http1Error::invalid("connection", "holds unread bytes"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
+        }
+        drop(open);
+    });
+    Ok(sender.send_request(request).await?)
 }
 
 impl Pool {
@@ -277,12 +357,10 @@ impl Pool {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let pool = self.clone();
-        let mine = self.connections.track();
+        let open = Open::new(self, slot);
         tokio::spawn(async move {
             connection.await;
-            drop((slot, mine));
-            pool.freed.notify_waiters();
+            drop(open);
         });
     }
 
@@ -325,37 +403,22 @@ impl Pool {
         self: &Arc<Self>,
         settings: PoolSettings,
         stats: &Arc<ClusterStats>,
-    ) -> Result<(http1::SendRequest<RequestBody>, u32), UpstreamError> {
-        let (slot, _pending) = match self
-            .take_or_open(settings, stats, || self.reuse(settings))
-            .await?
-        {
+    ) -> Result<(Box<http1::Connection>, u32), UpstreamError> {
+        let reuse = || std::future::ready(self.reuse(settings));
+        let (slot, _pending) = match self.take_or_open(settings, stats, reuse).await? {
             Found::Ready(reused) => return Ok(reused),
             Found::Open { slot, pending } => (slot, pending),
         };
-        let io = TokioIo::new(self.connect(settings, stats).await?);
-        let (sender, connection) = http1::Builder::new().handshake(io).await?;
-        self.spawn_connection(slot, async move {
-            // With upgrades, a 101 response hands the connection to the tunnel.
-            if let Err(e) = connection.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream HTTP/1.1 connection ended");
-            }
-        });
-        Ok((sender, 0))
+        let io = self.connect(settings, stats).await?;
+        Ok((http1::Connection::new(io, Open::new(self, slot)), 0))
     }
 
     /// An idle HTTP/1.1 connection still fit for a request, if any.
-    async fn reuse(
-        &self,
-        settings: PoolSettings,
-    ) -> Option<(http1::SendRequest<RequestBody>, u32)> {
+    fn reuse(&self, settings: PoolSettings) -> Option<(Box<http1::Connection>, u32)> {
         loop {
             let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
-            if idle.since.elapsed() >= settings.idle_timeout || idle.sender.is_closed() {
-                continue;
-            }
-            if idle.sender.ready().await.is_ok() {
-                return Some((idle.sender, idle.uses));
+            if idle.since.elapsed() < settings.idle_timeout && idle.connection.is_open() {
+                return Some((idle.connection, idle.uses));
             }
         }
     }
@@ -430,12 +493,12 @@ impl Pool {
         .await
     }
 
-    fn give_back(&self, sender: http1::SendRequest<RequestBody>, uses: u32) {
+    fn give_back(&self, connection: Box<http1::Connection>, uses: u32) {
         self.idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(Idle {
-                sender,
+                connection,
                 since: Instant::now(),
                 uses,
             });
@@ -488,72 +551,95 @@ async fn open(endpoint: SocketAddr, bind: Option<SocketAddr>) -> Result<TcpStrea
     Ok(stream)
 }
 
-/// A response body from a pooled connection; when it ends, an HTTP/1.1 connection goes
-/// back to its pool (unless it carried its maximum of requests).
-pub struct PooledBody {
-    body: Incoming,
-    back: Option<GiveBack>,
-    /// The HTTP/2 stream it holds until it ends.
-    _stream: Option<Http2Stream>,
+/// A response body from a pooled connection; an HTTP/1.1 connection is read as the body
+/// is, and goes back to its pool when the exchange is complete (unless it carried its
+/// maximum of requests).
+pub struct PooledBody(Pooled);
+
+enum Pooled {
+    /// From an HTTP/1.1 exchange (None once the connection went back or was dropped).
+    Http1(Option<Lease>),
+    /// From an HTTP/2 stream, which it holds until the body ends.
+    Http2 {
+        body: Incoming,
+        _stream: Http2Stream,
+    },
+    /// From an HTTP/1.1 connection that carried an upgrade request (on hyper).
+    Upgrade(Incoming),
 }
 
-struct GiveBack {
+/// An HTTP/1.1 connection taken from its pool for one exchange.
+struct Lease {
+    exchange: http1::Exchange,
     pool: Arc<Pool>,
-    sender: http1::SendRequest<RequestBody>,
     uses: u32,
     max: Option<u32>,
 }
 
-impl GiveBack {
+impl Lease {
+    /// Gives the connection back if the exchange completed and it may carry more.
     fn done(self) {
-        if self.max.is_none_or(|max| self.uses < max) && !self.sender.is_closed() {
-            self.pool.give_back(self.sender, self.uses);
+        if self.max.is_none_or(|max| self.uses < max)
+            && let Some(connection) = self.exchange.into_reusable()
+        {
+            self.pool.give_back(connection, self.uses);
         }
     }
 }
 
 impl Body for PooledBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = HttpError;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
-        match &frame {
-            None => {
-                if let Some(back) = self.back.take() {
-                    back.done();
-                }
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        let lease = match &mut self.get_mut().0 {
+            Pooled::Http1(lease) => lease,
+            Pooled::Http2 { body, .. } | Pooled::Upgrade(body) => {
+                return Pin::new(body)
+                    .poll_frame(cx)
+                    .map(|frame| frame.map(|f| f.map_err(HttpError::from)));
             }
-            Some(Err(_)) => self.back = None,
-            Some(Ok(_)) if self.body.is_end_stream() => {
-                if let Some(back) = self.back.take() {
-                    back.done();
-                }
-            }
-            Some(Ok(_)) => {}
+        };
+        let Some(leased) = lease else {
+            return Poll::Ready(None);
+        };
+        let polled = ready!(leased.exchange.poll_data(cx));
+        if leased.exchange.is_end_stream()
+            && let Some(lease) = lease.take()
+        {
+            lease.done();
         }
-        Poll::Ready(frame)
+        Poll::Ready(polled.map(|data| data.map(Frame::data).map_err(HttpError::from)))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        match &self.0 {
+            Pooled::Http1(lease) => lease.as_ref().is_none_or(|l| l.exchange.is_end_stream()),
+            Pooled::Http2 { body, .. } | Pooled::Upgrade(body) => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+        match &self.0 {
+            Pooled::Http1(lease) => lease
+                .as_ref()
+                .map_or(SizeHint::with_exact(0), |l| l.exchange.size_hint()),
+            Pooled::Http2 { body, .. } | Pooled::Upgrade(body) => body.size_hint(),
+        }
     }
 }
 
 impl Drop for PooledBody {
     fn drop(&mut self) {
-        // A body dropped before its end leaves the connection mid-response: not reusable.
-        if let Some(back) = self.back.take()
-            && self.body.is_end_stream()
+        // A body dropped before its end leaves the connection mid-response: not reusable
+        // (`done` keeps only a complete exchange).
+        if let Pooled::Http1(lease) = &mut self.0
+            && let Some(lease) = lease.take()
         {
-            back.done();
+            lease.done();
         }
     }
 }
