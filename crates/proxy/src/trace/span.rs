@@ -172,7 +172,7 @@ fn host(request: &Request<impl Sized>) -> Option<&str> {
 }
 
 /// The protocol as Envoy names it in `http.protocol` (and `%PROTOCOL%`).
-fn protocol(version: Option<Version>) -> &'static str {
+pub(super) fn protocol(version: Option<Version>) -> &'static str {
     match version {
         Some(Version::HTTP_10) => "HTTP/1.0",
         Some(Version::HTTP_2) => "HTTP/2",
