@@ -779,3 +779,36 @@ async fn upstream_spans_are_shaped_as_envoys() {
         assert_eq!(client.span.trace_id, server.span.trace_id);
     }
 }
+
+#[tokio::test]
+async fn a_failed_upstream_attempt_is_shaped_as_envoys() {
+    let (otel, mut spans) = collector().await;
+    // Nothing listens where the hop sends: the attempt's connection fails.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let yaml = spawning(hop("b", "INBOUND", Exporter::Grpc, "100", closed, otel)) + ADMIN;
+    let Some(envoy) = common::envoy::Envoy::start(&yaml).await else {
+        return;
+    };
+    let ours = proxy(&yaml).await;
+    send(ours.listener_addr("http").await, traced_request()).await;
+    let mizzen = receive(&mut spans, 2).await;
+    send(envoy.listener_addr("http").await, traced_request()).await;
+    let envoy = receive(&mut spans, 2).await;
+    let (mizzen, envoy) = (
+        of_kind(&mizzen, SpanKind::Client),
+        of_kind(&envoy, SpanKind::Client),
+    );
+    assert_eq!(
+        mizzen.attribute("error.reason"),
+        Some("remote connection failure")
+    );
+    assert_eq!(mizzen.attribute("response_flags"), Some("UF"));
+    // An error, yet no status: Envoy's status follows `http.status_code`, here 0.
+    assert_eq!(mizzen.span.status, None);
+    assert_eq!(mizzen.span.status, envoy.span.status);
+    assert_eq!(attributes(mizzen), attributes(envoy));
+}

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, StatusCode, Version};
-use mizzen_xds::otlp::{self, SpanKind, StatusCode as OtlpStatus};
+use mizzen_xds::otlp::{self, SpanKind};
 
 use super::context::{Propagation, TRACESTATE, inject};
 use super::export::Handle;
@@ -192,11 +192,8 @@ impl Drop for Attempt {
         attributes.push(tag(tags::RESPONSE_FLAGS, flags.to_string()));
         if status == 0 || status >= 500 {
             attributes.push(tag(tags::ERROR, "true"));
-            span.status = Some(otlp::Status {
-                code: OtlpStatus::Error as i32,
-                message: String::new(),
-            });
         }
+        span.status = span::error_status(span.kind, status);
         open.exporter.send(std::mem::take(&mut open.span));
     }
 }
