@@ -228,15 +228,39 @@ static_resources:
     )
 }
 
+/// `hop` with `spawn_upstream_span: true`: each upstream attempt is a CLIENT span.
+fn spawning(hop: String) -> String {
+    hop.replace(
+        "            random_sampling:",
+        "            spawn_upstream_span: true\n            random_sampling:",
+    )
+}
+
+/// `hop` with the route retrying `5xx` answers up to twice.
+fn retrying(hop: String) -> String {
+    hop.replace(
+        "route: {cluster: next}",
+        "route: {cluster: next, retry_policy: {retry_on: 5xx, num_retries: 2}}",
+    )
+}
+
 /// The three proxies, first to last, and the chain's entry.
 struct Chain {
     _proxies: Vec<Proxy>,
     entry: SocketAddr,
+    /// Where the gateway sends: sidecar A's listener.
+    outbound: SocketAddr,
 }
 
 /// ingress gateway (SERVER, gRPC) → sidecar A outbound (CLIENT, HTTP) → sidecar B
-/// inbound (SERVER, gRPC) → backend.
-async fn chain(sampling: &str, backend: SocketAddr, collector: SocketAddr) -> Chain {
+/// inbound (SERVER, gRPC) → backend; the gateway's upstream requests are CLIENT spans
+/// of their own when `gateway_spawns`.
+async fn chain(
+    sampling: &str,
+    backend: SocketAddr,
+    collector: SocketAddr,
+    gateway_spawns: bool,
+) -> Chain {
     let inbound = proxy(&hop(
         "b",
         "INBOUND",
@@ -257,19 +281,24 @@ async fn chain(sampling: &str, backend: SocketAddr, collector: SocketAddr) -> Ch
     ))
     .await;
     let a = outbound.listener_addr("http").await;
-    let gateway = proxy(&hop(
+    let gateway = hop(
         "gateway",
         "UNSPECIFIED",
         Exporter::Grpc,
         sampling,
         a,
         collector,
-    ))
+    );
+    let gateway = proxy(&match gateway_spawns {
+        true => spawning(gateway),
+        false => gateway,
+    })
     .await;
     let entry = gateway.listener_addr("http").await;
     Chain {
         _proxies: vec![gateway, outbound, inbound],
         entry,
+        outbound: a,
     }
 }
 
@@ -300,7 +329,7 @@ fn in_hop_order(spans: &[Exported]) -> [&Exported; 3] {
 async fn every_hop_exports_its_span_each_the_child_of_the_one_before() {
     let backend = backend("backend").await;
     let (otel, mut spans) = collector().await;
-    let chain = chain("100", backend, otel).await;
+    let chain = chain("100", backend, otel, false).await;
 
     // A request that continues the caller's trace.
     let mut request = get("shop.example.com", "/cart?item=1");
@@ -436,7 +465,7 @@ async fn a_failed_request_is_an_error_span() {
 async fn unsampled_traces_propagate_and_export_nothing() {
     let backend = backend("backend").await;
     let (otel, mut spans) = collector().await;
-    let chain = chain("0", backend, otel).await;
+    let chain = chain("0", backend, otel, false).await;
     for _ in 0..20 {
         let seen = send(chain.entry, get("shop", "/")).await.seen();
         assert!(seen.headers["traceparent"].ends_with("-00"));
@@ -464,7 +493,7 @@ async fn unsampled_traces_propagate_and_export_nothing() {
 async fn half_of_new_traces_are_sampled_and_only_those_exported() {
     let backend = backend("backend").await;
     let (otel, mut spans) = collector().await;
-    let chain = chain("50", backend, otel).await;
+    let chain = chain("50", backend, otel, false).await;
     let n = 200u32;
     let mut sampled = BTreeSet::new();
     for _ in 0..n {
@@ -545,4 +574,241 @@ async fn spans_are_shaped_as_envoys() {
     assert_eq!(mizzen.span.status, envoy.span.status);
     assert_eq!(attributes(&mizzen), attributes(&envoy));
     assert_eq!(mizzen.resource, envoy.resource);
+}
+
+/// The request the trace tests send: it continues a sampled W3C trace.
+fn traced_request() -> Request<http_body_util::Full<Bytes>> {
+    let mut request = get("shop.example.com", "/cart?item=1");
+    let headers = request.headers_mut();
+    headers.insert(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .unwrap(),
+    );
+    headers.insert("x-canonical", "shop".parse().unwrap());
+    headers.insert("user-agent", "curl/8".parse().unwrap());
+    request
+}
+
+/// The one span of `kind` among `spans`.
+fn of_kind(spans: &[Exported], kind: SpanKind) -> &Exported {
+    let mut found = spans.iter().filter(|s| s.span.kind == kind as i32);
+    let span = found
+        .next()
+        .unwrap_or_else(|| panic!("no {kind:?} span: {spans:#?}"));
+    assert!(found.next().is_none(), "two {kind:?} spans: {spans:#?}");
+    span
+}
+
+#[tokio::test]
+async fn a_gateway_spawning_upstream_spans_is_a_hop_of_its_own() {
+    let backend = backend("backend").await;
+    let (otel, mut spans) = collector().await;
+    let chain = chain("100", backend, otel, true).await;
+    let seen = send(chain.entry, traced_request()).await.seen();
+    let got = receive(&mut spans, 4).await;
+    let (gateway, rest): (Vec<Exported>, Vec<Exported>) = got
+        .into_iter()
+        .partition(|s| s.service == "gateway.default");
+    let (server, client) = (
+        of_kind(&gateway, SpanKind::Server),
+        of_kind(&gateway, SpanKind::Client),
+    );
+    let by = |service: &str| rest.iter().find(|s| s.service == service).unwrap();
+    let (a, b) = (by("a.default"), by("b.default"));
+
+    // caller → gateway SERVER → gateway CLIENT → a → b → backend, one trace.
+    assert_eq!(hex(&server.span.parent_span_id), "00f067aa0ba902b7");
+    assert_eq!(client.span.parent_span_id, server.span.span_id);
+    assert_eq!(a.span.parent_span_id, client.span.span_id);
+    assert_eq!(b.span.parent_span_id, a.span.span_id);
+    for span in [server, client, a, b] {
+        assert_eq!(hex(&span.span.trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+    }
+    assert!(seen.headers["traceparent"].contains(&hex(&b.span.span_id)));
+
+    // The CLIENT span: Envoy's router span, tagged with the attempt's endpoint and
+    // answer, and the custom tags as the upstream request has them.
+    assert_eq!(client.span.name, "router next egress");
+    assert_eq!(server.span.name, "gateway.default.svc.cluster.local:80/*");
+    let endpoint = chain.outbound.to_string();
+    assert_eq!(
+        client.attribute("upstream_address"),
+        Some(endpoint.as_str())
+    );
+    assert_eq!(client.attribute("peer.address"), Some(endpoint.as_str()));
+    assert_eq!(client.attribute("http.status_code"), Some("200"));
+    assert_eq!(client.attribute("http.protocol"), Some("HTTP/1.1"));
+    assert_eq!(client.attribute("upstream_cluster"), Some("next"));
+    assert_eq!(client.attribute("upstream_cluster.name"), Some("next"));
+    assert_eq!(client.attribute("response_flags"), Some("-"));
+    assert_eq!(client.attribute("component"), Some("proxy"));
+    assert_eq!(client.attribute("istio.mesh_id"), Some("mesh1"));
+    assert_eq!(client.attribute("istio.canonical_service"), Some("shop"));
+    for absent in ["error", "retry.count", "node_id", "http.url"] {
+        assert_eq!(client.attribute(absent), None, "{absent}");
+    }
+    assert_eq!(client.span.status, None);
+    // The SERVER span is tagged as before, its peer the client.
+    assert_eq!(server.attribute("peer.address"), Some("127.0.0.1"));
+    assert_eq!(
+        server.attribute("http.url"),
+        Some("http://shop.example.com/cart?item=1")
+    );
+    // Each span lies within its parent's.
+    let within = |child: &Exported, parent: &Exported| {
+        parent.span.start_time_unix_nano <= child.span.start_time_unix_nano
+            && child.span.end_time_unix_nano <= parent.span.end_time_unix_nano
+    };
+    assert!(within(client, server));
+    assert!(within(a, client));
+}
+
+/// A backend that answers its first request 503 and the rest as [`backend`] does,
+/// telling the test the `traceparent` of each.
+async fn flaky() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (heard, traceparents) = mpsc::unbounded_channel();
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (heard, answered) = (heard.clone(), answered.clone());
+            let service = service_fn(move |req: Request<Incoming>| {
+                let traceparent = req.headers()["traceparent"].to_str().unwrap().to_owned();
+                let _ = heard.send(traceparent);
+                let first = answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+                let mut response = Response::new(http_body_util::Full::new(Bytes::new()));
+                if first {
+                    *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                }
+                async move { Ok::<_, Infallible>(response) }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    (addr, traceparents)
+}
+
+#[tokio::test]
+async fn every_upstream_attempt_is_a_span_of_its_own() {
+    let (backend, mut traceparents) = flaky().await;
+    let (otel, mut spans) = collector().await;
+    let yaml = hop(
+        "gateway",
+        "UNSPECIFIED",
+        Exporter::Grpc,
+        "100",
+        backend,
+        otel,
+    );
+    let gateway = proxy(&retrying(spawning(yaml))).await;
+    let got = send(gateway.listener_addr("http").await, traced_request()).await;
+    assert_eq!(got.status, 200);
+    let got = receive(&mut spans, 3).await;
+    let server = of_kind(&got, SpanKind::Server);
+    let mut attempts: Vec<&Exported> = got
+        .iter()
+        .filter(|s| s.span.kind == SpanKind::Client as i32)
+        .collect();
+    attempts.sort_by_key(|s| s.span.start_time_unix_nano);
+    let [first, retry] = attempts.try_into().unwrap();
+    assert!(
+        [first, retry]
+            .iter()
+            .all(|a| a.span.parent_span_id == server.span.span_id)
+    );
+    // The failed attempt is an error; the retry says it is one.
+    assert_eq!(first.attribute("http.status_code"), Some("503"));
+    assert_eq!(first.attribute("error"), Some("true"));
+    assert_eq!(
+        first.span.status.as_ref().unwrap().code,
+        StatusCode::Error as i32
+    );
+    assert_eq!(first.attribute("retry.count"), None);
+    assert_eq!(retry.attribute("http.status_code"), Some("200"));
+    assert_eq!(retry.attribute("retry.count"), Some("1"));
+    assert_eq!(retry.attribute("error"), None);
+    assert!(first.span.end_time_unix_nano <= retry.span.start_time_unix_nano);
+    // The downstream span has the answer the client got.
+    assert_eq!(server.attribute("http.status_code"), Some("200"));
+    assert_eq!(server.attribute("error"), None);
+    // Each attempt told the upstream its own span.
+    for attempt in [first, retry] {
+        let traceparent = traceparents.recv().await.unwrap();
+        assert_eq!(
+            traceparent,
+            format!(
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01",
+                hex(&attempt.span.span_id)
+            )
+        );
+    }
+}
+
+#[tokio::test]
+async fn upstream_spans_are_shaped_as_envoys() {
+    let backend = backend("backend").await;
+    let (otel, mut spans) = collector().await;
+    // Outbound: with upstream spans of its own, the hop's span is a SERVER span.
+    let yaml = spawning(hop("b", "OUTBOUND", Exporter::Grpc, "100", backend, otel)) + ADMIN;
+    let Some(envoy) = common::envoy::Envoy::start(&yaml).await else {
+        return;
+    };
+    let ours = proxy(&yaml).await;
+    send(ours.listener_addr("http").await, traced_request()).await;
+    let mizzen = receive(&mut spans, 2).await;
+    send(envoy.listener_addr("http").await, traced_request()).await;
+    let envoy = receive(&mut spans, 2).await;
+    for kind in [SpanKind::Server, SpanKind::Client] {
+        let (mizzen, envoy) = (of_kind(&mizzen, kind), of_kind(&envoy, kind));
+        assert_eq!(mizzen.span.name, envoy.span.name, "{kind:?}");
+        assert_eq!(mizzen.span.status, envoy.span.status, "{kind:?}");
+        assert_eq!(attributes(mizzen), attributes(envoy), "{kind:?}");
+        assert_eq!(mizzen.resource, envoy.resource, "{kind:?}");
+    }
+    for spans in [&mizzen, &envoy] {
+        let server = of_kind(spans, SpanKind::Server);
+        let client = of_kind(spans, SpanKind::Client);
+        assert_eq!(hex(&server.span.parent_span_id), "00f067aa0ba902b7");
+        assert_eq!(client.span.parent_span_id, server.span.span_id);
+        assert_eq!(client.span.trace_id, server.span.trace_id);
+    }
+}
+
+#[tokio::test]
+async fn a_failed_upstream_attempt_is_shaped_as_envoys() {
+    let (otel, mut spans) = collector().await;
+    // Nothing listens where the hop sends: the attempt's connection fails.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let yaml = spawning(hop("b", "INBOUND", Exporter::Grpc, "100", closed, otel)) + ADMIN;
+    let Some(envoy) = common::envoy::Envoy::start(&yaml).await else {
+        return;
+    };
+    let ours = proxy(&yaml).await;
+    send(ours.listener_addr("http").await, traced_request()).await;
+    let mizzen = receive(&mut spans, 2).await;
+    send(envoy.listener_addr("http").await, traced_request()).await;
+    let envoy = receive(&mut spans, 2).await;
+    let (mizzen, envoy) = (
+        of_kind(&mizzen, SpanKind::Client),
+        of_kind(&envoy, SpanKind::Client),
+    );
+    assert_eq!(
+        mizzen.attribute("error.reason"),
+        Some("remote connection failure")
+    );
+    assert_eq!(mizzen.attribute("response_flags"), Some("UF"));
+    // An error, yet no status: Envoy's status follows `http.status_code`, here 0.
+    assert_eq!(mizzen.span.status, None);
+    assert_eq!(mizzen.span.status, envoy.span.status);
+    assert_eq!(attributes(mizzen), attributes(envoy));
 }

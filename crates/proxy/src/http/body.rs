@@ -54,6 +54,8 @@ pub struct Active {
     pub endpoint: Option<InFlight>,
     /// In the cluster's `upstream_rq_active`.
     pub request: GaugeGuard,
+    /// The attempt's span, ended with the response.
+    pub span: Option<crate::trace::Attempt>,
 }
 
 impl ProxyBody {

@@ -27,6 +27,7 @@ use crate::endpoint::{self, Unreachable};
 use crate::flags::ResponseFlags;
 use crate::route::AttemptCount;
 use crate::stats::{ClusterStats, GaugeGuard};
+use crate::trace::UpstreamSpans;
 use crate::upstream::{PoolKey, PoolSettings, PooledBody, UpstreamError};
 
 /// Where a forwarded request goes, beyond its cluster.
@@ -55,6 +56,8 @@ pub(super) struct Target<'a> {
     pub(super) mirrors: Vec<Mirror>,
     /// Where the endpoint last tried is noted (for the access log).
     pub(super) upstream_host: &'a mut Option<std::net::SocketAddr>,
+    /// Each attempt's span, when the request is sampled and attempts have their own.
+    pub(super) spans: Option<UpstreamSpans<'a>>,
 }
 
 /// Why a forwarded request got no upstream response, and what Envoy answers then.
@@ -247,6 +250,8 @@ pub(super) async fn forward_to(
         if target.attempt_count.request {
             parts.headers.insert(X_ENVOY_ATTEMPT_COUNT, attempt.into());
         }
+        let mut span = (target.spans.as_ref())
+            .map(|s| s.attempt(&mut parts.headers, &cluster.name, endpoint, attempt, http2));
         let request = Request::from_parts(parts, body.for_attempt());
         let key = PoolKey {
             endpoint,
@@ -256,11 +261,17 @@ pub(super) async fn forward_to(
         };
         // Until the response body ends: Envoy counts a request active till its response
         // completes, bounds that by `max_requests`, and LEAST_REQUEST balances on it.
-        let admitted = admit(state).map_err(|failure| Failed { failure, flags })?;
+        let admitted = admit(state).map_err(|failure| {
+            if let (Some(span), Failure::Upstream(e)) = (&mut span, &failure) {
+                span.reset(e);
+            }
+            Failed { failure, flags }
+        })?;
         stats.upstream_rq_total.inc();
-        let active = Active {
+        let mut active = Active {
             endpoint: picked.into_in_flight(),
             request: admitted,
+            span,
         };
         let send = shared.upstreams.send(key, settings, stats, request);
         let outcome = tokio::select! {
@@ -278,6 +289,13 @@ pub(super) async fn forward_to(
                 }
             }),
         };
+        if let Some(span) = &mut active.span {
+            match &outcome {
+                Ok(response) => span.respond(response.status()),
+                Err(AttemptError::Upstream(e)) => span.reset(e),
+                Err(e) => span.cancel(matches!(e, AttemptError::PerTryTimeout)),
+            }
+        }
         if let Some(outcome) = outlier_outcome(&outcome) {
             endpoint::report(state, active.endpoint.as_ref(), outcome);
         }

@@ -143,12 +143,14 @@ async fn route(
     manager
         .client_cert
         .apply(request.headers_mut(), downstream.tls.as_deref());
+    let mut upstream_spans = None;
     if let Some(tracing) = &manager.tracing
-        && let Some(span) = tracing.trace(shared, &mut request)
+        && let Some(sampled) = tracing.trace(shared, &mut request)
     {
+        upstream_spans = sampled.upstream;
         exchange
             .get_or_insert_with(|| Exchange::begin(&manager.access_log, &downstream))
-            .trace(span);
+            .trace(sampled.span);
     }
     if let Some(x) = exchange {
         x.request(&request);
@@ -329,6 +331,7 @@ async fn route(
         buffer_limit: forward.buffer_limit,
         mirrors,
         upstream_host: &mut upstream_host,
+        spans: upstream_spans,
     };
     let result = forward::forward_to(shared, cluster, &downstream, request, target).await;
     if let Some(x) = exchange {

@@ -6,12 +6,14 @@
 //! it carries, a fresh span id for this hop whose parent is the caller's span. A request
 //! without one starts a trace, sampled at the configured `random_sampling` percentage.
 //! With an OpenTelemetry `provider`, each sampled request's span is recorded
-//! ([`span`]) and exported over OTLP ([`export`]).
+//! ([`span`]) and exported over OTLP ([`export`]); with `spawn_upstream_span`, each of
+//! its upstream attempts is a span too ([`upstream`]).
 
 mod context;
 mod export;
 mod span;
 mod tags;
+mod upstream;
 
 use std::sync::Arc;
 
@@ -27,6 +29,7 @@ pub use context::{Propagation, SpanContext, extract, inject};
 pub use export::{Exporter, Handle};
 pub use span::Span;
 pub use tags::CustomTag;
+pub use upstream::{Attempt, UpstreamSpans};
 
 /// Envoy's default `random_sampling`: every new trace is sampled.
 const DEFAULT_SAMPLING: f64 = 100.0;
@@ -38,8 +41,14 @@ const DEFAULT_MAX_PATH_TAG_LENGTH: usize = 256;
 pub struct Tracing {
     /// The percentage of new traces that are sampled (0–100).
     pub random_sampling: f64,
-    /// SERVER on inbound and ingress listeners, CLIENT on outbound ones.
+    /// Which way requests go: outbound hops pass their route's decorator on, inbound
+    /// ones take their name from it.
+    operation: Operation,
+    /// SERVER on inbound and ingress listeners and wherever upstream attempts have
+    /// spans of their own (the proxy is then a hop of its own), else CLIENT.
     kind: SpanKind,
+    /// Whether each upstream attempt of a sampled request is a CLIENT span.
+    spawn_upstream_span: bool,
     /// The span tags `node_id` and `zone`.
     node_id: String,
     zone: String,
@@ -59,6 +68,16 @@ pub enum Operation {
     Egress,
 }
 
+/// A sampled request's spans: its own, and, with `spawn_upstream_span`, what its
+/// upstream attempts need to make theirs.
+#[derive(Debug)]
+pub struct Sampled<'t> {
+    /// The request's span at this hop.
+    pub span: Span,
+    /// Its upstream attempts' spans, when they have their own.
+    pub upstream: Option<UpstreamSpans<'t>>,
+}
+
 /// This hop's span of a request's trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hop {
@@ -74,7 +93,9 @@ impl Tracing {
     pub fn propagating(random_sampling: f64) -> Tracing {
         Tracing {
             random_sampling,
+            operation: Operation::Ingress,
             kind: SpanKind::Server,
+            spawn_upstream_span: false,
             node_id: String::new(),
             zone: String::new(),
             custom_tags: Vec::new(),
@@ -100,12 +121,7 @@ impl Tracing {
                 format!("{random_sampling} is not a percentage"),
             ));
         }
-        if raw.spawn_upstream_span.as_ref().is_some_and(|b| b.value) {
-            return Err((
-                "tracing.spawn_upstream_span".into(),
-                "upstream spans are not supported; each hop makes one span".into(),
-            ));
-        }
+        let spawn_upstream_span = raw.spawn_upstream_span.as_ref().is_some_and(|b| b.value);
         let custom_tags = raw
             .custom_tags
             .iter()
@@ -143,10 +159,13 @@ impl Tracing {
             .map(Arc::new);
         Ok(Tracing {
             random_sampling,
+            operation,
+            // As Envoy's OpenTelemetry tracer kinds it.
             kind: match operation {
-                Operation::Ingress => SpanKind::Server,
-                Operation::Egress => SpanKind::Client,
+                Operation::Egress if !spawn_upstream_span => SpanKind::Client,
+                _ => SpanKind::Server,
             },
+            spawn_upstream_span,
             node_id: stats.node_id().to_owned(),
             zone: stats.zone().to_owned(),
             custom_tags,
@@ -166,7 +185,7 @@ impl Tracing {
             return;
         };
         let propagate = decorator.propagate.as_ref().is_none_or(|p| p.value);
-        if self.kind == SpanKind::Client
+        if self.operation == Operation::Egress
             && propagate
             && !decorator.operation.is_empty()
             && let Ok(operation) = HeaderValue::from_str(&decorator.operation)
@@ -178,30 +197,37 @@ impl Tracing {
     /// Starts this hop's span of `request`'s trace, writes its context into the request
     /// for the next hop, and opens the span when the trace is sampled and spans are
     /// exported (`shared` runs the exporter).
-    pub fn trace<B>(&self, shared: &Arc<Shared>, request: &mut Request<B>) -> Option<Span> {
+    pub fn trace<B>(&self, shared: &Arc<Shared>, request: &mut Request<B>) -> Option<Sampled<'_>> {
         // The caller's route decorator names an inbound span; it goes no further.
-        let caller_name = match self.kind {
-            SpanKind::Client => None,
-            _ => request
+        let caller_name = match self.operation {
+            Operation::Egress => None,
+            Operation::Ingress => request
                 .headers_mut()
                 .remove(span::DECORATOR_OPERATION)
                 .and_then(|v| v.to_str().ok().map(str::to_owned))
                 .filter(|name| !name.is_empty()),
         };
-        let hop = self.start(request.headers_mut());
+        let (hop, propagation) = self.begin(request.headers_mut());
         let exporter = self.exporter.as_ref().filter(|_| hop.span.sampled)?;
-        Some(Span::open(
-            self,
-            &hop,
-            request,
-            caller_name,
-            exporter.handle(shared),
-        ))
+        let exporter = exporter.handle(shared);
+        let upstream = self
+            .spawn_upstream_span
+            .then(|| UpstreamSpans::new(self, &hop, propagation, exporter.clone()));
+        Some(Sampled {
+            span: Span::open(self, &hop, request, caller_name, exporter),
+            upstream,
+        })
     }
 
     /// Starts this hop's span of the request's trace and writes its context into the
     /// request's headers for the next hop.
     pub fn start(&self, headers: &mut HeaderMap) -> Hop {
+        self.begin(headers).0
+    }
+
+    /// Starts this hop's span, writes its context into `headers` and says in which
+    /// format the caller sent it.
+    fn begin(&self, headers: &mut HeaderMap) -> (Hop, Propagation) {
         let (hop, propagation) = match extract(headers) {
             Some((parent, propagation)) => (
                 Hop {
@@ -226,7 +252,7 @@ impl Tracing {
             ),
         };
         inject(headers, &hop, propagation);
-        hop
+        (hop, propagation)
     }
 }
 

@@ -129,13 +129,21 @@ impl Span {
         // Envoy marks a request that got no response, or a 5xx, as an error.
         if status == 0 || status >= 500 {
             attributes.push(tag(tags::ERROR, "true"));
-            span.status = Some(otlp::Status {
-                code: StatusCode::Error as i32,
-                message: String::new(),
-            });
         }
+        span.status = error_status(span.kind, status);
         self.exporter.send(self.span);
     }
+}
+
+/// The span's status as Envoy's OpenTelemetry tracer derives it from `http.status_code`
+/// (not from the `error` tag): ERROR on a 5xx, and on a 4xx for CLIENT spans; unset
+/// otherwise, no answer (0) included.
+pub(super) fn error_status(kind: i32, status: u16) -> Option<otlp::Status> {
+    let client = kind == SpanKind::Client as i32;
+    (status >= 500 || (client && status >= 400)).then(|| otlp::Status {
+        code: StatusCode::Error as i32,
+        message: String::new(),
+    })
 }
 
 /// Envoy's `http.url`: `<x-forwarded-proto>://<host><path>`, the path before any rewrite
@@ -172,7 +180,7 @@ fn host(request: &Request<impl Sized>) -> Option<&str> {
 }
 
 /// The protocol as Envoy names it in `http.protocol` (and `%PROTOCOL%`).
-fn protocol(version: Option<Version>) -> &'static str {
+pub(super) fn protocol(version: Option<Version>) -> &'static str {
     match version {
         Some(Version::HTTP_10) => "HTTP/1.0",
         Some(Version::HTTP_2) => "HTTP/2",
@@ -185,6 +193,15 @@ fn protocol(version: Option<Version>) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_status_is_an_error_on_a_5xx_and_on_a_clients_4xx() {
+        let (server, client) = (SpanKind::Server as i32, SpanKind::Client as i32);
+        let error = |kind, status| error_status(kind, status).is_some();
+        assert!(error(server, 503) && error(client, 503) && error(client, 404));
+        assert!(!error(server, 404) && !error(server, 0) && !error(client, 0));
+        assert!(!error(client, 200));
+    }
 
     #[test]
     fn the_url_is_the_forwarded_scheme_the_host_and_the_original_path_cut_short() {

@@ -37,6 +37,14 @@ pub(super) const COMPONENT: &str = "component";
 pub(super) const UPSTREAM_CLUSTER: &str = "upstream_cluster";
 /// The `upstream_cluster.name` tag.
 pub(super) const UPSTREAM_CLUSTER_NAME: &str = "upstream_cluster.name";
+/// The `upstream_address` tag (an upstream span's endpoint).
+pub(super) const UPSTREAM_ADDRESS: &str = "upstream_address";
+/// The `retry.count` tag (an upstream span's retries before it).
+pub(super) const RETRY_COUNT: &str = "retry.count";
+/// The `error.reason` tag (why an upstream stream was reset).
+pub(super) const ERROR_REASON: &str = "error.reason";
+/// The `canceled` tag (an upstream attempt the proxy gave up on).
+pub(super) const CANCELED: &str = "canceled";
 /// The `error` tag.
 pub(super) const ERROR: &str = "error";
 

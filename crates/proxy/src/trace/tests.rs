@@ -128,7 +128,7 @@ fn new_traces_are_sampled_at_the_percentage() {
 fn what_tracing_cannot_honour_is_refused_by_field() {
     use mizzen_xds::pb::envoy::config::trace::v3::tracing::{Http, http::ConfigType};
     use mizzen_xds::pb::envoy::r#type::tracing::v3::{CustomTag as PbCustomTag, custom_tag};
-    use mizzen_xds::pb::google::protobuf::{Any, BoolValue};
+    use mizzen_xds::pb::google::protobuf::Any;
 
     let stats = Stats::default();
     let refused = |raw: PbTracing| Tracing::compile(&raw, Operation::Ingress, &stats).unwrap_err();
@@ -154,10 +154,22 @@ fn what_tracing_cannot_honour_is_refused_by_field() {
         ..PbTracing::default()
     };
     assert_eq!(refused(metadata).0, "tracing.custom_tags[0].metadata");
+}
 
-    let spawn = PbTracing {
-        spawn_upstream_span: Some(BoolValue { value: true }),
-        ..PbTracing::default()
+#[test]
+fn with_upstream_spans_the_hop_is_a_server_whatever_its_direction() {
+    use mizzen_xds::pb::google::protobuf::BoolValue;
+
+    let stats = Stats::default();
+    let kind = |spawn: bool, operation| {
+        let raw = PbTracing {
+            spawn_upstream_span: Some(BoolValue { value: spawn }),
+            ..PbTracing::default()
+        };
+        Tracing::compile(&raw, operation, &stats).unwrap().kind
     };
-    assert_eq!(refused(spawn).0, "tracing.spawn_upstream_span");
+    assert_eq!(kind(false, Operation::Egress), SpanKind::Client);
+    assert_eq!(kind(false, Operation::Ingress), SpanKind::Server);
+    assert_eq!(kind(true, Operation::Egress), SpanKind::Server);
+    assert_eq!(kind(true, Operation::Ingress), SpanKind::Server);
 }
