@@ -17,10 +17,11 @@ use tokio::time::{Instant, Sleep};
 
 use super::body::{Active, ProxyBody};
 use super::headers::{self, X_ENVOY_EXPECTED_RQ_TIMEOUT_MS};
+use super::local_reply::local;
 use super::mirror::{self, Mirror};
 use super::request_body::{Replayable, RequestBody};
 use super::retry::{AttemptFailure, Decision, Retries, RetryPolicy, X_ENVOY_ATTEMPT_COUNT};
-use super::router::{Downstream, local};
+use super::router::Downstream;
 use crate::Shared;
 use crate::activity::{Expiry, IdleTimer};
 use crate::balance::Outcome;
