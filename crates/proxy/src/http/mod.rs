@@ -30,7 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub use body::{BodyError, ProxyBody};
 pub use local_reply::local;
 pub use mirror::{InvalidMirror, MirrorPolicy};
-pub use request_body::{Kept, RequestBody};
+pub use request_body::{ClientBody, Kept, ReadError, RequestBody};
 pub use retry::{InvalidPolicy, RetryPolicy};
 pub use router::Downstream;
 pub(crate) use router::request_head;

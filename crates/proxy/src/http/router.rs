@@ -19,6 +19,7 @@ use super::headers::{
     X_FORWARDED_PROTO,
 };
 use super::local_reply::{self, local};
+use super::request_body::ClientBody;
 use super::{connect, fault, forward, mirror};
 use crate::Shared;
 use crate::access_log::Exchange;
@@ -122,9 +123,10 @@ async fn route(
     manager: &HttpManager,
     downstream: Downstream,
     activity: Arc<Activity>,
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
     mut exchange: Option<&mut Exchange>,
 ) -> Response<ProxyBody> {
+    let mut request = request.map(ClientBody::new);
     let Some(table) = snapshot.route_table(manager) else {
         return flagged(local(StatusCode::NOT_FOUND, ""), ResponseFlags::NR);
     };
