@@ -163,7 +163,13 @@ async fn grpc_authz() -> SocketAddr {
 /// A proxy whose ext_authz filter (`ExtAuthz` fields in YAML flow style) checks with
 /// the cluster `authz` of `authz` before routing to an echo backend.
 async fn proxy_with(ext_authz: &str, authz: SocketAddr) -> (Proxy, SocketAddr) {
-    let backend = echo_backend().await;
+    let proxy = proxy(&bootstrap(ext_authz, authz, echo_backend().await)).await;
+    let addr = proxy.listener_addr("http").await;
+    (proxy, addr)
+}
+
+/// The bootstrap of [`proxy_with`], to the backend `backend`.
+fn bootstrap(ext_authz: &str, authz: SocketAddr, backend: SocketAddr) -> String {
     let authz_cluster = cluster("authz", &[authz]).replace(
         "  connect_timeout: 1s\n",
         "  connect_timeout: 1s\n  typed_extension_protocol_options:\n    envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n      \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n      explicit_http_config: {http2_protocol_options: {}}\n",
@@ -171,17 +177,14 @@ async fn proxy_with(ext_authz: &str, authz: SocketAddr) -> (Proxy, SocketAddr) {
     let filter = format!(
         "          - name: envoy.filters.http.ext_authz\n            typed_config: {{\"@type\": {EXT_AUTHZ}, {ext_authz}}}\n"
     );
-    let yaml = http_bootstrap(
+    http_bootstrap(
         &all_to("b"),
         &format!("{}{authz_cluster}", cluster("b", &[backend])),
     )
     .replace(
         "          http_filters:\n",
         &format!("          http_filters:\n{filter}"),
-    );
-    let proxy = proxy(&yaml).await;
-    let addr = proxy.listener_addr("http").await;
-    (proxy, addr)
+    )
 }
 
 fn post(body: &'static str) -> Request<Full<Bytes>> {
@@ -261,4 +264,63 @@ async fn a_grpc_service_reads_the_body_as_text_or_bytes() {
     assert_eq!(allowed.headers["x-authz-body"], "raw:let-me-in");
     assert_eq!(allowed.headers["x-authz-partial"], "false");
     assert_eq!(allowed.body, "let-me-in");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_checks_and_forwards_bodies_alike() {
+    let (authz, backend) = (http_authz().await, echo_backend().await);
+    let mut differences = Vec::new();
+    for settings in [
+        "{max_request_bytes: 16}",
+        "{max_request_bytes: 9, allow_partial_message: true}",
+    ] {
+        let yaml = format!(
+            "{}{ADMIN}",
+            bootstrap(
+                &format!("{HTTP_SERVICE}, with_request_body: {settings}"),
+                authz,
+                backend
+            )
+        );
+        let Some(envoy) = common::envoy::Envoy::start(&yaml).await else {
+            return;
+        };
+        let mizzen = proxy(&yaml).await;
+        let (ours, theirs) = (
+            mizzen.listener_addr("http").await,
+            envoy.listener_addr("http").await,
+        );
+        for body in [
+            "let-me-in, ok?",
+            "let-me-in",
+            "no key",
+            "let-me-in, and a great deal more",
+            "",
+        ] {
+            let answer = |got: Got| {
+                let header = |name| {
+                    got.headers
+                        .get(name)
+                        .map(|v: &http::HeaderValue| v.to_str().unwrap().to_owned())
+                };
+                let checked = (header("x-authz-body"), header("x-authz-length"));
+                let body = if got.status == 403 {
+                    String::new()
+                } else {
+                    got.body
+                };
+                (got.status, body, checked)
+            };
+            let (a, b) = (
+                answer(send(ours, post(body)).await),
+                answer(send(theirs, post(body)).await),
+            );
+            if a != b {
+                differences.push(format!(
+                    "{settings} {body:?}:\n  mizzen {a:?}\n  envoy  {b:?}"
+                ));
+            }
+        }
+    }
+    assert!(differences.is_empty(), "{}", differences.join("\n"));
 }
