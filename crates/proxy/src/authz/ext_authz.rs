@@ -31,7 +31,7 @@ use super::{Connection, Metadata};
 use crate::Shared;
 use crate::config::UpstreamProtocol;
 use crate::flags::ResponseFlags;
-use crate::http::{Kept, ProxyBody, RequestBody, local};
+use crate::http::{ClientBody, Kept, ProxyBody, ReadError, RequestBody, local};
 use crate::route::{Invalid, Problem, RequestHead, StringMatch, Within};
 use crate::stats::{Counter, HttpStats, Stats};
 use crate::upstream::{PoolKey, PoolSettings};
@@ -44,6 +44,8 @@ pub const NETWORK_EXT_AUTHZ: &str = "envoy.filters.network.ext_authz";
 const DEFAULT_TIMEOUT: Duration = Duration::from_millis(200);
 /// The gRPC method of Envoy's authorization service.
 const CHECK_PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
+/// The header of a gRPC check that says whether its body was cut at `max_request_bytes`.
+const PARTIAL_BODY: &str = "x-envoy-auth-partial-body";
 /// The header Envoy adds to a request let through by `failure_mode_allow`.
 const FAILURE_MODE_ALLOWED: HeaderName =
     HeaderName::from_static("x-envoy-auth-failure-mode-allowed");
@@ -62,7 +64,28 @@ pub struct ExtAuthz {
     allowed_headers: Option<Vec<StringMatch>>,
     /// When set, requests whose metadata does not match are not checked.
     enabled: Option<MetadataMatch>,
+    /// How much of a request's body goes into its check (`with_request_body`).
+    body: Option<BodySettings>,
     stats: ExtAuthzStats,
+}
+
+/// Envoy's `BufferSettings`: the request body is read up to `max` bytes before the
+/// check, which carries it.
+#[derive(Debug, Clone, Copy)]
+struct BodySettings {
+    max: usize,
+    /// Check with the first `max` bytes of a longer body rather than refuse it (413).
+    partial: bool,
+    /// gRPC: the body in `raw_body` (bytes) rather than `body` (text).
+    pack_as_bytes: bool,
+}
+
+/// The part of a request's body a check carries.
+#[derive(Debug)]
+pub(crate) struct CheckBody {
+    bytes: Bytes,
+    /// The body was longer than what the check carries.
+    partial: bool,
 }
 
 #[derive(Debug)]
@@ -177,6 +200,20 @@ impl ExtAuthz {
                 })?,
             None => StatusCode::FORBIDDEN,
         };
+        let body =
+            config
+                .with_request_body
+                .as_ref()
+                .map(|b| match b.max_request_bytes {
+                    0 => Err(Problem::invalid("must be above 0")
+                        .at("with_request_body.max_request_bytes")),
+                    max => Ok(BodySettings {
+                        max: max as usize,
+                        partial: b.allow_partial_message,
+                        pack_as_bytes: b.pack_as_bytes,
+                    }),
+                })
+                .transpose()?;
         Ok(ExtAuthz {
             service,
             cluster,
@@ -194,6 +231,7 @@ impl ExtAuthz {
                 .as_ref()
                 .map(|m| MetadataMatch::compile(m).within("filter_enabled_metadata"))
                 .transpose()?,
+            body,
             stats: ExtAuthzStats::new(|name| stats.counter(&format!("ext_authz.{name}"))),
         })
     }
@@ -229,6 +267,7 @@ impl ExtAuthz {
                 .as_ref()
                 .map(|m| MetadataMatch::compile(m).within("filter_enabled_metadata"))
                 .transpose()?,
+            body: None,
             stats: ExtAuthzStats::new(|name| stats.counter(&format!("ext_authz.{prefix}.{name}"))),
         })
     }
@@ -240,9 +279,35 @@ impl ExtAuthz {
         connection: &Connection<'_>,
     ) -> bool {
         matches!(
-            self.check(shared, connection, None).await,
+            self.check(shared, connection, None, None).await,
             Decision::Allowed(_)
         )
+    }
+
+    /// Reads as much of the request's `body` as its check carries (none unless
+    /// `with_request_body`); the body keeps what was read, to send on. Else the answer
+    /// the client gets: Envoy's 413 for a body over the limit.
+    pub(crate) async fn read_body(
+        &self,
+        body: &mut ClientBody,
+    ) -> Result<Option<CheckBody>, Response<ProxyBody>> {
+        let Some(settings) = self.body else {
+            return Ok(None);
+        };
+        match body.read_up_to(settings.max, settings.partial).await {
+            Ok(read) => {
+                let bytes = read.slice(..read.len().min(settings.max));
+                let partial = bytes.len() != read.len();
+                Ok(Some(CheckBody { bytes, partial }))
+            }
+            Err(ReadError::TooLarge(_)) => {
+                Err(local(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large"))
+            }
+            Err(ReadError::Client(e)) => {
+                tracing::debug!(error = %e, "ext_authz: reading the request body");
+                Err(local(StatusCode::BAD_REQUEST, ""))
+            }
+        }
     }
 
     /// Whether the request with `metadata` is to be checked.
@@ -254,15 +319,17 @@ impl ExtAuthz {
         enabled
     }
 
-    /// Checks `req` (none: the connection alone) from `connection` with the
-    /// authorization service.
+    /// Checks `req` with what was read of its body (none: the connection alone) from
+    /// `connection` with the authorization service.
     pub(crate) async fn check(
         &self,
         shared: &Shared,
         connection: &Connection<'_>,
         req: Option<&RequestHead<'_>>,
+        body: Option<&CheckBody>,
     ) -> Decision {
-        let outcome = tokio::time::timeout(self.timeout, self.call(shared, connection, req)).await;
+        let call = self.call(shared, connection, req, body);
+        let outcome = tokio::time::timeout(self.timeout, call).await;
         match outcome {
             Ok(Ok(decision)) => {
                 match &decision {
@@ -300,6 +367,7 @@ impl ExtAuthz {
         shared: &Shared,
         connection: &Connection<'_>,
         req: Option<&RequestHead<'_>>,
+        body: Option<&CheckBody>,
     ) -> Result<Decision, String> {
         let request = match (&self.service, req) {
             (Service::Http { .. }, None) => {
@@ -314,11 +382,12 @@ impl ExtAuthz {
                 },
                 Some(req),
             ) => {
+                let sent = body.map_or_else(Bytes::new, |b| b.bytes.clone());
                 let mut check = Request::builder()
                     .method(req.method.clone())
                     .uri(format!("{path_prefix}{}", req.path))
                     .header(header::HOST, authority.as_str())
-                    .header(header::CONTENT_LENGTH, 0);
+                    .header(header::CONTENT_LENGTH, sent.len());
                 for (name, value) in req.headers {
                     let allowed = match &self.allowed_headers {
                         Some(patterns) => matches_any(patterns, name),
@@ -331,12 +400,13 @@ impl ExtAuthz {
                 for (name, value) in headers_to_add {
                     check = check.header(name, value);
                 }
+                let frames = (!sent.is_empty()).then_some(Kept::Data(sent));
                 check
-                    .body(RequestBody::Whole(Default::default()))
+                    .body(RequestBody::Whole(frames.into_iter().collect()))
                     .map_err(|e| e.to_string())?
             }
             (Service::Grpc { authority }, _) => {
-                let message = self.check_request(connection, req).encode_to_vec();
+                let message = self.check_request(connection, req, body).encode_to_vec();
                 let mut framed = BytesMut::with_capacity(5 + message.len());
                 framed.put_u8(0);
                 framed.put_u32(message.len() as u32);
@@ -432,6 +502,7 @@ impl ExtAuthz {
         &self,
         connection: &Connection<'_>,
         req: Option<&RequestHead<'_>>,
+        body: Option<&CheckBody>,
     ) -> CheckRequest {
         let peer = |address: SocketAddr, principal: Option<&str>| attribute_context::Peer {
             address: Some(socket_address(address)),
@@ -442,15 +513,20 @@ impl ExtAuthz {
             attributes: Some(AttributeContext {
                 source: Some(peer(connection.source, connection.principal)),
                 destination: Some(peer(connection.destination, None)),
-                request: req.map(|req| self.request_attributes(req)),
+                request: req.map(|req| self.request_attributes(req, body)),
                 ..Default::default()
             }),
         }
     }
 
     /// What a `CheckRequest` tells of an HTTP request.
-    fn request_attributes(&self, req: &RequestHead<'_>) -> attribute_context::Request {
-        let headers = req
+    fn request_attributes(
+        &self,
+        req: &RequestHead<'_>,
+        body: Option<&CheckBody>,
+    ) -> attribute_context::Request {
+        let body = body.filter(|b| !b.bytes.is_empty());
+        let mut headers: std::collections::HashMap<String, String> = req
             .headers
             .iter()
             .filter(|(name, _)| {
@@ -465,8 +541,18 @@ impl ExtAuthz {
                 (":path".to_owned(), req.path.to_owned()),
             ])
             .collect();
+        let (mut text, mut raw_body) = (String::new(), Vec::new());
+        if let Some(body) = body {
+            headers.insert(PARTIAL_BODY.to_owned(), body.partial.to_string());
+            match self.body.is_some_and(|s| s.pack_as_bytes) {
+                true => raw_body = body.bytes.to_vec(),
+                false => text = String::from_utf8_lossy(&body.bytes).into_owned(),
+            }
+        }
         attribute_context::Request {
             http: Some(attribute_context::HttpRequest {
+                body: text,
+                raw_body,
                 id: req
                     .headers
                     .get("x-request-id")

@@ -20,7 +20,7 @@ use super::jwt::{JWT_AUTHN, JwtAuthn};
 use super::rbac::{self, HTTP_RBAC, Rbac};
 use super::{Connection, Metadata, Subject};
 use crate::Shared;
-use crate::http::{ProxyBody, local, request_head};
+use crate::http::{ClientBody, ProxyBody, local, request_head};
 use crate::route::{Invalid, Problem};
 use crate::stats::HttpStats;
 
@@ -100,12 +100,12 @@ impl HttpFilters {
 
     /// Runs the filters on `request` from `connection`; `remote` is the client's
     /// trusted address.
-    pub async fn run<B>(
+    pub async fn run(
         &self,
         shared: &Shared,
         connection: Connection<'_>,
         remote: IpAddr,
-        request: &mut Request<B>,
+        request: &mut Request<ClientBody>,
     ) -> Outcome {
         let mut metadata = Metadata::default();
         let mut response_headers = HeaderMap::new();
@@ -122,8 +122,14 @@ impl HttpFilters {
                     if !ext.enabled(&metadata) {
                         continue;
                     }
+                    let body = match ext.read_body(request.body_mut()).await {
+                        Ok(body) => body,
+                        Err(response) => return Outcome::Respond(response),
+                    };
                     let head = request_head(request, connection.tls);
-                    let decision = ext.check(shared, &connection, Some(&head)).await;
+                    let decision = ext
+                        .check(shared, &connection, Some(&head), body.as_ref())
+                        .await;
                     match decision {
                         Decision::Denied(response) => return Outcome::Respond(response),
                         Decision::Allowed(allowed) => {

@@ -16,7 +16,9 @@ use http::StatusCode;
 use super::body::ProxyBody;
 use super::forward::Failure;
 use super::headers;
-use super::router::{Downstream, local, tunnel};
+use super::local_reply::local;
+use super::request_body::ClientBody;
+use super::router::{Downstream, tunnel};
 use crate::config::ClusterState;
 use crate::endpoint;
 use crate::tls::{Carried, Stream};
@@ -76,7 +78,7 @@ async fn connect_upstream(
 pub(super) async fn terminate_connect(
     state: &ClusterState,
     downstream: Downstream,
-    mut request: Request<Incoming>,
+    mut request: Request<ClientBody>,
 ) -> Response<ProxyBody> {
     let upstream = match connect_upstream(state, downstream).await {
         Ok(stream) => stream,
@@ -106,7 +108,7 @@ pub(super) async fn terminate_connect(
 pub(super) async fn forward_connect(
     state: &ClusterState,
     downstream: Downstream,
-    mut request: Request<Incoming>,
+    mut request: Request<ClientBody>,
     authority: &str,
     timeout: Option<Duration>,
 ) -> Response<ProxyBody> {

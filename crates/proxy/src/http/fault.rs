@@ -3,12 +3,10 @@
 //! and an abort answers in the upstream's stead. Delay and abort are sampled
 //! independently; a request may get both, the abort after the delay.
 
-use bytes::Bytes;
-use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
 use super::body::ProxyBody;
-use super::router::local;
+use super::local_reply::{local, set_grpc_status};
 use crate::flags::ResponseFlags;
 use crate::route::{AbortStatus, Aborted, Fault, RequestHead, Selected};
 use crate::stats::{FaultStats, GaugeGuard};
@@ -49,7 +47,7 @@ pub(super) async fn inject(
     {
         stats.aborts_injected.inc();
         injected.flags.insert(ResponseFlags::FI);
-        injected.abort = Some(abort_response(aborted, head.is_grpc()));
+        injected.abort = Some(abort_response(aborted));
     }
     injected
 }
@@ -81,90 +79,43 @@ pub(super) fn add_flags(response: &mut Response<ProxyBody>, flags: ResponseFlags
     }
 }
 
-/// Envoy's local reply for an abort. A gRPC request hears gRPC: status 200 with
-/// `grpc-status` (the configured one, or the HTTP status mapped as Envoy maps it) and the
-/// body as `grpc-message`; anything else hears the HTTP status (200 for a gRPC status)
-/// with the body as text.
-fn abort_response(aborted: Aborted, grpc_request: bool) -> Response<ProxyBody> {
-    if !grpc_request {
-        let status = match aborted.status {
-            AbortStatus::Http(status) => status,
-            AbortStatus::Grpc(_) => StatusCode::OK,
-        };
-        return local(status, aborted.body);
-    }
-    let code = match aborted.status {
-        AbortStatus::Grpc(code) => code,
-        AbortStatus::Http(status) => grpc_status_for(status),
-    };
-    let mut response = local(StatusCode::OK, Bytes::new());
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/grpc"),
-    );
-    headers.insert("grpc-status", HeaderValue::from(code));
-    if let Ok(message) = HeaderValue::from_str(&grpc_message(&aborted.body)) {
-        headers.insert("grpc-message", message);
-    }
-    response
-}
-
-/// Envoy's `httpToGrpcStatus`: the gRPC status a gRPC client is told for an HTTP one.
-fn grpc_status_for(status: StatusCode) -> u32 {
-    match status.as_u16() {
-        400 => 13,             // INTERNAL
-        401 => 16,             // UNAUTHENTICATED
-        403 => 7,              // PERMISSION_DENIED
-        404 => 12,             // UNIMPLEMENTED
-        429 | 502..=504 => 14, // UNAVAILABLE
-        _ => 2,                // UNKNOWN
-    }
-}
-
-/// gRPC's percent-encoding of `grpc-message`: printable ASCII but `%` as is, every other
-/// byte as `%XX`.
-fn grpc_message(body: &[u8]) -> String {
-    let mut out = String::with_capacity(body.len());
-    for &b in body {
-        if (b' '..=b'~').contains(&b) && b != b'%' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
+/// Envoy's local reply for an abort: the configured HTTP status, or 200 with the
+/// configured gRPC status for a gRPC client (see [`local_reply`](super::local_reply)).
+fn abort_response(aborted: Aborted) -> Response<ProxyBody> {
+    match aborted.status {
+        AbortStatus::Http(status) => local(status, aborted.body),
+        AbortStatus::Grpc(code) => {
+            let mut response = local(StatusCode::OK, aborted.body);
+            set_grpc_status(&mut response, code);
+            response
         }
     }
-    out
 }
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
+    use crate::http::local_reply::for_grpc;
 
     #[test]
-    fn grpc_clients_hear_grpc_statuses() {
+    fn a_grpc_abort_is_a_200_that_grpc_clients_hear_with_its_status() {
         let aborted = |status| Aborted {
             status,
             body: Bytes::from_static(b"fault filter abort"),
         };
-        let grpc = abort_response(aborted(AbortStatus::Grpc(14)), true);
-        assert_eq!(grpc.status(), StatusCode::OK);
-        assert_eq!(grpc.headers()["content-type"], "application/grpc");
-        assert_eq!(grpc.headers()["grpc-status"], "14");
-        assert_eq!(grpc.headers()["grpc-message"], "fault filter abort");
-        // An HTTP status, mapped for a gRPC client.
-        let mapped = abort_response(aborted(AbortStatus::Http(StatusCode::NOT_FOUND)), true);
-        assert_eq!(mapped.headers()["grpc-status"], "12");
-        // A gRPC status for a client that does not speak gRPC: 200 with the text.
-        let plain = abort_response(aborted(AbortStatus::Grpc(14)), false);
+        let plain = abort_response(aborted(AbortStatus::Grpc(14)));
         assert_eq!(plain.status(), StatusCode::OK);
         assert_eq!(plain.headers()["content-type"], "text/plain");
         assert!(plain.headers().get("grpc-status").is_none());
-    }
-
-    #[test]
-    fn grpc_messages_are_percent_encoded() {
-        assert_eq!(grpc_message(b"fault filter abort"), "fault filter abort");
-        assert_eq!(grpc_message("100% é\n".as_bytes()), "100%25 %C3%A9%0A");
+        let grpc = for_grpc(abort_response(aborted(AbortStatus::Grpc(14))));
+        assert_eq!(grpc.headers()["grpc-status"], "14");
+        assert_eq!(grpc.headers()["grpc-message"], "fault filter abort");
+        let mapped = for_grpc(abort_response(aborted(AbortStatus::Http(
+            StatusCode::NOT_FOUND,
+        ))));
+        assert_eq!(mapped.headers()["grpc-status"], "12");
     }
 
     #[test]

@@ -10,15 +10,15 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::body::{Active, ProxyBody};
 use super::headers::{self, X_ENVOY_EXPECTED_RQ_TIMEOUT_MS};
+use super::local_reply::local;
 use super::mirror::{self, Mirror};
-use super::request_body::{Replayable, RequestBody};
+use super::request_body::{ClientBody, Replayable, RequestBody};
 use super::retry::{AttemptFailure, Decision, Retries, RetryPolicy, X_ENVOY_ATTEMPT_COUNT};
-use super::router::{Downstream, local};
+use super::router::Downstream;
 use crate::Shared;
 use crate::activity::{Expiry, IdleTimer};
 use crate::balance::Outcome;
@@ -170,7 +170,7 @@ pub(super) async fn forward_to(
     shared: &Arc<Shared>,
     state: &ClusterState,
     downstream: &Downstream,
-    request: Request<Incoming>,
+    request: Request<ClientBody>,
     target: Target<'_>,
 ) -> Result<Response<ProxyBody>, Failed> {
     let cluster = &state.cluster;
@@ -460,7 +460,7 @@ fn copy(template: &Parts) -> Parts {
 /// The request body, as each attempt gets it.
 enum Source {
     /// Sent once, never kept.
-    Once(Option<Incoming>),
+    Once(Option<ClientBody>),
     /// No body: every attempt sends none.
     Empty,
     /// Kept for replay.
@@ -468,7 +468,7 @@ enum Source {
 }
 
 impl Source {
-    fn new(body: Incoming, keep: bool, limit: usize) -> Source {
+    fn new(body: ClientBody, keep: bool, limit: usize) -> Source {
         if body.is_end_stream() {
             Source::Empty
         } else if keep {

@@ -8,6 +8,7 @@ mod forward;
 mod h2c;
 pub mod headers;
 mod host_address;
+mod local_reply;
 mod mirror;
 mod request_body;
 mod retry;
@@ -27,11 +28,12 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use body::{BodyError, ProxyBody};
+pub use local_reply::local;
 pub use mirror::{InvalidMirror, MirrorPolicy};
-pub use request_body::{Kept, RequestBody, RequestBodyError};
+pub use request_body::{ClientBody, Kept, ReadError, RequestBody, RequestBodyError};
 pub use retry::{InvalidPolicy, RetryPolicy};
+pub use router::Downstream;
 pub(crate) use router::request_head;
-pub use router::{Downstream, local};
 pub use xfcc::{ClientCertPolicy, X_FORWARDED_CLIENT_CERT};
 
 use crate::Shared;

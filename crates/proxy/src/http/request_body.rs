@@ -18,10 +18,122 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::Notify;
 
+/// The client's request body: what a filter already read of it (ext_authz reads the
+/// start of a body to check it), then the rest as the client sends it.
+pub struct ClientBody {
+    read: VecDeque<Kept>,
+    rest: Option<Incoming>,
+}
+
+/// Why a filter could not read the start of a client's body.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The body is longer than the filter may hold.
+    #[error("request body longer than {0} bytes")]
+    TooLarge(usize),
+    /// The client's body failed.
+    #[error("request body: {0}")]
+    Client(#[from] hyper::Error),
+}
+
+impl ClientBody {
+    /// The client's body, unread.
+    pub fn new(body: Incoming) -> ClientBody {
+        ClientBody {
+            read: VecDeque::new(),
+            rest: (!body.is_end_stream()).then_some(body),
+        }
+    }
+
+    /// Reads the body until it ends or `limit` bytes are read (`partial`), or fails when
+    /// it is longer than `limit` (not `partial`); the data read (all of it, which may
+    /// pass `limit` by part of a frame) stays to be sent on.
+    pub async fn read_up_to(&mut self, limit: usize, partial: bool) -> Result<Bytes, ReadError> {
+        use http_body_util::BodyExt;
+        let mut size = self.data().map(Bytes::len).sum::<usize>();
+        while let Some(rest) = &mut self.rest
+            && !(partial && size >= limit)
+        {
+            match rest.frame().await.transpose()? {
+                None => self.rest = None,
+                Some(frame) => {
+                    let kept = match frame.into_data() {
+                        Ok(data) => {
+                            size += data.len();
+                            Kept::Data(data)
+                        }
+                        Err(frame) => match frame.into_trailers() {
+                            Ok(trailers) => Kept::Trailers(trailers),
+                            Err(_) => continue,
+                        },
+                    };
+                    self.read.push_back(kept);
+                    if !partial && size > limit {
+                        return Err(ReadError::TooLarge(limit));
+                    }
+                }
+            }
+            if self.rest.as_ref().is_some_and(Body::is_end_stream) {
+                self.rest = None;
+            }
+        }
+        let mut data = bytes::BytesMut::with_capacity(size);
+        for chunk in self.data() {
+            data.extend_from_slice(chunk);
+        }
+        Ok(data.freeze())
+    }
+
+    /// The data frames read so far.
+    fn data(&self) -> impl Iterator<Item = &Bytes> {
+        self.read.iter().filter_map(|k| match k {
+            Kept::Data(data) => Some(data),
+            Kept::Trailers(_) => None,
+        })
+    }
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        if let Some(kept) = this.read.pop_front() {
+            return Poll::Ready(Some(Ok(kept.frame())));
+        }
+        match &mut this.rest {
+            Some(rest) => Pin::new(rest).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.read.is_empty() && self.rest.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let read = self.data().map(|d| d.len() as u64).sum::<u64>();
+        let rest = self
+            .rest
+            .as_ref()
+            .map_or(SizeHint::with_exact(0), Body::size_hint);
+        let mut hint = SizeHint::new();
+        hint.set_lower(read + rest.lower());
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(read + upper);
+        }
+        hint
+    }
+}
+
 /// A request body on its way upstream.
 pub enum RequestBody {
     /// The client's, streamed through (nothing may replay it).
-    Streaming(Incoming),
+    Streaming(ClientBody),
     /// No body at all.
     Empty,
     /// One attempt's reading of a kept body.
@@ -99,7 +211,7 @@ impl Drop for Replayable {
 
 struct State {
     /// Still reading from the client; `None` once it ended.
-    source: Option<Incoming>,
+    source: Option<ClientBody>,
     kept: Vec<Kept>,
     size: usize,
     limit: usize,
@@ -113,7 +225,7 @@ struct State {
 
 impl Replayable {
     /// Keeps `body` for replay, up to `limit` bytes.
-    pub fn new(body: Incoming, limit: usize) -> Replayable {
+    pub fn new(body: ClientBody, limit: usize) -> Replayable {
         Replayable {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {

@@ -1,6 +1,6 @@
 //! The router: one downstream request through the route table to an upstream endpoint
 //! and back, or answered by the proxy itself (direct responses, redirects, errors with
-//! Envoy's status codes and bodies).
+//! Envoy's status codes and bodies: [`local_reply`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,6 +18,8 @@ use super::headers::{
     self, X_ENVOY_EXPECTED_RQ_TIMEOUT_MS, X_ENVOY_ORIGINAL_PATH, X_ENVOY_UPSTREAM_SERVICE_TIME,
     X_FORWARDED_PROTO,
 };
+use super::local_reply::{self, local};
+use super::request_body::ClientBody;
 use super::{connect, fault, forward, mirror};
 use crate::Shared;
 use crate::access_log::Exchange;
@@ -84,6 +86,8 @@ pub async fn serve(
         .telemetry
         .as_ref()
         .map(|t| t.begin(&mut request, &downstream));
+    // Envoy answers a gRPC client's request in gRPC even when the proxy answers it.
+    let grpc = crate::route::is_grpc(request.headers());
     let mut exchange =
         (!manager.access_log.is_empty()).then(|| Exchange::begin(&manager.access_log, &downstream));
     // Boxed: the routing future is large, and hyper moves the service's future into each
@@ -98,6 +102,9 @@ pub async fn serve(
         &mut exchange,
     );
     let mut response = Box::pin(routing).await;
+    if grpc {
+        response = local_reply::for_grpc(response);
+    }
     stats.downstream_rq.record(response.status().as_u16());
     manager.server_header.apply(response.headers_mut());
     let response = match telemetry {
@@ -116,9 +123,10 @@ async fn route(
     manager: &HttpManager,
     downstream: Downstream,
     activity: Arc<Activity>,
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
     exchange: &mut Option<Exchange>,
 ) -> Response<ProxyBody> {
+    let mut request = request.map(ClientBody::new);
     let Some(table) = snapshot.route_table(manager) else {
         return flagged(local(StatusCode::NOT_FOUND, ""), ResponseFlags::NR);
     };
@@ -440,19 +448,6 @@ pub(super) fn flagged(
     flags: ResponseFlags,
 ) -> Response<ProxyBody> {
     response.extensions_mut().insert(flags);
-    response
-}
-
-/// A response the proxy makes itself.
-pub fn local(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<ProxyBody> {
-    let body = body.into();
-    let mut response = Response::new(ProxyBody::local(body.clone()));
-    *response.status_mut() = status;
-    if !body.is_empty() {
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    }
     response
 }
 

@@ -39,7 +39,7 @@ pub use action::{
 };
 pub use error::{Problem, RouteError};
 pub use fault::{AbortStatus, Aborted, FAULT_FILTER, Fault};
-pub use request::RequestHead;
+pub use request::{RequestHead, is_grpc};
 // The authorization filters match requests as routes do.
 pub(crate) use error::{Invalid, Within};
 pub(crate) use matcher::{HeaderMatch, RouteMatch, StringMatch};

@@ -26,17 +26,20 @@ impl RequestHead<'_> {
         path_only(self.path)
     }
 
-    /// Envoy's gRPC test: a `content-type` of `application/grpc`, maybe with `+proto` or
-    /// `;...`.
+    /// Whether the request is gRPC, by Envoy's test ([`is_grpc`]).
     pub fn is_grpc(&self) -> bool {
-        const GRPC: &[u8] = b"application/grpc";
-        self.headers
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|v| {
-                let v = v.as_bytes();
-                v.starts_with(GRPC) && matches!(v.get(GRPC.len()), None | Some(b'+' | b';'))
-            })
+        is_grpc(self.headers)
     }
+}
+
+/// Envoy's gRPC test on request headers: a `content-type` of `application/grpc`, maybe
+/// with `+proto` or `;...` (not `application/grpc-web`).
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    const GRPC: &[u8] = b"application/grpc";
+    headers.get(http::header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.starts_with(GRPC) && matches!(v.get(GRPC.len()), None | Some(b'+' | b';'))
+    })
 }
 
 /// `path` up to its query or fragment.
