@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use mizzen_pilot::server::analysis::{INGRESS_LABELS, INGRESS_NAMESPACE};
 use mizzen_proxy::identity::IdentityOptions;
 use mizzen_proxy::{Bootstrap, Proxy, ProxyOptions};
 use mizzen_xds::pb::envoy::config::core::v3::Node;
@@ -169,12 +170,11 @@ pub fn ingress_gateway(ip: Ipv4Addr) -> Identity {
             "router~{ip}~istio-ingressgateway-1.istio-system~istio-system.svc.cluster.local"
         ),
         workload: "istio-ingressgateway".into(),
-        labels: [
-            ("istio".to_owned(), "ingressgateway".to_owned()),
-            ("app".to_owned(), "istio-ingressgateway".to_owned()),
-        ]
-        .into(),
-        namespace: "istio-system".into(),
+        labels: INGRESS_LABELS
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        namespace: INGRESS_NAMESPACE.into(),
         service_account: "istio-ingressgateway-service-account".into(),
         ip,
         // Local mode: its Gateways' ports bind on its own address, not on every one.

@@ -62,9 +62,10 @@ fn analyse(
 /// registration's Sidecar selects it alone.
 pub const POD_LABEL: &str = "mizzen.io/pod";
 
-/// The namespace and labels of the ingress gateway `mizzen up` runs.
-const INGRESS_NAMESPACE: &str = "istio-system";
-const INGRESS_LABELS: [(&str, &str); 2] =
+/// The namespace of the ingress gateway `mizzen up` runs.
+pub const INGRESS_NAMESPACE: &str = "istio-system";
+/// The labels of the ingress gateway `mizzen up` runs (Istio's `istio-ingressgateway`).
+pub const INGRESS_LABELS: [(&str, &str); 2] =
     [("istio", "ingressgateway"), ("app", "istio-ingressgateway")];
 
 /// The objects of `snapshot` and the Pods `mizzen up` runs for them: the mesh as the
