@@ -77,6 +77,9 @@ enum TagValue {
         name: HeaderName,
         default: Option<String>,
     },
+    /// Metadata the proxy does not keep per request (such as the dry-run results of
+    /// RBAC shadow rules that istiod tags spans with): the default, else no tag.
+    Unrecorded(Option<String>),
 }
 
 impl CustomTag {
@@ -106,12 +109,8 @@ impl CustomTag {
                     "substitution formatters in tag values are not supported".into(),
                 ));
             }
-            Some(Type::Metadata(_)) => {
-                return Err((
-                    "metadata".into(),
-                    "metadata tags are not supported (literal, environment and request_header are)"
-                        .into(),
-                ));
+            Some(Type::Metadata(metadata)) => {
+                TagValue::Unrecorded(Some(metadata.default_value.clone()).filter(|d| !d.is_empty()))
             }
             None => return Err(("type".into(), "is missing".into())),
         };
@@ -130,6 +129,7 @@ impl CustomTag {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
                 .or_else(|| default.clone())?,
+            TagValue::Unrecorded(default) => default.clone()?,
         };
         Some(tag(&self.name, value))
     }

@@ -146,14 +146,24 @@ fn what_tracing_cannot_honour_is_refused_by_field() {
     assert_eq!(field, "tracing.provider.typed_config.type_url");
     assert!(reason.contains("ZipkinConfig"), "{reason}");
 
-    let metadata = PbTracing {
-        custom_tags: vec![PbCustomTag {
-            tag: "istio.x".into(),
-            r#type: Some(custom_tag::Type::Metadata(Default::default())),
-        }],
-        ..PbTracing::default()
+}
+
+#[test]
+fn metadata_tags_istiod_sends_give_their_default_or_no_tag() {
+    use mizzen_xds::pb::envoy::r#type::tracing::v3::{CustomTag as PbCustomTag, custom_tag};
+
+    let metadata = |default: &str| PbCustomTag {
+        tag: "istio.authorization.dry_run.allow_policy.name".into(),
+        r#type: Some(custom_tag::Type::Metadata(custom_tag::Metadata {
+            default_value: default.into(),
+            ..Default::default()
+        })),
     };
-    assert_eq!(refused(metadata).0, "tracing.custom_tags[0].metadata");
+    let headers = HeaderMap::new();
+    let bare = super::tags::CustomTag::compile(&metadata("")).unwrap();
+    assert!(bare.attribute(&headers).is_none());
+    let defaulted = super::tags::CustomTag::compile(&metadata("none")).unwrap();
+    assert!(defaulted.attribute(&headers).is_some());
 }
 
 #[test]
