@@ -145,7 +145,6 @@ fn what_tracing_cannot_honour_is_refused_by_field() {
     let (field, reason) = refused(zipkin);
     assert_eq!(field, "tracing.provider.typed_config.type_url");
     assert!(reason.contains("ZipkinConfig"), "{reason}");
-
 }
 
 #[test]
