@@ -127,7 +127,6 @@ fn new_traces_are_sampled_at_the_percentage() {
 #[test]
 fn what_tracing_cannot_honour_is_refused_by_field() {
     use mizzen_xds::pb::envoy::config::trace::v3::tracing::{Http, http::ConfigType};
-    use mizzen_xds::pb::envoy::r#type::tracing::v3::{CustomTag as PbCustomTag, custom_tag};
     use mizzen_xds::pb::google::protobuf::Any;
 
     let stats = Stats::default();
