@@ -1,11 +1,14 @@
 //! `mizzen proxy-config KIND`'s arguments, istioctl's flags for each kind.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{ArgAction, Subcommand, ValueEnum};
 use mizzen_ctl::proxy_config::log::{self, LogChange};
 use mizzen_ctl::proxy_config::{Encoding, Filters, Format, Kind, Request, Source};
+
+use crate::up::ADMIN_PORT;
+use crate::up::state::StateDir;
 
 /// Envoy's (and so Istio's) admin port on the local host.
 const DEFAULT_ADMIN: &str = "127.0.0.1:15000";
@@ -107,22 +110,37 @@ enum KindArgs {
     },
 }
 
-/// Which proxy, by admin address.
+/// Which proxy: its admin address, or in the local mesh its pod's name.
 #[derive(clap::Args)]
 struct Proxy {
-    /// The proxy's admin address (the same as `--admin`).
+    /// The proxy: its admin address (`127.0.1.2:15000`; an IP alone means port 15000),
+    /// or a pod of the running local mesh as istioctl names it (`productpage-v1-1`,
+    /// `istio-ingressgateway-1.istio-system`).
     #[arg(value_name = "PROXY")]
-    proxy: Option<SocketAddr>,
+    proxy: Option<String>,
     /// The proxy's admin address [default: 127.0.0.1:15000].
     #[arg(long, conflicts_with = "proxy")]
     admin: Option<SocketAddr>,
+    /// The local mesh's state directory, where pod names are looked up; default
+    /// $MIZZEN_HOME or ~/.mizzen.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
 }
 
 impl Proxy {
-    fn admin(&self) -> SocketAddr {
-        self.proxy
-            .or(self.admin)
-            .unwrap_or_else(|| DEFAULT_ADMIN.parse().expect("a valid address"))
+    fn admin(&self) -> anyhow::Result<SocketAddr> {
+        let Some(proxy) = &self.proxy else {
+            return Ok(self
+                .admin
+                .unwrap_or_else(|| DEFAULT_ADMIN.parse().expect("a valid address")));
+        };
+        if let Ok(admin) = proxy.parse() {
+            return Ok(admin);
+        }
+        if let Ok(ip) = proxy.parse::<IpAddr>() {
+            return Ok(SocketAddr::new(ip, ADMIN_PORT));
+        }
+        StateDir::resolve(self.state_dir.clone())?.proxy_admin(proxy)
     }
 }
 
@@ -141,11 +159,11 @@ struct Common {
 }
 
 impl Common {
-    fn source(&self) -> Source {
-        match &self.file {
+    fn source(&self) -> anyhow::Result<Source> {
+        Ok(match &self.file {
             Some(file) => Source::File(file.clone()),
-            None => Source::Admin(self.proxy.admin()),
-        }
+            None => Source::Admin(self.proxy.admin()?),
+        })
     }
 }
 
@@ -234,7 +252,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
                 (None, true) => LogChange::Reset,
                 (None, false) => LogChange::Show,
             };
-            return log::run(proxy.admin(), &change);
+            return log::run(proxy.admin()?, &change);
         }
         KindArgs::Cluster {
             common,
@@ -328,7 +346,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
     };
     mizzen_ctl::proxy_config::run(&Request {
         kind,
-        source: common.source(),
+        source: common.source()?,
         format,
         filters,
         verbose,

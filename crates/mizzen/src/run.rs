@@ -17,7 +17,7 @@ use mizzen_xds::tls::ClientTls;
 
 use crate::up::state::{StateDir, write_atomic};
 use crate::up::workload::{Replica, Workload};
-use crate::up::{ADMIN_PORT, Addresses, Identity, PilotAccess, free_port, signal_group};
+use crate::up::{Addresses, Identity, PilotAccess, Ports, free_port, signal_group};
 
 /// `mizzen run`'s options.
 #[derive(Debug, Clone, clap::Args)]
@@ -142,8 +142,7 @@ async fn serve(
         ip: replica.ip,
         uncaptured: true,
     };
-    let admin = Some((replica.ip, ADMIN_PORT).into());
-    let proxy = crate::up::start_proxy(&who, pilot, token, admin).await?;
+    let proxy = crate::up::start_proxy(&who, pilot, token, Ports::Pod(replica.ip.into())).await?;
     crate::up::ready(&proxy).await;
     let env = workload.env_of(replica);
     eprintln!(

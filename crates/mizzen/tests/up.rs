@@ -264,6 +264,43 @@ fn up_runs_the_mesh_and_ctrl_c_stops_it_all() {
     let logs = up.ctl(&["logs", "hello-v1"]);
     assert!(String::from_utf8_lossy(&logs.stdout).contains("hello served /"));
 
+    // `proxy-config` finds a proxy by its pod's name, as istioctl does: sidecars and the
+    // ingress gateway (whose admin has a port of its own).
+    let secrets = up.ctl(&["proxy-config", "secret", "hello-v1-1"]);
+    let secrets = String::from_utf8_lossy(&secrets.stdout);
+    assert!(
+        secrets
+            .lines()
+            .any(|l| l.starts_with("default") && l.contains("Cert Chain") && l.contains("ACTIVE")),
+        "{secrets}"
+    );
+    let routes = up.ctl(&[
+        "pc",
+        "routes",
+        "client-v1-1.default",
+        "--name",
+        "http_proxy",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&routes.stdout).contains("hello.default.svc.cluster.local:9080")
+    );
+    let gateway = up.ctl(&["pc", "bootstrap", "istio-ingressgateway-1.istio-system"]);
+    assert!(
+        gateway.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gateway.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&gateway.stdout).contains("istio-ingressgateway-1.istio-system")
+    );
+    let unknown = up.ctl(&["pc", "clusters", "nosuch-v1-1"]);
+    assert!(!unknown.status.success());
+    let err = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        err.contains("no proxy \"nosuch-v1-1\"") && err.contains("hello-v1-1.default"),
+        "{err}"
+    );
+
     // Ctrl-C: every app process gone, every address free, the lock released.
     let pods: serde_json::Value =
         serde_json::from_slice(&up.ctl(&["get", "pods", "-o", "json"]).stdout).unwrap();

@@ -34,7 +34,7 @@ use mizzen_xds::tls::ClientTls;
 use tokio::sync::watch;
 
 pub use addr::{Addresses, free_port};
-pub use proxies::{ADMIN_PORT, Identity, PilotAccess, start as start_proxy};
+pub use proxies::{ADMIN_PORT, Identity, PilotAccess, Ports, start as start_proxy};
 use state::{MeshInfo, StateDir};
 use supervisor::{AppSpec, AppState, Status};
 pub use supervisor::{signal_group, supervise};
@@ -200,12 +200,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             ip: replica.ip,
             uncaptured: true,
         };
-        let admin = SocketAddr::from((replica.ip, ADMIN_PORT));
         let token = tokens.issue(&service_account(&who))?;
-        let proxy = proxies::start(&who, &access, token, Some(admin))
+        let proxy = proxies::start(&who, &access, token, Ports::Pod(replica.ip.into()))
             .await
             .with_context(|| format!("starting the sidecar of {}", replica.pod))?;
-        proxies.push((replica.pod.clone(), proxy));
+        proxies.push((who.pod().to_owned(), proxy));
         let (program, rest) = workload.program()?;
         let spec = AppSpec {
             name: replica.pod.clone(),
@@ -228,10 +227,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let gateway_identity = proxies::ingress_gateway(ingress_ip);
     let token = tokens.issue(&service_account(&gateway_identity))?;
-    let gateway = proxies::start(&gateway_identity, &access, token, None)
-        .await
-        .context("starting the ingress gateway")?;
-    proxies.push(("istio-ingressgateway".to_owned(), gateway));
+    let gateway = proxies::start(
+        &gateway_identity,
+        &access,
+        token,
+        Ports::AdminOnly(ingress_ip.into()),
+    )
+    .await
+    .context("starting the ingress gateway")?;
+    proxies.push((gateway_identity.pod().to_owned(), gateway));
+    state.write_proxies(
+        proxies
+            .iter()
+            .filter_map(|(name, proxy)| Some((name.clone(), proxy.admin_addr()?))),
+    )?;
     tasks.push(record_pods(&state, &running));
 
     let waited = tokio::time::timeout(

@@ -3,7 +3,7 @@
 //! from pilot's CA for its workload's identity.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use mizzen_pilot::server::analysis::{INGRESS_LABELS, INGRESS_NAMESPACE};
@@ -47,6 +47,13 @@ pub struct Identity {
     pub uncaptured: bool,
 }
 
+impl Identity {
+    /// `POD.NAMESPACE`, the node id's third part, as istioctl names a proxy.
+    pub fn pod(&self) -> &str {
+        self.node_id.split('~').nth(2).unwrap_or(&self.workload)
+    }
+}
+
 /// How the mesh's proxies reach pilot: xDS and the CA over TLS (Istio's 15012),
 /// verified against the mesh's root; and the certificates they ask its CA for.
 #[derive(Debug, Clone)]
@@ -61,15 +68,27 @@ pub struct PilotAccess {
     pub secret_ttl: Duration,
 }
 
+/// Where a proxy serves its admin API and its Prometheus ports.
+#[derive(Debug, Clone, Copy)]
+pub enum Ports {
+    /// A sidecar, on its pod's own address: admin on 15000, Prometheus on 15020 and 15090.
+    Pod(IpAddr),
+    /// Admin only, on a free port of an address others share (the ingress gateway's).
+    AdminOnly(IpAddr),
+}
+
 /// Starts a proxy for `who` taking its config and its certificate from `pilot`,
-/// authenticated by `token`; its admin API on `admin`, if given, and its Prometheus
-/// ports on the same address.
+/// authenticated by `token`, serving its admin API (and Prometheus) on `ports`.
 pub async fn start(
     who: &Identity,
     pilot: &PilotAccess,
     token: String,
-    admin: Option<SocketAddr>,
+    ports: Ports,
 ) -> anyhow::Result<Proxy> {
+    let admin = match ports {
+        Ports::Pod(ip) => SocketAddr::new(ip, ADMIN_PORT),
+        Ports::AdminOnly(ip) => SocketAddr::new(ip, 0),
+    };
     let node = node(who, &pilot.trust_domain);
     let mut identity = IdentityOptions::for_node(
         &node,
@@ -79,15 +98,19 @@ pub async fn start(
     )?;
     identity.token = Some(token);
     identity.ttl = pilot.secret_ttl;
-    let bootstrap =
-        Bootstrap::for_pilot_tls(&pilot.addr.to_string(), pilot.tls.clone(), node, admin);
+    let bootstrap = Bootstrap::for_pilot_tls(
+        &pilot.addr.to_string(),
+        pilot.tls.clone(),
+        node,
+        Some(admin),
+    );
     let mut options = ProxyOptions::new(bootstrap);
     options.identity = Some(identity);
     // A stopping mesh does not wait for connections to drain.
     options.drain_time = Duration::ZERO;
-    if let Some(admin) = admin {
+    if let Ports::Pod(ip) = ports {
         options.prometheus_addrs = PROMETHEUS_PORTS
-            .map(|port| SocketAddr::new(admin.ip(), port))
+            .map(|port| SocketAddr::new(ip, port))
             .to_vec();
     }
     Ok(Proxy::start(options).await?)
@@ -109,12 +132,9 @@ fn node(who: &Identity, mesh_id: &str) -> Node {
             .collect(),
     };
     let ip = who.ip.to_string();
-    // The node id's third part is `POD.NAMESPACE`.
     let pod = who
-        .node_id
-        .split('~')
-        .nth(2)
-        .and_then(|p| p.rsplit_once('.'))
+        .pod()
+        .rsplit_once('.')
         .map_or(who.workload.as_str(), |(pod, _)| pod);
     let mut fields: BTreeMap<String, Value> = [
         ("NAME", pod),

@@ -3,6 +3,7 @@
 //! registered from outside the user's config directory, the mesh's CA (its root and
 //! key, `ca/`) and the workloads' tokens for it (`tokens/`).
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::net::SocketAddr;
@@ -91,6 +92,11 @@ impl StateDir {
         self.root.join("pods.json")
     }
 
+    /// The admin address of each proxy `up` runs, by `POD.NAMESPACE`.
+    fn proxies_file(&self) -> PathBuf {
+        self.root.join("proxies.json")
+    }
+
     fn mesh_file(&self) -> PathBuf {
         self.root.join("mesh.json")
     }
@@ -142,6 +148,52 @@ impl StateDir {
             "pid": info.pid,
         });
         write_atomic(&self.mesh_file(), &serde_json::to_vec_pretty(&text)?)
+    }
+
+    /// Records the admin address of each proxy, by `POD.NAMESPACE`.
+    pub fn write_proxies(
+        &self,
+        admins: impl IntoIterator<Item = (String, SocketAddr)>,
+    ) -> anyhow::Result<()> {
+        let admins: BTreeMap<String, String> = admins
+            .into_iter()
+            .map(|(pod, admin)| (pod, admin.to_string()))
+            .collect();
+        write_atomic(&self.proxies_file(), &serde_json::to_vec_pretty(&admins)?)
+    }
+
+    /// The admin address of the running mesh's proxy `name`, named as istioctl names a
+    /// pod: `POD.NAMESPACE`, or `POD` alone for one in `default` or the only one so named.
+    pub fn proxy_admin(&self, name: &str) -> anyhow::Result<SocketAddr> {
+        self.mesh()?;
+        let path = self.proxies_file();
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let admins: BTreeMap<String, SocketAddr> =
+            serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
+        let exact = admins
+            .get(name)
+            .or_else(|| admins.get(&format!("{name}.default")));
+        if let Some(admin) = exact {
+            return Ok(*admin);
+        }
+        let prefix = format!("{name}.");
+        let mut matching = admins.iter().filter(|(pod, _)| pod.starts_with(&prefix));
+        match (matching.next(), matching.next()) {
+            (Some((_, admin)), None) => Ok(*admin),
+            (Some(_), Some(_)) => anyhow::bail!(
+                "{name:?} names a pod in several namespaces: say which (`{name}.NAMESPACE`)"
+            ),
+            (None, _) => anyhow::bail!(
+                "no proxy {name:?} in the running mesh (`mizzen up` in {}); its proxies are: {}",
+                self.root.display(),
+                admins
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
     }
 
     /// Where the running mesh is; an error if no `mizzen up` runs on this directory.
