@@ -26,6 +26,9 @@ use mizzen_pilot::model::MeshConfig;
 use mizzen_pilot::server::{Pilot, PilotOptions, SecureOptions};
 use mizzen_pilot::store::DirStore;
 
+/// Where a `mizzen pilot` serves its debug endpoints unless told (Istio's 15014).
+const PILOT_DEBUG: &str = "127.0.0.1:15014";
+
 /// Mizzen, a service mesh that speaks Istio.
 #[derive(Parser)]
 #[command(name = "mizzen", version, about, long_about = None)]
@@ -138,9 +141,13 @@ enum Command {
     ProxyStatus {
         /// Only this proxy (its node id, or `name.namespace`).
         proxy: Option<String>,
-        /// The control plane's debug address.
-        #[arg(long, default_value = "127.0.0.1:15014")]
-        pilot: SocketAddr,
+        /// The control plane's debug address; default: that of the mesh `mizzen up` runs,
+        /// else 127.0.0.1:15014 (a `mizzen pilot` of its own).
+        #[arg(long)]
+        pilot: Option<SocketAddr>,
+        /// The state directory of the running mesh; default $MIZZEN_HOME or ~/.mizzen.
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
         /// With PROXY: its admin address (15000), to compare what pilot sent with what
         /// the proxy holds.
         #[arg(long, requires = "proxy")]
@@ -290,8 +297,15 @@ fn run(command: Command, levels: proxy::LogControl) -> anyhow::Result<ExitCode> 
         Command::ProxyStatus {
             proxy,
             pilot,
+            state_dir,
             proxy_admin,
         } => {
+            let pilot = match pilot {
+                Some(pilot) => pilot,
+                None => up::state::StateDir::resolve(state_dir)?
+                    .mesh()
+                    .map_or_else(|_| PILOT_DEBUG.parse().expect("an address"), |m| m.debug),
+            };
             let out = mizzen_ctl::proxy_status::run(pilot, proxy.as_deref(), proxy_admin)?;
             print!("{out}");
             Ok(ExitCode::SUCCESS)

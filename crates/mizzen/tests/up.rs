@@ -293,6 +293,15 @@ fn up_runs_the_mesh_and_ctrl_c_stops_it_all() {
     assert!(
         String::from_utf8_lossy(&gateway.stdout).contains("istio-ingressgateway-1.istio-system")
     );
+    // `proxy-status` finds the mesh's pilot (here on a free port) from the state directory.
+    let status = up.ctl(&["proxy-status"]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("hello-v1-1.default") && l.contains("SYNCED")),
+        "{status}"
+    );
     let unknown = up.ctl(&["pc", "clusters", "nosuch-v1-1"]);
     assert!(!unknown.status.success());
     let err = String::from_utf8_lossy(&unknown.stderr);
