@@ -34,6 +34,7 @@ use mizzen_xds::tls::ClientTls;
 use tokio::sync::watch;
 
 pub use addr::{Addresses, free_port};
+use proxies::PROMETHEUS_PORTS;
 pub use proxies::{ADMIN_PORT, Identity, PilotAccess, start as start_proxy};
 use state::{MeshInfo, StateDir};
 use supervisor::{AppSpec, AppState, Status};
@@ -228,7 +229,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let gateway_identity = proxies::ingress_gateway(ingress_ip);
     let token = tokens.issue(&service_account(&gateway_identity))?;
-    let gateway = proxies::start(&gateway_identity, &access, token, None)
+    // Istio's gateways serve their admin and Prometheus ports (15020 /stats/prometheus,
+    // where the dashboard scrapes) as sidecars do. On an address other processes share
+    // (127.0.0.1, say) those may be taken: the gateway then does without them rather
+    // than failing the mesh.
+    let ports = [ADMIN_PORT, PROMETHEUS_PORTS[0], PROMETHEUS_PORTS[1]];
+    let admin = addr::ports_free(ingress_ip, &ports).then(|| (ingress_ip, ADMIN_PORT).into());
+    if admin.is_none() {
+        writeln!(
+            out,
+            "warning: the ingress gateway serves no admin or metrics: one of {ports:?} on {ingress_ip} is taken"
+        )?;
+    }
+    let gateway = proxies::start(&gateway_identity, &access, token, admin)
         .await
         .context("starting the ingress gateway")?;
     proxies.push(("istio-ingressgateway".to_owned(), gateway));
