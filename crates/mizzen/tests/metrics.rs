@@ -300,7 +300,6 @@ fn expected() -> BTreeMap<Series, f64> {
 /// The per-request series among `moved`, with their histograms' `+Inf` buckets checked
 /// against their `_count`s and their `_sum`s present.
 fn per_request(moved: &BTreeMap<Series, f64>) -> BTreeMap<Series, f64> {
-    let mut counted = BTreeMap::new();
     for ((pod, name, labels), delta) in moved {
         let Some(family) = name.strip_suffix("_count") else {
             continue;
@@ -319,15 +318,16 @@ fn per_request(moved: &BTreeMap<Series, f64>) -> BTreeMap<Series, f64> {
             assert!(sum.is_some_and(|s| *s > 0.0), "{pod} {family}_sum{labels}");
         }
     }
-    for (key @ (_, name, _), delta) in moved {
-        let histogram = ["_bucket", "_sum", "_count"]
-            .iter()
-            .any(|suffix| name.ends_with(suffix));
-        if !histogram || PER_REQUEST.contains(&name.as_str()) {
-            counted.insert(key.clone(), *delta);
-        }
-    }
-    counted
+    moved
+        .iter()
+        .filter(|((_, name, _), _)| {
+            let histogram = ["_bucket", "_sum", "_count"]
+                .iter()
+                .any(|suffix| name.ends_with(suffix));
+            !histogram || PER_REQUEST.contains(&name.as_str())
+        })
+        .map(|(key, delta)| (key.clone(), *delta))
+        .collect()
 }
 
 /// `counted`, with a source reporter's series whose principals both read `unknown`
@@ -436,8 +436,9 @@ fn bookinfo_traffic_is_counted_exactly_on_both_reporters() {
         product_page(ingress).unwrap();
     }
 
-    // Each proxy records a request as it sends the response's last byte on, so a page
-    // read to its end has been counted at every hop: one scrape says it all.
+    // A proxy records a request when it takes the response's last bytes to send on,
+    // before the hop in front can read them: a page read to its end has been counted at
+    // every hop, and one scrape says it all.
     let moved = Scrape::take(&proxies).moved_since(&before);
     let expected = expected();
     let counted = with_pending_source_principals(per_request(&moved), &expected);
