@@ -357,8 +357,13 @@ if __name__ == "__main__":
     try:
         main()
     finally:
+        # SIGTERM, not SIGKILL: nginx's master stops its workers only when asked.
         for p in PROCS:
             if p.poll() is None:
-                p.kill()
-                p.wait()
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
         shutil.rmtree(WORK, ignore_errors=True)
