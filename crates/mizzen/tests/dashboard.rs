@@ -6,14 +6,17 @@
 //! Tests wait on what the page renders (each refresh fires `mizzen:rendered`), never
 //! on sleeps. Screenshots go under target/tmp; their paths are printed.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use common::up::{ONE_MESH, Up, WAIT, bookinfo_config, try_http_get};
 
 use mizzen_pilot::dashboard::{
     DashboardOptions, MetricsSource, ProxyMetrics, ScrapeTarget, StaticTargets,
@@ -25,9 +28,6 @@ use serde_json::{Value, json};
 #[path = "dashboard/browser.rs"]
 mod browser;
 use browser::Browser;
-
-/// Far longer than a render or a config push takes: only a lost event hits it.
-const WAIT: Duration = Duration::from_secs(60);
 
 /// The fixture: Bookinfo's proxies scraped ten seconds apart (Istio's metric names,
 /// labels and buckets), as pilot's backend test reads them.
@@ -168,15 +168,6 @@ fn close(a: f64, b: f64, relative: f64) -> bool {
     (a - b).abs() <= relative * b.abs()
 }
 
-fn bookinfo_config() -> tempfile::TempDir {
-    let config = tempfile::tempdir().unwrap();
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bookinfo");
-    for file in std::fs::read_dir(&demo).unwrap().flatten() {
-        std::fs::copy(file.path(), config.path().join(file.file_name())).unwrap();
-    }
-    config
-}
-
 #[test]
 fn the_dashboard_draws_fixture_traffic_in_a_browser() {
     let metrics = serve_fixture_metrics();
@@ -301,112 +292,6 @@ fn the_dashboard_draws_fixture_traffic_in_a_browser() {
     assert_eq!(proxies, 0, "no proxy connects to this pilot");
 }
 
-/// A running `mizzen up` of the Bookinfo demo, and what it printed.
-struct Up {
-    child: Child,
-    state: tempfile::TempDir,
-    _config: tempfile::TempDir,
-    lines: mpsc::Receiver<String>,
-    printed: Vec<String>,
-}
-
-impl Up {
-    fn start(ingress: &str) -> Up {
-        let config = bookinfo_config();
-        let state = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mizzen"))
-            .arg("up")
-            .arg(config.path())
-            .arg("--state-dir")
-            .arg(state.path())
-            .args(["--xds-addr", "127.0.0.1:0", "--debug-addr", "127.0.0.1:0"])
-            .args(["--ingress-addr", ingress])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Up {
-            child,
-            state,
-            _config: config,
-            lines,
-            printed: Vec::new(),
-        }
-    }
-
-    /// Waits for a line of output starting with `prefix`.
-    fn wait_for_line(&mut self, prefix: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.printed.push(line.clone());
-                    if line.starts_with(prefix) {
-                        return line;
-                    }
-                }
-                Err(e) => panic!("no line {prefix:?} ({e}); printed: {:#?}", self.printed),
-            }
-        }
-    }
-
-    /// `mizzen ARGS… --state-dir STATE`, which must succeed; its output.
-    fn ctl(&self, args: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_mizzen"))
-            .args(args)
-            .arg("--state-dir")
-            .arg(self.state.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "mizzen {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// `GET path` over a new connection to `addr`: the status and body.
-fn get(addr: SocketAddr, host: &str, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, WAIT)?;
-    stream.set_read_timeout(Some(WAIT))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not HTTP: {response:?}")))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    Ok((status, body))
-}
-
 /// Product pages through the ingress, one after another, until dropped; counts the
 /// pages served.
 struct Load {
@@ -426,7 +311,7 @@ impl Load {
             move || {
                 while !stop.load(Ordering::Relaxed) {
                     // A failed page is not counted; the load goes on.
-                    let ok = matches!(get(ingress, "bookinfo.local", "/productpage"), Ok((200, _)));
+                    let ok = matches!(try_http_get(ingress, "/productpage"), Ok((200, _)));
                     if ok && served.fetch_add(1, Ordering::Relaxed) == 0 {
                         let _ = tx.send(());
                     }
@@ -456,18 +341,18 @@ fn bookinfo_under_load_shows_its_graph_and_follows_the_90_10_split() {
     let istio = mizzen_api::testdata::istio_data()
         .expect("Istio's samples ($MIZZEN_ISTIO_DATA or ../shared/istio)");
     let networking = istio.join("samples/bookinfo/networking");
-    let mut up = Up::start("127.0.78.1:8080");
+    let _one = ONE_MESH.lock().unwrap_or_else(|e| e.into_inner());
+    let mut up = Up::start_on(bookinfo_config(), None, "127.0.78.1:8080");
     let dashboard = up
         .wait_for_line("Dashboard: ")
         .trim_start_matches("Dashboard: ")
         .to_owned();
-    let ingress: SocketAddr = up
-        .wait_for_line("Ingress: ")
-        .trim_start_matches("Ingress: http://")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
-    assert_eq!(up.ctl(&["dashboard"]).trim(), dashboard, "mizzen dashboard");
+    let ingress = up.ingress();
+    assert_eq!(
+        up.ctl_ok(&["dashboard"]).trim(),
+        dashboard,
+        "mizzen dashboard"
+    );
 
     // The proxies page: every proxy of the mesh, its config synced.
     let browser = Browser::launch();
@@ -515,12 +400,10 @@ fn bookinfo_under_load_shows_its_graph_and_follows_the_90_10_split() {
         .expect("the product page is served through the ingress");
 
     // The graph needs Istio's standard metrics from the sidecars (issue 8, part 1).
-    let pods: Value =
-        serde_json::from_str(&up.ctl(&["get", "pods", "productpage-v1-1", "-o", "json"])).unwrap();
-    let ip = pods[0]["ip"].as_str().unwrap();
+    let ip = up.pod_ip("productpage-v1-1");
     let scraped = ProxyMetrics::default();
     let metrics_addr: SocketAddr = format!("{ip}:{}", scraped.port).parse().unwrap();
-    let (status, text) = get(metrics_addr, ip, &scraped.path).unwrap();
+    let (status, text) = try_http_get(metrics_addr, &scraped.path).unwrap();
     assert_eq!(status, 200, "{text}");
     assert!(
         text.contains("istio_requests_total"),
@@ -564,7 +447,7 @@ fn bookinfo_under_load_shows_its_graph_and_follows_the_90_10_split() {
         "destination-rule-all.yaml",
         "virtual-service-reviews-90-10.yaml",
     ] {
-        up.ctl(&["apply", "-f", networking.join(file).to_str().unwrap()]);
+        up.ctl_ok(&["apply", "-f", networking.join(file).to_str().unwrap()]);
     }
     let split = graph_until(&browser, Duration::from_secs(180), |g| {
         g.edge(&svc("reviews"), &wl("reviews-v3"))

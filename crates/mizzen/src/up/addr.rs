@@ -28,7 +28,14 @@ impl Addresses {
 }
 
 fn is_free(ip: Ipv4Addr) -> bool {
-    TcpListener::bind(SocketAddr::from((ip, PROBE_PORT))).is_ok()
+    ports_free(ip, &[PROBE_PORT])
+}
+
+/// Whether every one of `ports` on `ip` is free now.
+pub fn ports_free(ip: Ipv4Addr, ports: &[u16]) -> bool {
+    ports
+        .iter()
+        .all(|&port| TcpListener::bind(SocketAddr::from((ip, port))).is_ok())
 }
 
 /// A free port on `ip`, for an app to listen on behind its sidecar.

@@ -34,6 +34,7 @@ use mizzen_xds::tls::ClientTls;
 use tokio::sync::watch;
 
 pub use addr::{Addresses, free_port};
+use proxies::PROMETHEUS_PORTS;
 pub use proxies::{ADMIN_PORT, Identity, PilotAccess, Ports, start as start_proxy};
 use state::{MeshInfo, StateDir};
 use supervisor::{AppSpec, AppState, Status};
@@ -227,14 +228,23 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let gateway_identity = proxies::ingress_gateway(ingress_ip);
     let token = tokens.issue(&service_account(&gateway_identity))?;
-    let gateway = proxies::start(
-        &gateway_identity,
-        &access,
-        token,
-        Ports::AdminOnly(ingress_ip.into()),
-    )
-    .await
-    .context("starting the ingress gateway")?;
+    // Istio's gateways serve their admin and Prometheus ports (15020 /stats/prometheus,
+    // where the dashboard scrapes) as sidecars do. On an address other processes share
+    // (127.0.0.1, say) those may be taken: the gateway then serves its admin on a free
+    // port and no metrics, rather than failing the mesh.
+    let ports = [ADMIN_PORT, PROMETHEUS_PORTS[0], PROMETHEUS_PORTS[1]];
+    let gateway_ports = if addr::ports_free(ingress_ip, &ports) {
+        Ports::Pod(ingress_ip.into())
+    } else {
+        writeln!(
+            out,
+            "warning: the ingress gateway serves no metrics and its admin on a free port: one of {ports:?} on {ingress_ip} is taken"
+        )?;
+        Ports::AdminOnly(ingress_ip.into())
+    };
+    let gateway = proxies::start(&gateway_identity, &access, token, gateway_ports)
+        .await
+        .context("starting the ingress gateway")?;
     proxies.push((gateway_identity.pod().to_owned(), gateway));
     state.write_proxies(
         proxies

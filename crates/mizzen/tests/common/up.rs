@@ -6,7 +6,8 @@
 //! the same workload addresses (each `up` takes the first free ones it finds).
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -23,6 +24,17 @@ pub const WAIT: Duration = Duration::from_secs(60);
 /// The `mizzen` binary under test.
 pub fn mizzen() -> Command {
     Command::new(env!("CARGO_BIN_EXE_mizzen"))
+}
+
+/// A copy of the Bookinfo demo's config (`examples/bookinfo`), so that the rules a test
+/// adds or applies stay out of the repository.
+pub fn bookinfo_config() -> tempfile::TempDir {
+    let config = tempfile::tempdir().unwrap();
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/bookinfo");
+    for file in std::fs::read_dir(&demo).unwrap().flatten() {
+        std::fs::copy(file.path(), config.path().join(file.file_name())).unwrap();
+    }
+    config
 }
 
 /// A running `mizzen up` and what it printed; stopped (SIGINT) when dropped.
@@ -107,6 +119,16 @@ impl Up {
         }
     }
 
+    /// Where the ingress gateway listens, from the `Ingress: http://ADDR/` line `up`
+    /// prints once ready.
+    pub fn ingress(&mut self) -> SocketAddr {
+        let line = self.wait_for_line("Ingress: ");
+        line.trim_start_matches("Ingress: http://")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap_or_else(|e| panic!("{line:?}: {e}"))
+    }
+
     /// `mizzen ARGS… --state-dir STATE`.
     pub fn ctl(&self, args: &[&str]) -> Output {
         mizzen()
@@ -115,6 +137,39 @@ impl Up {
             .arg(self.state.path())
             .output()
             .unwrap()
+    }
+
+    /// `mizzen ARGS… --state-dir STATE`, which must succeed: its standard output.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            out.status.success(),
+            "mizzen {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Every proxy connected to pilot (the gateway's included): its pod
+    /// (`details-v1-1.default`) and address, read from the node ids
+    /// (`sidecar~IP~POD.NAMESPACE~DOMAIN`) of pilot's `/debug/syncz`.
+    pub fn proxies(&self) -> Vec<(String, IpAddr)> {
+        let (_, body) = http_get(self.pilot_debug(), "/debug/syncz");
+        let syncz: Value = serde_json::from_str(&body).unwrap();
+        syncz
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let node = p["proxy"].as_str().unwrap();
+                let mut parts = node.split('~').skip(1);
+                let ip = parts.next().and_then(|ip| ip.parse().ok());
+                match (ip, parts.next()) {
+                    (Some(ip), Some(pod)) => (pod.to_owned(), ip),
+                    _ => panic!("node id {node:?} is not TYPE~IP~POD.NAMESPACE~DOMAIN"),
+                }
+            })
+            .collect()
     }
 
     /// The pod IP of replica `pod`, from `mizzen get pods -o json`.
@@ -259,17 +314,25 @@ fn objects(yaml: &str) -> Vec<Value> {
 
 /// `GET PATH` of the server at `addr` over a new connection: the status and body.
 pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect_timeout(&addr, WAIT).unwrap();
-    stream.set_read_timeout(Some(WAIT)).unwrap();
+    try_http_get(addr, path).unwrap_or_else(|e| panic!("GET http://{addr}{path}: {e}"))
+}
+
+/// [`http_get`], for callers that carry on past a failed request (load that runs while
+/// the mesh changes).
+pub fn try_http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, WAIT)?;
+    stream.set_read_timeout(Some(WAIT))?;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
-    )
-    .unwrap();
+    )?;
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
+    stream.read_to_end(&mut response)?;
     let response = String::from_utf8_lossy(&response);
-    let status = response[9..12].parse().unwrap();
+    let status = response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not HTTP: {response:?}")))?;
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     let body = match head
         .to_ascii_lowercase()
@@ -278,7 +341,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         true => dechunk(body),
         false => body.to_owned(),
     };
-    (status, body)
+    Ok((status, body))
 }
 
 /// The body of a chunked message.
