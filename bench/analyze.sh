@@ -64,7 +64,7 @@ else
 fi
 
 # The running mesh: its own ports (busy defaults fall back to free ones).
-"$mizzen" up "$dir/config" --state-dir "$dir/state" --ingress-addr 127.0.0.1:0 \
+"$mizzen" up "$dir/config" --state-dir "$dir/state" --ingress-ip 127.0.0.1 \
     >"$dir/up.log" 2>&1 &
 up=$!
 until grep -q "^Watching" "$dir/up.log"; do

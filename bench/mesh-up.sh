@@ -18,7 +18,7 @@ for run in $(seq "$runs"); do
     mkdir -p "$work/config"
     cp examples/bookinfo/*.yaml "$work/config/"
     start=$(date +%s%N)
-    "$bin" up "$work/config" --state-dir "$work/state" --ingress-addr 127.0.77.9:8080 >"$work/up.log" 2>&1 &
+    "$bin" up "$work/config" --state-dir "$work/state" --ingress-ip 127.0.77.9 >"$work/up.log" 2>&1 &
     up=$!
     until grep -q "Mesh ready" "$work/up.log"; do
         kill -0 "$up" 2>/dev/null || { cat "$work/up.log"; exit 1; }

@@ -117,7 +117,7 @@ EOF
 
 taskset -c 0 "$bin" up "$work/config" --state-dir "$work/state" \
     --xds-addr 127.0.0.1:0 --tls-addr 127.0.0.1:0 --debug-addr 127.0.0.1:0 \
-    --ingress-addr 127.0.0.1:0 >"$work/up.log" 2>&1 &
+    --ingress-ip 127.0.0.1 >"$work/up.log" 2>&1 &
 up=$!
 until grep -q "^Mesh ready" "$work/up.log"; do
     kill -0 "$up" 2>/dev/null || { cat "$work/up.log"; exit 1; }

@@ -139,7 +139,7 @@ fn up_reports_config_changes_and_refused_edits() {
         .arg("--state-dir")
         .arg(state.path())
         .args(["--xds-addr", "127.0.0.1:0", "--debug-addr", "127.0.0.1:0"])
-        .args(["--ingress-addr", "127.0.0.1:0"])
+        .args(["--ingress-ip", "127.0.0.1"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -342,7 +342,7 @@ fn bookinfo_under_load_shows_its_graph_and_follows_the_90_10_split() {
         .expect("Istio's samples ($MIZZEN_ISTIO_DATA or ../shared/istio)");
     let networking = istio.join("samples/bookinfo/networking");
     let _one = ONE_MESH.lock().unwrap_or_else(|e| e.into_inner());
-    let mut up = Up::start_on(bookinfo_config(), None, "127.0.78.1:8080");
+    let mut up = Up::start_on(bookinfo_config(), None, "127.0.78.1");
     let dashboard = up
         .wait_for_line("Dashboard: ")
         .trim_start_matches("Dashboard: ")

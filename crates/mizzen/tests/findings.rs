@@ -45,7 +45,7 @@ impl Mesh {
             .arg("--state-dir")
             .arg(state.path())
             .args(["--xds-addr", "127.0.0.1:0", "--debug-addr", "127.0.0.1:0"])
-            .args(["--tls-addr", "127.0.0.1:0", "--ingress-addr", "127.0.0.1:0"])
+            .args(["--tls-addr", "127.0.0.1:0", "--ingress-ip", "127.0.0.1"])
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();

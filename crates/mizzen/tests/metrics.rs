@@ -402,7 +402,7 @@ fn bookinfo_traffic_is_counted_exactly_on_both_reporters() {
         config.path().join("virtual-service-reviews-v3.yaml"),
     )
     .unwrap();
-    let mut up = Up::start_on(config, None, "127.0.79.1:8080");
+    let mut up = Up::start_on(config, None, "127.0.79.1");
     let ingress = up.ingress();
 
     // The apps may still be starting when the proxies are ready: the first page whose

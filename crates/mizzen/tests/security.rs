@@ -119,7 +119,7 @@ impl Mesh {
     fn start(env: &[(&str, &str)]) -> Mesh {
         let config = tempfile::tempdir().unwrap();
         std::fs::write(config.path().join("mesh.yaml"), mesh_yaml()).unwrap();
-        let up = Up::start_with_env(config, None, "127.0.0.1:0", env);
+        let up = Up::start_with_env(config, None, "127.0.0.1", env);
         let at = |pod: &str, port: u16| -> SocketAddr {
             format!("{}:{port}", up.pod_ip(pod)).parse().unwrap()
         };

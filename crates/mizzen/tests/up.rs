@@ -93,7 +93,7 @@ impl Up {
         std::fs::write(apps.path().join("client.py"), CLIENT).unwrap();
         let config = tempfile::tempdir().unwrap();
         std::fs::write(config.path().join("mesh.yaml"), mesh_yaml(apps.path())).unwrap();
-        Up::start_on(config, Some(apps), "127.0.0.1:0")
+        Up::start_on(config, Some(apps), "127.0.0.1")
     }
 }
 
@@ -413,7 +413,7 @@ fn bookinfo_routes_as_istios_samples_say() {
     }
     // Bookinfo's Gateway serves port 8080; an address of its own keeps it clear of
     // anything else on this machine's 127.0.0.1:8080.
-    let mut up = Up::start_on(config, None, "127.0.77.1:8080");
+    let mut up = Up::start_on(config, None, "127.0.77.1");
     let ingress: SocketAddr = up
         .wait_for_line("Ingress: ")
         .trim_start_matches("Ingress: http://")

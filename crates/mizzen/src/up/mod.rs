@@ -58,9 +58,10 @@ pub struct UpArgs {
     /// The state directory (lock, mesh.json, logs); default $MIZZEN_HOME or ~/.mizzen.
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
-    /// Where the ingress gateway listens.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub ingress_addr: SocketAddr,
+    /// The ingress gateway's address (its pod IP): it listens there on the ports the
+    /// Gateways that select it name (8080 for Bookinfo's), as Istio's gateway pod does.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub ingress_ip: Ipv4Addr,
     /// Where pilot serves xDS; a busy default falls back to a free port.
     #[arg(long, default_value = "127.0.0.1:15010")]
     pub xds_addr: SocketAddr,
@@ -183,7 +184,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         tls,
         debug,
         dashboard,
-        ingress: args.ingress_addr,
+        ingress: args.ingress_ip,
         pid: std::process::id(),
     };
     state.write_mesh(&mesh)?;
@@ -222,10 +223,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             status,
         });
     }
-    let ingress_ip = match args.ingress_addr.ip() {
-        std::net::IpAddr::V4(ip) => ip,
-        std::net::IpAddr::V6(_) => Ipv4Addr::LOCALHOST,
-    };
+    let ingress_ip = args.ingress_ip;
     let gateway_identity = proxies::ingress_gateway(ingress_ip);
     let token = tokens.issue(&service_account(&gateway_identity))?;
     // Istio's gateways serve their admin and Prometheus ports (15020 /stats/prometheus,

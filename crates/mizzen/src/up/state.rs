@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -31,8 +31,8 @@ pub struct MeshInfo {
     pub debug: SocketAddr,
     /// The dashboard's address, if it is served.
     pub dashboard: Option<SocketAddr>,
-    /// The ingress gateway's address.
-    pub ingress: SocketAddr,
+    /// The ingress gateway's address (its pod IP).
+    pub ingress: Ipv4Addr,
     /// The `mizzen up` process.
     pub pid: u32,
 }
@@ -225,7 +225,9 @@ impl StateDir {
             tls: addr("tls")?,
             debug: addr("debug")?,
             dashboard: value["dashboard"].as_str().and_then(|a| a.parse().ok()),
-            ingress: addr("ingress")?,
+            ingress: field("ingress")?
+                .parse()
+                .with_context(|| format!("{}: \"ingress\"", path.display()))?,
             pid: value["pid"].as_u64().unwrap_or_default() as u32,
         })
     }
@@ -286,7 +288,7 @@ mod tests {
             tls: "127.0.0.1:15012".parse().unwrap(),
             debug: "127.0.0.1:15014".parse().unwrap(),
             dashboard: Some("127.0.0.1:20001".parse().unwrap()),
-            ingress: "127.0.0.1:8080".parse().unwrap(),
+            ingress: "127.0.0.1".parse().unwrap(),
             pid: 42,
         };
         state.write_mesh(&info).unwrap();

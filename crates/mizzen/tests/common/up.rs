@@ -51,8 +51,8 @@ pub struct Up {
 }
 
 impl Up {
-    /// The mesh of the config in `config`, its ingress gateway on `ingress` (the port
-    /// its Gateways' servers name); `apps` lives as long as the mesh.
+    /// The mesh of the config in `config`, its ingress gateway on the address `ingress`
+    /// (on the ports its Gateways' servers name); `apps` lives as long as the mesh.
     pub fn start_on(
         config: tempfile::TempDir,
         apps: Option<tempfile::TempDir>,
@@ -76,7 +76,7 @@ impl Up {
             .arg(state.path())
             .args(["--xds-addr", "127.0.0.1:0", "--debug-addr", "127.0.0.1:0"])
             .args(["--tls-addr", "127.0.0.1:0"])
-            .args(["--ingress-addr", ingress])
+            .args(["--ingress-ip", ingress])
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .spawn()
