@@ -10,6 +10,7 @@ mod analyze;
 mod config;
 mod dashboard;
 mod demo;
+mod jwks;
 mod logs;
 mod proxy;
 mod proxy_config;
@@ -125,6 +126,8 @@ enum Command {
         /// ConfigMap in DIR's root namespace is read and followed as it changes.
         #[arg(long, value_name = "FILE")]
         mesh_config: Option<PathBuf>,
+        #[command(flatten)]
+        jwks: jwks::JwksArgs,
     },
     /// Print the URL of the running mesh's dashboard (`--browser` opens it).
     ///
@@ -239,6 +242,7 @@ fn run(command: Command, levels: proxy::LogControl) -> anyhow::Result<ExitCode> 
             ca_dir,
             tokens,
             mesh_config,
+            jwks,
         } => {
             let mut dashboard = DashboardOptions::default();
             if let Some(url) = prometheus {
@@ -270,6 +274,7 @@ fn run(command: Command, levels: proxy::LogControl) -> anyhow::Result<ExitCode> 
                     ca: Arc::new(ca),
                     callers: Arc::new(tokens),
                 }),
+                jwks: jwks.options()?,
             };
             runtime()?.block_on(pilot(&dir, &ca_dir, options))?;
             Ok(ExitCode::SUCCESS)

@@ -7,97 +7,85 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use common::ext_authz::{Decision, bootstrap, ext_authz_filter, grpc_authz, h2_cluster, serve};
 use common::*;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use mizzen_proxy::Proxy;
-use mizzen_xds::pb::envoy::config::core::v3::{HeaderValue, HeaderValueOption};
-use mizzen_xds::pb::envoy::service::auth::v3::authorization_server::{
-    Authorization, AuthorizationServer,
-};
-use mizzen_xds::pb::envoy::service::auth::v3::{
-    CheckRequest, CheckResponse, DeniedHttpResponse, OkHttpResponse, check_response,
-};
-use mizzen_xds::pb::envoy::r#type::v3::HttpStatus;
-use mizzen_xds::pb::google::rpc::Status;
 use tokio::net::TcpListener;
-
-const EXT_AUTHZ: &str = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz";
 
 /// An HTTP authorization server: it allows requests whose `authorization` is
 /// `let-me-in`, telling the upstream who the user is and the client its session, and
 /// denies the others with 401, a reason header and a body. It answers on any path, and
 /// reports the path it was asked in `x-checked-path`.
 async fn http_authz() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let service = service_fn(|req: Request<Incoming>| async move {
-                let allowed = req
-                    .headers()
-                    .get("authorization")
-                    .is_some_and(|v| v == "let-me-in");
-                let path = req.uri().path_and_query().unwrap().to_string();
-                let custom = req
-                    .headers()
-                    .get("x-custom-id")
-                    .map(|v| v.to_str().unwrap().to_owned())
-                    .unwrap_or_default();
-                let response = if allowed {
-                    Response::builder()
-                        .status(200)
-                        .header("x-authz-user", "alice")
-                        .header("x-authz-custom", custom)
-                        .header("x-not-forwarded", "1")
-                        .header("x-session", "s1")
-                        .header("x-checked-path", path)
-                } else {
-                    Response::builder()
-                        .status(401)
-                        .header("x-reason", "no key")
-                        .header("x-checked-path", path)
-                };
-                Ok::<_, Infallible>(
-                    response
-                        .body(Full::new(Bytes::from_static(b"go away")))
-                        .unwrap(),
-                )
-            });
-            tokio::spawn(
-                hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service),
-            );
+    serve(|req: Request<Incoming>| async move {
+        let allowed = req
+            .headers()
+            .get("authorization")
+            .is_some_and(|v| v == "let-me-in");
+        let path = req.uri().path_and_query().unwrap().to_string();
+        let custom = req
+            .headers()
+            .get("x-custom-id")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let response = if allowed {
+            Response::builder()
+                .status(200)
+                .header("x-authz-user", "alice")
+                .header("x-authz-custom", custom)
+                .header("x-not-forwarded", "1")
+                .header("x-session", "s1")
+                .header("x-checked-path", path)
+        } else {
+            Response::builder()
+                .status(401)
+                .header("x-reason", "no key")
+                .header("x-checked-path", path)
+        };
+        response
+            .body(Full::new(Bytes::from_static(b"go away")))
+            .unwrap()
+    })
+    .await
+}
+
+/// A gRPC authorization server: `x-user: alice` is allowed (the upstream told
+/// `x-authz-user`), everyone else denied with 418 and a body.
+async fn alice_only() -> SocketAddr {
+    grpc_authz(|http| {
+        if http.headers.get("x-user").map(String::as_str) == Some("alice") {
+            Decision::Allow {
+                upstream: vec![("x-authz-user", "alice".into()), ("x-checked", http.path)],
+                client: vec![("x-session", "g1".into())],
+            }
+        } else {
+            Decision::Deny {
+                status: 418,
+                headers: vec![("x-reason", "not alice".into())],
+                body: "denied by grpc".into(),
+            }
         }
-    });
-    addr
+    })
+    .await
 }
 
 /// A proxy with an ext_authz filter (`ExtAuthz` fields in YAML flow style) before the
 /// router to a backend, and a cluster `authz` of `authz` (HTTP/2 when `h2`).
 async fn proxy_with(ext_authz: &str, authz: SocketAddr, h2: bool) -> (Proxy, SocketAddr) {
-    let backend = backend("b").await;
     let authz_cluster = match h2 {
         true => h2_cluster(authz),
         false => cluster("authz", &[authz]),
     };
-    let filter = format!(
-        "          - name: envoy.filters.http.ext_authz\n            typed_config: {{\"@type\": {EXT_AUTHZ}, {ext_authz}}}\n"
-    );
-    let yaml = http_bootstrap(
-        &all_to("b"),
-        &format!("{}{authz_cluster}", cluster("b", &[backend])),
-    )
-    .replace(
-        "          http_filters:\n",
-        &format!("          http_filters:\n{filter}"),
+    let yaml = bootstrap(
+        &ext_authz_filter(ext_authz),
+        backend("b").await,
+        &authz_cluster,
     );
     let proxy = proxy(&yaml).await;
     let addr = proxy.listener_addr("http").await;
@@ -213,20 +201,13 @@ async fn istio_custom_checks_only_what_its_shadow_rules_select() {
     // Istio's CUSTOM action: an RBAC filter with shadow rules marks the requests to
     // check; ext_authz runs where the mark is.
     let rbac = "{\"@type\": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC, shadow_rules: {action: DENY, policies: {'istio-ext-authz-ns[foo]-policy[p]-rule[0]': {permissions: [{url_path: {path: {prefix: /private}}}], principals: [{any: true}]}}}, shadow_rules_stat_prefix: istio_ext_authz_}";
-    let ext = format!(
-        "{{\"@type\": {EXT_AUTHZ}, {HTTP_SERVICE}, filter_enabled_metadata: {{filter: envoy.filters.http.rbac, path: [{{key: istio_ext_authz_shadow_effective_policy_id}}], value: {{string_match: {{prefix: istio-ext-authz}}}}}}}}"
-    );
+    let ext = ext_authz_filter(&format!(
+        "{HTTP_SERVICE}, filter_enabled_metadata: {{filter: envoy.filters.http.rbac, path: [{{key: istio_ext_authz_shadow_effective_policy_id}}], value: {{string_match: {{prefix: istio-ext-authz}}}}}}"
+    ));
     let filters = format!(
-        "          - name: envoy.filters.http.rbac\n            typed_config: {rbac}\n          - name: envoy.filters.http.ext_authz\n            typed_config: {ext}\n"
+        "          - name: envoy.filters.http.rbac\n            typed_config: {rbac}\n{ext}"
     );
-    let yaml = http_bootstrap(
-        &all_to("b"),
-        &format!("{}{}", cluster("b", &[backend]), cluster("authz", &[authz])),
-    )
-    .replace(
-        "          http_filters:\n",
-        &format!("          http_filters:\n{filters}"),
-    );
+    let yaml = bootstrap(&filters, backend, &cluster("authz", &[authz]));
     let proxy = proxy(&yaml).await;
     let addr = proxy.listener_addr("http").await;
     assert_eq!(send(addr, get("shop", "/public")).await.status, 200);
@@ -240,86 +221,9 @@ async fn istio_custom_checks_only_what_its_shadow_rules_select() {
     assert_eq!(stats.counter("ext_authz.ok").get(), 1);
 }
 
-/// A gRPC authorization server: `x-user: alice` is allowed (the upstream told
-/// `x-authz-user`), everyone else denied with 418 and a body.
-struct Grpc;
-
-#[tonic::async_trait]
-impl Authorization for Grpc {
-    async fn check(
-        &self,
-        request: tonic::Request<CheckRequest>,
-    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
-        let http = request
-            .into_inner()
-            .attributes
-            .and_then(|a| a.request)
-            .and_then(|r| r.http)
-            .unwrap_or_default();
-        let header = |key: &str, value: &str| HeaderValueOption {
-            header: Some(HeaderValue {
-                key: key.into(),
-                value: value.into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let response = if http.headers.get("x-user").map(String::as_str) == Some("alice") {
-            CheckResponse {
-                status: Some(Status::default()),
-                http_response: Some(check_response::HttpResponse::OkResponse(OkHttpResponse {
-                    headers: vec![
-                        header("x-authz-user", "alice"),
-                        header("x-checked", &http.path),
-                    ],
-                    response_headers_to_add: vec![header("x-session", "g1")],
-                    ..Default::default()
-                })),
-                ..Default::default()
-            }
-        } else {
-            CheckResponse {
-                status: Some(Status {
-                    code: 7,
-                    ..Default::default()
-                }),
-                http_response: Some(check_response::HttpResponse::DeniedResponse(
-                    DeniedHttpResponse {
-                        status: Some(HttpStatus { code: 418 }),
-                        headers: vec![header("x-reason", "not alice")],
-                        body: "denied by grpc".into(),
-                    },
-                )),
-                ..Default::default()
-            }
-        };
-        Ok(tonic::Response::new(response))
-    }
-}
-
-/// Starts the gRPC authorization server.
-async fn grpc_authz() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let authz = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(AuthorizationServer::new(Grpc))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-    authz
-}
-
-/// The HTTP/2 cluster `authz` of `addr` (YAML list item).
-fn h2_cluster(addr: SocketAddr) -> String {
-    cluster("authz", &[addr]).replace(
-        "  connect_timeout: 1s\n",
-        "  connect_timeout: 1s\n  typed_extension_protocol_options:\n    envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n      \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n      explicit_http_config: {http2_protocol_options: {}}\n",
-    )
-}
-
 #[tokio::test]
 async fn the_grpc_service_allows_and_denies() {
-    let authz = grpc_authz().await;
+    let authz = alice_only().await;
     let (_proxy, addr) = proxy_with(
         "grpc_service: {envoy_grpc: {cluster_name: authz, authority: authz.foo.svc.cluster.local}, timeout: 5s}, transport_api_version: V3",
         authz,
@@ -347,7 +251,7 @@ async fn the_grpc_service_allows_and_denies() {
 async fn istio_custom_on_tcp_checks_the_connections_its_shadow_rules_select() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // The gRPC server denies every connection check (it looks for an HTTP header).
-    let authz = grpc_authz().await;
+    let authz = alice_only().await;
     let echo = echo("db").await;
     let listener = |name: &str, port_rule: &str| {
         format!(

@@ -6,54 +6,15 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
+use common::ext_authz::{Decision, ext_authz_filter, grpc_authz, h2_cluster, serve};
 use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use mizzen_proxy::Proxy;
-use mizzen_xds::pb::envoy::config::core::v3::{HeaderValue, HeaderValueOption};
-use mizzen_xds::pb::envoy::service::auth::v3::authorization_server::{
-    Authorization, AuthorizationServer,
-};
-use mizzen_xds::pb::envoy::service::auth::v3::{
-    CheckRequest, CheckResponse, DeniedHttpResponse, OkHttpResponse, check_response,
-};
-use mizzen_xds::pb::envoy::r#type::v3::HttpStatus;
-use mizzen_xds::pb::google::rpc::Status;
-use tokio::net::TcpListener;
-
-const EXT_AUTHZ: &str = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz";
-
-/// Serves `service` (HTTP/1.1 and h2c) on a fresh port.
-async fn serve<F, R>(service: F) -> SocketAddr
-where
-    F: Fn(Request<Incoming>) -> R + Clone + Send + Sync + 'static,
-    R: Future<Output = Response<Full<Bytes>>> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let service = service.clone();
-            let service = service_fn(move |r| {
-                let answer = service(r);
-                async move { Ok::<_, Infallible>(answer.await) }
-            });
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
-}
 
 /// A backend answering with the body it got, and the `x-authz-*` headers the check
 /// added.
@@ -93,20 +54,8 @@ async fn http_authz() -> SocketAddr {
 
 /// A gRPC authorization service allowing checks whose body (`body` or `raw_body`) holds
 /// `let-me-in`, telling the upstream the body and whether it was partial.
-struct Grpc;
-
-#[tonic::async_trait]
-impl Authorization for Grpc {
-    async fn check(
-        &self,
-        request: tonic::Request<CheckRequest>,
-    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
-        let http = request
-            .into_inner()
-            .attributes
-            .and_then(|a| a.request)
-            .and_then(|r| r.http)
-            .unwrap_or_default();
+async fn body_grpc_authz() -> SocketAddr {
+    grpc_authz(|http| {
         let body = match http.raw_body.is_empty() {
             true => format!("text:{}", http.body),
             false => format!("raw:{}", String::from_utf8_lossy(&http.raw_body)),
@@ -116,48 +65,20 @@ impl Authorization for Grpc {
             .get("x-envoy-auth-partial-body")
             .cloned()
             .unwrap_or_default();
-        let header = |key: &str, value: &str| HeaderValueOption {
-            header: Some(HeaderValue {
-                key: key.into(),
-                value: value.into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let allowed = body.contains("let-me-in");
-        let response = CheckResponse {
-            status: Some(Status {
-                code: if allowed { 0 } else { 7 },
-                ..Default::default()
-            }),
-            http_response: Some(match allowed {
-                true => check_response::HttpResponse::OkResponse(OkHttpResponse {
-                    headers: vec![
-                        header("x-authz-body", &body),
-                        header("x-authz-partial", &partial),
-                    ],
-                    ..Default::default()
-                }),
-                false => check_response::HttpResponse::DeniedResponse(DeniedHttpResponse {
-                    status: Some(HttpStatus { code: 403 }),
-                    ..Default::default()
-                }),
-            }),
-            ..Default::default()
-        };
-        Ok(tonic::Response::new(response))
-    }
-}
-
-async fn grpc_authz() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(AuthorizationServer::new(Grpc))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-    addr
+        if body.contains("let-me-in") {
+            Decision::Allow {
+                upstream: vec![("x-authz-body", body), ("x-authz-partial", partial)],
+                client: Vec::new(),
+            }
+        } else {
+            Decision::Deny {
+                status: 403,
+                headers: Vec::new(),
+                body: String::new(),
+            }
+        }
+    })
+    .await
 }
 
 /// A proxy whose ext_authz filter (`ExtAuthz` fields in YAML flow style) checks with
@@ -170,21 +91,7 @@ async fn proxy_with(ext_authz: &str, authz: SocketAddr) -> (Proxy, SocketAddr) {
 
 /// The bootstrap of [`proxy_with`], to the backend `backend`.
 fn bootstrap(ext_authz: &str, authz: SocketAddr, backend: SocketAddr) -> String {
-    let authz_cluster = cluster("authz", &[authz]).replace(
-        "  connect_timeout: 1s\n",
-        "  connect_timeout: 1s\n  typed_extension_protocol_options:\n    envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n      \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n      explicit_http_config: {http2_protocol_options: {}}\n",
-    );
-    let filter = format!(
-        "          - name: envoy.filters.http.ext_authz\n            typed_config: {{\"@type\": {EXT_AUTHZ}, {ext_authz}}}\n"
-    );
-    http_bootstrap(
-        &all_to("b"),
-        &format!("{}{authz_cluster}", cluster("b", &[backend])),
-    )
-    .replace(
-        "          http_filters:\n",
-        &format!("          http_filters:\n{filter}"),
-    )
+    common::ext_authz::bootstrap(&ext_authz_filter(ext_authz), backend, &h2_cluster(authz))
 }
 
 fn post(body: &'static str) -> Request<Full<Bytes>> {
@@ -238,7 +145,7 @@ async fn a_partial_message_checks_the_start_of_a_longer_body() {
 
 #[tokio::test]
 async fn a_grpc_service_reads_the_body_as_text_or_bytes() {
-    let authz = grpc_authz().await;
+    let authz = body_grpc_authz().await;
     let (_proxy, addr) = proxy_with(
         &format!(
             "{GRPC_SERVICE}, with_request_body: {{max_request_bytes: 9, allow_partial_message: true}}"

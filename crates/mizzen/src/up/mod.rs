@@ -76,6 +76,9 @@ pub struct UpArgs {
     /// to watch them rotate); each renews at half its life.
     #[arg(long, env = "SECRET_TTL", default_value = "24h")]
     pub secret_ttl: mizzen_api::types::Duration,
+    /// How pilot fetches `jwksUri`s.
+    #[command(flatten)]
+    pub jwks: crate::jwks::JwksArgs,
 }
 
 /// A running replica: its workload, address, app and sidecar.
@@ -372,6 +375,7 @@ async fn bind_pilot(
         secure: Some(secure),
         dashboard_addr: Some(mizzen_pilot::dashboard::DEFAULT_ADDR),
         dashboard: Default::default(),
+        jwks: args.jwks.options()?,
     };
     let secure = options.secure.as_mut().expect("set above");
     let dashboard = options.dashboard_addr.as_mut();

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use mizzen_api::Object;
+use mizzen_api::security::JwtRule;
 
 use crate::store::Snapshot;
 
@@ -55,7 +56,12 @@ pub fn jwks_uris(config: &Snapshot) -> BTreeSet<String> {
             _ => None,
         })
         .flat_map(|r| r.spec.jwt_rules.iter())
-        .filter(|rule| rule.jwks.is_empty() && !rule.jwks_uri.is_empty())
-        .map(|rule| rule.jwks_uri.clone())
+        .filter_map(fetched_uri)
+        .map(str::to_owned)
         .collect()
+}
+
+/// The `jwksUri` pilot fetches for `rule`: none when its keys are inline (`jwks`).
+pub fn fetched_uri(rule: &JwtRule) -> Option<&str> {
+    (rule.jwks.is_empty() && !rule.jwks_uri.is_empty()).then_some(rule.jwks_uri.as_str())
 }

@@ -8,6 +8,8 @@ use mizzen_api::{Kind, Object};
 use mizzen_xds::{Affected, ResourceType, TypeSet};
 
 use crate::model::Proxy;
+use crate::model::jwks::fetched_uri;
+use crate::model::security::request_authentications;
 use crate::store::{Change, Snapshot};
 
 /// The types a change to an object of `kind` (by name; opaque kinds included) affects.
@@ -92,6 +94,23 @@ pub fn proxies_for(
     }
     Affected::Matching(Arc::new(move |proxy: &Proxy| {
         namespaces.contains(&proxy.namespace)
+    }))
+}
+
+/// The proxies selected by a RequestAuthentication in `config` whose keys come from one
+/// of `uris`: only their listeners inline those key sets, so only they need a push when
+/// the sets change.
+pub fn proxies_using_jwks(
+    config: Arc<Snapshot>,
+    root_namespace: String,
+    uris: BTreeSet<String>,
+) -> Affected<Proxy> {
+    Affected::Matching(Arc::new(move |proxy: &Proxy| {
+        request_authentications(&config, &root_namespace, proxy)
+            .iter()
+            .flat_map(|policy| &policy.spec.jwt_rules)
+            .filter_map(fetched_uri)
+            .any(|uri| uris.contains(uri))
     }))
 }
 
@@ -242,5 +261,32 @@ mod tests {
             "istio-system",
         );
         assert!(matches!(a, Affected::All));
+    }
+
+    #[test]
+    fn changed_keys_reach_only_the_proxies_whose_policies_name_them() {
+        let config = Arc::new(snapshot(
+            "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt, namespace: default}\nspec:\n  selector: {matchLabels: {app: productpage}}\n  jwtRules:\n  - {issuer: a, jwksUri: 'https://a.test/jwks'}\n---\napiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: inline, namespace: default}\nspec:\n  selector: {matchLabels: {app: reviews}}\n  jwtRules:\n  - {issuer: b, jwksUri: 'https://b.test/jwks', jwks: '{\"keys\":[]}'}\n",
+        ));
+        let labelled = |app: &str| {
+            let mut proxy = proxy_in("default");
+            proxy.labels.insert("app".into(), app.into());
+            proxy
+        };
+        let (productpage, reviews) = (labelled("productpage"), labelled("reviews"));
+        let uris = |list: &[&str]| list.iter().map(|u| (*u).to_owned()).collect();
+        let a = proxies_using_jwks(
+            config.clone(),
+            "istio-system".into(),
+            uris(&["https://a.test/jwks"]),
+        );
+        assert!(a.matches("p", &productpage) && !a.matches("r", &reviews));
+        // Inline keys win over a jwksUri: nothing fetched reaches reviews.
+        let b = proxies_using_jwks(
+            config,
+            "istio-system".into(),
+            uris(&["https://b.test/jwks"]),
+        );
+        assert!(!b.matches("p", &productpage) && !b.matches("r", &reviews));
     }
 }

@@ -1,12 +1,16 @@
 //! Fetches the key sets RequestAuthentications name by `jwksUri`, outside translation:
 //! new URIs when config changes, every URI again each refresh interval (Istio's
 //! `PILOT_JWT_PUB_KEY_REFRESH_INTERVAL`, 20 minutes unless the variable says otherwise).
-//! A changed key set starts a push, which inlines what was fetched; a URI that cannot be
-//! fetched gets a key nobody holds (fail closed, Istio's fake JWKS).
+//! A changed key set starts a push to the proxies whose policies name its URI, which
+//! inlines what was fetched; a URI that cannot be fetched gets a key nobody holds (fail
+//! closed, Istio's fake JWKS).
 //!
 //! `https://` issuers are verified against the system's roots, as istiod's Go client
-//! verifies them, plus any extra CA the resolver is given.
+//! verifies them, plus the extra CAs istiod reads from `/cacerts/extra.pem` (or a file
+//! given instead); istiod's `JWKS_RESOLVER_INSECURE_SKIP_VERIFY` turns verification off.
 
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +18,11 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -22,6 +30,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use tokio_rustls::TlsConnector;
 
 use crate::model::jwks::{JwksKeys, jwks_uris};
+use crate::model::security::parse_go_bool;
 use crate::store::ConfigStore;
 
 /// How often every key set is fetched again, unless `PILOT_JWT_PUB_KEY_REFRESH_INTERVAL`
@@ -29,6 +38,12 @@ use crate::store::ConfigStore;
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(20 * 60);
 /// The environment variable that sets the refresh interval, a Go duration (`20m`, `1h30m`).
 pub const REFRESH_INTERVAL_ENV: &str = "PILOT_JWT_PUB_KEY_REFRESH_INTERVAL";
+/// The environment variable that turns off the verification of `https://` issuers, a Go
+/// boolean (istiod's name).
+pub const INSECURE_SKIP_VERIFY_ENV: &str = "JWKS_RESOLVER_INSECURE_SKIP_VERIFY";
+/// Where istiod reads extra CAs for `https://` issuers (Istio's chart mounts its
+/// `pilot.jwksResolverExtraRootCA` value there); read when it exists.
+pub const EXTRA_ROOT_CA_PATH: &str = "/cacerts/extra.pem";
 /// How long one fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest key set accepted.
@@ -39,13 +54,53 @@ const MAX_JWKS_BYTES: usize = 1 << 20;
 pub struct JwksOptions {
     /// How often every key set is fetched again.
     pub refresh_interval: Duration,
-    /// CAs trusted for `https://` issuers beside the system's roots.
-    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// How `https://` issuers are verified.
+    pub trust: IssuerTrust,
+}
+
+/// How `https://` issuers are verified.
+#[derive(Debug, Clone)]
+pub enum IssuerTrust {
+    /// Against the system's roots and these CAs.
+    Roots(Vec<CertificateDer<'static>>),
+    /// Not at all: any certificate is taken for any name, as with istiod's
+    /// `JWKS_RESOLVER_INSECURE_SKIP_VERIFY=true`.
+    InsecureSkipVerify,
+}
+
+impl Default for IssuerTrust {
+    /// The system's roots alone.
+    fn default() -> Self {
+        IssuerTrust::Roots(Vec::new())
+    }
+}
+
+/// Why the extra CAs for `https://` issuers cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtraRootCaError {
+    /// The file cannot be read.
+    #[error("JWKS extra root CA file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file holds no PEM certificate, or a broken one.
+    #[error("JWKS extra root CA file {path}: {reason}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with its contents.
+        reason: String,
+    },
 }
 
 impl JwksOptions {
-    /// The refresh interval from `PILOT_JWT_PUB_KEY_REFRESH_INTERVAL`, else
-    /// [`REFRESH_INTERVAL`]; no extra roots.
+    /// As istiod: the refresh interval from `PILOT_JWT_PUB_KEY_REFRESH_INTERVAL` (else
+    /// [`REFRESH_INTERVAL`]); no verification when `JWKS_RESOLVER_INSECURE_SKIP_VERIFY`
+    /// is true, else the system's roots and the CAs in [`EXTRA_ROOT_CA_PATH`] if it
+    /// exists.
     pub fn from_env() -> JwksOptions {
         let refresh_interval = match std::env::var(REFRESH_INTERVAL_ENV) {
             Ok(value) => go_duration(&value).unwrap_or_else(|| {
@@ -57,11 +112,62 @@ impl JwksOptions {
             }),
             Err(_) => REFRESH_INTERVAL,
         };
+        let skip_verify = std::env::var(INSECURE_SKIP_VERIFY_ENV).is_ok_and(|value| {
+            parse_go_bool(&value).unwrap_or_else(|| {
+                tracing::warn!(%value, "{INSECURE_SKIP_VERIFY_ENV} is not a boolean; verifying");
+                false
+            })
+        });
+        let trust = if skip_verify {
+            IssuerTrust::InsecureSkipVerify
+        } else {
+            // istiod skips a bundle it cannot read; say why, at least.
+            match extra_root_ca(Path::new(EXTRA_ROOT_CA_PATH)) {
+                Ok(roots) => IssuerTrust::Roots(roots),
+                Err(ExtraRootCaError::Read { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    IssuerTrust::default()
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "using the system's roots alone");
+                    IssuerTrust::default()
+                }
+            }
+        };
         JwksOptions {
             refresh_interval,
-            extra_roots: Vec::new(),
+            trust,
         }
     }
+
+    /// Trusts the CAs in the PEM file at `path` too (unless nothing is verified).
+    pub fn trust_extra_root_ca(&mut self, path: &Path) -> Result<(), ExtraRootCaError> {
+        let roots = extra_root_ca(path)?;
+        if let IssuerTrust::Roots(extra) = &mut self.trust {
+            extra.extend(roots);
+        }
+        Ok(())
+    }
+}
+
+/// The certificates in the PEM file at `path`; at least one.
+pub fn extra_root_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, ExtraRootCaError> {
+    let pem = std::fs::read(path).map_err(|source| ExtraRootCaError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let invalid = |reason: String| ExtraRootCaError::Pem {
+        path: path.to_owned(),
+        reason,
+    };
+    let roots = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(e.to_string()))?;
+    if roots.is_empty() {
+        return Err(invalid("no PEM certificate in it".to_owned()));
+    }
+    Ok(roots)
 }
 
 /// The fetched key sets, shared with push building, and the way to ask for a refetch.
@@ -74,13 +180,6 @@ pub struct JwksResolver {
     tls: Arc<rustls::ClientConfig>,
 }
 
-impl Default for JwksResolver {
-    /// A resolver on [`JwksOptions::from_env`].
-    fn default() -> Self {
-        JwksResolver::new(JwksOptions::from_env())
-    }
-}
-
 impl JwksResolver {
     /// A resolver that has fetched nothing yet.
     pub fn new(options: JwksOptions) -> JwksResolver {
@@ -88,7 +187,7 @@ impl JwksResolver {
             keys: Arc::default(),
             config_changed: Arc::default(),
             refresh_interval: options.refresh_interval,
-            tls: Arc::new(client_config(options.extra_roots)),
+            tls: Arc::new(client_config(options.trust)),
         }
     }
 
@@ -103,26 +202,33 @@ impl JwksResolver {
     }
 
     /// Keeps the key sets of `store`'s RequestAuthentications fetched until the task is
-    /// dropped; `on_change` runs whenever a fetch changed what is known.
-    pub async fn run(self, store: Arc<dyn ConfigStore>, on_change: impl Fn() + Send + 'static) {
+    /// dropped; `on_change` gets the URIs whose key sets a fetch changed (or first had).
+    pub async fn run(
+        self,
+        store: Arc<dyn ConfigStore>,
+        on_change: impl Fn(BTreeSet<String>) + Send + 'static,
+    ) {
         let mut next_refresh = Instant::now() + self.refresh_interval;
         let mut refresh_all = false;
         loop {
             let uris = jwks_uris(&store.snapshot());
             let known = self.keys.load_full();
             let mut next = JwksKeys::default();
-            let mut changed = false;
-            for uri in &uris {
-                let fetched = match known.get(uri) {
+            let mut changed = BTreeSet::new();
+            for uri in uris {
+                let fetched = match known.get(&uri) {
                     Some(previous) if !refresh_all => previous.clone(),
-                    _ => self.fetch(uri).await,
+                    _ => self.fetch(&uri).await,
                 };
-                changed |= known.get(uri) != Some(&fetched);
-                next.insert(uri, fetched);
+                let differs = known.get(&uri) != Some(&fetched);
+                next.insert(&uri, fetched);
+                if differs {
+                    changed.insert(uri);
+                }
             }
-            if changed {
+            if !changed.is_empty() {
                 self.keys.store(Arc::new(next));
-                on_change();
+                on_change(changed);
             }
             tokio::select! {
                 () = self.config_changed.notified() => refresh_all = false,
@@ -203,20 +309,82 @@ where
 }
 
 /// TLS to issuers: the system's roots (what it cannot parse is skipped, as Go's
-/// `SystemCertPool` skips it) and `extra_roots`.
-fn client_config(extra_roots: Vec<CertificateDer<'static>>) -> rustls::ClientConfig {
+/// `SystemCertPool` skips it) and the extra ones, or no verification at all.
+fn client_config(trust: IssuerTrust) -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions");
+    let extra = match trust {
+        IssuerTrust::Roots(extra) => extra,
+        IssuerTrust::InsecureSkipVerify => {
+            tracing::warn!(
+                "{INSECURE_SKIP_VERIFY_ENV} is set: https:// jwksUri issuers are not verified"
+            );
+            return builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                .with_no_client_auth();
+        }
+    };
     let mut roots = rustls::RootCertStore::empty();
     let system = rustls_native_certs::load_native_certs();
     for error in &system.errors {
         tracing::debug!(%error, "system root certificates");
     }
     roots.add_parsable_certificates(system.certs);
-    roots.add_parsable_certificates(extra_roots);
-    rustls::ClientConfig::builder_with_provider(rustls::crypto::ring::default_provider().into())
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth()
+    roots.add_parsable_certificates(extra);
+    builder.with_root_certificates(roots).with_no_client_auth()
+}
+
+/// Takes any certificate for any name, as Go's `InsecureSkipVerify` does; the handshake
+/// must still be signed by the certificate's key.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// A positive Go duration (`time.ParseDuration`): numbers with units `ns`, `us`, `ms`,
@@ -254,165 +422,25 @@ fn go_duration(text: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpListener;
-    use tokio::sync::{mpsc, watch};
 
-    use crate::model::jwks::FAIL_CLOSED_JWKS;
-    use crate::store::DirStore;
-
-    /// Answers every request on `stream` with `jwks`, then closes.
-    async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, jwks: &str) {
-        let mut request = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !request.ends_with(b"\r\n\r\n") {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => request.extend_from_slice(&buf[..n]),
-            }
-        }
-        let reply = format!(
-            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{jwks}",
-            jwks.len()
-        );
-        let _ = stream.write_all(reply.as_bytes()).await;
-        let _ = stream.shutdown().await;
-    }
-
-    /// An issuer on 127.0.0.1 serving the key set `keys` holds over TLS, with a
-    /// certificate from a fresh CA; its address and the CA.
-    async fn https_issuer(keys: watch::Receiver<String>) -> (String, CertificateDer<'static>) {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca_params, ca_key);
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(
-            rustls::crypto::ring::default_provider().into(),
-        )
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
-        )
-        .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let uri = format!("https://{}/jwks.json", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (acceptor, jwks) = (acceptor.clone(), keys.borrow().clone());
-                tokio::spawn(async move {
-                    if let Ok(tls) = acceptor.accept(stream).await {
-                        answer(tls, &jwks).await;
-                    }
-                });
-            }
-        });
-        (uri, ca.der().clone())
-    }
-
-    /// A config store holding one RequestAuthentication whose keys are at `jwks_uri`.
-    fn store_naming(dir: &tempfile::TempDir, jwks_uri: &str) -> Arc<dyn ConfigStore> {
-        let yaml = format!(
-            "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {{name: jwt, namespace: default}}\nspec:\n  jwtRules:\n  - issuer: https://issuer.test\n    jwksUri: {jwks_uri}\n"
-        );
-        std::fs::write(dir.path().join("jwt.yaml"), yaml).unwrap();
-        Arc::new(DirStore::open(dir.path()).unwrap())
-    }
-
-    #[tokio::test]
-    async fn fetches_keys_over_http_and_fails_closed_when_unreachable() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let jwks = r#"{"keys":[]}"#;
-        tokio::spawn(async move {
-            let (stream, _) = listener.accept().await.unwrap();
-            answer(stream, jwks).await;
-        });
-        let resolver = JwksResolver::new(JwksOptions::from_env());
-        assert_eq!(
-            resolver
-                .fetch(&format!("http://{addr}/jwks.json"))
-                .await
-                .as_deref(),
-            Ok(jwks)
-        );
-
-        // A port nobody listens on: the fetch fails, and translation inlines a key
-        // nobody holds.
-        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let dead = format!("http://{}/jwks.json", closed.local_addr().unwrap());
-        drop(closed);
-        let mut keys = JwksKeys::default();
-        keys.insert(&dead, resolver.fetch(&dead).await);
-        assert!(keys.get(&dead).unwrap().is_err());
-        assert_eq!(keys.inline_for(&dead), FAIL_CLOSED_JWKS);
-    }
-
-    #[tokio::test]
-    async fn an_https_issuer_is_trusted_only_through_a_known_ca() {
-        let (_keys, served) = watch::channel(r#"{"keys":[]}"#.to_owned());
-        let (uri, ca) = https_issuer(served).await;
-        let trusting = JwksResolver::new(JwksOptions {
-            refresh_interval: REFRESH_INTERVAL,
-            extra_roots: vec![ca],
-        });
-        assert_eq!(trusting.fetch(&uri).await.as_deref(), Ok(r#"{"keys":[]}"#));
-        // The system's roots alone do not know the test CA: fail closed.
-        let error = JwksResolver::new(JwksOptions::from_env())
-            .fetch(&uri)
-            .await
-            .unwrap_err();
-        assert!(
-            error.contains("TLS") && error.contains("UnknownIssuer"),
-            "{error}"
-        );
-    }
-
-    #[tokio::test]
-    async fn rotated_keys_are_pushed_after_a_refresh() {
-        let (keys, served) = watch::channel(r#"{"keys":[{"kid":"old"}]}"#.to_owned());
-        let (uri, ca) = https_issuer(served).await;
+    #[test]
+    fn an_extra_root_ca_file_without_a_certificate_is_refused_by_name() {
         let dir = tempfile::tempdir().unwrap();
-        let store = store_naming(&dir, &uri);
-        // A short interval: the refresh itself is what is tested.
-        let resolver = JwksResolver::new(JwksOptions {
-            refresh_interval: Duration::from_millis(50),
-            extra_roots: vec![ca],
-        });
-        let (pushed, mut pushes) = mpsc::unbounded_channel();
-        let task = tokio::spawn(resolver.clone().run(store, move || {
-            let _ = pushed.send(());
-        }));
-        next_push(&mut pushes).await;
+        let missing = dir.path().join("missing.pem");
+        let error = JwksOptions::from_env()
+            .trust_extra_root_ca(&missing)
+            .unwrap_err();
+        assert!(matches!(error, ExtraRootCaError::Read { .. }), "{error}");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let error = extra_root_ca(&empty).unwrap_err().to_string();
         assert_eq!(
-            resolver.keys().inline_for(&uri),
-            r#"{"keys":[{"kid":"old"}]}"#
+            error,
+            format!(
+                "JWKS extra root CA file {}: no PEM certificate in it",
+                empty.display()
+            )
         );
-        keys.send_replace(r#"{"keys":[{"kid":"new"}]}"#.to_owned());
-        next_push(&mut pushes).await;
-        assert_eq!(
-            resolver.keys().inline_for(&uri),
-            r#"{"keys":[{"kid":"new"}]}"#
-        );
-        task.abort();
-    }
-
-    /// Waits for the resolver's next push (the bound only turns a hang into a failure).
-    async fn next_push(pushes: &mut mpsc::UnboundedReceiver<()>) {
-        tokio::time::timeout(Duration::from_secs(10), pushes.recv())
-            .await
-            .expect("a push within 10 s")
-            .expect("the resolver runs");
     }
 
     #[test]

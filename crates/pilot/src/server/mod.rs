@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 pub use affected::types_for;
 pub use analysis::Findings;
-pub use jwks::JwksResolver;
+pub use jwks::{IssuerTrust, JwksOptions, JwksResolver};
 pub use secure::SecureOptions;
 pub use source::{Current, Source};
 
@@ -47,6 +47,8 @@ pub struct PilotOptions {
     pub dashboard: DashboardOptions,
     /// xDS and the CA over TLS (Istio's 15012); none when `None`.
     pub secure: Option<SecureOptions>,
+    /// How RequestAuthentication `jwksUri`s are fetched.
+    pub jwks: JwksOptions,
 }
 
 impl PilotOptions {
@@ -62,6 +64,7 @@ impl PilotOptions {
             dashboard_addr: None,
             dashboard: DashboardOptions::default(),
             secure: None,
+            jwks: JwksOptions::from_env(),
         }
     }
 }
@@ -147,7 +150,7 @@ impl Pilot {
             None => None,
         };
         let mesh = Arc::new(options.mesh);
-        let jwks = JwksResolver::default();
+        let jwks = JwksResolver::new(options.jwks);
         mesh.warn_unsupported();
         let current = Arc::new(ArcSwap::from_pointee(build(&*store, &mesh, None, &jwks)));
         let analyst = analysis::Analyst::start(&*store, mesh.clone());
@@ -268,12 +271,16 @@ impl Pilot {
                     .record_push(&request.types, woken, started.elapsed());
             },
         );
-        // Fetched keys reach proxies in their listeners (the jwt_authn filter).
+        // Fetched keys reach proxies in their listeners (the jwt_authn filter), and only
+        // the proxies whose policies name the URIs that changed. Policies are read from
+        // the store, not the last push: one that named a new URI may not be pushed yet.
         let keys_pushed = debouncer.clone();
+        let (keys_state, keys_store) = (state.clone(), store.clone());
         let resolver = jwks.clone();
-        tokio::spawn(resolver.run(store.clone(), move || {
+        tokio::spawn(resolver.run(store.clone(), move |uris| {
+            let root_namespace = keys_state.current.load().push.mesh.root_namespace.clone();
             keys_pushed.request(PushRequest {
-                affected: Affected::All,
+                affected: affected::proxies_using_jwks(keys_store.snapshot(), root_namespace, uris),
                 types: mizzen_xds::TypeSet::of([mizzen_xds::ResourceType::Listener]),
             });
         }));

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod envoy;
+pub mod ext_authz;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
