@@ -900,6 +900,49 @@ async fn both_reporters_name_both_principals_of_an_mtls_request() {
     }
 }
 
+/// A TCP connection relayed by the client's sidecar over mTLS is reported at the source
+/// with both principals, from the upstream connection, and security `unknown`.
+#[tokio::test]
+async fn the_source_names_both_principals_of_an_mtls_tcp_connection() {
+    let ca = Ca::new();
+    let (_server, inbound) = server(&ca, Mode::Strict).await;
+    let o = Origination::default();
+    // The client's listener relays bytes (TCP proxy) to the server's cluster.
+    let relay = "- name: istio.stats\n  typed_config: {\"@type\": type.googleapis.com/stats.PluginConfig}\n- name: envoy.filters.network.tcp_proxy\n  typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: outbound, cluster: server}\n";
+    let yaml = with_stats(
+        &client_yaml(&o, inbound, "")
+            .replace(&indent(&hcm("outbound", "server"), 6), &indent(relay, 6)),
+    );
+    let client = start(
+        &yaml,
+        &[identity_secret(&ca.leaf(CLIENT_ID, 7)), root_secret(&ca)],
+    )
+    .await;
+    let outbound = client.listener_addr("outbound").await;
+    assert_eq!(send(outbound, get("httpbin", "/get")).await.status, 200);
+    let text = send(
+        client.admin_addr().unwrap(),
+        get("admin", "/stats/prometheus"),
+    )
+    .await
+    .body;
+    let opened: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("istio_tcp_connections_opened_total{"))
+        .collect();
+    let [opened] = opened[..] else {
+        panic!("one TCP series: {text}");
+    };
+    for label in [
+        "reporter=\"source\"".to_owned(),
+        format!("source_principal=\"{CLIENT_ID}\""),
+        format!("destination_principal=\"{SERVER_ID}\""),
+        "connection_security_policy=\"unknown\"".to_owned(),
+    ] {
+        assert!(opened.contains(&label), "{label} in {opened}");
+    }
+}
+
 /// A proxy's `istio_requests_total` series, each as its reporter, the labels this test
 /// is about (in order) and its count, sorted.
 async fn requests(proxy: &Proxy) -> Vec<String> {
