@@ -165,8 +165,8 @@ fn traced() -> Request<Full<Bytes>> {
 }
 
 /// A span's shape, without what differs per run or per proxy: times, the request id,
-/// the response size (the backend echoes headers each proxy adds its own to), and the
-/// span id when it is new (whether it is, is kept).
+/// the response size (the backend echoes headers each proxy adds its own to), and span
+/// ids other than the caller's (whether they are new is kept).
 fn shape(span: &Value) -> Value {
     let mut span = span.clone();
     let fields = span.as_object_mut().unwrap();
@@ -186,8 +186,11 @@ fn shape(span: &Value) -> Value {
                 .is_some()
         );
     }
-    if fields["id"] != CALLER_SPAN {
-        fields.insert("id".into(), "(new)".into());
+    for id in ["id", "parentId"] {
+        let known = [CALLER_SPAN, CALLER_PARENT].map(Value::from);
+        if fields.get(id).is_some_and(|v| !known.contains(v)) {
+            fields.insert(id.into(), "(new)".into());
+        }
     }
     let tags = fields["tags"].as_object_mut().unwrap();
     for masked in ["guid:x-request-id", "response_size"] {
@@ -338,4 +341,45 @@ async fn zipkin_spans_link_across_three_hops() {
     assert_eq!(stat(&stats, "spans_sent"), Some(1));
     assert_eq!(stat(&stats, "reports_failed"), Some(0));
     assert_eq!(stat(&stats, "reports_dropped"), Some(0));
+}
+
+/// The span of `kind` among `spans`.
+fn of_kind<'a>(spans: &'a [(Value, Report)], kind: &str) -> &'a Value {
+    let mut found = spans.iter().filter(|(s, _)| s["kind"] == kind);
+    let (span, _) = found
+        .next()
+        .unwrap_or_else(|| panic!("no {kind} span: {spans:#?}"));
+    assert!(found.next().is_none(), "two {kind} spans: {spans:#?}");
+    span
+}
+
+#[tokio::test]
+async fn zipkin_upstream_spans_are_shaped_as_envoys() {
+    let backend = backend("backend").await;
+    let (zipkin, mut spans) = collector().await;
+    // A gateway as istiod configures it: upstream spans of its own; shared context on.
+    let yaml = hop("gateway", "OUTBOUND", None, backend, zipkin).replace(
+        "            random_sampling:",
+        "            spawn_upstream_span: true\n            random_sampling:",
+    );
+    let Some(envoy) = common::envoy::Envoy::start(&yaml).await else {
+        return;
+    };
+    let ours = proxy(&yaml).await;
+    let heard = send(ours.listener_addr("http").await, traced())
+        .await
+        .seen();
+    let mizzen = receive(&mut spans, 2).await;
+    send(envoy.listener_addr("http").await, traced()).await;
+    let envoy = receive(&mut spans, 2).await;
+    for kind in ["SERVER", "CLIENT"] {
+        let (ours, theirs) = (of_kind(&mizzen, kind), of_kind(&envoy, kind));
+        assert_eq!(shape(ours), shape(theirs), "{kind}");
+    }
+    // caller → SERVER (sharing the caller's span) → CLIENT → backend.
+    let (server, client) = (of_kind(&mizzen, "SERVER"), of_kind(&mizzen, "CLIENT"));
+    assert_eq!(server["id"], CALLER_SPAN);
+    assert_eq!(client["parentId"], CALLER_SPAN);
+    assert_eq!(heard.headers["x-b3-spanid"], client["id"].as_str().unwrap());
+    assert_eq!(heard.headers["x-b3-parentspanid"], CALLER_SPAN);
 }
