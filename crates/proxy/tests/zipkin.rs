@@ -383,3 +383,53 @@ async fn zipkin_upstream_spans_are_shaped_as_envoys() {
     assert_eq!(heard.headers["x-b3-spanid"], client["id"].as_str().unwrap());
     assert_eq!(heard.headers["x-b3-parentspanid"], CALLER_SPAN);
 }
+
+#[tokio::test]
+async fn zipkin_with_w3c_propagation_continues_a_traceparent_as_envoy_does() {
+    let backend = backend("backend").await;
+    let (zipkin, mut spans) = collector().await;
+    let yaml = hop("b", "OUTBOUND", Some(false), backend, zipkin).replace(
+        "trace_id_128bit: true",
+        "trace_id_128bit: true\n                trace_context_option: USE_B3_WITH_W3C_PROPAGATION",
+    );
+    let Some(envoy) = common::envoy::Envoy::start(&yaml).await else {
+        return;
+    };
+    let ours = proxy(&yaml).await;
+    let request = || {
+        let mut request = get("shop.example.com", "/cart?item=1");
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let headers = request.headers_mut();
+        headers.insert("traceparent", traceparent.parse().unwrap());
+        headers.insert("tracestate", "congo=t61".parse().unwrap());
+        request
+    };
+    let heard = send(ours.listener_addr("http").await, request())
+        .await
+        .seen();
+    let [(mizzen, _)] = receive(&mut spans, 1).await.try_into().unwrap();
+    let heard_by_envoy = send(envoy.listener_addr("http").await, request())
+        .await
+        .seen();
+    let [(envoy, _)] = receive(&mut spans, 1).await.try_into().unwrap();
+    assert_eq!(shape(&mizzen), shape(&envoy));
+    // The W3C caller's span is the parent; the upstream hears this span both ways.
+    assert_eq!(mizzen["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(mizzen["parentId"], "00f067aa0ba902b7");
+    let id = mizzen["id"].as_str().unwrap();
+    assert_eq!(
+        heard.headers["traceparent"],
+        format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{id}-01")
+    );
+    assert_eq!(heard.headers["x-b3-spanid"], id);
+    let propagated = |seen: &Seen| {
+        let keys = [
+            "x-b3-traceid",
+            "x-b3-parentspanid",
+            "x-b3-sampled",
+            "tracestate",
+        ];
+        keys.map(|k| seen.headers.get(k).cloned())
+    };
+    assert_eq!(propagated(&heard), propagated(&heard_by_envoy));
+}

@@ -56,6 +56,9 @@ pub struct B3Context {
     pub shared_span_context: bool,
     /// New traces get 128-bit ids (`trace_id_128bit`), else 64-bit ones.
     pub trace_id_128bit: bool,
+    /// `traceparent` is read when no B3 came, and written beside B3
+    /// (`trace_context_option: USE_B3_WITH_W3C_PROPAGATION`).
+    pub w3c: bool,
 }
 
 /// A caller's B3 context as it came.
@@ -114,19 +117,28 @@ pub fn extract_b3(headers: &HeaderMap) -> Option<(B3, Propagation)> {
     ))
 }
 
+/// The caller's context as Envoy's Zipkin tracer reads it: B3, else, with `w3c`,
+/// `traceparent` (continued in B3 headers).
+pub fn extract_zipkin(headers: &HeaderMap, w3c: bool) -> Option<(B3, Propagation)> {
+    extract_b3(headers).or_else(|| {
+        let value = headers.get(TRACEPARENT).filter(|_| w3c)?.to_str().ok()?;
+        let context = traceparent(value)?;
+        let b3 = B3 {
+            trace_id: context.trace_id,
+            span_id: context.span_id,
+            parent: None,
+            sampled: Some(context.sampled),
+        };
+        Some((b3, Propagation::B3Multi))
+    })
+}
+
 /// Writes this hop's context into the request for the next hop, in the caller's format.
 pub fn inject(headers: &mut HeaderMap, hop: &Hop, propagation: Propagation) {
     let span = hop.span;
     let value = |s: String| HeaderValue::from_str(&s).expect("hex digits are a header value");
     if matches!(propagation, Propagation::W3c | Propagation::New) {
-        let flags = if span.sampled { "01" } else { "00" };
-        headers.insert(
-            TRACEPARENT,
-            value(format!(
-                "00-{:032x}-{:016x}-{flags}",
-                span.trace_id, span.span_id
-            )),
-        );
+        inject_traceparent(headers, &span);
     }
     if propagation == Propagation::New {
         // Vendor state belongs to the trace it came with, which is not continued.
@@ -156,6 +168,14 @@ pub fn inject(headers: &mut HeaderMap, hop: &Hop, propagation: Propagation) {
         }
         headers.insert(B3_SINGLE, value(single));
     }
+}
+
+/// Writes `traceparent` for `span`.
+pub fn inject_traceparent(headers: &mut HeaderMap, span: &SpanContext) {
+    let flags = if span.sampled { "01" } else { "00" };
+    let traceparent = format!("00-{:032x}-{:016x}-{flags}", span.trace_id, span.span_id);
+    let value = HeaderValue::from_str(&traceparent).expect("hex digits are a header value");
+    headers.insert(TRACEPARENT, value);
 }
 
 /// `version-traceid-spanid-flags`; version `ff` and all-zero ids are invalid.

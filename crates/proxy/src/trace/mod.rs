@@ -27,7 +27,10 @@ use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager
 
 use crate::Shared;
 use crate::stats::Stats;
-pub use context::{B3, B3Context, Headers, Propagation, SpanContext, extract, extract_b3, inject};
+pub use context::{
+    B3, B3Context, Headers, Propagation, SpanContext, extract, extract_b3, extract_zipkin, inject,
+    inject_traceparent,
+};
 pub use export::{Exporter, Handle};
 pub use span::Span;
 pub use tags::CustomTag;
@@ -239,6 +242,9 @@ impl Tracing {
             Headers::B3(b3) => self.continue_b3(headers, b3),
         };
         inject(headers, &hop, propagation);
+        if let Headers::B3(B3Context { w3c: true, .. }) = self.headers {
+            inject_traceparent(headers, &hop.span);
+        }
         (hop, propagation)
     }
 
@@ -274,7 +280,7 @@ impl Tracing {
     /// caller's child; a trace without a decision takes the local one. A new trace's
     /// root span id is its trace id's low half, and it goes out as `x-b3-*` headers.
     fn continue_b3(&self, headers: &HeaderMap, b3: B3Context) -> (Hop, Propagation) {
-        match extract_b3(headers) {
+        match extract_zipkin(headers, b3.w3c) {
             Some((caller, propagation)) => {
                 let sampled = caller.sampled.unwrap_or_else(|| self.sample());
                 let shares = b3.shared_span_context && self.kind == SpanKind::Server;

@@ -246,15 +246,13 @@ fn zipkin_reads_and_writes_b3_only() {
 
 #[test]
 fn a_b3_trace_without_a_decision_takes_the_local_one_under_zipkin() {
-    let never = zipkin_tracing(Operation::Egress, |_| {}).map(|mut t| {
-        t.random_sampling = 0.0;
-        t
-    });
+    let mut never = zipkin_tracing(Operation::Egress, |_| {}).unwrap();
+    never.random_sampling = 0.0;
     let mut h = headers(&[
         ("x-b3-traceid", "463ac35c9f6413ad"),
         ("x-b3-spanid", "a2fb4a1d1a96d312"),
     ]);
-    assert!(!never.unwrap().start(&mut h).span.sampled);
+    assert!(!never.start(&mut h).span.sampled);
     assert_eq!(h["x-b3-sampled"], "0");
     // Without a tracer a B3 trace id alone is sampled, as before.
     let mut h = headers(&[

@@ -1,6 +1,7 @@
 //! Envoy's Zipkin tracer (`envoy.tracers.zipkin`): the spans the proxy makes, sent as
 //! Zipkin v2 JSON (`POST` of a list of spans) to the collector cluster's
-//! `collector_endpoint`, and B3 trace context ([`B3Context`]).
+//! `collector_endpoint`, and B3 trace context ([`B3Context`]; with
+//! `USE_B3_WITH_W3C_PROPAGATION`, W3C `traceparent` too).
 //!
 //! Each span is written as Envoy writes it: hex ids (the trace id in 16 digits unless its
 //! high half is set), `kind`, times in microseconds, the proxy's `localEndpoint` (its
@@ -52,12 +53,13 @@ impl Zipkin {
                 "only HTTP_JSON (Zipkin v2 JSON) is supported",
             );
         }
-        if raw.trace_context_option != TraceContextOption::UseB3 as i32 {
-            return refuse(
-                "trace_context_option",
-                "only USE_B3 is supported (W3C propagation is not)",
-            );
-        }
+        let w3c = match TraceContextOption::try_from(raw.trace_context_option) {
+            Ok(TraceContextOption::UseB3) => false,
+            Ok(TraceContextOption::UseB3WithW3cPropagation) => true,
+            Err(_) => {
+                return refuse("trace_context_option", "is not a known option");
+            }
+        };
         // Deprecated in the API, yet Envoy still honours it: refused, not ignored.
         #[allow(deprecated)]
         let split_spans_for_request = raw.split_spans_for_request;
@@ -98,6 +100,7 @@ impl Zipkin {
             context: B3Context {
                 shared_span_context: raw.shared_span_context.as_ref().is_none_or(|b| b.value),
                 trace_id_128bit: raw.trace_id_128bit,
+                w3c,
             },
             local_endpoint: local_endpoint(stats),
         };
@@ -194,6 +197,7 @@ mod tests {
             context: B3Context {
                 shared_span_context: shared,
                 trace_id_128bit: false,
+                w3c: false,
             },
             local_endpoint: json!({"serviceName": "b.default", "ipv4": "10.1.2.3", "port": 0}),
         }
