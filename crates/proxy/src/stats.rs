@@ -332,6 +332,7 @@ pub struct Stats {
     named: Named,
     istio: Arc<Registry>,
     node_id: String,
+    node_cluster: String,
     zone: String,
 }
 
@@ -342,6 +343,7 @@ impl Stats {
         Stats {
             istio: Arc::new(Registry::for_node(node)),
             node_id: node.id.clone(),
+            node_cluster: node.cluster.clone(),
             zone: node
                 .locality
                 .as_ref()
@@ -354,6 +356,11 @@ impl Stats {
     /// The proxy's node id (Envoy's `node_id` span tag).
     pub fn node_id(&self) -> &str {
         &self.node_id
+    }
+
+    /// The proxy's service cluster (the node's `cluster`; Zipkin's service name).
+    pub fn node_cluster(&self) -> &str {
+        &self.node_cluster
     }
 
     /// The proxy's zone (Envoy's `zone` span tag; empty when the node names none).

@@ -70,11 +70,13 @@ where
     })?;
     let _open = state.stats.upstream_cx_active.track();
     let stream = logged.count(stream);
+    let transport = state.transport(chosen.address);
+    let identities = || upstream::Identities::of(&upstream, transport);
     let mut stream = Metering::new(
         proxy.telemetry.as_deref(),
         stream,
         downstream,
-        chosen.address,
+        (chosen.address, identities),
         cluster,
     );
     let Some(idle) = proxy.idle_timeout else {

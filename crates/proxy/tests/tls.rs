@@ -823,7 +823,8 @@ mod envoy_parity {
     }
 }
 
-/// `yaml` with Istio's stats filter before every router and its listeners inbound.
+/// `yaml` with Istio's stats filter before every router, its `inbound` listener
+/// inbound and its `outbound` one outbound.
 fn with_stats(yaml: &str) -> String {
     let mut out = String::new();
     for line in yaml.lines() {
@@ -838,14 +839,20 @@ fn with_stats(yaml: &str) -> String {
         if line == "  - name: inbound" {
             out.push_str("    traffic_direction: INBOUND\n");
         }
+        if line == "  - name: outbound" {
+            out.push_str("    traffic_direction: OUTBOUND\n");
+        }
     }
     out
 }
 
-/// The server sidecar's metrics name both ends by their certificates' SPIFFE ids and
-/// the connection `mutual_tls`; a plaintext request on the same port has neither.
+/// Both sidecars' metrics name both ends by their certificates' SPIFFE ids, as Istio's
+/// do: the server's from its downstream connection (`mutual_tls`), the client's from
+/// the upstream connection its request went on (its security `unknown`, as Istio
+/// reports it at the source), over HTTP/1.1 and HTTP/2 alike; a plaintext request on
+/// the server's port has neither.
 #[tokio::test]
-async fn the_destination_reports_both_principals_of_an_mtls_request() {
+async fn both_reporters_name_both_principals_of_an_mtls_request() {
     let ca = Ca::new();
     let backend = backend("httpbin").await;
     let yaml = with_stats(&server_yaml(Mode::Permissive, Source::Agent, backend, ""));
@@ -855,43 +862,122 @@ async fn the_destination_reports_both_principals_of_an_mtls_request() {
     )
     .await;
     let inbound = server.listener_addr("inbound").await;
-    let (_client, outbound) = client(&ca, &Origination::default(), inbound).await;
-    for _ in 0..3 {
-        assert_eq!(send(outbound, get("httpbin", "/get")).await.status, 200);
+    let mut clients = Vec::new();
+    for http2 in [false, true] {
+        let o = Origination {
+            http2,
+            ..Origination::default()
+        };
+        let yaml = with_stats(&client_yaml(&o, inbound, ""));
+        let client = start(
+            &yaml,
+            &[identity_secret(&ca.leaf(CLIENT_ID, 7)), root_secret(&ca)],
+        )
+        .await;
+        let outbound = client.listener_addr("outbound").await;
+        for _ in 0..3 {
+            assert_eq!(send(outbound, get("httpbin", "/get")).await.status, 200);
+        }
+        clients.push(client);
     }
     assert_eq!(send(inbound, get("httpbin", "/get")).await.status, 200);
 
+    let mtls = format!("source_principal=\"{CLIENT_ID}\",destination_principal=\"{SERVER_ID}\"");
+    let plain = "source_principal=\"unknown\",destination_principal=\"unknown\"";
+    let mut want = vec![
+        format!("destination,{mtls},connection_security_policy=\"mutual_tls\" 6"),
+        format!("destination,{plain},connection_security_policy=\"none\" 1"),
+    ];
+    want.sort();
+    assert_eq!(requests(&server).await, want);
+    for client in &clients {
+        assert_eq!(
+            requests(client).await,
+            [format!(
+                "source,{mtls},connection_security_policy=\"unknown\" 3"
+            )]
+        );
+    }
+}
+
+/// A TCP connection relayed by the client's sidecar over mTLS is reported at the source
+/// with both principals, from the upstream connection, and security `unknown`.
+#[tokio::test]
+async fn the_source_names_both_principals_of_an_mtls_tcp_connection() {
+    let ca = Ca::new();
+    let (_server, inbound) = server(&ca, Mode::Strict).await;
+    let o = Origination::default();
+    // The client's listener relays bytes (TCP proxy) to the server's cluster.
+    let relay = "- name: istio.stats\n  typed_config: {\"@type\": type.googleapis.com/stats.PluginConfig}\n- name: envoy.filters.network.tcp_proxy\n  typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: outbound, cluster: server}\n";
+    let yaml = with_stats(
+        &client_yaml(&o, inbound, "")
+            .replace(&indent(&hcm("outbound", "server"), 6), &indent(relay, 6)),
+    );
+    let client = start(
+        &yaml,
+        &[identity_secret(&ca.leaf(CLIENT_ID, 7)), root_secret(&ca)],
+    )
+    .await;
+    let outbound = client.listener_addr("outbound").await;
+    assert_eq!(send(outbound, get("httpbin", "/get")).await.status, 200);
     let text = send(
-        server.admin_addr().unwrap(),
+        client.admin_addr().unwrap(),
         get("admin", "/stats/prometheus"),
     )
     .await
     .body;
-    let requests: Vec<&str> = text
+    let opened: Vec<&str> = text
         .lines()
-        .filter(|l| l.starts_with("istio_requests_total{"))
+        .filter(|l| l.starts_with("istio_tcp_connections_opened_total{"))
         .collect();
-    let mtls = format!(
-        "source_principal=\"{CLIENT_ID}\",destination_principal=\"{SERVER_ID}\",connection_security_policy=\"mutual_tls\""
-    );
-    let plain = "source_principal=\"unknown\",destination_principal=\"unknown\",connection_security_policy=\"none\"";
+    let [opened] = opened[..] else {
+        panic!("one TCP series: {text}");
+    };
+    for label in [
+        "reporter=\"source\"".to_owned(),
+        format!("source_principal=\"{CLIENT_ID}\""),
+        format!("destination_principal=\"{SERVER_ID}\""),
+        "connection_security_policy=\"unknown\"".to_owned(),
+    ] {
+        assert!(opened.contains(&label), "{label} in {opened}");
+    }
+}
+
+/// A proxy's `istio_requests_total` series, each as its reporter, the labels this test
+/// is about (in order) and its count, sorted.
+async fn requests(proxy: &Proxy) -> Vec<String> {
+    let text = send(
+        proxy.admin_addr().unwrap(),
+        get("admin", "/stats/prometheus"),
+    )
+    .await
+    .body;
     let strip = |line: &str| {
-        // Only the labels this test is about, in order.
-        line.split(['{', ','])
+        let reporter = line
+            .split(['{', ','])
+            .find_map(|kv| kv.strip_prefix("reporter="))
+            .unwrap()
+            .trim_matches('"');
+        let labels: Vec<&str> = line
+            .split(['{', ','])
             .filter(|kv| {
                 kv.starts_with("source_principal=")
                     || kv.starts_with("destination_principal=")
                     || kv.starts_with("connection_security_policy=")
             })
             .map(|kv| kv.trim_end_matches(|c: char| c == '}' || c.is_ascii_digit() || c == ' '))
-            .collect::<Vec<_>>()
-            .join(",")
-            + " "
-            + line.rsplit(' ').next().unwrap()
+            .collect();
+        format!(
+            "{reporter},{} {}",
+            labels.join(","),
+            line.rsplit(' ').next().unwrap()
+        )
     };
-    let mut got: Vec<String> = requests.iter().map(|l| strip(l)).collect();
+    let mut got: Vec<String> = text
+        .lines()
+        .filter(|l| l.starts_with("istio_requests_total{"))
+        .map(strip)
+        .collect();
     got.sort();
-    let mut want = vec![format!("{mtls} 3"), format!("{plain} 1")];
-    want.sort();
-    assert_eq!(got, want, "{text}");
+    got
 }

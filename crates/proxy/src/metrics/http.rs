@@ -20,6 +20,7 @@ use super::workload::Peer;
 use crate::config::Cluster;
 use crate::flags::ResponseFlags;
 use crate::http::{BodyError, Downstream, ProxyBody};
+use crate::upstream::Identities;
 
 /// The peer's metadata: base64 of a protobuf `Struct`.
 const PEER_METADATA: HeaderName = HeaderName::from_static("x-envoy-peer-metadata");
@@ -154,6 +155,13 @@ impl Exchange {
                 ends,
             )
         });
+        let principals = match telemetry.reporter {
+            Reporter::Source => response
+                .extensions()
+                .get::<Arc<Identities>>()
+                .map_or_else(Principals::default, |ids| Principals::upstream(ids)),
+            Reporter::Destination => self.principals,
+        };
         let key = HttpKey {
             custom,
             reporter: telemetry.reporter,
@@ -168,7 +176,7 @@ impl Exchange {
                 .copied()
                 .unwrap_or_default(),
             security: self.security,
-            principals: self.principals,
+            principals,
         };
         let pending = Pending {
             telemetry: self.telemetry,

@@ -9,6 +9,7 @@ use super::overrides::Custom;
 use super::workload::Peer;
 use crate::flags::ResponseFlags;
 use crate::tls::Session;
+use crate::upstream::Identities;
 
 /// Which side of a request reports it (Istio's `reporter` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,7 +65,8 @@ pub struct Principals {
 impl Principals {
     /// What a downstream connection secured by `tls` shows `reporter`, and how it was
     /// secured: at the destination, the client's certificate and this proxy's own; the
-    /// source's proxy, whose downstream is its own app, knows neither (`unknown`).
+    /// source's proxy, whose downstream is its own app, knows neither (`unknown`): its
+    /// principals come from the upstream connection ([`Principals::upstream`]).
     pub fn of(reporter: Reporter, tls: Option<&Session>) -> (Principals, Security) {
         match (reporter, tls) {
             (Reporter::Source, _) => (Principals::default(), Security::Unknown),
@@ -77,6 +79,17 @@ impl Principals {
                 };
                 (principals, Security::MutualTls)
             }
+        }
+    }
+}
+
+impl Principals {
+    /// What the source's proxy knows of an upstream TLS connection, as Istio reads it
+    /// at the source: its own certificate's identity and the upstream's.
+    pub fn upstream(identities: &Identities) -> Principals {
+        Principals {
+            source: identities.local.clone(),
+            destination: identities.peer.clone(),
         }
     }
 }

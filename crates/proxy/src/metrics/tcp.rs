@@ -14,6 +14,7 @@ use super::series::{Principals, Reporter, TcpKey, TcpSeries};
 use crate::config::Cluster;
 use crate::flags::ResponseFlags;
 use crate::http::Downstream;
+use crate::upstream::Identities;
 
 /// A downstream connection whose bytes count into its series, if it has one; counted
 /// closed when dropped.
@@ -25,16 +26,18 @@ pub struct Metering<S> {
 impl<S> Metering<S> {
     /// Counts a connection from `downstream` relayed to `upstream` in `cluster` as
     /// opened, and meters `stream` until it is dropped; without `telemetry`, only relays.
+    /// `identities` reads what the upstream connection's TLS established, for the
+    /// source's principals, when they are recorded.
     pub fn new(
         telemetry: Option<&TcpTelemetry>,
         stream: S,
         downstream: &Downstream,
-        upstream: SocketAddr,
+        (upstream, identities): (SocketAddr, impl FnOnce() -> Option<Arc<Identities>>),
         cluster: &Cluster,
     ) -> Metering<S> {
         Metering {
             inner: stream,
-            series: telemetry.map(|t| t.open(downstream, upstream, cluster)),
+            series: telemetry.map(|t| t.open(downstream, (upstream, identities), cluster)),
         }
     }
 }
@@ -45,7 +48,7 @@ impl TcpTelemetry {
     fn open(
         &self,
         downstream: &Downstream,
-        upstream: SocketAddr,
+        (upstream, identities): (SocketAddr, impl FnOnce() -> Option<Arc<Identities>>),
         cluster: &Cluster,
     ) -> Arc<TcpSeries> {
         let registry = &self.registry;
@@ -53,7 +56,12 @@ impl TcpTelemetry {
             Reporter::Source => registry.peer_at(upstream.ip()),
             Reporter::Destination => registry.peer_at(downstream.peer.ip()),
         };
-        let (principals, security) = Principals::of(self.reporter, downstream.tls.as_deref());
+        let (mut principals, security) = Principals::of(self.reporter, downstream.tls.as_deref());
+        if self.reporter == Reporter::Source
+            && let Some(identities) = identities()
+        {
+            principals = Principals::upstream(&identities);
+        }
         let custom = self.overrides.as_ref().map(|o| {
             let ends = match self.reporter {
                 Reporter::Source => (registry.local(), &*peer),

@@ -106,6 +106,13 @@ impl ClientTls {
         self.common.slots()
     }
 
+    /// The first URI SAN of the certificate it presents now, if any (Istio's
+    /// `source_principal` at the source).
+    pub fn local_uri_san(&self) -> Option<std::sync::Arc<str>> {
+        let sans = self.common.local_uri_sans();
+        sans.into_iter().next().map(Into::into)
+    }
+
     /// The certificates it holds now.
     pub fn held(&self) -> Held {
         self.common.held()

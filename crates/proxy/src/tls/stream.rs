@@ -2,11 +2,14 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
+
+use super::cert::CertInfo;
 
 /// An upstream connection, whatever its transport.
 #[derive(Debug)]
@@ -15,6 +18,20 @@ pub enum Stream {
     Plain(TcpStream),
     /// TLS over TCP (boxed: a TLS session is large, and most connections are plain).
     Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// The first URI SAN of the certificate the upstream presented, over TLS: its
+    /// principal (Istio's `destination_principal` at the source). Parses the
+    /// certificate: read it once per connection.
+    pub fn peer_uri_san(&self) -> Option<Arc<str>> {
+        let Stream::Tls(tls) = self else {
+            return None;
+        };
+        let leaf = tls.get_ref().1.peer_certificates()?.first()?;
+        let info = CertInfo::parse(leaf).ok()?;
+        info.uri_sans.into_iter().next().map(Arc::from)
+    }
 }
 
 impl AsyncRead for Stream {

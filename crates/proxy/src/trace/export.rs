@@ -1,10 +1,11 @@
-//! OTLP export (`envoy.tracers.opentelemetry`): finished spans queue for a background
-//! task that batches them and sends each batch to the collector through one of the
-//! proxy's clusters, as OTLP/gRPC (`TraceService/Export`) or OTLP/HTTP (protobuf `POST`).
+//! Span export: finished spans queue for a background task that batches them and sends
+//! each batch to the tracer's collector through one of the proxy's clusters, as OTLP
+//! (`envoy.tracers.opentelemetry`: gRPC `TraceService/Export` or protobuf `POST`) or as
+//! Zipkin v2 JSON (`envoy.tracers.zipkin`, [`super::zipkin`]).
 //!
 //! As in Envoy, a batch goes when it holds `min_flush_spans` (5) spans or every
 //! `flush_interval_ms` (5 s); the queue holds `max_cache_size` spans (1024) and a span
-//! that finds it full is dropped and counted (`tracing.opentelemetry.spans_dropped`): a
+//! that finds it full is dropped and counted (`tracing.<tracer>.spans_dropped`): a
 //! request never waits for the collector. The task starts with the first sampled span.
 
 use std::net::SocketAddr;
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderName, HeaderValue};
-use http::{Request, Uri};
+use http::{Request, StatusCode, Uri};
 use http_body_util::BodyExt;
 use mizzen_xds::otlp::{self, ExportTraceServiceRequest, Resource, ResourceSpans, ScopeSpans};
 use mizzen_xds::pb::envoy::config::core::v3::{
@@ -27,34 +28,39 @@ use prost::Message;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::context::Headers;
 use super::tags::tag;
+use super::zipkin::{self, Zipkin};
 use crate::Shared;
 use crate::config::UpstreamProtocol;
 use crate::http::{Kept, RequestBody};
 use crate::stats::{Counter, Stats};
 use crate::upstream::{PoolKey, PoolSettings};
 
-/// The tracer's type URL.
+/// The OpenTelemetry tracer's type URL.
 const OPEN_TELEMETRY_CONFIG: &str = "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig";
 const ENVIRONMENT_DETECTOR: &str = "type.googleapis.com/envoy.extensions.tracers.opentelemetry.resource_detectors.v3.EnvironmentResourceDetectorConfig";
-/// Envoy's defaults for its runtime keys `tracing.opentelemetry.min_flush_spans` and
-/// `tracing.opentelemetry.flush_interval_ms`.
+/// Envoy's defaults for its runtime keys `tracing.<tracer>.min_flush_spans` and
+/// `tracing.<tracer>.flush_interval_ms`.
 const MIN_FLUSH_SPANS: usize = 5;
 const FLUSH_INTERVAL: Duration = Duration::from_secs(5);
 /// Envoy's default `max_cache_size`.
 const DEFAULT_MAX_CACHE_SIZE: u32 = 1024;
-/// How long an export may take when the service sets no timeout.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an export may take when the service sets no timeout (and Envoy's
+/// `tracing.zipkin.request_timeout`).
+pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Envoy's `service.name` when the config names none.
 const UNKNOWN_SERVICE: &str = "unknown_service:envoy";
 /// The SDK and instrumentation scope the spans name (Envoy names itself, `envoy`).
 const SDK_NAME: &str = "mizzen";
 
-/// An OpenTelemetry tracer's exporter, compiled; the batching task starts on first use.
+/// A tracer's exporter, compiled; the batching task starts on first use.
 #[derive(Debug)]
 pub struct Exporter {
     delivery: Arc<Delivery>,
     capacity: usize,
+    /// The trace context headers the tracer reads and writes.
+    headers: Headers,
     handle: OnceLock<Handle>,
 }
 
@@ -74,109 +80,130 @@ impl Handle {
     }
 }
 
-/// What the batching task needs: the collector, the resource and scope, the counters.
+/// What the batching task needs: the collector, how spans are written for it, the
+/// counters.
 #[derive(Debug)]
 struct Delivery {
     collector: Collector,
-    resource: Resource,
-    scope: Option<InstrumentationScope>,
+    format: Format,
     stats: ExportStats,
 }
 
-/// The OTLP collector and the way to it.
+/// The collector and the way to it.
 #[derive(Debug)]
-struct Collector {
-    protocol: Protocol,
-    cluster: String,
-    authority: String,
-    path: String,
-    timeout: Duration,
-    headers: Vec<(HeaderName, HeaderValue)>,
+pub(super) struct Collector {
+    pub(super) cluster: String,
+    /// The `:authority` (or `host`) of export requests.
+    pub(super) authority: String,
+    pub(super) path: String,
+    pub(super) timeout: Duration,
+    pub(super) headers: Vec<(HeaderName, HeaderValue)>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Protocol {
-    Grpc,
-    Http,
+/// How a batch of spans is written for the collector.
+#[derive(Debug)]
+enum Format {
+    /// An OTLP export request, gRPC-framed or as a protobuf body.
+    Otlp {
+        grpc: bool,
+        resource: Resource,
+        scope: Option<InstrumentationScope>,
+    },
+    /// A Zipkin v2 JSON list of spans.
+    Zipkin(Zipkin),
 }
 
-/// Envoy's `tracing.opentelemetry.*` counters.
+/// A tracer's counters: Envoy's `tracing.opentelemetry.*` or `tracing.zipkin.*`.
 #[derive(Debug)]
 struct ExportStats {
     spans_sent: Arc<Counter>,
     spans_dropped: Arc<Counter>,
     timer_flushed: Arc<Counter>,
-    http_reports_sent: Arc<Counter>,
-    http_reports_success: Arc<Counter>,
-    http_reports_failed: Arc<Counter>,
+    reports: Reports,
+}
+
+/// How each tracer counts its export requests' outcomes.
+#[derive(Debug)]
+enum Reports {
+    /// OTLP/gRPC: not counted.
+    Grpc,
+    /// OTLP/HTTP: sent, and answered 2xx or not.
+    Http {
+        sent: Arc<Counter>,
+        success: Arc<Counter>,
+        failed: Arc<Counter>,
+    },
+    /// Zipkin: answered 202 (`sent`) or otherwise (`dropped`), not answered (`failed`),
+    /// or not sent for want of the cluster (`skipped_no_cluster`).
+    Zipkin {
+        sent: Arc<Counter>,
+        dropped: Arc<Counter>,
+        failed: Arc<Counter>,
+        skipped_no_cluster: Arc<Counter>,
+    },
+}
+
+/// Why an export request got no answer.
+#[derive(Debug, thiserror::Error)]
+enum ExportError {
+    #[error("cluster {0:?} not found")]
+    NoCluster(String),
+    #[error("timed out")]
+    TimedOut,
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The collector's answer to an export request.
+struct Answer {
+    status: StatusCode,
+    /// `grpc-status`, from the trailers or the headers.
+    grpc_status: Option<String>,
 }
 
 impl Exporter {
-    /// Compiles the tracer's `typed_config`; errors are `(field, reason)` within it.
+    /// Compiles the tracer's `typed_config` (OpenTelemetry or Zipkin); errors are
+    /// `(field, reason)` within it.
     pub fn compile(any: &Any, stats: &Stats) -> Result<Exporter, (String, String)> {
-        if any.type_url != OPEN_TELEMETRY_CONFIG {
-            return Err((
+        match any.type_url.as_str() {
+            OPEN_TELEMETRY_CONFIG => opentelemetry(any, stats),
+            zipkin::ZIPKIN_CONFIG => {
+                let (collector, zipkin) = Zipkin::compile(any, stats)?;
+                let counter = |name: &str| stats.counter(&format!("tracing.zipkin.{name}"));
+                Ok(Exporter {
+                    headers: Headers::B3(zipkin.context()),
+                    delivery: Arc::new(Delivery {
+                        collector,
+                        format: Format::Zipkin(zipkin),
+                        stats: ExportStats {
+                            spans_sent: counter("spans_sent"),
+                            spans_dropped: counter("spans_dropped"),
+                            timer_flushed: counter("timer_flushed"),
+                            reports: Reports::Zipkin {
+                                sent: counter("reports_sent"),
+                                dropped: counter("reports_dropped"),
+                                failed: counter("reports_failed"),
+                                skipped_no_cluster: counter("reports_skipped_no_cluster"),
+                            },
+                        },
+                    }),
+                    capacity: DEFAULT_MAX_CACHE_SIZE as usize,
+                    handle: OnceLock::new(),
+                })
+            }
+            other => Err((
                 "type_url".into(),
                 format!(
-                    "tracer {:?} is not supported; expected {OPEN_TELEMETRY_CONFIG}",
-                    any.type_url
+                    "tracer {other:?} is not supported; expected {OPEN_TELEMETRY_CONFIG} or {}",
+                    zipkin::ZIPKIN_CONFIG
                 ),
-            ));
+            )),
         }
-        let raw = OpenTelemetryConfig::decode(any.value.as_slice())
-            .map_err(|e| (String::new(), format!("cannot decode: {e}")))?;
-        let collector = match (&raw.grpc_service, &raw.http_service) {
-            (Some(grpc), None) => {
-                grpc_collector(grpc).map_err(|(f, r)| (format!("grpc_service.{f}"), r))?
-            }
-            (None, Some(http)) => {
-                http_collector(http).map_err(|(f, r)| (format!("http_service.{f}"), r))?
-            }
-            (Some(_), Some(_)) => {
-                return Err((
-                    "http_service".into(),
-                    "only one of grpc_service and http_service may be set".into(),
-                ));
-            }
-            (None, None) => {
-                return Err((
-                    "grpc_service".into(),
-                    "a collector is needed (grpc_service or http_service)".into(),
-                ));
-            }
-        };
-        if raw.sampler.is_some() {
-            return Err(("sampler".into(), "samplers are not supported".into()));
-        }
-        let capacity = raw
-            .max_cache_size
-            .as_ref()
-            .map_or(DEFAULT_MAX_CACHE_SIZE, |v| v.value)
-            .max(1) as usize;
-        let counter = |name: &str| stats.counter(&format!("tracing.opentelemetry.{name}"));
-        Ok(Exporter {
-            delivery: Arc::new(Delivery {
-                collector,
-                resource: resource(&raw)?,
-                scope: enabled(raw.set_instrumentation_scope.as_ref()).then(|| {
-                    InstrumentationScope {
-                        name: SDK_NAME.to_owned(),
-                        version: env!("CARGO_PKG_VERSION").to_owned(),
-                        ..InstrumentationScope::default()
-                    }
-                }),
-                stats: ExportStats {
-                    spans_sent: counter("spans_sent"),
-                    spans_dropped: counter("spans_dropped"),
-                    timer_flushed: counter("timer_flushed"),
-                    http_reports_sent: counter("http_reports_sent"),
-                    http_reports_success: counter("http_reports_success"),
-                    http_reports_failed: counter("http_reports_failed"),
-                },
-            }),
-            capacity,
-            handle: OnceLock::new(),
-        })
+    }
+
+    /// The trace context headers this tracer reads and writes.
+    pub fn headers(&self) -> Headers {
+        self.headers
     }
 
     /// Where to queue spans, starting the batching task for `shared` the first time.
@@ -195,6 +222,76 @@ impl Exporter {
             })
             .clone()
     }
+}
+
+/// Compiles an `OpenTelemetryConfig`.
+fn opentelemetry(any: &Any, stats: &Stats) -> Result<Exporter, (String, String)> {
+    let raw = OpenTelemetryConfig::decode(any.value.as_slice())
+        .map_err(|e| (String::new(), format!("cannot decode: {e}")))?;
+    let (grpc, collector) = match (&raw.grpc_service, &raw.http_service) {
+        (Some(grpc), None) => (
+            true,
+            grpc_collector(grpc).map_err(|(f, r)| (format!("grpc_service.{f}"), r))?,
+        ),
+        (None, Some(http)) => (
+            false,
+            http_collector(http).map_err(|(f, r)| (format!("http_service.{f}"), r))?,
+        ),
+        (Some(_), Some(_)) => {
+            return Err((
+                "http_service".into(),
+                "only one of grpc_service and http_service may be set".into(),
+            ));
+        }
+        (None, None) => {
+            return Err((
+                "grpc_service".into(),
+                "a collector is needed (grpc_service or http_service)".into(),
+            ));
+        }
+    };
+    if raw.sampler.is_some() {
+        return Err(("sampler".into(), "samplers are not supported".into()));
+    }
+    let capacity = raw
+        .max_cache_size
+        .as_ref()
+        .map_or(DEFAULT_MAX_CACHE_SIZE, |v| v.value)
+        .max(1) as usize;
+    let counter = |name: &str| stats.counter(&format!("tracing.opentelemetry.{name}"));
+    let reports = match grpc {
+        true => Reports::Grpc,
+        false => Reports::Http {
+            sent: counter("http_reports_sent"),
+            success: counter("http_reports_success"),
+            failed: counter("http_reports_failed"),
+        },
+    };
+    Ok(Exporter {
+        delivery: Arc::new(Delivery {
+            collector,
+            format: Format::Otlp {
+                grpc,
+                resource: resource(&raw)?,
+                scope: enabled(raw.set_instrumentation_scope.as_ref()).then(|| {
+                    InstrumentationScope {
+                        name: SDK_NAME.to_owned(),
+                        version: env!("CARGO_PKG_VERSION").to_owned(),
+                        ..InstrumentationScope::default()
+                    }
+                }),
+            },
+            stats: ExportStats {
+                spans_sent: counter("spans_sent"),
+                spans_dropped: counter("spans_dropped"),
+                timer_flushed: counter("timer_flushed"),
+                reports,
+            },
+        }),
+        capacity,
+        headers: Headers::W3cOrB3,
+        handle: OnceLock::new(),
+    })
 }
 
 /// Collects spans into batches and exports each, in order, until every sender is gone.
@@ -236,34 +333,98 @@ impl Delivery {
         }
         let spans = std::mem::take(pending);
         self.stats.spans_sent.inc_by(spans.len() as u64);
-        let request = ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                resource: Some(self.resource.clone()),
-                scope_spans: vec![ScopeSpans {
-                    scope: self.scope.clone(),
-                    spans,
-                    schema_url: String::new(),
-                }],
-                schema_url: String::new(),
-            }],
-        };
+        let (body, content_type) = self.encode(spans);
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let http = self.collector.protocol == Protocol::Http;
-        if http {
-            self.stats.http_reports_sent.inc();
+        if let Reports::Http { sent, .. } = &self.stats.reports {
+            sent.inc();
         }
-        let sent =
-            tokio::time::timeout(self.collector.timeout, self.export(&shared, &request)).await;
-        let outcome = sent.unwrap_or_else(|_| Err("timed out".into()));
-        match (&outcome, http) {
-            (Ok(()), true) => self.stats.http_reports_success.inc(),
-            (Err(_), true) => self.stats.http_reports_failed.inc(),
-            _ => {}
+        let sent = tokio::time::timeout(
+            self.collector.timeout,
+            self.export(&shared, body, content_type),
+        )
+        .await;
+        let outcome = sent.unwrap_or(Err(ExportError::TimedOut));
+        let accepted = match (&self.stats.reports, &outcome) {
+            (Reports::Grpc, Ok(answer)) => {
+                answer.status.is_success() && answer.grpc_status.as_deref() == Some("0")
+            }
+            (
+                Reports::Http {
+                    success, failed, ..
+                },
+                Ok(answer),
+            ) => {
+                let ok = answer.status.is_success();
+                if ok { success } else { failed }.inc();
+                ok
+            }
+            (Reports::Http { failed, .. }, Err(_)) => {
+                failed.inc();
+                false
+            }
+            // Envoy's Zipkin reporter counts a report sent only when it is accepted.
+            (Reports::Zipkin { sent, dropped, .. }, Ok(answer)) => {
+                let ok = answer.status == StatusCode::ACCEPTED;
+                if ok { sent } else { dropped }.inc();
+                ok
+            }
+            (
+                Reports::Zipkin {
+                    skipped_no_cluster, ..
+                },
+                Err(ExportError::NoCluster(_)),
+            ) => {
+                skipped_no_cluster.inc();
+                false
+            }
+            (Reports::Zipkin { failed, .. }, Err(_)) => {
+                failed.inc();
+                false
+            }
+            (Reports::Grpc, Err(_)) => false,
+        };
+        if !accepted {
+            tracing::debug!(
+                cluster = %self.collector.cluster,
+                outcome = ?outcome.map(|a| (a.status, a.grpc_status)),
+                "span export failed"
+            );
         }
-        if let Err(e) = outcome {
-            tracing::debug!(cluster = %self.collector.cluster, error = %e, "OTLP export failed");
+    }
+
+    /// The batch as the collector reads it, and its content type.
+    fn encode(&self, spans: Vec<otlp::Span>) -> (Bytes, &'static str) {
+        match &self.format {
+            Format::Otlp {
+                grpc,
+                resource,
+                scope,
+            } => {
+                let message = ExportTraceServiceRequest {
+                    resource_spans: vec![ResourceSpans {
+                        resource: Some(resource.clone()),
+                        scope_spans: vec![ScopeSpans {
+                            scope: scope.clone(),
+                            spans,
+                            schema_url: String::new(),
+                        }],
+                        schema_url: String::new(),
+                    }],
+                }
+                .encode_to_vec();
+                if *grpc {
+                    let mut framed = BytesMut::with_capacity(5 + message.len());
+                    framed.put_u8(0);
+                    framed.put_u32(message.len() as u32);
+                    framed.put_slice(&message);
+                    (framed.freeze(), "application/grpc")
+                } else {
+                    (Bytes::from(message), "application/x-protobuf")
+                }
+            }
+            Format::Zipkin(zipkin) => (zipkin.encode(&spans), "application/json"),
         }
     }
 
@@ -271,34 +432,25 @@ impl Delivery {
     async fn export(
         &self,
         shared: &Shared,
-        export: &ExportTraceServiceRequest,
-    ) -> Result<(), String> {
+        body: Bytes,
+        content_type: &'static str,
+    ) -> Result<Answer, ExportError> {
         let collector = &self.collector;
+        let failed = |e: &dyn std::fmt::Display| ExportError::Failed(e.to_string());
         let snapshot = shared.store.snapshot();
         let state = snapshot
             .clusters
             .get(&collector.cluster)
-            .ok_or_else(|| format!("cluster {:?} not found", collector.cluster))?;
+            .ok_or_else(|| ExportError::NoCluster(collector.cluster.clone()))?;
         // No downstream connection: an original-destination cluster has nothing to go by.
         let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
-        let chosen =
-            crate::endpoint::choose(state, unspecified, None).map_err(|e| e.to_string())?;
-        let grpc = collector.protocol == Protocol::Grpc;
+        let chosen = crate::endpoint::choose(state, unspecified, None).map_err(|e| failed(&e))?;
+        let grpc = matches!(self.format, Format::Otlp { grpc: true, .. });
         let key = PoolKey {
             endpoint: chosen.address,
             http2: grpc || state.cluster.protocol == UpstreamProtocol::Http2,
             bind: state.cluster.bind,
             transport: state.transport(chosen.address).clone(),
-        };
-        let message = export.encode_to_vec();
-        let (body, content_type) = if grpc {
-            let mut framed = BytesMut::with_capacity(5 + message.len());
-            framed.put_u8(0);
-            framed.put_u32(message.len() as u32);
-            framed.put_slice(&message);
-            (framed.freeze(), "application/grpc")
-        } else {
-            (Bytes::from(message), "application/x-protobuf")
         };
         let mut request = Request::post(&collector.path)
             .header(header::CONTENT_TYPE, content_type)
@@ -311,38 +463,34 @@ impl Delivery {
         }
         let mut request = request
             .body(RequestBody::Whole([Kept::Data(body)].into()))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| failed(&e))?;
         // HTTP/2 carries the authority in `:authority`, HTTP/1.1 in `host`.
         if key.http2 {
             *request.uri_mut() = format!("http://{}{}", collector.authority, collector.path)
                 .parse::<Uri>()
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| failed(&e))?;
             *request.version_mut() = http::Version::HTTP_2;
         } else {
-            let host = HeaderValue::from_str(&collector.authority).map_err(|e| e.to_string())?;
+            let host = HeaderValue::from_str(&collector.authority).map_err(|e| failed(&e))?;
             request.headers_mut().insert(header::HOST, host);
         }
         let response = shared
             .upstreams
             .send(key, PoolSettings::of(&state.cluster), &state.stats, request)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| failed(&e))?;
         let (parts, body) = response.into_parts();
-        let collected = body.collect().await.map_err(|e| e.to_string())?;
-        if !parts.status.is_success() {
-            return Err(format!("the collector answered {}", parts.status));
-        }
-        if grpc {
-            let status = collected
-                .trailers()
-                .and_then(|t| t.get("grpc-status"))
-                .or_else(|| parts.headers.get("grpc-status"))
-                .and_then(|v| v.to_str().ok());
-            if status != Some("0") {
-                return Err(format!("gRPC status {}", status.unwrap_or("missing")));
-            }
-        }
-        Ok(())
+        let collected = body.collect().await.map_err(|e| failed(&e))?;
+        let grpc_status = collected
+            .trailers()
+            .and_then(|t| t.get("grpc-status"))
+            .or_else(|| parts.headers.get("grpc-status"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(Answer {
+            status: parts.status,
+            grpc_status,
+        })
     }
 }
 
@@ -366,7 +514,6 @@ fn grpc_collector(raw: &GrpcService) -> Result<Collector, (String, String)> {
         })
         .collect::<Result<_, _>>()?;
     Ok(Collector {
-        protocol: Protocol::Grpc,
         authority: if envoy.authority.is_empty() {
             envoy.cluster_name.clone()
         } else {
@@ -380,7 +527,7 @@ fn grpc_collector(raw: &GrpcService) -> Result<Collector, (String, String)> {
 }
 
 /// The collector of an `http_service`: its URI's authority and path, through its cluster.
-fn http_collector(raw: &HttpService) -> Result<Collector, (String, String)> {
+pub(super) fn http_collector(raw: &HttpService) -> Result<Collector, (String, String)> {
     let uri = raw
         .http_uri
         .as_ref()
@@ -410,7 +557,6 @@ fn http_collector(raw: &HttpService) -> Result<Collector, (String, String)> {
         })
         .collect::<Result<_, _>>()?;
     Ok(Collector {
-        protocol: Protocol::Http,
         cluster: cluster.clone(),
         authority,
         path: parsed

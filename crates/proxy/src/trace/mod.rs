@@ -5,15 +5,17 @@
 //! A request that comes with a trace continues it: same trace id, the sampling decision
 //! it carries, a fresh span id for this hop whose parent is the caller's span. A request
 //! without one starts a trace, sampled at the configured `random_sampling` percentage.
-//! With an OpenTelemetry `provider`, each sampled request's span is recorded
-//! ([`span`]) and exported over OTLP ([`export`]); with `spawn_upstream_span`, each of
-//! its upstream attempts is a span too ([`upstream`]).
+//! With a `provider`, each sampled request's span is recorded ([`span`]) and exported
+//! ([`export`]): over OTLP for OpenTelemetry, as Zipkin v2 JSON for Zipkin ([`zipkin`],
+//! whose tracer reads and writes B3 only and may share the caller's span); with
+//! `spawn_upstream_span`, each of its upstream attempts is a span too ([`upstream`]).
 
 mod context;
 mod export;
 mod span;
 mod tags;
 mod upstream;
+mod zipkin;
 
 use std::sync::Arc;
 
@@ -25,7 +27,10 @@ use mizzen_xds::pb::envoy::extensions::filters::network::http_connection_manager
 
 use crate::Shared;
 use crate::stats::Stats;
-pub use context::{Propagation, SpanContext, extract, inject};
+pub use context::{
+    B3, B3Context, Headers, Propagation, SpanContext, extract, extract_b3, extract_zipkin, inject,
+    inject_traceparent,
+};
 pub use export::{Exporter, Handle};
 pub use span::Span;
 pub use tags::CustomTag;
@@ -54,6 +59,8 @@ pub struct Tracing {
     zone: String,
     custom_tags: Vec<CustomTag>,
     max_path_tag_length: usize,
+    /// The trace context headers read and written: the tracer's.
+    headers: Headers,
     /// Where spans go; none: context is propagated, no span is recorded.
     exporter: Option<Arc<Exporter>>,
 }
@@ -100,6 +107,7 @@ impl Tracing {
             zone: String::new(),
             custom_tags: Vec::new(),
             max_path_tag_length: DEFAULT_MAX_PATH_TAG_LENGTH,
+            headers: Headers::W3cOrB3,
             exporter: None,
         }
     }
@@ -158,9 +166,10 @@ impl Tracing {
             .transpose()?
             .map(Arc::new);
         Ok(Tracing {
+            headers: exporter.as_ref().map_or(Headers::W3cOrB3, |e| e.headers()),
             random_sampling,
             operation,
-            // As Envoy's OpenTelemetry tracer kinds it.
+            // As Envoy's OpenTelemetry and Zipkin tracers kind it.
             kind: match operation {
                 Operation::Egress if !spawn_upstream_span => SpanKind::Client,
                 _ => SpanKind::Server,
@@ -228,7 +237,20 @@ impl Tracing {
     /// Starts this hop's span, writes its context into `headers` and says in which
     /// format the caller sent it.
     fn begin(&self, headers: &mut HeaderMap) -> (Hop, Propagation) {
-        let (hop, propagation) = match extract(headers) {
+        let (hop, propagation) = match self.headers {
+            Headers::W3cOrB3 => self.continue_any(headers),
+            Headers::B3(b3) => self.continue_b3(headers, b3),
+        };
+        inject(headers, &hop, propagation);
+        if let Headers::B3(B3Context { w3c: true, .. }) = self.headers {
+            inject_traceparent(headers, &hop.span);
+        }
+        (hop, propagation)
+    }
+
+    /// W3C or B3: the caller's trace with a child span, else a new trace.
+    fn continue_any(&self, headers: &HeaderMap) -> (Hop, Propagation) {
+        match extract(headers) {
             Some((parent, propagation)) => (
                 Hop {
                     span: SpanContext {
@@ -244,15 +266,55 @@ impl Tracing {
                     span: SpanContext {
                         trace_id: new_trace_id(),
                         span_id: new_span_id(),
-                        sampled: fastrand::f64() * 100.0 < self.random_sampling,
+                        sampled: self.sample(),
                     },
                     parent: None,
                 },
                 Propagation::New,
             ),
-        };
-        inject(headers, &hop, propagation);
-        (hop, propagation)
+        }
+    }
+
+    /// B3 as Envoy's Zipkin tracer continues it: a SERVER span shares the caller's span
+    /// (its id and parent) when `shared_span_context` says so, any other span is the
+    /// caller's child; a trace without a decision takes the local one. A new trace's
+    /// root span id is its trace id's low half, and it goes out as `x-b3-*` headers.
+    fn continue_b3(&self, headers: &HeaderMap, b3: B3Context) -> (Hop, Propagation) {
+        match extract_zipkin(headers, b3.w3c) {
+            Some((caller, propagation)) => {
+                let sampled = caller.sampled.unwrap_or_else(|| self.sample());
+                let shares = b3.shared_span_context && self.kind == SpanKind::Server;
+                let (span_id, parent) = match shares {
+                    true => (caller.span_id, caller.parent),
+                    false => (new_span_id(), Some(caller.span_id)),
+                };
+                let span = SpanContext {
+                    trace_id: caller.trace_id,
+                    span_id,
+                    sampled,
+                };
+                (Hop { span, parent }, propagation)
+            }
+            None => {
+                let low = new_span_id();
+                let high = match b3.trace_id_128bit {
+                    true => fastrand::u64(..),
+                    false => 0,
+                };
+                let span = SpanContext {
+                    trace_id: u128::from(high) << 64 | u128::from(low),
+                    span_id: low,
+                    sampled: self.sample(),
+                };
+                let hop = Hop { span, parent: None };
+                (hop, Propagation::B3Multi)
+            }
+        }
+    }
+
+    /// The local sampling decision for a trace that comes without one.
+    fn sample(&self) -> bool {
+        fastrand::f64() * 100.0 < self.random_sampling
     }
 }
 

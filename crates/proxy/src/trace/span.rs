@@ -1,7 +1,7 @@
-//! One sampled request's span at this hop, as Envoy's OpenTelemetry tracer makes it with
+//! One sampled request's span at this hop, as Envoy's tracers make it with
 //! `spawn_upstream_span` off: a SERVER span on inbound and ingress listeners, a CLIENT
 //! span on outbound ones, named by the route's decorator (else `ingress` or
-//! `egress <host>`), tagged as Envoy's connection manager tags it, and sent to the
+//! `egress <host>`, or for Zipkin the host), tagged as Envoy's connection manager tags it, and sent to the
 //! exporter when the response ends.
 
 use std::time::UNIX_EPOCH;
@@ -10,6 +10,7 @@ use http::{HeaderName, Request, Version, header};
 use mizzen_xds::otlp::{self, SpanKind, StatusCode};
 
 use super::Hop;
+use super::context::Headers;
 use super::export::Handle;
 use super::tags::{self, tag};
 use crate::access_log::Record;
@@ -46,9 +47,13 @@ impl Span {
         let headers = request.headers();
         let text = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
         let named_by_caller = caller_name.is_some();
-        let name = caller_name.unwrap_or_else(|| match tracing.kind {
-            SpanKind::Client => format!("egress {}", host(request).unwrap_or_default()),
-            _ => "ingress".to_owned(),
+        let name = caller_name.unwrap_or_else(|| match (tracing.headers, tracing.kind) {
+            // Envoy's Zipkin tracer names a span by its host until a decorator names it.
+            (Headers::B3(_), _) => host(request).unwrap_or_default().to_owned(),
+            (Headers::W3cOrB3, SpanKind::Client) => {
+                format!("egress {}", host(request).unwrap_or_default())
+            }
+            (Headers::W3cOrB3, _) => "ingress".to_owned(),
         });
         let mut attributes = Vec::with_capacity(24 + tracing.custom_tags.len());
         attributes.push(tag(tags::NODE_ID, tracing.node_id.as_str()));

@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -25,7 +26,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body::{Body, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWrite};
 
-use super::Open;
+use super::{Identities, Open};
 use crate::http::{RequestBody, RequestBodyError};
 use crate::tls::Stream;
 
@@ -97,13 +98,20 @@ pub(super) struct Connection {
     inbound: Decoder,
     /// Whether the current response leaves the connection open.
     keep_alive: bool,
+    /// What its TLS handshake established, if any.
+    identities: Option<Arc<Identities>>,
     /// Counts the connection open until it is dropped.
     _open: Open,
 }
 
 impl Connection {
-    /// A connection over `io`, counted open by `open`.
-    pub(super) fn new(io: Stream, open: Open) -> Box<Connection> {
+    /// A connection over `io`, whose TLS handshake established `identities`, counted
+    /// open by `open`.
+    pub(super) fn new(
+        io: Stream,
+        identities: Option<Arc<Identities>>,
+        open: Open,
+    ) -> Box<Connection> {
         Box::new(Connection {
             io,
             read: BytesMut::with_capacity(READ_CHUNK),
@@ -113,8 +121,14 @@ impl Connection {
             outbound: Outbound::Sent,
             inbound: Decoder::Done,
             keep_alive: false,
+            identities,
             _open: open,
         })
+    }
+
+    /// What its TLS handshake established, if any.
+    pub(super) fn identities(&self) -> Option<&Arc<Identities>> {
+        self.identities.as_ref()
     }
 
     /// Whether the upstream may still take a request: an idle connection that became

@@ -130,6 +130,30 @@ impl From<Http1Error> for UpstreamError {
     }
 }
 
+/// The identities a TLS connection to an upstream established, read once when it
+/// opens: the certificates' first URI SANs, Istio's principals at the source. Each
+/// response from the connection carries them (a response extension).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Identities {
+    /// The certificate this proxy presented.
+    pub local: Option<Arc<str>>,
+    /// The certificate the upstream presented.
+    pub peer: Option<Arc<str>>,
+}
+
+impl Identities {
+    /// Those of `stream`, opened over `transport`; none over plaintext.
+    pub fn of(stream: &Stream, transport: &Transport) -> Option<Arc<Identities>> {
+        let Transport::Tls(tls) = transport else {
+            return None;
+        };
+        Some(Arc::new(Identities {
+            local: tls.tls.local_uri_san(),
+            peer: stream.peer_uri_san(),
+        }))
+    }
+}
+
 /// Every pool of the proxy.
 #[derive(Default)]
 pub struct Upstreams {
@@ -152,8 +176,11 @@ impl Upstreams {
         let upgrade = request.headers().contains_key(http::header::UPGRADE);
         let pool = self.pool(&key);
         if key.http2 {
-            let (mut sender, stream) = pool.http2(settings, stats).await?;
-            let response = sender.send_request(request).await?;
+            let (mut sender, stream, identities) = pool.http2(settings, stats).await?;
+            let mut response = sender.send_request(request).await?;
+            if let Some(identities) = identities {
+                response.extensions_mut().insert(identities);
+            }
             return Ok(response.map(|body| {
                 PooledBody(Pooled::Http2 {
                     body,
@@ -162,6 +189,7 @@ impl Upstreams {
             }));
         }
         let (connection, uses) = pool.http1(settings, stats).await?;
+        let identities = connection.identities().cloned();
         if upgrade {
             return Ok(upgrade_on(connection, request)
                 .await?
@@ -175,7 +203,11 @@ impl Upstreams {
             uses: uses + 1,
             max: settings.max_requests,
         };
-        Ok(head.map(|()| PooledBody(Pooled::Http1(Some(lease)))))
+        let mut response = head.map(|()| PooledBody(Pooled::Http1(Some(lease))));
+        if let Some(identities) = identities {
+            response.extensions_mut().insert(identities);
+        }
+        Ok(response)
     }
 
     fn pool(&self, key: &PoolKey) -> Arc<Pool> {
@@ -232,7 +264,16 @@ enum Found<T> {
 struct Http2Connection {
     sender: http2::SendRequest<RequestBody>,
     streams: Arc<AtomicU32>,
+    identities: Option<Arc<Identities>>,
 }
+
+/// A stream taken on an HTTP/2 connection: its sender, its count, the connection's
+/// identities.
+type Http2Taken = (
+    http2::SendRequest<RequestBody>,
+    Http2Stream,
+    Option<Arc<Identities>>,
+);
 
 /// One stream on an HTTP/2 connection, counted until its response body ends; then a
 /// request waiting for a stream may take its place.
@@ -410,7 +451,11 @@ impl Pool {
             Found::Open { slot, pending } => (slot, pending),
         };
         let io = self.connect(settings, stats).await?;
-        Ok((http1::Connection::new(io, Open::new(self, slot)), 0))
+        let identities = Identities::of(&io, &self.key.transport);
+        Ok((
+            http1::Connection::new(io, identities, Open::new(self, slot)),
+            0,
+        ))
     }
 
     /// An idle HTTP/1.1 connection still fit for a request, if any.
@@ -430,13 +475,15 @@ impl Pool {
         self: &Arc<Self>,
         settings: PoolSettings,
         stats: &Arc<ClusterStats>,
-    ) -> Result<(http2::SendRequest<RequestBody>, Http2Stream), UpstreamError> {
+    ) -> Result<Http2Taken, UpstreamError> {
         let take = || std::future::ready(self.free_stream(settings.max_streams));
         let (slot, _pending) = match self.take_or_open(settings, stats, take).await? {
             Found::Ready(found) => return Ok(found),
             Found::Open { slot, pending } => (slot, pending),
         };
-        let io = TokioIo::new(self.connect(settings, stats).await?);
+        let io = self.connect(settings, stats).await?;
+        let identities = Identities::of(&io, &self.key.transport);
+        let io = TokioIo::new(io);
         let (sender, connection) = http2::Builder::new(TokioExecutor::new())
             .keep_alive_interval(None)
             .handshake(io)
@@ -449,28 +496,27 @@ impl Pool {
         let connection = Http2Connection {
             sender: sender.clone(),
             streams: Arc::default(),
+            identities: identities.clone(),
         };
         let stream = Http2Stream::open(&connection, self);
         self.shared
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(connection);
-        Ok((sender, stream))
+        Ok((sender, stream, identities))
     }
 
     /// A stream on a live HTTP/2 connection below `max_streams`, if any; closed
     /// connections are forgotten on the way.
-    fn free_stream(
-        self: &Arc<Self>,
-        max_streams: Option<u32>,
-    ) -> Option<(http2::SendRequest<RequestBody>, Http2Stream)> {
+    fn free_stream(self: &Arc<Self>, max_streams: Option<u32>) -> Option<Http2Taken> {
         let mut connections = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         connections.retain(|c| !c.sender.is_closed());
         let free = connections.iter().find(|c| {
             c.sender.is_ready()
                 && max_streams.is_none_or(|max| c.streams.load(Ordering::Relaxed) < max)
         })?;
-        Some((free.sender.clone(), Http2Stream::open(free, self)))
+        let stream = Http2Stream::open(free, self);
+        Some((free.sender.clone(), stream, free.identities.clone()))
     }
 
     async fn connect(
