@@ -330,38 +330,6 @@ fn per_request(moved: &BTreeMap<Series, f64>) -> BTreeMap<Series, f64> {
         .collect()
 }
 
-/// `counted`, with a source reporter's series whose principals both read `unknown`
-/// taken for the expected series they stand for.
-///
-/// Istio's source reporter reads them from the upstream connection's certificates
-/// (`source_principal` its own, `destination_principal` the server's); Mizzen's proxy
-/// does not yet (being fixed in its `metrics/`), so until then `unknown` is let
-/// through there, and only there. Any other value must be Istio's.
-fn with_pending_source_principals(
-    counted: BTreeMap<Series, f64>,
-    expected: &BTreeMap<Series, f64>,
-) -> BTreeMap<Series, f64> {
-    const PRINCIPALS: [&str; 2] = ["source_principal", "destination_principal"];
-    let unknown = |labels: &Labels| {
-        let mut labels = labels.clone();
-        for name in PRINCIPALS {
-            labels.0.insert(name.to_owned(), "unknown".to_owned());
-        }
-        labels
-    };
-    counted
-        .into_iter()
-        .map(|((pod, name, labels), delta)| {
-            let pending = labels.0.get("reporter").is_some_and(|r| r == "source")
-                && PRINCIPALS.iter().all(|p| labels.0[*p] == "unknown");
-            let meant = expected
-                .keys()
-                .find(|(p, n, l)| pending && *p == pod && *n == name && unknown(l) == labels);
-            (meant.cloned().unwrap_or((pod, name, labels)), delta)
-        })
-        .collect()
-}
-
 /// What differs between the series that moved and those expected to, one per line.
 fn difference(moved: &BTreeMap<Series, f64>, expected: &BTreeMap<Series, f64>) -> String {
     let mut lines = Vec::new();
@@ -441,7 +409,7 @@ fn bookinfo_traffic_is_counted_exactly_on_both_reporters() {
     // every hop, and one scrape says it all.
     let moved = Scrape::take(&proxies).moved_since(&before);
     let expected = expected();
-    let counted = with_pending_source_principals(per_request(&moved), &expected);
+    let counted = per_request(&moved);
     assert!(
         counted == expected,
         "after {PAGES} product pages:\n{}",
