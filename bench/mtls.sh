@@ -11,18 +11,19 @@
 # p50/p99 at a fixed rate (oha, 16 connections, with latency correction); then the
 # ratios mtls / plaintext.
 # The mesh (pilot and both sidecars live in the `up` process) runs on CPU 0; nginx and
-# the load generators share CPU 1.
+# the load generators share CPU 1. The mesh's config is in bench/mtls/.
+# bench/mtls-instructions.sh gives the same comparison in load-independent figures.
 #
 # Needs: nginx, wrk, taskset, curl, jq (apt-get install nginx-light wrk util-linux curl
 # jq); oha from PATH, $OHA, or installed under target/ by cargo.
-# Usage: bench/mtls.sh [SECONDS] [RATE]   (default 10 s per measurement, 1000 req/s)
+# Usage: bench/mtls.sh [SECONDS] [RATE]   (default 30 s per measurement, 1000 req/s)
 # MIZZEN_BIN=path/to/mizzen skips the release build: a debug build, to try the script
 # (`MIZZEN_BIN=target/debug/mizzen CONNECTIONS=4 bench/mtls.sh 3 20`; its unoptimised
 # handshakes are far too slow for 64 new connections at once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
-seconds="${1:-10}"
+seconds="${1:-30}"
 rate="${2:-1000}"
 connections="${CONNECTIONS:-64}"
 
@@ -52,68 +53,10 @@ cleanup() {
 trap cleanup EXIT
 mkdir -p "$work/config"
 
-# nginx listens where the mesh tells its app to ($POD_IP:$PORT), pinned to CPU 1.
-cat >"$work/nginx.conf.in" <<EOF
-worker_processes 1; daemon off; pid $work/nginx.pid; error_log $work/nginx-error.log;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen @LISTEN@; location / { return 200 "hello from the backend\n"; } } }
-EOF
-cat >"$work/config/mesh.yaml" <<EOF
-apiVersion: v1
-kind: Service
-metadata: {name: backend, namespace: default}
-spec:
-  selector: {app: backend}
-  ports: [{name: http, port: 8000}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: backend, namespace: default}
-spec:
-  selector: {matchLabels: {app: backend}}
-  template:
-    metadata: {labels: {app: backend}}
-    spec:
-      serviceAccountName: backend
-      containers:
-      - name: nginx
-        command: ["sh", "-c", "sed \"s/@LISTEN@/\$POD_IP:\$PORT/\" $work/nginx.conf.in > $work/nginx.conf && exec taskset -c 1 nginx -c $work/nginx.conf -p $work"]
-        ports: [{containerPort: 8000}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: client, namespace: default}
-spec:
-  selector: {matchLabels: {app: client}}
-  template:
-    metadata: {labels: {app: client}}
-    spec:
-      serviceAccountName: client
-      containers:
-      - name: client
-        command: ["sleep", "infinity"]
----
-apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {name: default, namespace: istio-system}
-spec: {mtls: {mode: DISABLE}}
-EOF
-cat >"$work/mtls.yaml" <<EOF
-apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata: {name: default, namespace: default}
-spec: {mtls: {mode: STRICT}}
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: client-only, namespace: default}
-spec:
-  selector: {matchLabels: {app: backend}}
-  action: ALLOW
-  rules:
-  - from: [{source: {principals: [cluster.local/ns/default/sa/client]}}]
-EOF
+# The mesh (bench/mtls/): nginx listens where the mesh tells its app to
+# ($POD_IP:$PORT), pinned to CPU 1.
+for f in nginx.conf.in mtls.yaml; do sed "s|@WORK@|$work|g" "bench/mtls/$f" >"$work/$f"; done
+sed "s|@WORK@|$work|g" bench/mtls/mesh.yaml.in >"$work/config/mesh.yaml"
 
 taskset -c 0 "$bin" up "$work/config" --state-dir "$work/state" \
     --xds-addr 127.0.0.1:0 --tls-addr 127.0.0.1:0 --debug-addr 127.0.0.1:0 \

@@ -26,7 +26,6 @@ pub async fn handle(
     accepted_by: Arc<Listener>,
     stream: TcpStream,
     peer: SocketAddr,
-    drain: DrainWatch,
 ) {
     let _ = stream.set_nodelay(true);
     let destination = if accepted_by.use_original_dst {
@@ -67,6 +66,7 @@ pub async fn handle(
         tracing::debug!(listener = %listener.name, %peer, %destination, "no filter chain matches; closing");
         return;
     };
+    let drain = shared.listeners.drain_of(&listener, chain);
     let mut downstream = http::Downstream {
         peer,
         destination,
@@ -102,7 +102,7 @@ async fn serve<IO>(
             http::serve(shared.clone(), manager.clone(), downstream, io, drain).await;
         }
         NetworkFilter::Tcp(proxy) => {
-            if let Err(e) = tcp::relay(shared, proxy, io, &downstream).await {
+            if let Err(e) = tcp::relay(shared, proxy, io, &downstream, drain).await {
                 let peer = downstream.peer;
                 tracing::debug!(listener = %listener.name, %peer, error = %e, "TCP relay ended");
             }

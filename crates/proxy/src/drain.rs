@@ -1,6 +1,8 @@
 //! Draining: a trigger held by whoever decides that something stops (a listener
 //! removed, the proxy shutting down), and watches held by what must wind down with it
-//! (the accept loop, each connection), which finish their work and close.
+//! (the accept loop, each connection), which finish their work and close. Dropping the
+//! trigger ends the drain time: what could not wind down gracefully (a TCP relay) closes
+//! then.
 
 use tokio::sync::watch;
 
@@ -18,6 +20,13 @@ pub fn channel() -> (DrainTrigger, DrainWatch) {
     (DrainTrigger(tx), DrainWatch(rx))
 }
 
+/// A watch whose drain started and whose drain time is over.
+pub fn drained() -> DrainWatch {
+    let (trigger, watch) = channel();
+    trigger.drain();
+    watch
+}
+
 impl DrainTrigger {
     /// Tells every watch to wind down.
     pub fn drain(&self) {
@@ -29,6 +38,11 @@ impl DrainWatch {
     /// Resolves once draining started (or the trigger is gone).
     pub async fn signaled(mut self) {
         let _ = self.0.wait_for(|draining| *draining).await;
+    }
+
+    /// Resolves once the drain time is over (the trigger is gone).
+    pub async fn closed(mut self) {
+        while self.0.changed().await.is_ok() {}
     }
 
     /// Whether draining has started.
@@ -53,5 +67,21 @@ mod tests {
         drop(trigger);
         watch.signaled().await;
         other.signaled().await;
+    }
+
+    #[tokio::test]
+    async fn closed_resolves_when_the_trigger_is_gone() {
+        let (trigger, watch) = channel();
+        let closed = tokio::spawn(watch.clone().closed());
+        trigger.drain();
+        assert!(watch.is_draining());
+        tokio::task::yield_now().await;
+        assert!(
+            !closed.is_finished(),
+            "draining is not the end of the drain time"
+        );
+        drop(trigger);
+        closed.await.unwrap();
+        drained().closed().await;
     }
 }

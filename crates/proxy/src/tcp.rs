@@ -1,5 +1,7 @@
 //! The TCP proxy at run time: a connection relayed byte for byte to an endpoint of its
-//! cluster, until either side closes or the idle timeout passes.
+//! cluster, until either side closes, the idle timeout passes, or its filter chain's
+//! drain time is over (a TCP relay cannot wind down gracefully, so it is closed then, as
+//! Envoy closes a drained tcp_proxy connection).
 
 use std::io;
 
@@ -10,6 +12,7 @@ use crate::access_log::Connection;
 use crate::activity::{Activity, IdleTimer, Tracked};
 use crate::authz;
 use crate::config::TcpProxy;
+use crate::drain::DrainWatch;
 use crate::flags::ResponseFlags;
 use crate::http::Downstream;
 use crate::metrics::Metering;
@@ -19,11 +22,13 @@ use crate::{endpoint, upstream};
 /// Relays `stream` to the proxy's target, once its network authorization filters allow the
 /// connection `downstream` describes (a denied one is closed: an error here): where the
 /// client meant to connect, for original-destination clusters, and its TLS session.
+/// Both sides are closed when `drain`'s drain time is over.
 pub async fn relay<S>(
     shared: &Shared,
     proxy: &TcpProxy,
     stream: S,
     downstream: &Downstream,
+    drain: DrainWatch,
 ) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -72,25 +77,24 @@ where
     let stream = logged.count(stream);
     let transport = state.transport(chosen.address);
     let identities = || upstream::Identities::of(&upstream, transport);
-    let mut stream = Metering::new(
+    let stream = Metering::new(
         proxy.telemetry.as_deref(),
         stream,
         downstream,
         (chosen.address, identities),
         cluster,
     );
-    let Some(idle) = proxy.idle_timeout else {
-        return copy_bidirectional(&mut stream, &mut upstream)
-            .await
-            .map(|_| ());
-    };
     let activity = Activity::new();
     let mut tracked = Tracked::new(stream, activity.clone());
-    let mut idle = IdleTimer::new(idle, activity);
+    let mut idle = IdleTimer::new(proxy.idle_timeout, activity);
     tokio::select! {
         done = copy_bidirectional(&mut tracked, &mut upstream) => done.map(|_| ()),
-        // Idle: close both sides.
+        // Idle, or drained: close both sides.
         () = idle.expired() => Ok(()),
+        () = drain.closed() => {
+            tracing::debug!(peer = %downstream.peer, cluster = %name, "drain time over; closing the TCP relay");
+            Ok(())
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! The proxy taking its config over ADS: it serves once listeners, clusters, endpoints
 //! and routes arrived; follows endpoint changes; NACKs a bad route table, or a listener
 //! that cannot bind, and keeps serving on the last good config; keeps serving when the
-//! server is gone; and closes the connections a changed listener accepted.
+//! server is gone; and closes the connections a changed listener accepted (HTTP ones at
+//! once, TCP relays after the drain time), keeping those of unchanged filter chains.
 
 mod common;
 
@@ -144,18 +145,33 @@ async fn proxy_following(
     xds: std::net::SocketAddr,
     protocol: Protocol,
 ) -> (Proxy, std::net::SocketAddr) {
+    let proxy = follow(xds, protocol, None).await;
+    let addr = proxy.listener_addr("http").await;
+    (proxy, addr)
+}
+
+/// A proxy following the ADS server at `xds` over `protocol`, once it has its whole
+/// config; drained connections get `drain_time` when given.
+async fn follow(
+    xds: std::net::SocketAddr,
+    protocol: Protocol,
+    drain_time: Option<Duration>,
+) -> Proxy {
     let node = Node {
         id: "sidecar~127.0.0.1~client.default~default.svc.cluster.local".into(),
         ..Node::default()
     };
     let mut bootstrap = Bootstrap::for_pilot(&xds.to_string(), node, None);
     bootstrap.ads.as_mut().unwrap().protocol = protocol;
-    let proxy = Proxy::start(ProxyOptions::new(bootstrap)).await.unwrap();
+    let mut options = ProxyOptions::new(bootstrap);
+    if let Some(drain_time) = drain_time {
+        options.drain_time = drain_time;
+    }
+    let proxy = Proxy::start(options).await.unwrap();
     tokio::time::timeout(Duration::from_secs(10), proxy.ready())
         .await
         .expect("the proxy gets its whole config");
-    let addr = proxy.listener_addr("http").await;
-    (proxy, addr)
+    proxy
 }
 
 #[tokio::test]
@@ -390,4 +406,124 @@ async fn a_changed_listener_drains_the_connections_it_accepted_before() {
         "the old connection is closed: {closed:?}"
     );
     assert_eq!(send(addr, get("svc", "/c")).await.seen().backend, "v1");
+}
+
+/// The listener `tcp` relaying to cluster `svc`: chain `a` for clients from 127.0.0.1,
+/// chain `b` for those from 127.0.0.2, which denies every connection when `deny` (a
+/// DENY AuthorizationPolicy on a TCP port, as Istio writes it); `stat_prefix` is the
+/// listener's own.
+fn tcp_listener(deny: bool, stat_prefix: &str) -> NamedResource {
+    let rbac = if deny {
+        r#"
+  - name: envoy.filters.network.rbac
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC
+      stat_prefix: tcp.
+      rules: {action: DENY, policies: {"ns[default]-policy[deny-all]-rule[0]": {permissions: [{any: true}], principals: [{any: true}]}}}"#
+    } else {
+        ""
+    };
+    let chain = |name: &str, source: &str, filters: &str| {
+        format!(
+            r#"
+- name: {name}
+  filter_chain_match: {{source_prefix_ranges: [{{address_prefix: {source}, prefix_len: 32}}]}}
+  filters:{filters}
+  - name: envoy.filters.network.tcp_proxy
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+      stat_prefix: svc
+      cluster: svc"#
+        )
+    };
+    let l: Listener = json::from_yaml(&format!(
+        "name: tcp\nstat_prefix: {stat_prefix}\naddress: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}\nfilter_chains:{}{}",
+        chain("a", "127.0.0.1", ""),
+        chain("b", "127.0.0.2", rbac),
+    ))
+    .unwrap();
+    NamedResource::new("tcp", &l)
+}
+
+/// A connection to `addr` from `source`, relaying: one round trip through the echo
+/// backend made.
+async fn relaying(source: &str, addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    assert!(round_trip(&mut stream).await, "{source} relays");
+    stream
+}
+
+/// Whether `stream` still relays: a ping comes back through the echo backend.
+async fn round_trip(stream: &mut tokio::net::TcpStream) -> bool {
+    if stream.write_all(b"ping").await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    stream.read_exact(&mut buf).await.is_ok() && &buf == b"db:ping"
+}
+
+/// Waits (10 s at most) until the proxy closes `stream`.
+async fn closed(stream: &mut tokio::net::TcpStream) {
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the proxy closes the connection: {read:?}"
+    );
+}
+
+#[tokio::test]
+async fn tcp_relays_of_a_changed_filter_chain_close_after_the_drain_time() {
+    const DRAIN: Duration = Duration::from_secs(2);
+    let source = source_with(echo("db").await);
+    source.set(ResourceType::Listener, vec![tcp_listener(false, "tcp")]);
+    let server = AdsServer::new(source.clone());
+    let (xds, _serving) = serve_ads(&server, std::future::pending()).await;
+    let proxy = follow(xds, Protocol::StateOfTheWorld, Some(DRAIN)).await;
+    let addr = proxy.listener_addr("tcp").await;
+    let push = |listener: NamedResource| {
+        source.set(ResourceType::Listener, vec![listener]);
+        server
+            .pusher()
+            .push(&PushRequest::all(TypeSet::of([ResourceType::Listener])));
+        source.0.lock().unwrap().version.to_string()
+    };
+    let mut a = relaying("127.0.0.1", addr).await;
+    let mut b = relaying("127.0.0.2", addr).await;
+
+    // A DENY policy on chain b only (a filter chain only update): b's relay is closed
+    // once the drain time is over, not before; a's chain is unchanged and keeps its.
+    let pushed = tokio::time::Instant::now();
+    let version = push(tcp_listener(true, "tcp"));
+    proxy
+        .wait_xds(|s| s.version(ResourceType::Listener) == Some(&version))
+        .await;
+    closed(&mut b).await;
+    assert!(
+        pushed.elapsed() >= DRAIN,
+        "closed {:?} after the update, within the drain time",
+        pushed.elapsed()
+    );
+    assert!(
+        round_trip(&mut a).await,
+        "the unchanged chain's relay stays"
+    );
+    // The policy is in force for new connections at once.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut denied = socket.connect(addr).await.unwrap();
+    let _ = denied.write_all(b"ping").await;
+    closed(&mut denied).await;
+
+    // A change beyond the filter chains drains every chain of the listener.
+    let pushed = tokio::time::Instant::now();
+    let version = push(tcp_listener(true, "renamed"));
+    proxy
+        .wait_xds(|s| s.version(ResourceType::Listener) == Some(&version))
+        .await;
+    closed(&mut a).await;
+    assert!(pushed.elapsed() >= DRAIN);
+    relaying("127.0.0.1", addr).await;
 }

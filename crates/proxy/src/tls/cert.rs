@@ -1,8 +1,10 @@
 //! What the proxy reads of an X.509 certificate: its names (subject and SANs) for peer
-//! identity, SAN matching and `x-forwarded-client-cert`, and its serial number and
-//! validity for `/certs`. Certificates are verified by rustls; this only reads them.
+//! identity, SAN matching and `x-forwarded-client-cert`, its digest for the latter, and
+//! its serial number and validity for `/certs`. Certificates are verified by rustls;
+//! this only reads them, once per handshake, so that requests only look things up.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -28,6 +30,9 @@ pub struct CertInfo {
     pub ip_sans: Vec<String>,
     /// Whether basic constraints mark it a CA.
     pub is_ca: bool,
+    /// The SHA-256 digest of its DER in lowercase hex (`x-forwarded-client-cert`'s
+    /// `Hash`); shared, as every request of a connection names it.
+    pub sha256: Arc<str>,
 }
 
 impl CertInfo {
@@ -37,7 +42,7 @@ impl CertInfo {
             X509Certificate::from_der(der).map_err(|e| format!("not an X.509 certificate: {e}"))?;
         let raw = cert.raw_serial();
         let first = raw.iter().position(|b| *b != 0).unwrap_or(raw.len());
-        let serial: String = raw[first..].iter().map(|b| format!("{b:02x}")).collect();
+        let serial = hex(&raw[first..]);
         let mut info = CertInfo {
             serial: if serial.is_empty() {
                 "0".into()
@@ -52,6 +57,7 @@ impl CertInfo {
                 .ok()
                 .flatten()
                 .is_some_and(|b| b.value.ca),
+            sha256: hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref()).into(),
             ..CertInfo::default()
         };
         if let Ok(Some(sans)) = cert.subject_alternative_name() {
@@ -137,6 +143,17 @@ fn escape(value: &str) -> String {
     out
 }
 
+/// `bytes` in lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +191,8 @@ mod tests {
         );
         assert!(info.not_before < info.not_after);
         assert!(!info.is_ca);
+        let digest = ring::digest::digest(&ring::digest::SHA256, cert.der());
+        let expected: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(&*info.sha256, expected);
     }
 }

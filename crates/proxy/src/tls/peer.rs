@@ -2,6 +2,8 @@
 //! ALPN chose, and the client's verified certificate, the input of RBAC's
 //! `authenticated.principal_name` and of `x-forwarded-client-cert`.
 
+use std::sync::Arc;
+
 use rustls::pki_types::CertificateDer;
 
 use super::cert::CertInfo;
@@ -57,9 +59,8 @@ impl PeerCertificate {
     }
 
     /// The SHA-256 digest of the client's certificate in lowercase hex
-    /// (`x-forwarded-client-cert`'s `Hash`).
-    pub fn sha256(&self) -> String {
-        let digest = ring::digest::digest(&ring::digest::SHA256, self.leaf());
-        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    /// (`x-forwarded-client-cert`'s `Hash`), computed when the handshake read it.
+    pub fn sha256(&self) -> Arc<str> {
+        self.info.sha256.clone()
     }
 }

@@ -35,14 +35,3 @@ pub(crate) enum JwtError {
     #[error("Jwt verification fails")]
     VerificationFails,
 }
-
-impl JwtError {
-    /// The status Envoy answers with: 403 for a token whose audience is not allowed,
-    /// 401 for every other failure.
-    pub(crate) fn status(self) -> http::StatusCode {
-        match self {
-            JwtError::AudienceNotAllowed => http::StatusCode::FORBIDDEN,
-            _ => http::StatusCode::UNAUTHORIZED,
-        }
-    }
-}

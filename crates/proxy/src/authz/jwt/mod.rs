@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Response};
+use http::{Method, Response, StatusCode};
 use mizzen_xds::pb::envoy::config::core::v3::{DataSource, data_source::Specifier};
 use mizzen_xds::pb::envoy::extensions::filters::http::jwt_authn::v3::{
     JwtAuthentication, JwtProvider, JwtRequirement, jwt_provider::JwksSourceSpecifier,
@@ -229,10 +229,12 @@ pub(crate) struct Rejected {
 }
 
 impl Rejected {
-    /// Envoy's answer: the status, the reason as the body, and `www-authenticate`
-    /// naming the realm and, for a token that was there, `error="invalid_token"`.
+    /// Envoy's answer: 401, the reason as the body, and `www-authenticate` naming the
+    /// realm and, for a token that was there, `error="invalid_token"`. Envoy answers a
+    /// token whose audience is not allowed with 403; Istio documents every invalid token,
+    /// a wrong audience among them, as rejected with 401, and the mesh follows Istio.
     pub(crate) fn response(&self) -> Response<ProxyBody> {
-        let mut response = local(self.error.status(), self.error.to_string());
+        let mut response = local(StatusCode::UNAUTHORIZED, self.error.to_string());
         let mut challenge = format!("Bearer realm=\"{}\"", self.realm);
         if self.error != JwtError::Missing {
             challenge.push_str(", error=\"invalid_token\"");
