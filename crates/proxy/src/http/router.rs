@@ -28,7 +28,7 @@ use crate::authz::{self, Outcome};
 use crate::balance::HashInput;
 use crate::config::{HttpManager, Snapshot};
 use crate::flags::ResponseFlags;
-use crate::metrics::{UpstreamCluster, UpstreamHost};
+use crate::metrics::{self, UpstreamCluster, UpstreamHost};
 use crate::route::{Action, NewHost, RequestHead};
 use crate::tls::Session;
 
@@ -76,20 +76,17 @@ pub async fn serve(
     manager: Arc<HttpManager>,
     downstream: Downstream,
     activity: Arc<Activity>,
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let snapshot = shared.store.snapshot();
     let stats = &manager.stats;
     stats.downstream_rq_total.inc();
     let _active = stats.downstream_rq_active.track();
-    let telemetry = manager
-        .telemetry
-        .as_ref()
-        .map(|t| t.begin(&mut request, &downstream));
     // Envoy answers a gRPC client's request in gRPC even when the proxy answers it.
     let grpc = crate::route::is_grpc(request.headers());
     let mut exchange =
         (!manager.access_log.is_empty()).then(|| Exchange::begin(&manager.access_log, &downstream));
+    let mut telemetry = None;
     // Boxed: the routing future is large, and hyper moves the service's future into each
     // stream's task; a pointer moves cheaper than kilobytes of state.
     let routing = route(
@@ -100,6 +97,7 @@ pub async fn serve(
         activity,
         request,
         &mut exchange,
+        &mut telemetry,
     );
     let mut response = Box::pin(routing).await;
     if grpc {
@@ -125,6 +123,7 @@ async fn route(
     activity: Arc<Activity>,
     request: Request<Incoming>,
     exchange: &mut Option<Exchange>,
+    telemetry: &mut Option<metrics::Exchange>,
 ) -> Response<ProxyBody> {
     let mut request = request.map(ClientBody::new);
     let Some(table) = snapshot.route_table(manager) else {
@@ -151,6 +150,12 @@ async fn route(
     manager
         .client_cert
         .apply(request.headers_mut(), downstream.tls.as_deref());
+    // Istio's filters run after the connection manager's sanitizing, as Envoy's do: they
+    // see its result, and it does not see the peer metadata they add.
+    *telemetry = manager
+        .telemetry
+        .as_ref()
+        .map(|t| t.begin(&mut request, &downstream));
     let mut upstream_spans = None;
     if let Some(tracing) = &manager.tracing
         && let Some(sampled) = tracing.trace(shared, &mut request)
