@@ -26,7 +26,7 @@ use crate::access_log::Exchange;
 use crate::activity::{Activity, IdleTimer};
 use crate::authz::{self, Outcome};
 use crate::balance::HashInput;
-use crate::config::{HttpManager, Snapshot};
+use crate::config::HttpManager;
 use crate::flags::ResponseFlags;
 use crate::metrics::{self, UpstreamCluster, UpstreamHost};
 use crate::route::{Action, NewHost, RequestHead};
@@ -78,7 +78,6 @@ pub async fn serve(
     activity: Arc<Activity>,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let snapshot = shared.store.snapshot();
     let stats = &manager.stats;
     stats.downstream_rq_total.inc();
     let _active = stats.downstream_rq_active.track();
@@ -91,7 +90,6 @@ pub async fn serve(
     // stream's task; a pointer moves cheaper than kilobytes of state.
     let routing = route(
         &shared,
-        &snapshot,
         &manager,
         downstream,
         activity,
@@ -117,7 +115,6 @@ pub async fn serve(
 
 async fn route(
     shared: &Arc<Shared>,
-    snapshot: &Snapshot,
     manager: &HttpManager,
     downstream: Downstream,
     activity: Arc<Activity>,
@@ -125,6 +122,7 @@ async fn route(
     exchange: &mut Option<Exchange>,
     telemetry: &mut Option<metrics::Exchange>,
 ) -> Response<ProxyBody> {
+    let snapshot = shared.store.snapshot();
     let mut request = request.map(ClientBody::new);
     let Some(table) = snapshot.route_table(manager) else {
         return flagged(local(StatusCode::NOT_FOUND, ""), ResponseFlags::NR);
@@ -304,7 +302,7 @@ async fn route(
             })
         })
         .unwrap_or_default();
-    let mirrors = mirror::select(&forward.request_mirror_policies, snapshot, &head);
+    let mirrors = mirror::select(&forward.request_mirror_policies, &snapshot, &head);
 
     let headers = request.headers_mut();
     if let Some((_, protocol)) = &upgrade {

@@ -219,7 +219,8 @@ mod tests {
             std::hash::Hasher::finish(&h)
         };
         let long = b"CjYKCkNMVVNURVJfSUQSKBomS3ViZXJuZXRlcw==";
-        assert_eq!(hash(long), hash(&long.to_vec()));
+        let copy = long.to_vec();
+        assert_eq!(hash(long), hash(&copy));
         assert_ne!(hash(long), hash(&long[..long.len() - 1]));
         assert_ne!(hash(b"a"), hash(b"a\0"));
         assert_ne!(hash(b"abcdefgh"), hash(b"abcdefgi"));
