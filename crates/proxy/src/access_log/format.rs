@@ -10,6 +10,7 @@ use mizzen_xds::pb::envoy::config::core::v3::{
 };
 use mizzen_xds::pb::google::protobuf::{Struct, Value, value};
 
+use super::decimal;
 use super::record::{Headers, Record};
 use super::time::TimeFormat;
 
@@ -339,7 +340,7 @@ impl Operator {
     fn write(&self, record: &Record, out: &mut String) -> Printed {
         // Writing to a String cannot fail.
         let number = |out: &mut String, n: u64| {
-            let _ = write!(out, "{n}");
+            decimal::push(out, n);
             Printed::Number
         };
         let text = |out: &mut String, s: Option<&str>| match s {
@@ -370,7 +371,7 @@ impl Operator {
             Operator::Duration => number(out, record.duration.as_millis() as u64),
             Operator::UpstreamHost => match record.upstream_host {
                 Some(host) => {
-                    let _ = write!(out, "{host}");
+                    decimal::push_address(out, host, true);
                     Printed::Text
                 }
                 None => Printed::Missing,
@@ -468,11 +469,7 @@ fn lookup(header: &str, request: bool, headers: &mut Headers) -> Result<Lookup, 
 }
 
 fn address(address: std::net::SocketAddr, port: bool, out: &mut String) -> Printed {
-    let _ = if port {
-        write!(out, "{address}")
-    } else {
-        write!(out, "{}", address.ip())
-    };
+    decimal::push_address(out, address, port);
     Printed::Text
 }
 

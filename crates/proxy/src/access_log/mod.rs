@@ -8,6 +8,7 @@
 
 mod cel;
 mod connection;
+mod decimal;
 mod exchange;
 mod filter;
 mod format;
@@ -107,7 +108,8 @@ impl AccessLog {
     pub fn log(&self, record: &Record) {
         for logger in &self.loggers {
             if logger.filter.as_ref().is_none_or(|f| f.passes(record)) {
-                let mut line = String::with_capacity(256);
+                // Istio's default line runs past 300 bytes: room for it in one allocation.
+                let mut line = String::with_capacity(512);
                 logger.format.write(record, &mut line);
                 logger.sink.send(line);
             }

@@ -2,8 +2,9 @@
 //! strftime-style format with Envoy's `%E<n>S` / `%<n>f` sub-second specifiers, compiled
 //! once into the pieces it prints.
 
-use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::decimal::{self, push_padded};
 
 /// A compiled time format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,23 +95,22 @@ impl TimeFormat {
         let of_day = secs % 86_400;
         let (hour, minute, second) = (of_day / 3600, of_day / 60 % 60, of_day % 60);
         for piece in &self.0 {
-            // Writing to a String cannot fail.
-            let _ = match piece {
-                Piece::Literal(text) => out.write_str(text),
-                Piece::Year => write!(out, "{year:04}"),
-                Piece::Month => write!(out, "{month:02}"),
-                Piece::Day => write!(out, "{day:02}"),
-                Piece::Hour => write!(out, "{hour:02}"),
-                Piece::Minute => write!(out, "{minute:02}"),
-                Piece::Second => write!(out, "{second:02}"),
+            match piece {
+                Piece::Literal(text) => out.push_str(text),
+                Piece::Year => push_padded(out, year.unsigned_abs(), 4),
+                Piece::Month => push_padded(out, month.into(), 2),
+                Piece::Day => push_padded(out, day.into(), 2),
+                Piece::Hour => push_padded(out, hour, 2),
+                Piece::Minute => push_padded(out, minute, 2),
+                Piece::Second => push_padded(out, second, 2),
                 Piece::SecondWithFraction(n) => {
-                    let _ = write!(out, "{second:02}");
-                    fraction(nanos, *n, true, out)
+                    push_padded(out, second, 2);
+                    fraction(nanos, *n, true, out);
                 }
                 Piece::Fraction(n) => fraction(nanos, *n, false, out),
-                Piece::Offset => out.write_str("+0000"),
-                Piece::Epoch => write!(out, "{secs}"),
-            };
+                Piece::Offset => out.push_str("+0000"),
+                Piece::Epoch => decimal::push(out, secs),
+            }
         }
     }
 }
@@ -128,12 +128,12 @@ fn digits(spec: &str) -> Option<(&str, u32, &str)> {
     Some((&spec[..start], n, &spec[end..]))
 }
 
-fn fraction(nanos: u32, digits: u32, dot: bool, out: &mut String) -> std::fmt::Result {
+fn fraction(nanos: u32, digits: u32, dot: bool, out: &mut String) {
     let value = nanos / 10u32.pow(9 - digits);
     if dot {
         out.push('.');
     }
-    write!(out, "{value:0width$}", width = digits as usize)
+    push_padded(out, value.into(), digits as usize);
 }
 
 /// The civil date of a day counted from 1970-01-01 (Howard Hinnant's algorithm).

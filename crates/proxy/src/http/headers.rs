@@ -196,11 +196,10 @@ pub fn sanitize_request(
     if internal {
         headers.insert(X_ENVOY_INTERNAL, HeaderValue::from_static("true"));
     } else {
-        let edge_stripped = if edge { &EDGE_STRIPPED[..] } else { &[] };
-        for name in (edge_stripped.iter().chain(&INTERNAL_ONLY))
-            .filter(|_| envoy_headers)
-            .chain(internal_only)
-        {
+        if envoy_headers {
+            strip_envoy_headers(headers, edge);
+        }
+        for name in internal_only {
             headers.remove(name);
         }
     }
@@ -215,6 +214,19 @@ pub fn sanitize_request(
         headers.insert(X_REQUEST_ID, uuid_v4());
     }
     client.unwrap_or_else(|| peer.ip().to_canonical())
+}
+
+/// Removes the internal-only `x-envoy-*` headers (and at the `edge` the edge-stripped
+/// ones) that the request carries. Only those present: a request usually carries at most
+/// the peer metadata, and each removal by name costs a hash of it.
+fn strip_envoy_headers(headers: &mut HeaderMap, edge: bool) {
+    let stripped = |name: &HeaderName| {
+        name.as_str().starts_with("x-envoy-")
+            && (INTERNAL_ONLY.contains(name) || edge && EDGE_STRIPPED.contains(name))
+    };
+    while let Some(name) = headers.keys().find(|name| stripped(name)).cloned() {
+        headers.remove(name);
+    }
 }
 
 /// The address `skip` entries from the end of `x-forwarded-for`, as Envoy reads it, and
@@ -449,6 +461,7 @@ mod tests {
         let mut h = request(&STEERING);
         h.append("x-forwarded-proto", HeaderValue::from_static("https"));
         h.append("x-secret", HeaderValue::from_static("1"));
+        h.append("x-envoy-peer-metadata", HeaderValue::from_static("CgA="));
         let secret = [HeaderName::from_static("x-secret")];
         sanitize_request(
             &mut h,
@@ -468,6 +481,8 @@ mod tests {
             assert!(!h.contains_key(gone), "{gone}");
         }
         assert_eq!(h[&X_ENVOY_ORIGINAL_PATH], "/spoofed");
+        // Istio's metadata exchange reads it after sanitizing.
+        assert_eq!(h["x-envoy-peer-metadata"], "CgA=");
         assert_eq!(h[&X_REQUEST_ID], "client-id");
         assert!(!h.contains_key(&X_ENVOY_EXTERNAL_ADDRESS));
 

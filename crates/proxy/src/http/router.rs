@@ -26,9 +26,9 @@ use crate::access_log::Exchange;
 use crate::activity::{Activity, IdleTimer};
 use crate::authz::{self, Outcome};
 use crate::balance::HashInput;
-use crate::config::{HttpManager, Snapshot};
+use crate::config::HttpManager;
 use crate::flags::ResponseFlags;
-use crate::metrics::{UpstreamCluster, UpstreamHost};
+use crate::metrics::{self, UpstreamCluster, UpstreamHost};
 use crate::route::{Action, NewHost, RequestHead};
 use crate::tls::Session;
 
@@ -76,30 +76,26 @@ pub async fn serve(
     manager: Arc<HttpManager>,
     downstream: Downstream,
     activity: Arc<Activity>,
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let snapshot = shared.store.snapshot();
     let stats = &manager.stats;
     stats.downstream_rq_total.inc();
     let _active = stats.downstream_rq_active.track();
-    let telemetry = manager
-        .telemetry
-        .as_ref()
-        .map(|t| t.begin(&mut request, &downstream));
     // Envoy answers a gRPC client's request in gRPC even when the proxy answers it.
     let grpc = crate::route::is_grpc(request.headers());
     let mut exchange =
         (!manager.access_log.is_empty()).then(|| Exchange::begin(&manager.access_log, &downstream));
+    let mut telemetry = None;
     // Boxed: the routing future is large, and hyper moves the service's future into each
     // stream's task; a pointer moves cheaper than kilobytes of state.
     let routing = route(
         &shared,
-        &snapshot,
         &manager,
         downstream,
         activity,
         request,
         &mut exchange,
+        &mut telemetry,
     );
     let mut response = Box::pin(routing).await;
     if grpc {
@@ -119,13 +115,14 @@ pub async fn serve(
 
 async fn route(
     shared: &Arc<Shared>,
-    snapshot: &Snapshot,
     manager: &HttpManager,
     downstream: Downstream,
     activity: Arc<Activity>,
     request: Request<Incoming>,
     exchange: &mut Option<Exchange>,
+    telemetry: &mut Option<metrics::Exchange>,
 ) -> Response<ProxyBody> {
+    let snapshot = shared.store.snapshot();
     let mut request = request.map(ClientBody::new);
     let Some(table) = snapshot.route_table(manager) else {
         return flagged(local(StatusCode::NOT_FOUND, ""), ResponseFlags::NR);
@@ -151,6 +148,12 @@ async fn route(
     manager
         .client_cert
         .apply(request.headers_mut(), downstream.tls.as_deref());
+    // Istio's filters run after the connection manager's sanitizing, as Envoy's do: they
+    // see its result, and it does not see the peer metadata they add.
+    *telemetry = manager
+        .telemetry
+        .as_ref()
+        .map(|t| t.begin(&mut request, &downstream));
     let mut upstream_spans = None;
     if let Some(tracing) = &manager.tracing
         && let Some(sampled) = tracing.trace(shared, &mut request)
@@ -299,7 +302,7 @@ async fn route(
             })
         })
         .unwrap_or_default();
-    let mirrors = mirror::select(&forward.request_mirror_policies, snapshot, &head);
+    let mirrors = mirror::select(&forward.request_mirror_policies, &snapshot, &head);
 
     let headers = request.headers_mut();
     if let Some((_, protocol)) = &upgrade {

@@ -74,9 +74,8 @@ impl HttpTelemetry {
             match self.reporter {
                 Reporter::Destination => {
                     downstream = headers
-                        .get(PEER_METADATA)
+                        .remove(PEER_METADATA)
                         .and_then(|v| self.registry.peer_of_header(v.as_bytes()));
-                    headers.remove(PEER_METADATA);
                     headers.remove(PEER_METADATA_ID);
                 }
                 Reporter::Source => self.registry.identify(headers),
@@ -117,9 +116,8 @@ impl Exchange {
             match telemetry.reporter {
                 Reporter::Source => {
                     upstream = headers
-                        .get(PEER_METADATA)
+                        .remove(PEER_METADATA)
                         .and_then(|v| registry.peer_of_header(v.as_bytes()));
-                    headers.remove(PEER_METADATA);
                     headers.remove(PEER_METADATA_ID);
                 }
                 Reporter::Destination => registry.identify(headers),

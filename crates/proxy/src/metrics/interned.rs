@@ -11,10 +11,65 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use xxhash_rust::xxh64::Xxh64;
 
-/// Table hashing: xxh64 is fast on the short keys here and needs no random state.
-type Table<K, V> = HashMap<K, Arc<V>, BuildHasherDefault<Xxh64Default>>;
+/// Table hashing: the keys are mostly digests and small numbers, which folding hashes in
+/// a few instructions each; no random state is needed.
+type Table<K, V> = HashMap<K, Arc<V>, BuildHasherDefault<Fold>>;
 
-/// xxh64 with seed 0, as a `Default` hasher.
+/// A multiply-fold hasher (rustc's Fx): a word costs a rotate, a xor and a multiply,
+/// where a streaming hash such as xxh64 buffers every field a derived `Hash` writes.
+/// Its output is weak, which the tables tolerate: their keys are few, and a series'
+/// labels reach them as xxh64 digests ([`Digested`]).
+#[derive(Clone, Copy, Default)]
+pub struct Fold(u64);
+
+impl Fold {
+    fn add(&mut self, word: u64) {
+        const K: u64 = 0xf135_7aea_2e62_a9c5;
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+    }
+}
+
+impl std::hash::Hasher for Fold {
+    fn finish(&self) -> u64 {
+        // The multiply leaves its best bits high; the table indexes by the low ones.
+        self.0.rotate_left(26)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        let mut word = [0; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        self.add(u64::from_le_bytes(word) ^ ((bytes.len() as u64) << 56));
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(n.into());
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.add(n.into());
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(n.into());
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+}
+
+/// xxh64 with seed 0, as a `Default` hasher: digests that tell values apart.
 #[derive(Clone)]
 pub struct Xxh64Default(Xxh64);
 
@@ -154,5 +209,20 @@ mod tests {
         let again = map.get_or_insert("a", || unreachable!("made twice"));
         assert!(Arc::ptr_eq(&a, &again));
         assert_eq!((made, map.len()), (1, 1));
+    }
+
+    #[test]
+    fn folding_tells_byte_strings_apart_by_content_and_length() {
+        let hash = |bytes: &[u8]| {
+            let mut h = Fold::default();
+            std::hash::Hasher::write(&mut h, bytes);
+            std::hash::Hasher::finish(&h)
+        };
+        let long = b"CjYKCkNMVVNURVJfSUQSKBomS3ViZXJuZXRlcw==";
+        let copy = long.to_vec();
+        assert_eq!(hash(long), hash(&copy));
+        assert_ne!(hash(long), hash(&long[..long.len() - 1]));
+        assert_ne!(hash(b"a"), hash(b"a\0"));
+        assert_ne!(hash(b"abcdefgh"), hash(b"abcdefgi"));
     }
 }

@@ -16,6 +16,7 @@ mod series;
 mod tcp;
 mod workload;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -37,6 +38,22 @@ use crate::config::Snapshot;
 /// At most this many distinct peer headers are remembered; past it a header is parsed
 /// each time, so that clients sending made-up metadata cannot grow the proxy.
 const MAX_PEERS: usize = 4096;
+
+thread_local! {
+    /// The peer header this thread read last, and its peer: a kept-alive connection
+    /// brings the same ~240 bytes on every request or response, and comparing them costs
+    /// less than hashing them for the table. A peer is a function of the header alone,
+    /// so one entry serves every registry.
+    static LAST_PEER: RefCell<LastPeer> = const {
+        RefCell::new(LastPeer { header: Vec::new(), peer: None })
+    };
+}
+
+/// A peer header and the peer it names (`None`: it does not parse, or is empty).
+struct LastPeer {
+    header: Vec<u8>,
+    peer: Option<Peer>,
+}
 
 /// Every Istio series of the proxy, and what labels them.
 pub struct Registry {
@@ -95,6 +112,17 @@ impl Registry {
 
     /// The peer that sent `header` as its `x-envoy-peer-metadata`, if it parses.
     fn peer_of_header(&self, header: &[u8]) -> Option<Peer> {
+        LAST_PEER.with_borrow_mut(|last| {
+            if *last.header != *header {
+                last.peer = self.lookup_peer(header);
+                last.header.clear();
+                last.header.extend_from_slice(header);
+            }
+            last.peer.clone()
+        })
+    }
+
+    fn lookup_peer(&self, header: &[u8]) -> Option<Peer> {
         if self.peers.len() >= MAX_PEERS {
             return Workload::from_header(header).map(Peer::new);
         }
