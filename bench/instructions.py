@@ -256,11 +256,22 @@ http {{ access_log off; keepalive_requests 1000000;
     print("| h2c -c 100 | {:.1f} | {:.1f} | {:.1f} |".format(*peak["h2"]))
 
 
+def cleanup():
+    """Stops what is still running and removes the work directory. SIGTERM first, not
+    SIGKILL: nginx's master stops its workers only when asked."""
+    for p in PROCS:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    shutil.rmtree(WORK, ignore_errors=True)
+
+
 if __name__ == "__main__":
     try:
         main()
     finally:
-        for p in PROCS:
-            if p.poll() is None:
-                p.kill()
-        shutil.rmtree(WORK, ignore_errors=True)
+        cleanup()

@@ -234,7 +234,4 @@ if __name__ == "__main__":
     try:
         main()
     finally:
-        for p in base.PROCS:
-            if p.poll() is None:
-                p.kill()
-        base.shutil.rmtree(base.WORK, ignore_errors=True)
+        base.cleanup()

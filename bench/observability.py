@@ -31,24 +31,21 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import instructions as base  # noqa: E402  (its helpers, work directory and binary)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 10
 RUNS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 REQUESTS = int(sys.argv[3]) if len(sys.argv) > 3 else 20000
 WARMUP = 1000
-WORK = tempfile.mkdtemp(prefix="mizzen-obs-")
-TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-MIZZEN = os.environ.get("MIZZEN_BIN") or os.path.join(TARGET, "release/mizzen")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PROCS = []
 
 VARIANTS = [
     ("nothing", False, False),
@@ -57,49 +54,6 @@ VARIANTS = [
     ("both", True, True),
 ]
 CLUSTER = "outbound|9080||reviews.default.svc.cluster.local"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def write(name, text):
-    path = os.path.join(WORK, name)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
-
-
-def start(name, argv):
-    log = open(os.path.join(WORK, name + ".log"), "w")
-    p = subprocess.Popen(argv, stdout=log, stderr=log)
-    PROCS.append(p)
-    return p
-
-
-def wait_port(port, proc, name):
-    while True:
-        if proc.poll() is not None:
-            sys.exit(f"{name} exited: " + open(os.path.join(WORK, name + ".log")).read())
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-
-
-def stop(proc):
-    # SIGINT is the proxy's clean stop, so valgrind writes its output.
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(120)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def pb_varint(n):
@@ -167,7 +121,7 @@ def bootstrap(listen, admin, backend, metrics, log):
           - name: envoy.access_loggers.file
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-              path: {WORK}/access.log
+              path: {base.WORK}/access.log
               log_format: {{text_format_source: {{inline_string: {json.dumps(istio_text_format())}}}}}"""
     return f"""
 admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
@@ -213,10 +167,6 @@ static_resources:
 """
 
 
-def proxy_argv(boot):
-    return [MIZZEN, "proxy", "-c", boot, "--concurrency", "1", "-l", "warn"]
-
-
 def cpu_seconds(pid):
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
@@ -225,8 +175,8 @@ def cpu_seconds(pid):
 def wall_clock(name, boot, port, admin):
     """(requests/s, CPU seconds per 1,000 requests, the proxy's `istio_requests_total`
     lines) of one wrk run."""
-    p = start(name, ["taskset", "-c", "0"] + proxy_argv(boot))
-    wait_port(port, p, name)
+    p = base.start(name, ["taskset", "-c", "0"] + base.proxy_argv(boot))
+    base.wait_port(port, p, name)
     cpu = cpu_seconds(p.pid)
     out = subprocess.run(["taskset", "-c", "1", "wrk", "-t1", "-c64", f"-d{SECONDS}s",
                           f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
@@ -236,7 +186,7 @@ def wall_clock(name, boot, port, admin):
         s.sendall(b"GET /stats/prometheus HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n")
         scraped = b"".join(iter(lambda: s.recv(65536), b"")).decode()
     counted = [line for line in scraped.splitlines() if line.startswith("istio_requests_total{")]
-    stop(p)
+    base.stop(p)
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     if "Non-2xx" in out or "Socket errors" in out:
         sys.exit(f"{name}: failed requests:\n{out}")
@@ -253,39 +203,23 @@ def h2load(port, n):
         sys.exit(f"h2load: only {done.group(2)} of {n} requests succeeded:\n{out}")
 
 
-def callgrind_total(pid, keep=None):
-    """Dumps callgrind's counters of `pid`: the Ir since they were last zeroed."""
-    before = set(os.listdir(WORK))
-    subprocess.run(["callgrind_control", "--dump", str(pid)], capture_output=True, check=True)
-    while True:
-        new = [f for f in set(os.listdir(WORK)) - before if f.startswith(f"callgrind.{pid}.")]
-        if new:
-            path = os.path.join(WORK, new[0])
-            m = re.search(r"^(?:summary|totals): (\d+)", open(path).read(), re.M)
-            if m:
-                if keep:
-                    shutil.copyfile(path, keep)
-                return int(m.group(1))
-        time.sleep(0.1)
-
-
 def instructions(name, boot, port):
     """Ir per request: (Ir of REQUESTS requests - Ir of an idle window as long) / REQUESTS."""
-    p = start(name + "-callgrind", ["valgrind", "--tool=callgrind", "--dump-instr=no",
-                                    f"--callgrind-out-file={WORK}/callgrind.%p"] + proxy_argv(boot))
-    wait_port(port, p, name + "-callgrind")
+    p = base.start(name + "-callgrind", ["valgrind", "--tool=callgrind", "--dump-instr=no",
+                                    f"--callgrind-out-file={base.WORK}/callgrind.%p"] + base.proxy_argv(boot))
+    base.wait_port(port, p, name + "-callgrind")
     h2load(port, WARMUP)
     subprocess.run(["callgrind_control", "--zero", str(p.pid)], capture_output=True, check=True)
     began = time.monotonic()
     h2load(port, REQUESTS)
     profiles = os.environ.get("MIZZEN_PROFILES")
     keep = os.path.join(profiles, f"callgrind-{name.replace(' ', '-')}.out") if profiles else None
-    busy = callgrind_total(p.pid, keep)
+    busy = base.callgrind_total(p.pid, keep)
     took = time.monotonic() - began
     subprocess.run(["callgrind_control", "--zero", str(p.pid)], capture_output=True, check=True)
     time.sleep(took)
-    idle = callgrind_total(p.pid)
-    stop(p)
+    idle = base.callgrind_total(p.pid)
+    base.stop(p)
     return (busy - idle) / REQUESTS
 
 
@@ -296,9 +230,9 @@ def main():
                      "valgrind util-linux")
     if not os.environ.get("MIZZEN_BIN"):
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "mizzen"], cwd=ROOT, check=True)
-    backend = free_port()
-    conf = write("backend.conf", f"""
-worker_processes 1; daemon off; pid {WORK}/backend.pid; error_log {WORK}/backend-error.log;
+    backend = base.free_port()
+    conf = base.write("backend.conf", f"""
+worker_processes 1; daemon off; pid {base.WORK}/backend.pid; error_log {base.WORK}/backend-error.log;
 events {{ worker_connections 4096; }}
 http {{ access_log off; keepalive_requests 1000000;
   server {{ listen 127.0.0.1:{backend};
@@ -307,10 +241,10 @@ http {{ access_log off; keepalive_requests 1000000;
       add_header x-envoy-peer-metadata-id "sidecar~127.0.0.1~reviews-v2-1.default~default.svc.cluster.local";
       return 200 "hello from the backend\\n"; }} }} }}
 """)
-    b = start("backend", ["taskset", "-c", "1", "nginx", "-c", conf, "-p", WORK])
-    wait_port(backend, b, "backend")
-    port, admin = free_port(), free_port()
-    boots = {name: write(f"{name.replace(' ', '-')}.yaml", bootstrap(port, admin, backend, m, l))
+    b = base.start("backend", ["taskset", "-c", "1", "nginx", "-c", conf, "-p", base.WORK])
+    base.wait_port(backend, b, "backend")
+    port, admin = base.free_port(), base.free_port()
+    boots = {name: base.write(f"{name.replace(' ', '-')}.yaml", bootstrap(port, admin, backend, m, l))
              for name, m, l in VARIANTS}
 
     names = [name for name, _, _ in VARIANTS]
@@ -335,8 +269,8 @@ http {{ access_log off; keepalive_requests 1000000;
     if counted["nothing"]:
         sys.exit(f"nothing: recorded {counted['nothing']}")
     print(f"\nthe metrics variant's series: `{counted['metrics'][0]}`")
-    if os.path.exists(os.path.join(WORK, "access.log")):
-        with open(os.path.join(WORK, "access.log")) as f:
+    if os.path.exists(os.path.join(base.WORK, "access.log")):
+        with open(os.path.join(base.WORK, "access.log")) as f:
             first = f.readline().rstrip()
         print(f"an access log line: `{first}`")
 
@@ -357,13 +291,4 @@ if __name__ == "__main__":
     try:
         main()
     finally:
-        # SIGTERM, not SIGKILL: nginx's master stops its workers only when asked.
-        for p in PROCS:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-        shutil.rmtree(WORK, ignore_errors=True)
+        base.cleanup()
