@@ -23,6 +23,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import instructions  # noqa: E402  (the one bootstrap both benches run)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECONDS = int(sys.argv[1]) if len(sys.argv) > 1 else 10
 TICK = os.sysconf("SC_CLK_TCK")
@@ -154,39 +157,6 @@ def ensure_envoy():
     return envoy
 
 
-def envoy_bootstrap(listen, backend, admin):
-    return f"""
-admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
-static_resources:
-  listeners:
-  - name: http
-    address: {{socket_address: {{address: 127.0.0.1, port_value: {listen}}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: bench
-          codec_type: AUTO
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
-          route_config:
-            name: local
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes: [{{match: {{prefix: "/"}}, route: {{cluster: backend}}}}]
-  clusters:
-  - name: backend
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: backend
-      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {backend}}}}}}}}}]}}]
-"""
-
-
 def write(name, text):
     path = os.path.join(WORK, name)
     open(path, "w").write(text)
@@ -215,11 +185,11 @@ http {{ access_log off; keepalive_requests 1000000;
     proxies = {}
     port = free_port()
     admin = free_port()
-    boot = write("mizzen.yaml", envoy_bootstrap(port, backend, admin))
+    boot = write("mizzen.yaml", instructions.bootstrap(port, backend, admin))
     proxies["mizzen"] = (port, [os.path.join(ROOT, "target/release/mizzen"), "proxy", "-c", boot, "--concurrency", "1", "-l", "warn"])
     port = free_port()
     admin = free_port()
-    boot = write("envoy.yaml", envoy_bootstrap(port, backend, admin))
+    boot = write("envoy.yaml", instructions.bootstrap(port, backend, admin))
     proxies["envoy"] = (port, [envoy, "-c", boot, "--concurrency", "1", "-l", "warn", "--base-id", "7"])
     port = free_port()
     h1port = free_port()
@@ -305,7 +275,7 @@ if __name__ == "__main__":
     try:
         main()
     finally:
-        for p in PROCS:
-            if p.poll() is None:
-                p.kill()
+        # One way to stop them all: SIGTERM first, so nginx's workers go with its master.
+        instructions.PROCS.extend(PROCS)
+        instructions.cleanup()
         shutil.rmtree(WORK, ignore_errors=True)
