@@ -50,6 +50,33 @@ async fn a_request_header_picks_the_version() {
 }
 
 #[tokio::test]
+async fn a_delegate_virtual_service_routes_for_its_root() {
+    let mesh = Mesh::start(&["delegate.yaml", "delegate-routes.yaml"]).await;
+    let expect = |cases: [(&'static [(&'static str, &'static str)], &'static str); 2]| {
+        let mesh = &mesh;
+        async move {
+            for (headers, version) in cases {
+                let responses = mesh.send(REVIEWS, headers, 50, 2).await;
+                assert_all_ok(&responses);
+                assert_eq!(answered_by(&responses, version), 50, "{headers:?}");
+            }
+        }
+    };
+    expect([
+        (&[("end-user", "jason")], "reviews-v2"),
+        (&[], "reviews-v3"),
+    ])
+    .await;
+    // Only the delegate changes: proxies that route through its root follow.
+    mesh.apply("delegate-update.yaml").await;
+    expect([
+        (&[("end-user", "jason")], "reviews-v3"),
+        (&[], "reviews-v1"),
+    ])
+    .await;
+}
+
+#[tokio::test]
 async fn round_robin_takes_the_endpoints_in_turn() {
     let mesh = Mesh::start(&["lb-round-robin.yaml"]).await;
     let responses = mesh.send(REVIEWS, &[], 60, 1).await;

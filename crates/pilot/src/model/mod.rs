@@ -2,6 +2,7 @@
 //! every proxy's translation (Istio's `PushContext`): services and their endpoints, the
 //! config that applies to them, and who is asking.
 
+pub mod delegation;
 pub mod jwks;
 pub mod proxy;
 pub mod push;

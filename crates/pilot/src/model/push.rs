@@ -8,6 +8,7 @@ use mizzen_api::Resource;
 use mizzen_api::mesh::{MeshError, Provider};
 use mizzen_api::networking::Sidecar;
 
+use super::delegation::Delegation;
 use super::jwks::JwksKeys;
 use super::proxy::Proxy;
 use super::registry::Registry;
@@ -148,17 +149,30 @@ pub struct PushContext {
     pub mesh: Arc<MeshConfig>,
     /// Public keys fetched for RequestAuthentication `jwksUri`s.
     pub jwks: Arc<JwksKeys>,
+    /// Root VirtualServices with their delegates merged in.
+    pub delegation: Arc<Delegation>,
 }
 
 impl PushContext {
     /// The config of one revision, with its registry built from it.
     pub fn new(config: Arc<Snapshot>, mesh: Arc<MeshConfig>) -> Self {
         let registry = Arc::new(Registry::build(&config, &mesh));
+        Self::with_registry(config, registry, mesh)
+    }
+
+    /// The config of one revision with a registry built elsewhere.
+    pub fn with_registry(
+        config: Arc<Snapshot>,
+        registry: Arc<Registry>,
+        mesh: Arc<MeshConfig>,
+    ) -> Self {
+        let delegation = Arc::new(Delegation::build(&config, &mesh));
         Self {
             config,
             registry,
             mesh,
             jwks: Arc::default(),
+            delegation,
         }
     }
 

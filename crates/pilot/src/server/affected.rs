@@ -53,8 +53,9 @@ pub fn types_for_changes<'a>(changes: impl IntoIterator<Item = &'a Change>) -> T
 /// (`after`): a Sidecar configures only its namespace's proxies (unless it is the root
 /// namespace's mesh default), and so do request authentication and authorization
 /// policies; a VirtualService or DestinationRule reaches only the namespaces it is
-/// exported to; anything else may touch every proxy (a PeerAuthentication does: the
-/// clients of its workloads, wherever they are, follow its mode by auto mTLS).
+/// exported to (a delegate VirtualService, whoever sees its roots: every proxy);
+/// anything else may touch every proxy (a PeerAuthentication does: the clients of its
+/// workloads, wherever they are, follow its mode by auto mTLS).
 pub fn proxies_for(
     change: &Change,
     before: &Snapshot,
@@ -77,6 +78,8 @@ pub fn proxies_for(
                 namespaces.insert(own);
                 continue;
             }
+            // A delegate reaches whoever sees its roots.
+            Object::VirtualService(vs) if vs.spec.hosts.is_empty() => return Affected::All,
             Object::VirtualService(vs) => &vs.spec.export_to,
             Object::DestinationRule(dr) => &dr.spec.export_to,
             _ => return Affected::All,
@@ -251,6 +254,18 @@ mod tests {
             &change("Sidecar", "istio-system", "default"),
             &Snapshot::default(),
             &root,
+            "istio-system",
+        );
+        assert!(matches!(a, Affected::All));
+        // A delegate exported to one namespace still reaches the proxies of its roots,
+        // which may be anywhere.
+        let delegate = snapshot(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: d, namespace: team}\nspec: {exportTo: ['.'], http: [{route: [{destination: {host: r}}]}]}\n",
+        );
+        let a = proxies_for(
+            &change("VirtualService", "team", "d"),
+            &Snapshot::default(),
+            &delegate,
             "istio-system",
         );
         assert!(matches!(a, Affected::All));

@@ -122,13 +122,11 @@ pub(crate) fn push(yaml: &str, registry: Registry) -> PushContext {
         .into_iter()
         .map(|l| (l.object.key(), Arc::new(l.object)))
         .collect::<BTreeMap<_, _>>();
-    PushContext {
-        config: Arc::new(Snapshot::new(1, objects)),
-        registry: Arc::new(registry),
-        // Istio's default mesh: auto mTLS on.
-        mesh: Arc::new(MeshConfig::default()),
-        jwks: Arc::default(),
-    }
+    PushContext::with_registry(
+        Arc::new(Snapshot::new(1, objects)),
+        Arc::new(registry),
+        Arc::new(MeshConfig::default()),
+    )
 }
 
 /// productpage's sidecar at 10.0.0.9.

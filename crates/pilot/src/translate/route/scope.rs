@@ -158,7 +158,8 @@ fn mesh_virtual_services<'a>(push: &'a PushContext, proxy: &Proxy) -> Vec<MeshVi
         .collect()
 }
 
-/// The VirtualServices exported to `proxy`'s namespace, delegates (no hosts) left out.
+/// The VirtualServices exported to `proxy`'s namespace, roots merged with their
+/// delegates, delegates themselves (no hosts) left out.
 pub(crate) fn virtual_services_for<'a>(
     push: &'a PushContext,
     proxy: &Proxy,
@@ -167,7 +168,7 @@ pub(crate) fn virtual_services_for<'a>(
     push.config
         .of_kind(Kind::VirtualService)
         .filter_map(|o| match o.as_ref() {
-            Object::VirtualService(vs) => Some(vs),
+            Object::VirtualService(vs) => Some(push.delegation.resolve(vs)),
             _ => None,
         })
         .filter(move |vs| {

@@ -128,12 +128,11 @@ fn push_with(registry: Registry, objects: impl IntoIterator<Item = Object>) -> P
         .into_iter()
         .map(|o| (o.key(), Arc::new(o)))
         .collect();
-    PushContext {
-        config: Arc::new(Snapshot::new(1, objects)),
-        registry: Arc::new(registry),
-        mesh: Arc::new(MeshConfig::default()),
-        jwks: Arc::default(),
-    }
+    PushContext::with_registry(
+        Arc::new(Snapshot::new(1, objects)),
+        Arc::new(registry),
+        Arc::new(MeshConfig::default()),
+    )
 }
 
 fn route_9080(push: &PushContext) -> RouteConfiguration {
@@ -964,4 +963,64 @@ spec:
             .len(),
         1
     );
+}
+
+#[test]
+fn a_root_virtual_service_routes_through_its_delegate() {
+    let push = push_of(
+        bookinfo_registry(),
+        r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews-root, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - name: api
+    match:
+    - uri: {prefix: /api}
+    timeout: 2s
+    delegate: {name: reviews-api, namespace: team}
+  - route:
+    - destination: {host: reviews, subset: v1}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews-api, namespace: team}
+spec:
+  exportTo: [default]
+  http:
+  - name: beta
+    match:
+    - headers: {end-user: {exact: jason}}
+    route:
+    - destination: {host: reviews.default.svc.cluster.local, subset: v2}
+  - name: rest
+    route:
+    - destination: {host: reviews.default.svc.cluster.local, subset: v3}
+"#,
+    );
+    let rc = route_9080(&push);
+    let routes = &vhost(&rc, REVIEWS).routes;
+    let names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["api-beta", "api-rest", ""]);
+    let subset = |r: &Route| clusters(r)[0].0.split('|').nth(2).unwrap().to_owned();
+    assert_eq!(
+        routes.iter().map(subset).collect::<Vec<_>>(),
+        ["v2", "v3", "v1"]
+    );
+    // The delegate's header match is ANDed with the root's path prefix.
+    let beta = routes[0].r#match.as_ref().expect("match");
+    assert_eq!(
+        beta.path_specifier,
+        Some(route_match::PathSpecifier::Prefix("/api".into()))
+    );
+    assert!(matches!(
+        string_pattern(header(&routes[0], "end-user")),
+        MatchPattern::Exact(v) if v == "jason"
+    ));
+    // The root route's timeout applies to the delegate's routes.
+    let timeout = |r: &Route| action(r).timeout.as_ref().map(|t| t.seconds);
+    assert_eq!(timeout(&routes[0]), Some(2));
+    assert_eq!(timeout(&routes[1]), Some(2));
 }
