@@ -77,6 +77,11 @@ enum KindArgs {
         #[command(flatten)]
         common: Common,
     },
+    /// Filter configurations the proxy took from ECDS: ECDS NAME, TYPE.
+    Ecds {
+        #[command(flatten)]
+        common: Common,
+    },
     /// Every section: bootstrap, clusters, listeners, routes, secrets, endpoints.
     #[command(visible_alias = "a")]
     All {
@@ -314,6 +319,7 @@ pub fn run(args: Args) -> anyhow::Result<String> {
         KindArgs::Bootstrap { common } => {
             (Kind::Bootstrap, common, Filters::default(), true, false)
         }
+        KindArgs::Ecds { common } => (Kind::Ecds, common, Filters::default(), true, false),
         KindArgs::All {
             common,
             clusters,

@@ -28,6 +28,8 @@ pub(crate) enum Section {
     Endpoints,
     /// `SecretsConfigDump`.
     Secrets,
+    /// `EcdsConfigDump`, one per filter type.
+    Ecds,
 }
 
 impl Section {
@@ -40,6 +42,7 @@ impl Section {
             Section::Routes => "RoutesConfigDump",
             Section::Endpoints => "EndpointsConfigDump",
             Section::Secrets => "SecretsConfigDump",
+            Section::Ecds => "EcdsConfigDump",
         }
     }
 }
@@ -75,7 +78,12 @@ impl Dump {
 
     /// The section, if the dump has one.
     pub(crate) fn section(&self, section: Section) -> Option<&Value> {
-        list(&self.value, "configs").iter().find(|c| {
+        self.sections(section).next()
+    }
+
+    /// Every section of this type (ECDS comes in several).
+    pub(crate) fn sections(&self, section: Section) -> impl Iterator<Item = &Value> {
+        list(&self.value, "configs").iter().filter(move |c| {
             str_field(c, "@type")
                 .rsplit('.')
                 .next()

@@ -1,10 +1,11 @@
 //! `mizzen proxy-config KIND`: what a proxy holds — clusters, listeners, routes,
-//! endpoints, secrets, bootstrap — printed as `istioctl proxy-config` prints it, from a
+//! endpoints, secrets, bootstrap, ECDS filters — printed as `istioctl proxy-config` prints it, from a
 //! saved `/config_dump` (ours or a real Envoy's) or live from a proxy's admin port.
 
 mod bootstrap;
 mod cluster;
 mod dump;
+mod ecds;
 mod endpoint;
 mod listener;
 pub mod log;
@@ -43,6 +44,8 @@ pub enum Kind {
     Secret,
     /// The bootstrap; its versions with `-o short`.
     Bootstrap,
+    /// Filter configurations from ECDS: ECDS NAME, TYPE.
+    Ecds,
     /// Every section one after another.
     All,
 }
@@ -236,6 +239,7 @@ fn render(dump: &Dump, request: &Request, now: SystemTime) -> anyhow::Result<Str
         Kind::Endpoint => Value::Array(eds(dump, filters)?.iter().map(without_type).collect()),
         Kind::Secret => without_type(dump.require(Section::Secrets)?),
         Kind::Bootstrap => without_type(dump.require(Section::Bootstrap)?),
+        Kind::Ecds => ecds::merged(&ecds::entries(dump)),
     };
     Ok(encoding.write(&value))
 }
@@ -259,6 +263,7 @@ fn summary(dump: &Dump, request: &Request, now: SystemTime) -> anyhow::Result<St
         Kind::Endpoint => endpoint::eds_summary(&eds(dump, filters)?, Prefix::Off),
         Kind::Secret => secret::summary(dump, Prefix::Off, now),
         Kind::Bootstrap => bootstrap::summary(dump.require(Section::Bootstrap)?),
+        Kind::Ecds => ecds::summary(&ecds::entries(dump)),
     })
 }
 

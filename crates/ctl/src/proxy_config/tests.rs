@@ -173,6 +173,63 @@ fn bootstrap_versions_and_dump_match_istioctl() {
     assert_eq!(got, want);
 }
 
+/// A protojson document (lowerCamelCase field names) with Envoy's snake_case names;
+/// map keys that are data (`ISTIO_META_…`, `@type`) have no lowercase-uppercase pair
+/// and stay as they are.
+fn snake_case_fields(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| {
+                let mut key = String::new();
+                let mut prev_lower = false;
+                for c in k.chars() {
+                    if c.is_ascii_uppercase() && prev_lower {
+                        key.push('_');
+                    }
+                    prev_lower = c.is_ascii_lowercase();
+                    key.push(c.to_ascii_lowercase());
+                }
+                let key = if k.contains('_') || k.starts_with('@') {
+                    k.clone()
+                } else {
+                    key
+                };
+                (key, snake_case_fields(v))
+            })
+            .collect(),
+        Value::Array(items) => items.iter().map(snake_case_fields).collect(),
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn ecds_table_json_and_yaml_match_istioctl() {
+    let Some(dir) = goldens() else { return };
+    let dump = dir.join("ecds/configdump.json");
+    assert_eq!(
+        run(&request(Kind::Ecds, &dump)).unwrap(),
+        read(&dir.join("ecds/output.txt"))
+    );
+    // istioctl merges the dump's ECDS sections into one, in dump order.
+    let mut json = request(Kind::Ecds, &dump);
+    json.format = Format::Raw(Encoding::Json);
+    let got: Value = serde_json::from_str(&run(&json).unwrap()).unwrap();
+    let want: Value = serde_json::from_str(&read(&dir.join("ecds/output.json"))).unwrap();
+    assert_eq!(got, snake_case_fields(&want));
+    let mut yaml = json;
+    yaml.format = Format::Raw(Encoding::Yaml);
+    let want = snake_keys(read(&dir.join("ecds/output.yaml")).trim_end());
+    assert_eq!(run(&yaml).unwrap(), want);
+}
+
+#[test]
+fn a_dump_without_ecds_prints_the_header_alone() {
+    let Some(dir) = goldens() else { return };
+    let got = run(&request(Kind::Ecds, &dir.join("configdump.json"))).unwrap();
+    assert_eq!(got, "ECDS NAME     TYPE\n");
+}
+
 #[test]
 fn secret_tables_match_istioctl_including_spiffe_trust_domains() {
     let Some(dir) = goldens() else { return };
