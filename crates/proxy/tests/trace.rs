@@ -182,50 +182,20 @@ fn hop(
         Exporter::Grpc => "grpc_service: {envoy_grpc: {cluster_name: otel}, timeout: 1s}".to_owned(),
         Exporter::Http => "http_service: {http_uri: {uri: \"http://otel-collector:4318/v1/traces\", cluster: otel, timeout: 1s}, request_headers_to_add: [{header: {key: x-tenant, value: mesh}}]}".to_owned(),
     };
-    format!(
-        r#"
-node: {{id: "sidecar~127.0.0.1~{name}.default~default.svc.cluster.local", locality: {{zone: zone-a}}}}
-static_resources:
-  listeners:
-  - name: http
-    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-    traffic_direction: {direction}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: {name}
-          tracing:
-            random_sampling: {{value: {sampling}}}
-            custom_tags:
-            - {{tag: istio.mesh_id, literal: {{value: mesh1}}}}
-            - {{tag: istio.canonical_service, request_header: {{name: x-canonical, default_value: unknown}}}}
-            provider:
-              name: envoy.tracers.opentelemetry
-              typed_config:
-                "@type": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig
-                service_name: {name}.default
-                {exporter}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
-          route_config:
-            name: local
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{prefix: "/"}}
-                route: {{cluster: next}}
-                decorator: {{operation: "{name}.default.svc.cluster.local:80/*"}}
-  clusters:
-{}
-{}
-"#,
-        indent(&cluster("next", &[next]), 2),
-        indent(&cluster("otel", &[collector]), 2),
-    )
+    let provider = format!(
+        "name: envoy.tracers.opentelemetry\ntyped_config:\n  \"@type\": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig\n  service_name: {name}.default\n  {exporter}"
+    );
+    TracedHop {
+        name,
+        ip: "127.0.0.1",
+        direction,
+        sampling,
+        tags: "- {tag: istio.canonical_service, request_header: {name: x-canonical, default_value: unknown}}",
+        provider: &provider,
+        next,
+        collector: ("otel", collector),
+    }
+    .yaml()
 }
 
 /// `hop` with `spawn_upstream_span: true`: each upstream attempt is a CLIENT span.

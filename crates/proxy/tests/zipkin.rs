@@ -103,53 +103,21 @@ fn hop(
     collector: SocketAddr,
 ) -> String {
     let shared = shared.map_or(String::new(), |s| format!("shared_span_context: {s}"));
-    format!(
-        r#"
-node: {{id: "sidecar~10.1.2.3~{name}.default~default.svc.cluster.local", cluster: {name}.default, locality: {{zone: zone-a}}}}
-static_resources:
-  listeners:
-  - name: http
-    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-    traffic_direction: {direction}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: {name}
-          tracing:
-            random_sampling: {{value: 100}}
-            custom_tags:
-            - {{tag: istio.mesh_id, literal: {{value: mesh1}}}}
-            provider:
-              name: envoy.tracers.zipkin
-              typed_config:
-                "@type": type.googleapis.com/envoy.config.trace.v3.ZipkinConfig
-                collector_cluster: zipkin
-                collector_endpoint: /api/v2/spans
-                collector_endpoint_version: HTTP_JSON
-                collector_hostname: zipkin.istio-system.svc.cluster.local
-                trace_id_128bit: true
-                {shared}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
-          route_config:
-            name: local
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{prefix: "/"}}
-                route: {{cluster: next}}
-                decorator: {{operation: "{name}.default.svc.cluster.local:80/*"}}
-  clusters:
-{}
-{}
-"#,
-        indent(&cluster("next", &[next]), 2),
-        indent(&cluster("zipkin", &[collector]), 2),
-    ) + ADMIN
+    let provider = format!(
+        "name: envoy.tracers.zipkin\ntyped_config:\n  \"@type\": type.googleapis.com/envoy.config.trace.v3.ZipkinConfig\n  collector_cluster: zipkin\n  collector_endpoint: /api/v2/spans\n  collector_endpoint_version: HTTP_JSON\n  collector_hostname: zipkin.istio-system.svc.cluster.local\n  trace_id_128bit: true\n  {shared}"
+    );
+    TracedHop {
+        name,
+        ip: "10.1.2.3",
+        direction,
+        sampling: "100",
+        tags: "",
+        provider: &provider,
+        next,
+        collector: ("zipkin", collector),
+    }
+    .yaml()
+        + ADMIN
 }
 
 /// A request that continues the caller's B3 trace (multi headers).

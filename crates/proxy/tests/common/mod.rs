@@ -277,3 +277,80 @@ pub fn indent(text: &str, n: usize) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// One traced hop of a test chain: a proxy whose listener `http` (a sidecar's, by
+/// `direction`) traces with `provider` and routes everything to cluster `next`; the
+/// tracer reports to cluster `collector` (named by the provider).
+pub struct TracedHop<'a> {
+    /// The workload (`NAME.default`) and its operation's service.
+    pub name: &'a str,
+    /// The node's IP in its Istio node id.
+    pub ip: &'a str,
+    /// `INBOUND`, `OUTBOUND` or `UNSPECIFIED` (a gateway).
+    pub direction: &'a str,
+    /// Percent of requests sampled.
+    pub sampling: &'a str,
+    /// Custom tags after Istio's `istio.mesh_id`, as YAML list items (may be empty).
+    pub tags: &'a str,
+    /// The `provider:` block's body (`name:` and `typed_config:`), unindented.
+    pub provider: &'a str,
+    /// Where requests go.
+    pub next: SocketAddr,
+    /// The tracer's cluster: its name and address.
+    pub collector: (&'a str, SocketAddr),
+}
+
+impl TracedHop<'_> {
+    /// The hop's bootstrap (no admin).
+    pub fn yaml(&self) -> String {
+        let TracedHop {
+            name,
+            ip,
+            direction,
+            sampling,
+            ..
+        } = self;
+        format!(
+            r#"
+node: {{id: "sidecar~{ip}~{name}.default~default.svc.cluster.local", cluster: {name}.default, locality: {{zone: zone-a}}}}
+static_resources:
+  listeners:
+  - name: http
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    traffic_direction: {direction}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {name}
+          tracing:
+            random_sampling: {{value: {sampling}}}
+            custom_tags:
+            - {{tag: istio.mesh_id, literal: {{value: mesh1}}}}
+{tags}
+            provider:
+{provider}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+          route_config:
+            name: local
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{prefix: "/"}}
+                route: {{cluster: next}}
+                decorator: {{operation: "{name}.default.svc.cluster.local:80/*"}}
+  clusters:
+{next}
+{collector}
+"#,
+            tags = indent(self.tags, 12),
+            provider = indent(self.provider, 14),
+            next = indent(&cluster("next", &[self.next]), 2),
+            collector = indent(&cluster(self.collector.0, &[self.collector.1]), 2),
+        )
+    }
+}
