@@ -9,6 +9,8 @@ use std::net::{IpAddr, SocketAddr};
 use mizzen_xds::pb::envoy::config::core::v3::CidrRange;
 use mizzen_xds::pb::envoy::config::listener::v3::{FilterChainMatch, filter_chain_match};
 
+use smallvec::SmallVec;
+
 use super::cidr::Cidr;
 
 /// What is known of a connection when its chain is chosen.
@@ -113,10 +115,15 @@ impl ChainMatch {
     }
 }
 
-/// The index of the chain `conn` selects among `chains`, if any (else the listener's
-/// default chain applies).
-pub(crate) fn select(chains: &[&ChainMatch], conn: &ConnectionInfo<'_>) -> Option<usize> {
-    let mut candidates: Vec<usize> = (0..chains.len()).collect();
+/// The index of the chain `conn` selects among `chains` (each matching on
+/// `criteria(chain)`), if any (else the listener's default chain applies). Runs once
+/// per connection: no allocation unless a listener has more chains than fit inline.
+pub(crate) fn select<T>(
+    chains: &[T],
+    criteria: impl Fn(&T) -> &ChainMatch,
+    conn: &ConnectionInfo<'_>,
+) -> Option<usize> {
+    let mut candidates: Candidates = (0..chains.len()).collect();
     // Each step scores candidates: None = excluded, Some(0) = criterion empty (wildcard),
     // higher = more specific. Those with the best score stay.
     let steps: [&Score<'_>; 7] = [
@@ -146,10 +153,10 @@ pub(crate) fn select(chains: &[&ChainMatch], conn: &ConnectionInfo<'_>) -> Optio
         &|m| longest_prefix(&m.source_prefix_ranges, conn.source.ip()),
     ];
     for step in steps {
-        narrow(&mut candidates, |i| step(chains[i]));
+        narrow(&mut candidates, |i| step(criteria(&chains[i])));
     }
     narrow(&mut candidates, |i| {
-        let ports = &chains[i].source_ports;
+        let ports = &criteria(&chains[i]).source_ports;
         if ports.is_empty() {
             Some(0)
         } else {
@@ -162,11 +169,15 @@ pub(crate) fn select(chains: &[&ChainMatch], conn: &ConnectionInfo<'_>) -> Optio
 /// How well a chain's criterion fits the connection: None excludes it.
 type Score<'a> = dyn Fn(&ChainMatch) -> Option<u32> + 'a;
 
+/// The chains still in the running, inline for listeners of up to 32 chains (Istio's
+/// inbound listener has a few per port).
+type Candidates = SmallVec<[usize; 32]>;
+
 /// Keeps the candidates with the best score.
-fn narrow(candidates: &mut Vec<usize>, score: impl Fn(usize) -> Option<u32>) {
+fn narrow(candidates: &mut Candidates, score: impl Fn(usize) -> Option<u32>) {
     let best = candidates.iter().filter_map(|&i| score(i)).max();
     match best {
-        Some(best) => candidates.retain(|&i| score(i) == Some(best)),
+        Some(best) => candidates.retain(|i| score(*i) == Some(best)),
         None => candidates.clear(),
     }
 }
@@ -192,15 +203,18 @@ fn server_name_score(names: &[String], sni: Option<&str>) -> Option<u32> {
     if names.is_empty() {
         return Some(0);
     }
-    let sni = sni?.to_ascii_lowercase();
+    // Names are lowercased at config time; the SNI is compared without copying it.
+    let sni = sni?.as_bytes();
     names
         .iter()
         .filter_map(|name| {
-            if *name == sni {
+            if sni.eq_ignore_ascii_case(name.as_bytes()) {
                 Some(u32::MAX)
             } else {
-                let suffix = name.strip_prefix('*')?;
-                sni.ends_with(suffix).then_some(1 + suffix.len() as u32)
+                let suffix = name.strip_prefix('*')?.as_bytes();
+                let tail = sni.len().checked_sub(suffix.len()).map(|at| &sni[at..])?;
+                tail.eq_ignore_ascii_case(suffix)
+                    .then_some(1 + suffix.len() as u32)
             }
         })
         .max()
@@ -245,7 +259,7 @@ mod tests {
     }
 
     fn pick(chains: &[ChainMatch], c: &ConnectionInfo<'_>) -> Option<usize> {
-        select(&chains.iter().collect::<Vec<_>>(), c)
+        select(chains, |m| m, c)
     }
 
     #[test]
@@ -301,6 +315,11 @@ mod tests {
         assert_eq!(pick(&chains, &tls("api.example.com")), Some(2));
         assert_eq!(pick(&chains, &tls("www.example.com")), Some(1));
         assert_eq!(pick(&chains, &tls("other.org")), Some(0));
+        // Server names compare case-insensitively, as DNS names do.
+        assert_eq!(pick(&chains, &tls("API.Example.com")), Some(2));
+        assert_eq!(pick(&chains, &tls("WWW.EXAMPLE.COM")), Some(1));
+        // A name shorter than the wildcard's suffix is not under it.
+        assert_eq!(pick(&chains, &tls("example.com")), Some(0));
         assert_eq!(
             pick(&chains, &conn("1.1.1.1:443", None, "raw_buffer", &[])),
             None

@@ -172,8 +172,7 @@ impl Listener {
 
     /// The chain that serves `conn`: the most specific match, else the default chain.
     pub fn select(&self, conn: &ConnectionInfo<'_>) -> Option<&FilterChain> {
-        let criteria: Vec<&ChainMatch> = self.chains.iter().map(|c| &c.criteria).collect();
-        match chain::select(&criteria, conn) {
+        match chain::select(&self.chains, |c| &c.criteria, conn) {
             Some(i) => Some(&self.chains[i]),
             None => self.default_chain.as_ref(),
         }
