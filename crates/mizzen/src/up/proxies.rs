@@ -77,6 +77,9 @@ pub enum Ports {
     AdminOnly(IpAddr),
 }
 
+/// Istio's default `ProxyConfig.drainDuration`, the sidecars' `--drain-time-s`.
+const DRAIN_DURATION: Duration = Duration::from_secs(45);
+
 /// Starts a proxy for `who` taking its config and its certificate from `pilot`,
 /// authenticated by `token`, serving its admin API (and Prometheus) on `ports`.
 pub async fn start(
@@ -106,8 +109,10 @@ pub async fn start(
     );
     let mut options = ProxyOptions::new(bootstrap);
     options.identity = Some(identity);
-    // A stopping mesh does not wait for connections to drain.
-    options.drain_time = Duration::ZERO;
+    // When a config change replaces a filter chain, its HTTP connections close after
+    // their requests at once; TCP relays get Istio's default `drainDuration` to finish.
+    // A stopping mesh does not wait for them (dropping a proxy aborts its tasks).
+    options.drain_time = DRAIN_DURATION;
     if let Ports::Pod(ip) = ports {
         options.prometheus_addrs = PROMETHEUS_PORTS
             .map(|port| SocketAddr::new(ip, port))
