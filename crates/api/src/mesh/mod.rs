@@ -17,7 +17,7 @@ use crate::{Object, ObjectKey};
 pub use provider::{
     ExtAuthzGrpc, ExtAuthzHttp, ExtensionProvider, FileAccessLog, HttpHeader, LogFormat,
     OpenTelemetry, OtelAccessLog, OtlpGrpc, OtlpHttp, Provider, RequestBody, ResourceDetectors,
-    UnsupportedKind, Zipkin,
+    TraceContextOption, UnsupportedKind, Zipkin,
 };
 
 /// The ConfigMap holding MeshConfig, in the root namespace.

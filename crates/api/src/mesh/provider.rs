@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::types::Duration;
+use crate::types::{Duration, string_enum};
 
 /// One named extension provider.
 #[derive(Debug, Clone, PartialEq)]
@@ -279,6 +279,20 @@ pub struct Zipkin {
     pub enable_64bit_trace_id: bool,
     /// The collector's endpoint path (`/api/v2/spans`).
     pub path: String,
+    /// Which trace headers the proxy reads and writes besides B3.
+    pub trace_context_option: TraceContextOption,
+}
+
+string_enum! {
+    /// `ZipkinTracingProvider.TraceContextOption`: the propagation formats.
+    pub enum TraceContextOption {
+        /// Istio's default: B3 only.
+        Unspecified = "UNSPECIFIED",
+        /// B3 only.
+        UseB3 = "USE_B3",
+        /// B3 and W3C `traceparent`: reads W3C when there is no B3, writes both.
+        UseB3WithW3cPropagation = "USE_B3_WITH_W3C_PROPAGATION",
+    }
 }
 
 /// The kinds a provider entry may hold, by field name.

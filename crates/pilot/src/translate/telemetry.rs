@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use mizzen_api::mesh::{
     AccessLogEncoding, ExtensionProvider, FileAccessLog, HttpHeader, OpenTelemetry, Provider,
-    Zipkin,
+    TraceContextOption, Zipkin,
 };
 use mizzen_api::telemetry::CustomTag;
 use mizzen_xds::pb::envoy::config::accesslog::v3::{
@@ -457,6 +457,14 @@ fn zipkin(push: &PushContext, zipkin: &Zipkin) -> Result<ZipkinConfig, String> {
         collector_hostname: hostname,
         trace_id_128bit: !zipkin.enable_64bit_trace_id,
         shared_span_context: Some(BoolValue { value: false }),
+        trace_context_option: match zipkin.trace_context_option {
+            TraceContextOption::UseB3WithW3cPropagation => {
+                zipkin_config::TraceContextOption::UseB3WithW3cPropagation
+            }
+            TraceContextOption::Unspecified | TraceContextOption::UseB3 => {
+                zipkin_config::TraceContextOption::UseB3
+            }
+        } as i32,
         ..ZipkinConfig::default()
     })
 }

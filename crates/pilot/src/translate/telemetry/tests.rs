@@ -270,6 +270,42 @@ fn opentelemetry_over_http_and_default_sampling() {
 }
 
 #[test]
+fn zipkin_as_istio_configures_it_with_its_trace_context_option() {
+    let mesh = |option: &str| {
+        format!(
+            "extensionProviders:\n- name: z\n  zipkin:\n    service: otel-collector.observability.svc.cluster.local\n    port: 4317\n{option}defaultProviders:\n  tracing: [z]\n"
+        )
+    };
+    let provider =
+        |option: &str| outbound_json(&push(&mesh(option), ""), "tracing")["provider"].clone();
+    assert_eq!(
+        provider(""),
+        json!({
+            "name": "envoy.tracers.zipkin",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.config.trace.v3.ZipkinConfig",
+                "collector_cluster": "outbound|4317||otel-collector.observability.svc.cluster.local",
+                "collector_endpoint": "/api/v2/spans",
+                "collector_endpoint_version": "HTTP_JSON",
+                "collector_hostname": "otel-collector.observability.svc.cluster.local",
+                "trace_id_128bit": true,
+                "shared_span_context": false,
+            },
+        })
+    );
+    let w3c = provider("    traceContextOption: USE_B3_WITH_W3C_PROPAGATION\n");
+    assert_eq!(
+        w3c["typed_config"]["trace_context_option"],
+        "USE_B3_WITH_W3C_PROPAGATION"
+    );
+    let err = UserMesh::from_yaml(&mesh("    traceContextOption: W3C\n")).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("Unsupported value: \"W3C\""),
+        "{err:#}"
+    );
+}
+
+#[test]
 fn a_collector_outside_the_registry_turns_tracing_off() {
     let mesh = "extensionProviders:\n- name: z\n  zipkin: {service: zipkin.nowhere.svc.cluster.local, port: 9411}\ndefaultProviders:\n  tracing: [z]\n";
     let p = push(mesh, "");
