@@ -49,10 +49,11 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer((os.environ["POD_IP"], int(os.environ["PORT"])), H).serve_forever()
 "#;
 
-fn mesh_yaml(dir: &Path) -> String {
-    let deployment = |name: &str, app: &str, script: &str| {
-        format!(
-            r#"---
+/// A Deployment of one replica running `python3 DIR/SCRIPT`, its pods labelled
+/// `app: APP, version: VERSION`.
+fn deployment(dir: &Path, name: &str, app: &str, version: &str, script: &str) -> String {
+    format!(
+        r#"---
 apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: {name}}}
@@ -60,7 +61,7 @@ spec:
   replicas: 1
   selector: {{matchLabels: {{app: {app}}}}}
   template:
-    metadata: {{labels: {{app: {app}, version: v1}}}}
+    metadata: {{labels: {{app: {app}, version: {version}}}}}
     spec:
       serviceAccountName: {app}
       containers:
@@ -68,9 +69,11 @@ spec:
         command: ["python3", "{}"]
         ports: [{{containerPort: 9080}}]
 "#,
-            dir.join(script).display()
-        )
-    };
+        dir.join(script).display()
+    )
+}
+
+fn mesh_yaml(dir: &Path) -> String {
     let service = |app: &str| {
         format!(
             "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {app}}}\nspec:\n  selector: {{app: {app}}}\n  ports: [{{name: http, port: 9080}}]\n"
@@ -78,9 +81,9 @@ spec:
     };
     [
         service("hello"),
-        deployment("hello-v1", "hello", "hello.py"),
+        deployment(dir, "hello-v1", "hello", "v1", "hello.py"),
         service("client"),
-        deployment("client-v1", "client", "client.py"),
+        deployment(dir, "client-v1", "client", "v1", "client.py"),
     ]
     .concat()
 }
@@ -309,6 +312,46 @@ fn up_runs_the_mesh_and_ctrl_c_stops_it_all() {
         err.contains("no proxy \"nosuch-v1-1\"") && err.contains("hello-v1-1.default"),
         "{err}"
     );
+
+    // A Deployment applied while the mesh runs gets its replica, sidecar and all: the
+    // client's calls reach hello-v2 beside hello-v1. Deleted, it stops and leaves the
+    // mesh: its app is gone and every call is hello-v1's again.
+    let apps_dir = up.apps.as_ref().unwrap().path().to_owned();
+    let v2 = rules.path().join("hello-v2.yaml");
+    std::fs::write(
+        &v2,
+        deployment(&apps_dir, "hello-v2", "hello", "v2", "hello.py"),
+    )
+    .unwrap();
+    up.ctl_ok(&["apply", "-f", v2.to_str().unwrap()]);
+    up.wait_for_line("  started hello-v2-1 at ");
+    call_client_until(&up, |b| b == "client got 200: hello from hello-v2-1");
+    let pods: serde_json::Value =
+        serde_json::from_str(&up.ctl_ok(&["get", "pods", "hello-v2-1", "-o", "json"])).unwrap();
+    assert_eq!(pods[0]["status"], "Running", "{pods}");
+    let v2_pid: u32 = pods[0]["detail"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("pid ")
+        .parse()
+        .unwrap();
+    up.ctl_ok(&["delete", "-f", v2.to_str().unwrap()]);
+    up.wait_for_line("  stopped hello-v2-1");
+    assert!(in_group(v2_pid).is_empty(), "left: {:?}", in_group(v2_pid));
+    let listed = up.ctl_ok(&["get", "pods"]);
+    assert!(!listed.contains("hello-v2-1"), "{listed}");
+    // Once the client's sidecar has the endpoint gone, every call is v1's: ten in a row.
+    let deadline = Instant::now() + WAIT;
+    let mut in_a_row = 0;
+    while in_a_row < 10 {
+        let body = call_client_until(&up, |_| true);
+        in_a_row = if body == "client got 200: hello from hello-v1-1" {
+            in_a_row + 1
+        } else {
+            0
+        };
+        assert!(Instant::now() < deadline, "still {body:?}");
+    }
 
     // Ctrl-C: every app process gone, every address free, the lock released.
     let pods: serde_json::Value =

@@ -1,7 +1,8 @@
 //! `mizzen up [DIR]`: the whole mesh on one machine. Pilot serves the config in DIR
 //! (watched), every Deployment in it runs as local replicas, each with a loopback
-//! address of its own and a sidecar, and an ingress gateway fronts them; Ctrl-C stops
-//! it all.
+//! address of its own and a sidecar (started, replaced and stopped as Deployments are
+//! applied, changed and deleted), and an ingress gateway fronts them; Ctrl-C stops it
+//! all.
 //!
 //! Replicas are registered in `STATE/workloads/` (a WorkloadEntry and a Sidecar each),
 //! never in DIR: pilot serves the union of both directories, so `mizzen run` can add
@@ -12,6 +13,8 @@
 //! verified against that root, and gets its certificate at start.
 
 mod addr;
+mod fleet;
+mod pods;
 mod proxies;
 pub mod state;
 mod supervisor;
@@ -21,7 +24,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -34,12 +37,12 @@ use mizzen_xds::tls::ClientTls;
 use tokio::sync::watch;
 
 pub use addr::{Addresses, free_port};
+use fleet::Fleet;
 use proxies::PROMETHEUS_PORTS;
 pub use proxies::{ADMIN_PORT, Identity, PilotAccess, Ports, start as start_proxy};
 use state::{MeshInfo, StateDir};
-use supervisor::{AppSpec, AppState, Status};
-pub use supervisor::{signal_group, supervise};
-use workload::{Replica, Workload};
+pub use supervisor::signal_group;
+use workload::Workload;
 
 /// How long proxies have to get their config before `up` says which did not.
 const READY_WAIT: Duration = Duration::from_secs(30);
@@ -79,13 +82,6 @@ pub struct UpArgs {
     /// How pilot fetches `jwksUri`s.
     #[command(flatten)]
     pub jwks: crate::jwks::JwksArgs,
-}
-
-/// A running replica: its workload, address, app and sidecar.
-struct Running {
-    workload: Arc<Workload>,
-    replica: Replica,
-    status: watch::Receiver<Status>,
 }
 
 /// Runs the mesh until Ctrl-C or SIGTERM.
@@ -135,28 +131,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let workloads = Workload::all_in(&objects)?;
 
     // Addresses and registrations first, so pilot starts with every workload known.
-    let mut addresses = Addresses::default();
-    let mut replicas = Vec::new();
-    for workload in workloads.into_iter().map(Arc::new) {
-        for i in 1..=workload.replicas {
-            let ip = addresses
-                .allocate()
-                .context("no free loopback address left in 127.0.1.0-127.0.9.255")?;
-            let app_ports = workload
-                .ports
-                .iter()
-                .map(|_| free_port(ip))
-                .collect::<std::io::Result<Vec<_>>>()?;
-            let replica = Replica {
-                pod: format!("{}-{i}", workload.name),
-                ip,
-                app_ports,
-            };
-            let file = workloads_dir.join(format!("{}.{}.yaml", workload.namespace, replica.pod));
-            state::write_atomic(&file, workload.registration(&replica).as_bytes())?;
-            replicas.push((workload.clone(), replica));
-        }
-    }
+    let mut fleet = Fleet::register(state.clone(), tokens.clone(), workloads)?;
     let registered = Arc::new(DirStore::open(&workloads_dir)?);
     let store = Arc::new(UnionStore::new(config.clone(), vec![registered]));
 
@@ -192,40 +167,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     state.write_mesh(&mesh)?;
 
-    let mut proxies: Vec<(String, Proxy)> = Vec::new();
-    let mut running = Vec::new();
-    let mut tasks = Vec::new();
-    for (workload, replica) in replicas {
-        let who = Identity {
-            node_id: workload.node_id(&replica),
-            workload: workload.name.clone(),
-            labels: workload.labels_of(&replica),
-            namespace: workload.namespace.clone(),
-            service_account: workload.service_account.clone(),
-            ip: replica.ip,
-            uncaptured: true,
-        };
-        let token = tokens.issue(&service_account(&who))?;
-        let proxy = proxies::start(&who, &access, token, Ports::Pod(replica.ip.into()))
-            .await
-            .with_context(|| format!("starting the sidecar of {}", replica.pod))?;
-        proxies.push((who.pod().to_owned(), proxy));
-        let (program, rest) = workload.program()?;
-        let spec = AppSpec {
-            name: replica.pod.clone(),
-            program,
-            args: rest.to_vec(),
-            env: workload.env_of(&replica),
-            log: state.log_file(&replica.pod),
-        };
-        let (status, task) = supervise(spec, stop.clone());
-        tasks.push(task);
-        running.push(Running {
-            workload,
-            replica,
-            status,
-        });
-    }
+    fleet.start(&access).await?;
     let ingress_ip = args.ingress_ip;
     let gateway_identity = proxies::ingress_gateway(ingress_ip);
     let token = tokens.issue(&service_account(&gateway_identity))?;
@@ -246,21 +188,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let gateway = proxies::start(&gateway_identity, &access, token, gateway_ports)
         .await
         .context("starting the ingress gateway")?;
-    proxies.push((gateway_identity.pod().to_owned(), gateway));
-    state.write_proxies(
-        proxies
-            .iter()
-            .filter_map(|(name, proxy)| Some((name.clone(), proxy.admin_addr()?))),
-    )?;
-    tasks.push(record_pods(&state, &running));
+    let gateway_name = gateway_identity.pod().to_owned();
+    let others: Vec<(String, SocketAddr)> = gateway
+        .admin_addr()
+        .map(|admin| (gateway_name.clone(), admin))
+        .into_iter()
+        .collect();
+    fleet.record_proxies(&others)?;
 
+    let all_proxies = || fleet.proxies().chain([(gateway_name.clone(), &gateway)]);
     let waited = tokio::time::timeout(
         READY_WAIT,
-        futures_all(proxies.iter().map(|(_, p)| ready(p))),
+        futures_all(all_proxies().map(|(_, p)| ready(p))),
     )
     .await;
     if waited.is_err() {
-        for (name, proxy) in &proxies {
+        for (name, proxy) in all_proxies() {
             let warming = proxy.store().snapshot().warming();
             if !warming.is_empty() {
                 writeln!(
@@ -275,17 +218,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     // Where the Gateways that select the ingress made it listen.
-    let ingress = proxies
-        .last()
-        .map(|(_, gateway)| gateway.listener_addrs())
-        .unwrap_or_default();
+    let ingress = gateway.listener_addrs();
     print_ready(
         &mut out,
         &mesh,
         &state,
         &ingress,
-        &running,
-        proxies.len(),
+        &fleet,
+        all_proxies().count(),
         elapsed,
     )?;
     writeln!(
@@ -312,6 +252,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
                     };
                     writeln!(out, "revision {}: {verb} {}", batch.revision(), change.key)?;
                 }
+                out.flush()?;
+                drop(out);
+                // Deployments (and the Services that name their ports) as they are now.
+                let objects: Vec<&mizzen_api::Object> =
+                    batch.snapshot.iter().map(|(_, o)| &**o).collect();
+                let said = fleet.reconcile(&objects, &access).await;
+                if !said.is_empty() {
+                    fleet.record_proxies(&others)?;
+                }
+                let mut out = std::io::stdout().lock();
+                for line in said {
+                    writeln!(out, "{line}")?;
+                }
+                out.flush()?;
+                continue;
             }
             changed = problems.changed() => {
                 if changed.is_err() { break }
@@ -321,14 +276,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         out.flush()?;
     }
     println!("Stopping…");
+    fleet.stop().await;
+    gateway.shutdown();
+    drop(gateway);
     stop_tx.send_replace(true);
-    for task in tasks {
-        let _ = task.await;
-    }
-    for (_, proxy) in &proxies {
-        proxy.shutdown();
-    }
-    drop(proxies);
     let _ = pilot_task.await;
     let _ = std::fs::remove_dir_all(&workloads_dir);
     let _ = tokens.revoke_all();
@@ -427,64 +378,12 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Keeps `STATE/pods.json` up to date with the replicas' states, for `mizzen get pods`.
-fn record_pods(state: &StateDir, running: &[Running]) -> tokio::task::JoinHandle<()> {
-    let path = state.pods_file();
-    let rows: Arc<Mutex<BTreeMap<String, serde_json::Value>>> = Arc::default();
-    let mut updates = Vec::new();
-    for r in running {
-        let mut status = r.status.clone();
-        let rows = rows.clone();
-        let path = path.clone();
-        let base = serde_json::json!({
-            "name": r.replica.pod,
-            "namespace": r.workload.namespace,
-            "ip": r.replica.ip.to_string(),
-            "port": r.replica.app_ports.first(),
-        });
-        updates.push(async move {
-            loop {
-                let now = status.borrow_and_update().clone();
-                let mut row = base.clone();
-                row["restarts"] = now.restarts.into();
-                let (phase, detail) = match &now.state {
-                    AppState::Starting => ("Starting", String::new()),
-                    AppState::Running { pid } => ("Running", format!("pid {pid}")),
-                    AppState::BackOff { status } => ("BackOff", status.clone()),
-                    AppState::Stopped => ("Stopped", String::new()),
-                };
-                row["status"] = phase.into();
-                row["detail"] = detail.into();
-                {
-                    // Written under the lock: replicas report from tasks of their own, and
-                    // a stale table written last would hide the others.
-                    let mut rows = rows.lock().unwrap_or_else(|e| e.into_inner());
-                    rows.insert(base["name"].as_str().unwrap_or_default().to_owned(), row);
-                    if let Ok(text) = serde_json::to_vec_pretty(&rows.values().collect::<Vec<_>>())
-                    {
-                        let _ = state::write_atomic(&path, &text);
-                    }
-                }
-                if status.changed().await.is_err() || now.state == AppState::Stopped {
-                    return;
-                }
-            }
-        });
-    }
-    tokio::spawn(async move {
-        let tasks: Vec<_> = updates.into_iter().map(tokio::spawn).collect();
-        for task in tasks {
-            let _ = task.await;
-        }
-    })
-}
-
 fn print_ready(
     out: &mut impl Write,
     mesh: &MeshInfo,
     state: &StateDir,
     ingress: &[SocketAddr],
-    running: &[Running],
+    fleet: &Fleet,
     proxies: usize,
     elapsed: Duration,
 ) -> std::io::Result<()> {
@@ -492,17 +391,17 @@ fn print_ready(
         out,
         "Mesh ready in {} ms: {} replicas, {proxies} proxies, config from {}",
         elapsed.as_millis(),
-        running.len(),
+        fleet.replicas().count(),
         mesh.config_dir.display()
     )?;
-    for r in running {
+    for (_, replica) in fleet.replicas() {
         writeln!(
             out,
             "  {:<28} {:<15} sidecar admin http://{}:{ADMIN_PORT}  log {}",
-            r.replica.pod,
-            r.replica.ip,
-            r.replica.ip,
-            state.log_file(&r.replica.pod).display()
+            replica.pod,
+            replica.ip,
+            replica.ip,
+            state.log_file(&replica.pod).display()
         )?;
     }
     writeln!(

@@ -165,6 +165,12 @@ impl Workload {
 
     /// Every Deployment in `objects` as a workload.
     pub fn all_in(objects: &[&Object]) -> anyhow::Result<Vec<Workload>> {
+        Self::each_in(objects).into_iter().map(|(_, w)| w).collect()
+    }
+
+    /// Every Deployment in `objects`, by namespace and name, as a workload or why it
+    /// cannot run.
+    pub fn each_in(objects: &[&Object]) -> Vec<((String, String), anyhow::Result<Workload>)> {
         let services: Vec<&Service> = objects
             .iter()
             .filter_map(|o| match o {
@@ -175,7 +181,14 @@ impl Workload {
         objects
             .iter()
             .filter_map(|o| match o {
-                Object::Deployment(d) => Some(Workload::from_deployment(d, &services)),
+                Object::Deployment(d) => {
+                    let meta = &d.metadata;
+                    let key = (
+                        meta.namespace.clone().unwrap_or_else(|| "default".into()),
+                        meta.name.clone().unwrap_or_default(),
+                    );
+                    Some((key, Workload::from_deployment(d, &services)))
+                }
                 _ => None,
             })
             .collect()

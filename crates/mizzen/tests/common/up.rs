@@ -45,7 +45,8 @@ pub struct Up {
     pub state: tempfile::TempDir,
     /// Its config directory.
     pub config: tempfile::TempDir,
-    _apps: Option<tempfile::TempDir>,
+    /// The apps' files, when the test has any.
+    pub apps: Option<tempfile::TempDir>,
     lines: mpsc::Receiver<String>,
     printed: Vec<String>,
 }
@@ -94,7 +95,7 @@ impl Up {
             child,
             state,
             config,
-            _apps: apps,
+            apps,
             lines,
             printed: Vec::new(),
         };
