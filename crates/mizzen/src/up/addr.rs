@@ -25,6 +25,11 @@ impl Addresses {
         self.given.insert(candidate);
         Some(candidate)
     }
+
+    /// Hands `ip` back once its replica is gone, for a later one.
+    pub fn release(&mut self, ip: Ipv4Addr) {
+        self.given.remove(&ip);
+    }
 }
 
 fn is_free(ip: Ipv4Addr) -> bool {
@@ -58,5 +63,8 @@ mod tests {
         let mut other = Addresses::default();
         assert_ne!(other.allocate().unwrap(), first, "in use by another");
         assert_ne!(addresses.allocate().unwrap(), first, "already given");
+        drop(_taken);
+        addresses.release(first);
+        assert_eq!(addresses.allocate(), Some(first), "given back");
     }
 }

@@ -293,6 +293,7 @@ impl Launcher {
         }
         self.pods.remove(workload, &member.replica);
         let _ = std::fs::remove_file(self.registration(workload, &member.replica));
+        self.addresses.release(member.replica.ip);
     }
 }
 
