@@ -314,8 +314,8 @@ fn up_runs_the_mesh_and_ctrl_c_stops_it_all() {
     );
 
     // A Deployment applied while the mesh runs gets its replica, sidecar and all: the
-    // client's calls reach hello-v2 beside hello-v1. Deleted, it stops and leaves the
-    // mesh: its app is gone and every call is hello-v1's again.
+    // client's calls reach hello-v2 beside hello-v1. Deleted, its replicas stop and
+    // leave the mesh: their apps are gone and every call is hello-v1's again.
     let apps_dir = up.apps.as_ref().unwrap().path().to_owned();
     let v2 = rules.path().join("hello-v2.yaml");
     std::fs::write(
@@ -335,11 +335,23 @@ fn up_runs_the_mesh_and_ctrl_c_stops_it_all() {
         .trim_start_matches("pid ")
         .parse()
         .unwrap();
+    // Scaled to two replicas, it gets a second one; the first runs on untouched.
+    let scaled = std::fs::read_to_string(&v2)
+        .unwrap()
+        .replace("replicas: 1", "replicas: 2");
+    std::fs::write(&v2, scaled).unwrap();
+    up.ctl_ok(&["apply", "-f", v2.to_str().unwrap()]);
+    up.wait_for_line("  started hello-v2-2 at ");
+    call_client_until(&up, |b| b == "client got 200: hello from hello-v2-2");
+    let pods: serde_json::Value =
+        serde_json::from_str(&up.ctl_ok(&["get", "pods", "hello-v2-1", "-o", "json"])).unwrap();
+    assert_eq!(pods[0]["detail"], format!("pid {v2_pid}"), "{pods}");
     up.ctl_ok(&["delete", "-f", v2.to_str().unwrap()]);
     up.wait_for_line("  stopped hello-v2-1");
+    up.wait_for_line("  stopped hello-v2-2");
     assert!(in_group(v2_pid).is_empty(), "left: {:?}", in_group(v2_pid));
     let listed = up.ctl_ok(&["get", "pods"]);
-    assert!(!listed.contains("hello-v2-1"), "{listed}");
+    assert!(!listed.contains("hello-v2"), "{listed}");
     // Once the client's sidecar has the endpoint gone, every call is v1's: ten in a row.
     let deadline = Instant::now() + WAIT;
     let mut in_a_row = 0;

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -80,7 +81,7 @@ impl Fleet {
         let mut deployed = BTreeMap::new();
         for workload in workloads {
             let workload = Arc::new(workload);
-            let members = launcher.register(&workload)?;
+            let members = launcher.register(&workload, 1..=workload.replicas)?;
             deployed.insert(key(&workload), Deployed { workload, members });
         }
         Ok(Fleet { launcher, deployed })
@@ -149,6 +150,37 @@ impl Fleet {
                 }
             }
         }
+        // A change of `replicas` alone scales: replicas are added or stopped at the end.
+        for (key, workload) in &wanted {
+            let Some(d) = self.deployed.get_mut(key) else {
+                continue;
+            };
+            if !only_replicas_differ(&d.workload, workload) {
+                continue;
+            }
+            let have = d.members.len() as u32;
+            let workload = Arc::new(workload.clone());
+            while d.members.len() as u32 > workload.replicas {
+                let member = d.members.pop().expect("more members than wanted");
+                said.push(format!("  stopped {}", member.replica.pod));
+                self.launcher.stop(&d.workload, member).await;
+            }
+            match self
+                .launcher
+                .register(&workload, have + 1..=workload.replicas)
+            {
+                Ok(added) => {
+                    for mut member in added {
+                        self.launcher
+                            .start_member(&workload, &mut member, pilot, &mut said)
+                            .await;
+                        d.members.push(member);
+                    }
+                }
+                Err(e) => said.push(format!("error: Deployment {}/{}: {e:#}", key.0, key.1)),
+            }
+            d.workload = workload;
+        }
         let gone: Vec<Key> = self
             .deployed
             .iter()
@@ -168,7 +200,7 @@ impl Fleet {
                 continue;
             }
             let workload = Arc::new(workload);
-            let mut members = match self.launcher.register(&workload) {
+            let mut members = match self.launcher.register(&workload, 1..=workload.replicas) {
                 Ok(members) => members,
                 Err(e) => {
                     said.push(format!("error: Deployment {}/{}: {e:#}", key.0, key.1));
@@ -176,16 +208,9 @@ impl Fleet {
                 }
             };
             for member in &mut members {
-                match self.launcher.start(&workload, &member.replica, pilot).await {
-                    Ok(running) => {
-                        said.push(format!(
-                            "  started {} at {}",
-                            member.replica.pod, member.replica.ip
-                        ));
-                        member.running = Some(running);
-                    }
-                    Err(e) => said.push(format!("error: {e:#}")),
-                }
+                self.launcher
+                    .start_member(&workload, member, pilot, &mut said)
+                    .await;
             }
             self.deployed.insert(key, Deployed { workload, members });
         }
@@ -203,10 +228,14 @@ impl Fleet {
 }
 
 impl Launcher {
-    /// An address and app ports for each replica of `workload`, and the registration
-    /// that puts it in the mesh.
-    fn register(&mut self, workload: &Workload) -> anyhow::Result<Vec<Member>> {
-        (1..=workload.replicas)
+    /// An address and app ports for replicas `numbers` of `workload`, and the
+    /// registration that puts each in the mesh.
+    fn register(
+        &mut self,
+        workload: &Workload,
+        numbers: RangeInclusive<u32>,
+    ) -> anyhow::Result<Vec<Member>> {
+        numbers
             .map(|i| {
                 let ip = self
                     .addresses
@@ -281,6 +310,26 @@ impl Launcher {
         })
     }
 
+    /// Starts `member`, saying so (or why not) in `said`.
+    async fn start_member(
+        &mut self,
+        workload: &Workload,
+        member: &mut Member,
+        pilot: &PilotAccess,
+        said: &mut Vec<String>,
+    ) {
+        match self.start(workload, &member.replica, pilot).await {
+            Ok(running) => {
+                said.push(format!(
+                    "  started {} at {}",
+                    member.replica.pod, member.replica.ip
+                ));
+                member.running = Some(running);
+            }
+            Err(e) => said.push(format!("error: {e:#}")),
+        }
+    }
+
     /// Stops the replica's app, then its sidecar, and takes it out of the mesh.
     async fn stop(&mut self, workload: &Workload, member: Member) {
         if let Some(running) = member.running {
@@ -295,6 +344,16 @@ impl Launcher {
         let _ = std::fs::remove_file(self.registration(workload, &member.replica));
         self.addresses.release(member.replica.ip);
     }
+}
+
+/// Whether `want` differs from `have` in its number of replicas alone.
+fn only_replicas_differ(have: &Workload, want: &Workload) -> bool {
+    have.replicas != want.replicas
+        && *want
+            == Workload {
+                replicas: want.replicas,
+                ..have.clone()
+            }
 }
 
 fn key(workload: &Workload) -> Key {
